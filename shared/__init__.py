@@ -1,0 +1,1 @@
+"""Container Cloud common library: models, store, bus, controller runtime, metrics."""

@@ -1,0 +1,38 @@
+"""Resource models: metadata, kinds, registry and codec."""
+
+from shared.models.kinds import *  # noqa: F403
+from shared.models.kinds import ALL_KINDS
+from shared.models.meta import (
+    API_VERSION,
+    CLUSTER_LABEL,
+    GLOBAL_REGION,
+    GROUP,
+    PROVIDER_LABEL,
+    REGION_LABEL,
+    VERSION,
+    Condition,
+    ObjectMeta,
+    OwnerReference,
+    Resource,
+    Status,
+    now,
+)
+from shared.models.registry import (
+    BY_KIND,
+    BY_PLURAL,
+    ValidationError,
+    convert,
+    copy,
+    decode,
+    encode,
+    kind_of,
+    redact,
+    to_dict,
+)
+
+__all__ = [
+    "ALL_KINDS", "API_VERSION", "BY_KIND", "BY_PLURAL", "CLUSTER_LABEL", "Condition",
+    "GLOBAL_REGION", "GROUP", "ObjectMeta", "OwnerReference", "PROVIDER_LABEL", "REGION_LABEL",
+    "Resource", "Status", "VERSION", "ValidationError", "convert", "copy", "decode", "encode",
+    "kind_of", "now", "redact", "to_dict",
+]

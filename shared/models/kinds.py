@@ -1,0 +1,437 @@
+"""Every resource kind of the product, as msgspec Structs (one source of truth).
+
+The API decodes user payloads into these types, the store persists them, and the CRD
+manifests are generated from them (see ``shared.models.crd``). Spec is written by users,
+status only by controllers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from msgspec import Meta, Struct, field
+
+from shared.models.meta import DNSLabel, Name, NonNegative, Resource, Status
+
+ProviderName = Literal["baremetal", "openstack", "vsphere", "simulated"]
+MachineRole = Literal["control-plane", "worker"]
+Port = Annotated[int, Meta(ge=1, le=65535)]
+Sha256 = Annotated[str, Meta(pattern=r"^[a-f0-9]{64}$")]
+
+
+class _Spec(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+    pass
+
+
+# --- Region -------------------------------------------------------------------------------
+
+
+class RegionSpec(_Spec, kw_only=True):
+    providers: list[ProviderName] = field(default_factory=list)
+    description: str = ""
+    nats_url: str = ""
+
+
+class Region(Resource, kw_only=True):
+    KIND: ClassVar[str] = "Region"
+    PLURAL: ClassVar[str] = "regions"
+    NAMESPACED: ClassVar[bool] = False
+    spec: RegionSpec = field(default_factory=RegionSpec)
+    status: Status = field(default_factory=Status)
+
+    def region(self) -> str:
+        return self.metadata.name
+
+
+# --- Cluster / Machine / UpdateGroup -----------------------------------------------------------
+
+
+class ClusterSpec(_Spec, kw_only=True):
+    region: DNSLabel
+    provider: ProviderName
+    release: Name
+    credential: str = ""
+    paused: bool = False
+    # Attached MKE clusters carry no LCM agents; managed ones do.
+    description: str = ""
+
+
+class ClusterStatus(Status, kw_only=True):
+    release: str = ""
+    ready_machines: NonNegative = 0
+    total_machines: NonNegative = 0
+    available_upgrades: list[str] = field(default_factory=list)
+
+
+class Cluster(Resource, kw_only=True):
+    KIND: ClassVar[str] = "Cluster"
+    PLURAL: ClassVar[str] = "clusters"
+    OWNS: ClassVar[tuple[str, ...]] = ("Machine", "LCMCluster", "UpdateGroup")
+    spec: ClusterSpec
+    status: ClusterStatus = field(default_factory=ClusterStatus)
+
+
+class OpenStackMachineSpec(_Spec, kw_only=True):
+    flavor: str
+    image: str
+    network: str
+    floating_network: str = ""
+    key_name: str = ""
+
+
+class VsphereMachineSpec(_Spec, kw_only=True):
+    template: str
+    datacenter: str
+    cluster: str = ""
+    datastore: str = ""
+    folder: str = ""
+    resource_pool: str = ""
+    num_cpus: Annotated[int, Meta(ge=1)] = 2
+    memory_mib: Annotated[int, Meta(ge=256)] = 4096
+
+
+class BareMetalMachineSpec(_Spec, kw_only=True):
+    host_selector: dict[str, str] = field(default_factory=dict)
+    image: str = "ubuntu-22.04"
+
+
+class SimulatedMachineSpec(_Spec, kw_only=True):
+    flavor: str = "small"
+
+
+class MachineSpec(_Spec, kw_only=True):
+    cluster: Name
+    role: MachineRole = "worker"
+    region: DNSLabel
+    update_group: str = ""
+    openstack: OpenStackMachineSpec | None = None
+    vsphere: VsphereMachineSpec | None = None
+    baremetal: BareMetalMachineSpec | None = None
+    simulated: SimulatedMachineSpec | None = None
+
+
+class ProviderStep(Struct, kw_only=True, rename="camel", omit_defaults=True):
+    name: str
+    state: Literal["Pending", "InProgress", "Done", "Failed"] = "Pending"
+    message: str = ""
+    time: str = ""
+
+
+class MachineStatus(Status, kw_only=True):
+    provider_id: str = ""
+    node_name: str = ""
+    addresses: list[str] = field(default_factory=list)
+    provider_steps: list[ProviderStep] = field(default_factory=list)
+    lcm_phase: str = ""
+
+
+class Machine(Resource, kw_only=True):
+    KIND: ClassVar[str] = "Machine"
+    PLURAL: ClassVar[str] = "machines"
+    spec: MachineSpec
+    status: MachineStatus = field(default_factory=MachineStatus)
+
+
+class UpdateGroupSpec(_Spec, kw_only=True):
+    cluster: Name
+    index: NonNegative = 0
+    concurrent_updates: Annotated[int, Meta(ge=1)] = 1
+    region: str = ""
+
+
+class UpdateGroup(Resource, kw_only=True):
+    KIND: ClassVar[str] = "UpdateGroup"
+    PLURAL: ClassVar[str] = "updategroups"
+    spec: UpdateGroupSpec
+    status: Status = field(default_factory=Status)
+
+
+# --- LCM -----------------------------------------------------------------------------------
+
+
+class StateItem(Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """One step an LCM agent applies on its node; ``version`` changes force a re-run."""
+
+    name: str
+    phase: Literal["prepare", "deploy", "reconfigure"]
+    version: str
+    runner: str = "file"
+    params: dict[str, str] = field(default_factory=dict)
+
+
+class LCMClusterSpec(_Spec, kw_only=True):
+    cluster: Name
+    region: DNSLabel
+    release: str
+
+
+class LCMClusterStatus(Status, kw_only=True):
+    ready_nodes: NonNegative = 0
+    total_nodes: NonNegative = 0
+    release: str = ""
+    upgrade_in_progress: bool = False
+
+
+class LCMCluster(Resource, kw_only=True):
+    KIND: ClassVar[str] = "LCMCluster"
+    PLURAL: ClassVar[str] = "lcmclusters"
+    OWNS: ClassVar[tuple[str, ...]] = ("LCMMachine",)
+    spec: LCMClusterSpec
+    status: LCMClusterStatus = field(default_factory=LCMClusterStatus)
+
+
+class LCMMachineSpec(_Spec, kw_only=True):
+    cluster: Name
+    machine: Name
+    region: DNSLabel
+    role: MachineRole = "worker"
+    release: str = ""
+    state_items: list[StateItem] = field(default_factory=list)
+    cordoned: bool = False
+
+
+class StateItemStatus(Struct, kw_only=True, rename="camel", omit_defaults=True):
+    hash: str = ""
+    state: Literal["Pending", "Running", "Done", "Failed"] = "Pending"
+    message: str = ""
+    attempts: NonNegative = 0
+    finished_at: str = ""
+
+
+class LCMMachineStatus(Status, kw_only=True):
+    hostname: str = ""
+    ip: str = ""
+    release: str = ""
+    heartbeat: str = ""
+    state_items: dict[str, StateItemStatus] = field(default_factory=dict)
+
+
+class LCMMachine(Resource, kw_only=True):
+    KIND: ClassVar[str] = "LCMMachine"
+    PLURAL: ClassVar[str] = "lcmmachines"
+    spec: LCMMachineSpec
+    status: LCMMachineStatus = field(default_factory=LCMMachineStatus)
+
+
+# --- Releases ---------------------------------------------------------------------------------
+
+
+class Artifact(Struct, kw_only=True, rename="camel", omit_defaults=True):
+    type: Literal["deb", "helm", "image", "binary"]
+    name: str
+    version: str = ""
+    sha256: str = ""
+
+
+class ClusterReleaseSpec(_Spec, kw_only=True):
+    version: str
+    mke_version: str
+    container_runtime: str = "containerd"
+    container_runtime_version: str = ""
+    allowed_upgrades: list[str] = field(default_factory=list)
+    artifacts: list[Artifact] = field(default_factory=list)
+    description: str = ""
+
+
+class ClusterRelease(Resource, kw_only=True):
+    KIND: ClassVar[str] = "ClusterRelease"
+    PLURAL: ClassVar[str] = "clusterreleases"
+    NAMESPACED: ClassVar[bool] = False
+    spec: ClusterReleaseSpec
+    status: Status = field(default_factory=Status)
+
+
+class SupportedClusterRelease(Struct, kw_only=True, rename="camel", omit_defaults=True):
+    name: str
+    available_upgrades: list[str] = field(default_factory=list)
+
+
+class KaaSReleaseSpec(_Spec, kw_only=True):
+    version: str
+    supported_cluster_releases: list[SupportedClusterRelease] = field(default_factory=list)
+
+
+class KaaSRelease(Resource, kw_only=True):
+    KIND: ClassVar[str] = "KaaSRelease"
+    PLURAL: ClassVar[str] = "kaasreleases"
+    NAMESPACED: ClassVar[bool] = False
+    spec: KaaSReleaseSpec
+    status: Status = field(default_factory=Status)
+
+
+# --- Credentials and inventory ---------------------------------------------------------------
+
+
+class OpenStackAuth(_Spec, kw_only=True):
+    auth_url: str
+    username: str = ""
+    password: str = ""
+    project_name: str = ""
+    user_domain_name: str = "Default"
+    project_domain_name: str = "Default"
+    application_credential_id: str = ""
+    application_credential_secret: str = ""
+
+
+class OpenStackCredentialSpec(_Spec, kw_only=True):
+    region: DNSLabel
+    auth: OpenStackAuth
+    region_name: str = "RegionOne"
+    interface: str = "public"
+    verify: bool = True
+
+
+class OpenStackCredential(Resource, kw_only=True):
+    KIND: ClassVar[str] = "OpenStackCredential"
+    PLURAL: ClassVar[str] = "openstackcredentials"
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("auth.password", "auth.applicationCredentialSecret")
+    spec: OpenStackCredentialSpec
+    status: Status = field(default_factory=Status)
+
+
+class VsphereCredentialSpec(_Spec, kw_only=True):
+    region: DNSLabel
+    server: str
+    port: Port = 443
+    protocol: Literal["https", "http"] = "https"
+    username: str
+    password: str = ""
+    insecure: bool = False
+
+
+class VsphereCredential(Resource, kw_only=True):
+    KIND: ClassVar[str] = "VsphereCredential"
+    PLURAL: ClassVar[str] = "vspherecredentials"
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("password",)
+    spec: VsphereCredentialSpec
+    status: Status = field(default_factory=Status)
+
+
+class BMCDetails(_Spec, kw_only=True):
+    address: str
+    username: str = ""
+    password: str = ""
+    system_id: str = ""
+    verify: bool = False
+
+
+class BareMetalHostSpec(_Spec, kw_only=True):
+    region: DNSLabel
+    bmc: BMCDetails
+    boot_mac_address: Annotated[str, Meta(pattern=r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")]
+    online: bool = False
+    image: str = ""
+    consumer: str = ""
+
+
+class HardwareInfo(Struct, kw_only=True, rename="camel", omit_defaults=True):
+    cpus: NonNegative = 0
+    memory_mib: NonNegative = 0
+    nics: list[str] = field(default_factory=list)
+    system_uuid: str = ""
+
+
+class BareMetalHostStatus(Status, kw_only=True):
+    provisioning_state: str = ""
+    power_state: str = ""
+    hardware: HardwareInfo | None = None
+    consumer: str = ""
+
+
+class BareMetalHost(Resource, kw_only=True):
+    KIND: ClassVar[str] = "BareMetalHost"
+    PLURAL: ClassVar[str] = "baremetalhosts"
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("bmc.password",)
+    spec: BareMetalHostSpec
+    status: BareMetalHostStatus = field(default_factory=BareMetalHostStatus)
+
+
+class PublicKeySpec(_Spec, kw_only=True):
+    public_key: Annotated[str, Meta(pattern=r"^(ssh-(rsa|ed25519)|ecdsa-sha2-\S+) \S+")]
+
+
+class PublicKey(Resource, kw_only=True):
+    KIND: ClassVar[str] = "PublicKey"
+    PLURAL: ClassVar[str] = "publickeys"
+    spec: PublicKeySpec
+    status: Status = field(default_factory=Status)
+
+
+# --- Attach MKE and the artifact mirror ---------------------------------------------------------
+
+
+class AttachedClusterSpec(_Spec, kw_only=True):
+    region: DNSLabel
+    endpoint: str
+    kubeconfig: str = ""
+    poll_interval_seconds: Annotated[int, Meta(ge=1)] = 30
+
+
+class AttachedClusterStatus(Status, kw_only=True):
+    kubernetes_version: str = ""
+    nodes: list[str] = field(default_factory=list)
+    healthy: bool = False
+    last_probe: str = ""
+
+
+class AttachedCluster(Resource, kw_only=True):
+    KIND: ClassVar[str] = "AttachedCluster"
+    PLURAL: ClassVar[str] = "attachedclusters"
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("kubeconfig",)
+    spec: AttachedClusterSpec
+    status: AttachedClusterStatus = field(default_factory=AttachedClusterStatus)
+
+
+class Upstream(_Spec, kw_only=True):
+    type: Literal["debian", "helm", "oci"]
+    url: str
+
+
+class ArtifactMirrorSpec(_Spec, kw_only=True):
+    region: DNSLabel
+    release: Name
+    upstreams: list[Upstream] = field(default_factory=list)
+    parallelism: Annotated[int, Meta(ge=1, le=32)] = 4
+
+
+class ArtifactFailure(Struct, kw_only=True, rename="camel"):
+    artifact: str
+    reason: str
+
+
+class ArtifactMirrorStatus(Status, kw_only=True):
+    items_total: NonNegative = 0
+    items_done: NonNegative = 0
+    bytes_total: NonNegative = 0
+    bytes_done: NonNegative = 0
+    failures: list[ArtifactFailure] = field(default_factory=list)
+
+
+class ArtifactMirror(Resource, kw_only=True):
+    KIND: ClassVar[str] = "ArtifactMirror"
+    PLURAL: ClassVar[str] = "artifactmirrors"
+    spec: ArtifactMirrorSpec
+    status: ArtifactMirrorStatus = field(default_factory=ArtifactMirrorStatus)
+
+
+ALL_KINDS: tuple[type[Resource], ...] = (
+    Region,
+    Cluster,
+    Machine,
+    UpdateGroup,
+    LCMCluster,
+    LCMMachine,
+    KaaSRelease,
+    ClusterRelease,
+    OpenStackCredential,
+    VsphereCredential,
+    BareMetalHost,
+    PublicKey,
+    AttachedCluster,
+    ArtifactMirror,
+)
+
+__all__ = [
+    n for n, v in list(globals().items())
+    if isinstance(v, type) and issubclass(v, Struct) and v.__module__ == __name__ and n[0] != "_"
+] + ["ALL_KINDS", "MachineRole", "ProviderName"]

