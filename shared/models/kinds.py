@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from msgspec import Meta, Struct, field
 
-from shared.models.meta import DNSLabel, Name, NonNegative, Resource, Status
+from shared.models.meta import DNSLabel, Name, NonNegative, Resource, Status, Wire
 
 ProviderName = Literal["baremetal", "openstack", "vsphere", "simulated"]
 MachineRole = Literal["control-plane", "worker"]
@@ -19,7 +19,7 @@ Port = Annotated[int, Meta(ge=1, le=65535)]
 Sha256 = Annotated[str, Meta(pattern=r"^[a-f0-9]{64}$")]
 
 
-class _Spec(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+class _Spec(Wire, kw_only=True):
     pass
 
 

@@ -32,7 +32,11 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class OwnerReference(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+class Wire(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+    """Base of every wire struct: camelCase keys, defaults omitted, typos rejected."""
+
+
+class OwnerReference(Wire, kw_only=True):
     api_version: str
     kind: str
     name: str
@@ -41,7 +45,7 @@ class OwnerReference(Struct, kw_only=True, rename="camel", omit_defaults=True, f
     block_owner_deletion: bool = False
 
 
-class ObjectMeta(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+class ObjectMeta(Wire, kw_only=True):
     name: Name
     namespace: str | None = None
     uid: str | None = None
@@ -59,7 +63,7 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 Severity = Literal["", "Info", "Warning", "Error"]
 
 
-class Condition(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+class Condition(Wire, kw_only=True):
     type: str
     status: ConditionStatus
     reason: str = ""
@@ -68,7 +72,7 @@ class Condition(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid
     last_transition_time: str = ""
 
 
-class Status(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+class Status(Wire, kw_only=True):
     """Common status fields; kinds extend it with their own."""
 
     phase: str = ""

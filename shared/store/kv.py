@@ -199,7 +199,7 @@ class KVStore(Store):
         return await self._write(obj, semantics.prepare_update)
 
     async def update_status(self, obj: R) -> R:
-        return await self._write(obj, lambda new, stored: (semantics.prepare_status(new, stored), False))
+        return await self._write(obj, _status_only)
 
     async def delete(
         self,
@@ -273,6 +273,10 @@ class _suppress:
 
     def __exit__(self, *exc: object) -> bool:
         return exc[0] is not None and not issubclass(exc[0], asyncio.CancelledError)  # type: ignore[arg-type]
+
+
+def _status_only(new: R, stored: R) -> tuple[R, bool]:
+    return semantics.prepare_status(new, stored), False
 
 
 def _ref(namespace: str | None, name: str) -> str:
