@@ -385,6 +385,10 @@ class AttachedCluster(Resource, kw_only=True):
 class Upstream(_Spec, kw_only=True):
     type: Literal["debian", "helm", "oci"]
     url: str
+    # Debian only: which dists/<suite>/<component>/binary-<architecture> index to read.
+    suite: str = "stable"
+    component: str = "main"
+    architecture: str = "amd64"
 
 
 class ArtifactMirrorSpec(_Spec, kw_only=True):
