@@ -1,0 +1,184 @@
+"""JetStream event bus: one stream per prefix, deduplicated publishes, durable consumers.
+
+JetStream delivers at least once. Publishes carry ``Nats-Msg-Id`` (the event id), so a
+republished event inside the duplicate window is dropped by the server; consumers ack
+explicitly after their handler succeeds and must be idempotent on redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import api
+from nats.js.errors import NotFoundError
+
+from shared import metrics
+from shared.bus.events import ChangeEvent, decode_event, encode_event, stream_name, subject
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[ChangeEvent], Awaitable[None]]
+
+DEFAULT_DUPLICATE_WINDOW = 600.0
+DEFAULT_MAX_AGE = 24 * 3600.0
+DEFAULT_ACK_WAIT = 30.0
+NAK_DELAY = 1.0
+
+
+class Bus:
+    """Publisher/consumer of change events; the caller owns the NATS connection."""
+
+    def __init__(self, nc: NATS, *, prefix: str = "ccloud", service: str = "") -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.prefix = prefix
+        self.stream = stream_name(prefix)
+        self.service = service
+        self._consumers: list[Consumer] = []
+
+    async def start(self) -> None:
+        config = api.StreamConfig(
+            name=self.stream,
+            subjects=[f"{self.prefix}.>"],
+            storage=api.StorageType.FILE,
+            duplicate_window=DEFAULT_DUPLICATE_WINDOW,
+            max_age=DEFAULT_MAX_AGE,
+        )
+        try:
+            await self.js.stream_info(self.stream)
+        except NotFoundError:
+            await self.js.add_stream(config)
+
+    def subject(self, region: str, kind: str, verb: str = "*") -> str:
+        return subject(self.prefix, region, kind, verb)
+
+    async def publish(self, event: ChangeEvent) -> bool:
+        """Publish once; returns False when the server dropped it as a duplicate."""
+        ack = await self.js.publish(
+            self.subject(event.region, event.kind, event.verb),
+            encode_event(event),
+            headers={"Nats-Msg-Id": event.id},
+        )
+        if not ack.duplicate:
+            metrics.EVENTS_OUT.labels(self.service, event.kind).inc()
+        return not ack.duplicate
+
+    async def consume(
+        self,
+        durable: str,
+        subjects: list[str],
+        handler: Handler,
+        *,
+        batch: int = 64,
+        deliver_new: bool = True,
+    ) -> Consumer:
+        """Run ``handler`` for every event on ``subjects`` until the consumer is stopped."""
+        consumer = Consumer(self, durable, subjects, handler, batch=batch, deliver_new=deliver_new)
+        await consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
+    async def stop(self) -> None:
+        for c in self._consumers:
+            await c.stop()
+        self._consumers.clear()
+
+
+class Consumer:
+    """One durable pull consumer and the task that feeds its handler."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        durable: str,
+        subjects: list[str],
+        handler: Handler,
+        *,
+        batch: int,
+        deliver_new: bool,
+    ) -> None:
+        self.bus = bus
+        self.durable = durable.replace(".", "_")
+        self.subjects = subjects
+        self.handler = handler
+        self.batch = batch
+        self.deliver_new = deliver_new
+        self._task: asyncio.Task[None] | None = None
+        self._sub = None
+
+    async def start(self) -> None:
+        js = self.bus.js
+        try:
+            info = await js.consumer_info(self.bus.stream, self.durable)
+            if sorted(info.config.filter_subjects or [info.config.filter_subject or ""]) != sorted(
+                self.subjects
+            ):
+                await js.delete_consumer(self.bus.stream, self.durable)
+                raise NotFoundError
+        except NotFoundError:
+            await js.add_consumer(
+                self.bus.stream,
+                api.ConsumerConfig(
+                    durable_name=self.durable,
+                    filter_subjects=self.subjects,
+                    ack_policy=api.AckPolicy.EXPLICIT,
+                    ack_wait=DEFAULT_ACK_WAIT,
+                    deliver_policy=(
+                        api.DeliverPolicy.NEW if self.deliver_new else api.DeliverPolicy.ALL
+                    ),
+                    max_ack_pending=10_000,
+                ),
+            )
+        self._sub = await js.pull_subscribe_bind(durable=self.durable, stream=self.bus.stream)
+        self._task = asyncio.create_task(self._run(), name=f"consumer:{self.durable}")
+
+    async def _run(self) -> None:
+        assert self._sub is not None
+        while True:
+            try:
+                msgs = await self._sub.fetch(self.batch, timeout=1.0)
+            except NatsTimeout:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # connection trouble: the client reconnects by itself
+                log.warning("consumer %s fetch failed: %s", self.durable, e)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await self._deliver(msg)
+
+    async def _deliver(self, msg) -> None:
+        try:
+            event = decode_event(msg.data)
+        except msgspec.DecodeError:
+            log.error("consumer %s: dropping malformed event on %s", self.durable, msg.subject)
+            await msg.term()
+            return
+        metrics.EVENTS_IN.labels(self.bus.service, event.kind).inc()
+        try:
+            await self.handler(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("consumer %s: handler failed for %s", self.durable, event.id)
+            await msg.nak(delay=NAK_DELAY)
+            return
+        await msg.ack()
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None

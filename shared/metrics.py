@@ -1,0 +1,24 @@
+"""Prometheus metrics shared by every service (one process, one default registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter(
+    "ccloud_reconciles_total", "Reconcile passes by controller and result", ["controller", "result"]
+)
+RECONCILE_SECONDS = Histogram(
+    "ccloud_reconcile_duration_seconds",
+    "Time spent in one reconcile pass",
+    ["controller"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RECONCILE_ERRORS = Counter(
+    "ccloud_reconcile_errors_total", "Reconcile passes that failed", ["controller", "error"]
+)
+QUEUE_DEPTH = Gauge(
+    "ccloud_workqueue_depth", "Keys waiting in a controller's queue", ["controller"]
+)
+EVENTS_IN = Counter("ccloud_events_in_total", "Bus events consumed", ["service", "kind"])
+EVENTS_OUT = Counter("ccloud_events_out_total", "Bus events published", ["service", "kind"])
+LEADER = Gauge("ccloud_leader", "1 while this replica holds the lease", ["lease"])

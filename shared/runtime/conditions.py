@@ -1,0 +1,62 @@
+"""Condition helpers: the transition time changes only when the status really changes."""
+
+from __future__ import annotations
+
+from shared.models import Condition, Status, now
+from shared.models.meta import Severity
+
+READY = "Ready"
+
+
+def get(status: Status, type_: str) -> Condition | None:
+    return next((c for c in status.conditions if c.type == type_), None)
+
+
+def is_true(status: Status, type_: str) -> bool:
+    c = get(status, type_)
+    return c is not None and c.status == "True"
+
+
+def _set(status: Status, cond: Condition) -> None:
+    old = get(status, cond.type)
+    if old is not None and old.status == cond.status:
+        cond.last_transition_time = old.last_transition_time
+    else:
+        cond.last_transition_time = now()
+    status.conditions = [c for c in status.conditions if c.type != cond.type] + [cond]
+    status.conditions.sort(key=lambda c: (c.type != READY, c.type))
+
+
+def mark_true(status: Status, type_: str, reason: str = "", message: str = "") -> None:
+    _set(status, Condition(type=type_, status="True", reason=reason, message=message))
+
+
+def mark_false(
+    status: Status, type_: str, reason: str, message: str = "", severity: Severity = "Warning"
+) -> None:
+    _set(
+        status,
+        Condition(type=type_, status="False", reason=reason, message=message, severity=severity),
+    )
+
+
+def mark_unknown(status: Status, type_: str, reason: str, message: str = "") -> None:
+    _set(status, Condition(type=type_, status="Unknown", reason=reason, message=message))
+
+
+def remove(status: Status, type_: str) -> None:
+    status.conditions = [c for c in status.conditions if c.type != type_]
+
+
+def summarize(status: Status, types: list[str]) -> None:
+    """Set Ready from ``types``: the first one not True (by severity order) explains why."""
+    order = {"Error": 0, "Warning": 1, "Info": 2, "": 3}
+    bad = [c for t in types if (c := get(status, t)) is not None and c.status != "True"]
+    missing = [t for t in types if get(status, t) is None]
+    if bad:
+        worst = min(bad, key=lambda c: order.get(c.severity, 3))
+        mark_false(status, READY, worst.reason, worst.message, worst.severity or "Info")
+    elif missing:
+        mark_false(status, READY, "Pending", f"waiting for {', '.join(missing)}", "Info")
+    else:
+        mark_true(status, READY, "Ready")

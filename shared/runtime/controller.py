@@ -1,0 +1,208 @@
+"""Level-triggered controllers: events only enqueue keys, reconcilers read the store.
+
+A ``Controller`` owns one work queue and one kind. It fills the queue from a full resync
+on start (and every ``resync_period``), from the bus events of its kind in its region, and
+from events of secondary kinds mapped to owner keys (``Watch``). Workers process distinct
+keys concurrently, never one key twice at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shared import metrics
+from shared.bus import Bus, ChangeEvent, Consumer
+from shared.models import Resource
+from shared.runtime.errors import PermanentError, TransientError
+from shared.runtime.queue import ShutDown, WorkQueue
+from shared.store import NotFound, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    name: str
+    namespace: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    requeue_after: float | None = None
+
+    @staticmethod
+    def done() -> Result:
+        return Result()
+
+
+class Reconciler(Protocol):
+    async def reconcile(self, req: Request) -> Result | None: ...
+
+
+Mapper = Callable[[ChangeEvent], Iterable[Request]]
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Events of ``kind`` that enqueue the requests ``mapper`` returns."""
+
+    kind: type[Resource]
+    mapper: Mapper
+
+
+def owned_by(owner_kind: str) -> Mapper:
+    """Map an event to its owner of ``owner_kind`` (same namespace)."""
+
+    def mapper(ev: ChangeEvent) -> Iterable[Request]:
+        return [Request(o.name, ev.namespace) for o in ev.owners if o.kind == owner_kind]
+
+    return mapper
+
+
+def by_label(label: str) -> Mapper:
+    """Map an event to the object named by one of its labels (same namespace)."""
+
+    def mapper(ev: ChangeEvent) -> Iterable[Request]:
+        value = ev.labels.get(label)
+        return [Request(value, ev.namespace)] if value else []
+
+    return mapper
+
+
+@dataclass
+class Controller:
+    name: str
+    kind: type[Resource]
+    reconciler: Reconciler
+    store: Store
+    bus: Bus
+    region: str | None = None
+    workers: int = 4
+    watches: list[Watch] = field(default_factory=list)
+    resync_period: float | None = 300.0
+    queue: WorkQueue[Request] = field(default_factory=WorkQueue)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _consumers: list[Consumer] = field(default_factory=list)
+    reconciled: int = 0
+
+    def _subjects(self, kind: type[Resource]) -> list[str]:
+        return [self.bus.subject(self.region or "*", kind.KIND)]
+
+    def in_scope(self, obj: Resource) -> bool:
+        return self.region is None or obj.region() == self.region
+
+    async def start(self) -> None:
+        self.queue = WorkQueue()
+        durable = f"{self.name}-{self.region or 'all'}"
+        self._consumers.append(
+            await self.bus.consume(durable, self._subjects(self.kind), self._on_primary)
+        )
+        for i, w in enumerate(self.watches):
+            self._consumers.append(
+                await self.bus.consume(
+                    f"{durable}-w{i}-{w.kind.KIND.lower()}",
+                    self._subjects(w.kind),
+                    self._mapped(w.mapper),
+                )
+            )
+        await self.resync()
+        self._tasks = [
+            asyncio.create_task(self._worker(), name=f"{self.name}:worker{i}")
+            for i in range(self.workers)
+        ]
+        if self.resync_period:
+            self._tasks.append(asyncio.create_task(self._periodic_resync()))
+
+    async def stop(self) -> None:
+        for c in self._consumers:
+            await c.stop()
+        self._consumers.clear()
+        await self.queue.shutdown()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+
+    async def resync(self) -> None:
+        for obj in await self.store.list_all(self.kind):
+            if self.in_scope(obj):
+                self.queue.add(Request(obj.metadata.name, obj.metadata.namespace))
+        metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
+
+    async def _periodic_resync(self) -> None:
+        assert self.resync_period
+        while True:
+            await asyncio.sleep(self.resync_period)
+            try:
+                await self.resync()
+            except Exception as e:
+                log.warning("%s: resync failed: %s", self.name, e)
+
+    async def _on_primary(self, ev: ChangeEvent) -> None:
+        self.queue.add(Request(ev.name, ev.namespace))
+        metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
+
+    def _mapped(self, mapper: Mapper):
+        async def handler(ev: ChangeEvent) -> None:
+            for req in mapper(ev):
+                self.queue.add(req)
+
+        return handler
+
+    async def _worker(self) -> None:
+        while True:
+            try:
+                req = await self.queue.get()
+            except ShutDown:
+                return
+            try:
+                await self._process(req)
+            finally:
+                self.queue.done(req)
+                metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
+
+    async def _process(self, req: Request) -> None:
+        start = time.perf_counter()
+        outcome = "success"
+        try:
+            result = await self.reconciler.reconcile(req) or Result()
+        except asyncio.CancelledError:
+            raise
+        except NotFound:
+            self.queue.forget(req)
+            outcome = "not_found"
+        except TransientError as e:
+            outcome = "requeue"
+            log.info("%s %s: %s (retry in %.1fs)", self.name, req, e, e.delay)
+            self.queue.add_after(req, e.delay)
+        except PermanentError as e:
+            outcome = "permanent_error"
+            metrics.RECONCILE_ERRORS.labels(self.name, "permanent").inc()
+            log.warning("%s %s: %s (not retried until it changes)", self.name, req, e)
+            self.queue.forget(req)
+        except Exception as e:
+            outcome = "error"
+            metrics.RECONCILE_ERRORS.labels(self.name, type(e).__name__).inc()
+            delay = self.queue.backoff(req)
+            log.warning("%s %s: %s: %s (retry in %.2fs)", self.name, req, type(e).__name__, e,
+                        delay, exc_info=log.isEnabledFor(logging.DEBUG))
+            self.queue.add_after(req, delay)
+        else:
+            self.queue.forget(req)
+            if result.requeue_after is not None:
+                self.queue.add_after(req, result.requeue_after)
+        finally:
+            self.reconciled += 1
+            metrics.RECONCILES.labels(self.name, outcome).inc()
+            metrics.RECONCILE_SECONDS.labels(self.name).observe(time.perf_counter() - start)

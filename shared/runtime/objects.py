@@ -1,0 +1,103 @@
+"""Object helpers for reconcilers: status writes with conflict retry, finalizers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import msgspec
+
+from shared.models import Resource
+from shared.store import Conflict, NotFound, Store
+
+R = TypeVar("R", bound=Resource)
+
+STATUS_RETRIES = 5
+
+_enc = msgspec.json.Encoder()
+
+
+async def update_status(
+    store: Store, obj: R, mutate: Callable[[R], None] | Callable[[R], Awaitable[None]]
+) -> R:
+    """Apply ``mutate`` to the status and write it, re-reading and re-applying on conflict."""
+    current = obj
+    for attempt in range(STATUS_RETRIES):
+        before = _enc.encode(current.status)  # type: ignore[attr-defined]
+        result = mutate(current)
+        if isinstance(result, Awaitable):
+            await result
+        if _enc.encode(current.status) == before:  # type: ignore[attr-defined]
+            return current
+        try:
+            return await store.update_status(current)
+        except Conflict:
+            if attempt + 1 == STATUS_RETRIES:
+                raise
+            current = await store.get(type(obj), obj.metadata.name, obj.metadata.namespace)
+    raise AssertionError("unreachable")
+
+
+@contextlib.asynccontextmanager
+async def status_writer(store: Store, obj: R) -> AsyncIterator[R]:
+    """Write the status once, when the block exits (also on error), if it changed.
+
+    On conflict the fresh object gets this pass's status: one controller owns a kind's
+    status, so its latest view wins.
+    """
+    before = _enc.encode(obj.status)  # type: ignore[attr-defined]
+    try:
+        yield obj
+    finally:
+        if _enc.encode(obj.status) != before:  # type: ignore[attr-defined]
+            with contextlib.suppress(NotFound):
+                await write_status(store, obj)
+
+
+async def write_status(store: Store, obj: R) -> R:
+    """Write ``obj.status`` as is, onto the latest version of the object."""
+    current = obj
+    for attempt in range(STATUS_RETRIES):
+        try:
+            return await store.update_status(current)
+        except Conflict:
+            if attempt + 1 == STATUS_RETRIES:
+                raise
+            current = await store.get(type(obj), obj.metadata.name, obj.metadata.namespace)
+            current.status = obj.status  # type: ignore[attr-defined]
+    raise AssertionError("unreachable")
+
+
+async def ensure_finalizer(store: Store, obj: R, finalizer: str) -> R:
+    if finalizer in obj.metadata.finalizers or obj.deleting:
+        return obj
+    obj.metadata.finalizers.append(finalizer)
+    return await store.update(obj)
+
+
+async def remove_finalizer(store: Store, obj: R, finalizer: str) -> R | None:
+    """Drop ``finalizer``; returns None when that let the object go."""
+    for attempt in range(STATUS_RETRIES):
+        if finalizer not in obj.metadata.finalizers:
+            return obj
+        obj.metadata.finalizers = [f for f in obj.metadata.finalizers if f != finalizer]
+        try:
+            out = await store.update(obj)
+        except NotFound:
+            return None
+        except Conflict:
+            if attempt + 1 == STATUS_RETRIES:
+                raise
+            try:
+                obj = await store.get(type(obj), obj.metadata.name, obj.metadata.namespace)
+            except NotFound:
+                return None
+            continue
+        if out.deleting and not out.metadata.finalizers:
+            try:
+                return await store.get(type(obj), obj.metadata.name, obj.metadata.namespace)
+            except NotFound:
+                return None
+        return out
+    raise AssertionError("unreachable")
