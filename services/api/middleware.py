@@ -1,0 +1,165 @@
+"""Request pipeline: metrics, audit, error-to-Status mapping and bearer authentication.
+
+Order (outermost first): metrics see every final code, audit sees the outcome of every
+write, errors turn exceptions into Kubernetes Status bodies, auth guards ``/apis``.
+Request bodies are never logged (credential kinds carry secrets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from services.api.audit import AuditLog
+from services.api.auth import Authenticator, User
+from services.api.errors import ApiError, status_body
+from shared.models import BY_PLURAL
+from shared.store import StoreError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+WRITE_METHODS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+WS_TOKEN_PROTOCOL = "base64url.bearer.authorization.k8s.io."
+ANONYMOUS = "system:anonymous"
+
+
+def _route_label(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = getattr(route, "resource", None)
+    if resource is None:
+        return "unmatched"
+    return resource.canonical
+
+
+class RequestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "ccloud_api_requests_total",
+            "API requests by route, method and code",
+            ["route", "method", "code"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "ccloud_api_request_duration_seconds",
+            "API request latency by route and method (watch streams excluded)",
+            ["route", "method"],
+            registry=registry,
+        )
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        code = 500
+        try:
+            response = await handler(request)
+            code = response.status
+            return response
+        except web.HTTPException as e:
+            code = e.status
+            raise
+        finally:
+            route = _route_label(request)
+            self.requests.labels(route, request.method, str(code)).inc()
+            if request.query.get("watch") not in ("1", "true"):
+                self.latency.labels(route, request.method).observe(time.perf_counter() - start)
+
+
+def audit_middleware(audit: AuditLog):
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        verb = WRITE_METHODS.get(request.method)
+        info = request.match_info
+        if verb is None or "plural" not in info:
+            return await handler(request)
+        code = 500
+        try:
+            response = await handler(request)
+            code = response.status
+            return response
+        finally:
+            user: User | None = request.get("user")
+            noted = request.get("audit", {})
+            cls = BY_PLURAL.get(info["plural"])
+            audit.record(
+                user=user.name if user else ANONYMOUS,
+                verb=verb,
+                kind=cls.KIND if cls else info["plural"],
+                namespace=info.get("namespace"),
+                name=noted.get("name") or info.get("name"),
+                resource_version=noted.get("resourceVersion"),
+                subresource="status" if request.path.endswith("/status") else "",
+                code=code,
+            )
+
+    return middleware
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return e.response()
+    except StoreError as e:
+        return ApiError.from_store(e).response()
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        message = e.text if e.text and not e.text.startswith(f"{e.status}:") else e.reason
+        if e.status == 404:
+            message = f"the server could not find the requested resource ({request.path})"
+        return web.json_response(status_body(e.status, message), status=e.status)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error serving %s %s", request.method, request.path)
+        return web.json_response(
+            status_body(500, "internal error; see the gateway log"), status=500
+        )
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    for proto in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        proto = proto.strip()
+        if proto.startswith(WS_TOKEN_PROTOCOL):
+            raw = proto[len(WS_TOKEN_PROTOCOL):]
+            try:
+                return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+            except (ValueError, UnicodeDecodeError):
+                return None
+    return None
+
+
+def auth_middleware(auth: Authenticator, *, guarded: tuple[str, ...] = ("/apis",)):
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(guarded):
+            return await handler(request)
+        token = _bearer(request)
+        if token is None:
+            raise ApiError(
+                401, "Unauthorized: a bearer token is required",
+                headers={"WWW-Authenticate": 'Bearer realm="ccloud"'},
+            )
+        user = auth.authenticate(token)
+        if user is None:
+            raise ApiError(
+                401, "Unauthorized: unknown or revoked token",
+                headers={"WWW-Authenticate": 'Bearer realm="ccloud", error="invalid_token"'},
+            )
+        request["user"] = user
+        return await handler(request)
+
+    return middleware

@@ -1,0 +1,278 @@
+"""REST handlers for every kind: get, list, create, update, merge patch, delete, status.
+
+Paths follow Kubernetes: ``/apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>[/status]]``
+for namespaced kinds and ``/apis/<group>/<version>/<plural>[/<name>[/status]]`` for
+cluster-scoped kinds (or, for namespaced kinds, a list across every namespace the caller
+may read). Every object leaving the gateway passes through ``redact``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from services.api.auth import User
+from services.api.errors import ApiError, status_body
+from services.api.payload import (
+    PATCH_TYPES,
+    check_identity,
+    keep_secrets,
+    merge_patch,
+    read_json,
+    to_object,
+)
+from services.api.watch import WatchStreamer
+from shared.models import BY_PLURAL, GROUP, VERSION, Resource, redact, to_dict
+from shared.store import Conflict, Invalid, Store, StoreError, selectors
+
+PATCH_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Target:
+    cls: type[Resource]
+    namespace: str | None
+    name: str | None
+    subresource: str = ""
+
+    @property
+    def plural(self) -> str:
+        return self.cls.PLURAL
+
+
+def wire(obj: Resource) -> dict[str, Any]:
+    """The object as clients see it: camelCase builtins with secrets blanked."""
+    return redact(to_dict(obj), type(obj))
+
+
+def target_of(request: web.Request) -> Target:
+    info = request.match_info
+    if info.get("group") != GROUP or info.get("version") != VERSION:
+        raise ApiError(404, f"the server could not find the requested resource ({request.path})")
+    plural = info["plural"]
+    cls = BY_PLURAL.get(plural)
+    if cls is None:
+        raise ApiError(404, f"the server doesn't have a resource type {plural!r}")
+    namespace = info.get("namespace")
+    name = info.get("name")
+    sub = "status" if request.path.endswith("/status") and name else ""
+    if namespace is not None and not cls.NAMESPACED:
+        raise ApiError(404, f"{cls.KIND} is cluster-scoped: it has no namespaced path")
+    if namespace is None and cls.NAMESPACED and name is not None:
+        raise ApiError(404, f"{cls.KIND} is namespaced: use /namespaces/<ns>/{plural}/{name}")
+    return Target(cls=cls, namespace=namespace, name=name, subresource=sub)
+
+
+def forbidden(user: User, verb: str, t: Target) -> ApiError:
+    res = f"{t.plural}/{t.subresource}" if t.subresource else t.plural
+    where = f' in the namespace "{t.namespace}"' if t.namespace else " at the cluster scope"
+    subject = f'{t.plural}.{GROUP} "{t.name}"' if t.name else f"{t.plural}.{GROUP}"
+    return ApiError(
+        403,
+        f'{subject} is forbidden: User "{user.name}" cannot {verb} resource "{res}" '
+        f'in API group "{GROUP}"{where}',
+        details={"kind": t.plural, "name": t.name or "", "group": GROUP},
+    )
+
+
+def authorize(request: web.Request, verb: str, t: Target) -> User:
+    user: User = request["user"]
+    if not user.can(verb, t.cls, t.namespace, subresource=t.subresource):
+        raise forbidden(user, verb, t)
+    return user
+
+
+def note(request: web.Request, *, name: str | None = None, obj: Resource | None = None) -> None:
+    """Tell the audit middleware what the write touched."""
+    audit = request.setdefault("audit", {})
+    if name:
+        audit["name"] = name
+    if obj is not None:
+        audit["name"] = obj.metadata.name
+        audit["resourceVersion"] = obj.metadata.resource_version or ""
+
+
+def _query_int(request: web.Request, key: str) -> int | None:
+    raw = request.query.get(key)
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{key} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise ApiError(400, f"{key} must not be negative")
+    return value
+
+
+class ResourceHandlers:
+    """Handlers bound to one store; see ``routes()`` for the URL table."""
+
+    def __init__(self, store: Store, watcher: WatchStreamer) -> None:
+        self.store = store
+        self.watcher = watcher
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        ns = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
+        cl = "/apis/{group}/{version}/{plural}"
+        out: list[web.AbstractRouteDef] = []
+        for base in (ns, cl):
+            out += [
+                web.get(base, self.collection, allow_head=False),
+                web.post(base, self.create),
+                web.get(base + "/{name}", self.get, allow_head=False),
+                web.put(base + "/{name}", self.update),
+                web.patch(base + "/{name}", self.patch),
+                web.delete(base + "/{name}", self.delete),
+                web.get(base + "/{name}/status", self.get, allow_head=False),
+                web.put(base + "/{name}/status", self.update),
+                web.patch(base + "/{name}/status", self.patch),
+            ]
+        return out
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def get(self, request: web.Request) -> web.Response:
+        t = target_of(request)
+        authorize(request, "get", t)
+        assert t.name is not None
+        obj = await self.store.get(t.cls, t.name, t.namespace)
+        return web.json_response(wire(obj))
+
+    async def collection(self, request: web.Request) -> web.StreamResponse:
+        t = target_of(request)
+        watching = request.query.get("watch", "").lower() in ("1", "true")
+        user = authorize(request, "watch" if watching else "list", t)
+        selector = request.query.get("labelSelector") or None
+        try:
+            match = selectors.parse(selector)
+        except Invalid as e:
+            raise ApiError(400, str(e)) from None
+        if watching:
+            return await self.watcher.stream(request, t.cls, t.namespace, user=user, match=match)
+        limit = _query_int(request, "limit")
+        try:
+            page = await self.store.list(
+                t.cls,
+                t.namespace,
+                label_selector=selector,
+                limit=limit or None,
+                continue_token=request.query.get("continue") or None,
+            )
+        except Invalid as e:
+            raise ApiError(400, str(e)) from None
+        items = [
+            o for o in page.items
+            if t.namespace is not None or user.can("list", t.cls, o.metadata.namespace)
+        ]
+        meta: dict[str, Any] = {"resourceVersion": page.resource_version}
+        if page.continue_token:
+            meta["continue"] = page.continue_token
+        return web.json_response(
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": f"{t.cls.KIND}List",
+                "metadata": meta,
+                "items": [wire(o) for o in items],
+            }
+        )
+
+    # --- writes -------------------------------------------------------------------------
+
+    async def create(self, request: web.Request) -> web.Response:
+        t = target_of(request)
+        if t.cls.NAMESPACED and t.namespace is None:
+            raise ApiError(405, f"{t.cls.KIND} is namespaced: POST to /namespaces/<ns>/{t.plural}")
+        authorize(request, "create", t)
+        data = check_identity(await read_json(request), t.cls, namespace=t.namespace, name=None)
+        name = data["metadata"].get("name")
+        if isinstance(name, str):
+            note(request, name=name)
+        obj = to_object(t.cls, data)
+        created = await self.store.create(obj)
+        note(request, obj=created)
+        return web.json_response(wire(created), status=201)
+
+    async def update(self, request: web.Request) -> web.Response:
+        t = target_of(request)
+        authorize(request, "update", t)
+        assert t.name is not None
+        note(request, name=t.name)
+        data = check_identity(
+            await read_json(request), t.cls, namespace=t.namespace, name=t.name
+        )
+        if not data["metadata"].get("resourceVersion"):
+            raise ApiError(
+                422,
+                f"{t.cls.KIND} {t.name!r} is invalid: metadata.resourceVersion: must be "
+                "specified for an update",
+                causes=[{"field": "metadata.resourceVersion", "message": "must be specified"}],
+            )
+        obj = to_object(t.cls, data)
+        if t.subresource == "status":
+            out = await self.store.update_status(obj)
+        else:
+            if t.cls.SECRET_FIELDS:
+                stored = await self.store.get(t.cls, t.name, t.namespace)
+                keep_secrets(data, to_dict(stored), t.cls)
+                obj = to_object(t.cls, data)
+            out = await self.store.update(obj)
+        note(request, obj=out)
+        return web.json_response(wire(out))
+
+    async def patch(self, request: web.Request) -> web.Response:
+        t = target_of(request)
+        authorize(request, "patch", t)
+        assert t.name is not None
+        note(request, name=t.name)
+        patch = await read_json(request, allowed=PATCH_TYPES)
+        if not isinstance(patch, dict):
+            raise ApiError(400, "a merge patch must be a JSON object")
+        precondition = (patch.get("metadata") or {}).get("resourceVersion")
+        for attempt in range(PATCH_RETRIES):
+            stored = await self.store.get(t.cls, t.name, t.namespace)
+            base = to_dict(stored)
+            merged = merge_patch(base, patch)
+            check_identity(merged, t.cls, namespace=t.namespace, name=t.name)
+            keep_secrets(merged, base, t.cls)
+            merged["metadata"]["resourceVersion"] = (
+                precondition or stored.metadata.resource_version
+            )
+            obj = to_object(t.cls, merged)
+            try:
+                if t.subresource == "status":
+                    out = await self.store.update_status(obj)
+                else:
+                    out = await self.store.update(obj)
+            except Conflict:
+                if precondition or attempt + 1 >= PATCH_RETRIES:
+                    raise
+                continue
+            note(request, obj=out)
+            return web.json_response(wire(out))
+        raise AssertionError("unreachable")
+
+    async def delete(self, request: web.Request) -> web.Response:
+        t = target_of(request)
+        authorize(request, "delete", t)
+        assert t.name is not None
+        note(request, name=t.name)
+        rv = request.query.get("resourceVersion") or None
+        if request.can_read_body:
+            opts = await read_json(request)
+            pre = opts.get("preconditions") if isinstance(opts, dict) else None
+            if isinstance(pre, dict) and pre.get("resourceVersion"):
+                rv = str(pre["resourceVersion"])
+        remaining = await self.store.delete(t.cls, t.name, t.namespace, resource_version=rv)
+        if remaining is not None:
+            note(request, obj=remaining)
+            return web.json_response(wire(remaining), status=202)
+        details = {"name": t.name, "group": GROUP, "kind": t.plural}
+        return web.json_response(
+            status_body(200, f"{t.cls.KIND} {t.name!r} deleted", reason="", details=details)
+        )
+
+
+__all__ = ["ResourceHandlers", "StoreError", "Target", "wire"]

@@ -1,0 +1,120 @@
+"""Watch streams: newline-delimited JSON events from the store's ``watch()``.
+
+``?watch=true&resourceVersion=N`` resumes after N (exclusive), so a client reconnecting
+with the last version it saw loses nothing. A version the store no longer serves is
+answered ``410 Gone`` when the store says so before the stream starts, or as a final
+``ERROR`` event carrying a 410 Status once streaming (as the Kubernetes API server does).
+``timeoutSeconds`` ends the stream cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from services.api.auth import User
+from services.api.errors import ApiError, status_body
+from shared.models import Resource, redact, to_dict
+from shared.store import Store, StoreError, WatchEvent
+
+# How long the gateway waits for the store to accept a watch before sending headers;
+# a Gone raised within it becomes an HTTP 410, later as an ERROR event.
+START_WAIT = 1.0
+# How often an idle stream checks that its client is still connected.
+IDLE_CHECK = 2.0
+
+
+def event_line(ev_type: str, obj: dict[str, Any]) -> bytes:
+    return (json.dumps({"type": ev_type, "object": obj}, separators=(",", ":")) + "\n").encode()
+
+
+class WatchStreamer:
+    """Runs watch streams for one store; ``shutdown()`` ends them all."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._stopping = asyncio.Event()
+
+    async def shutdown(self) -> None:
+        self._stopping.set()
+
+    async def stream(
+        self,
+        request: web.Request,
+        cls: type[Resource],
+        namespace: str | None,
+        *,
+        user: User,
+        match: Callable[[Mapping[str, str]], bool],
+    ) -> web.StreamResponse:
+        rv = request.query.get("resourceVersion") or None
+        timeout = request.query.get("timeoutSeconds")
+        try:
+            deadline = time.monotonic() + float(timeout) if timeout else None
+        except ValueError:
+            raise ApiError(400, f"timeoutSeconds must be a number, got {timeout!r}") from None
+
+        def visible(obj: Resource) -> bool:
+            if namespace is None and cls.NAMESPACED:
+                if not user.can("watch", cls, obj.metadata.namespace):
+                    return False
+            return match(obj.metadata.labels)
+
+        events: AsyncIterator[WatchEvent] = aiter(
+            self.store.watch(cls, namespace, resource_version=rv)
+        )
+        pending: asyncio.Future = asyncio.ensure_future(anext(events))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        response: web.StreamResponse | None = None
+        try:
+            await asyncio.wait({pending, stop}, timeout=START_WAIT)
+            if pending.done() and isinstance(pending.exception(), StoreError):
+                raise ApiError.from_store(pending.exception())  # type: ignore[arg-type]
+            response = web.StreamResponse(
+                headers={"Content-Type": "application/json", "Cache-Control": "no-cache"}
+            )
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            while not stop.done():
+                wait = IDLE_CHECK
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        break
+                await asyncio.wait({pending, stop}, timeout=wait)
+                if not pending.done():
+                    transport = request.transport
+                    if transport is None or transport.is_closing():
+                        break
+                    continue
+                try:
+                    ev = pending.result()
+                except StopAsyncIteration:
+                    break
+                except StoreError as e:
+                    body = status_body(e.code, str(e), reason=e.reason)
+                    await response.write(event_line("ERROR", body))
+                    break
+                if visible(ev.object):
+                    data = redact(to_dict(ev.object), cls)
+                    await response.write(event_line(ev.type, data))
+                pending = asyncio.ensure_future(anext(events))
+            with contextlib.suppress(ConnectionResetError):
+                await response.write_eof()
+            return response
+        except ConnectionResetError:
+            return response if response is not None else web.Response(status=499)
+        finally:
+            stop.cancel()
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+            with contextlib.suppress(Exception):
+                await events.aclose()  # type: ignore[attr-defined]
