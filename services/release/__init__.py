@@ -1,0 +1,1 @@
+"""Releases (KaaSRelease, ClusterRelease, the compatibility matrix) and the artifact mirror."""
