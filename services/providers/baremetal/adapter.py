@@ -1,0 +1,219 @@
+"""Bare-metal provider: provisions one claimed BareMetalHost through its BMC (Redfish).
+
+The provider is bound to a host the service has already claimed for the Machine (the
+host's ``spec.consumer`` is the Machine uid, see ``hosts.py``). Provisioning inserts the
+OS image as virtual media, sets a one-time boot from it and powers on; deprovisioning
+powers off, ejects the media and leaves the host free for the next claim.
+
+Redfish reports no IP addresses on most BMCs (the emulator neither): addresses come from
+the EthernetInterfaces' ``IPv4Addresses`` when present, else from the host's
+``baremetal.kaas.containercloud.dev/addresses`` annotation (static IPAM, comma separated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import sushy
+from sushy.resources.system.system import System
+
+from services.providers.baremetal.bmc import BMC, PROVIDER
+from services.providers.contract import Inspection, NodeRef, NodeRequest, NodeStatus
+from services.providers.errors import InvalidSpecError, NoCapacityError
+from shared.models import BareMetalHost, BareMetalMachineSpec
+from shared.models.kinds import ProviderName
+
+ADDRESSES_ANNOTATION = "baremetal.kaas.containercloud.dev/addresses"
+DEFAULT_IMAGE_BASE_URL = "http://127.0.0.1:8089/images"
+
+
+def image_url(image: str, base_url: str) -> str:
+    """An image given by name maps to ``<base>/<name>.iso``; a URL is used as is."""
+    if "://" in image:
+        return image
+    if not image or "/" in image:
+        raise InvalidSpecError(f"invalid image name {image!r}", provider=PROVIDER)
+    return f"{base_url.rstrip('/')}/{image}.iso"
+
+
+class BareMetalProvider:
+    name: ClassVar[ProviderName] = "baremetal"
+
+    def __init__(
+        self,
+        host: BareMetalHost,
+        *,
+        image_base_url: str = DEFAULT_IMAGE_BASE_URL,
+        timeout: float = 30.0,
+    ) -> None:
+        self.host = host
+        self.image_base_url = image_base_url
+        self.bmc = BMC(host.spec.bmc, timeout=timeout)
+
+    # --- helpers (blocking; run in a thread) ----------------------------------------------
+
+    @property
+    def _host_id(self) -> str:
+        return f"{self.host.metadata.namespace or 'default'}/{self.host.metadata.name}"
+
+    def _ref(self, machine_uid: str) -> NodeRef:
+        return NodeRef(
+            provider=self.name,
+            id=self._host_id,
+            name=self.host.metadata.name,
+            machine_uid=machine_uid,
+            provider_id=f"baremetal:///{self._host_id}",
+        )
+
+    def _cd(self, system: System):  # noqa: ANN202 - sushy VirtualMedia
+        def pick():  # noqa: ANN202
+            for media in system.virtual_media.get_members():
+                types = {str(t.value) for t in media.media_types or []}
+                if types & {"CD", "DVD"}:
+                    return media
+            raise InvalidSpecError("BMC offers no CD/DVD virtual media", provider=PROVIDER)
+
+        return self.bmc.call("list virtual media", pick)
+
+    def _claimed_by(self, uid: str) -> bool:
+        return uid in (self.host.spec.consumer, self.host.status.consumer)
+
+    def _provision(self, req: NodeRequest) -> NodeRef:
+        if not self._claimed_by(req.machine_uid):
+            raise NoCapacityError(
+                f"host {self.host.metadata.name} is not claimed by machine {req.machine_name}",
+                provider=PROVIDER,
+            )
+        spec = req.spec if isinstance(req.spec, BareMetalMachineSpec) else BareMetalMachineSpec()
+        url = image_url(self.host.spec.image or spec.image, self.image_base_url)
+        system = self.bmc.system()
+        cd = self._cd(system)
+        if not (cd.inserted and cd.image == url):
+            if cd.inserted:
+                self.bmc.call("eject media", cd.eject_media)
+            self.bmc.call(
+                "insert media",
+                lambda: cd.insert_media(url, inserted=True, write_protected=True),
+            )
+        self.bmc.call(
+            "set boot device",
+            lambda: system.set_system_boot_options(
+                sushy.BOOT_SOURCE_TARGET_CD, enabled=sushy.BOOT_SOURCE_ENABLED_ONCE
+            ),
+        )
+        return self._ref(req.machine_uid)
+
+    def _inspect(self) -> Inspection:
+        system = self.bmc.system()
+
+        def facts() -> Inspection:
+            nics = [
+                (e.mac_address or e.permanent_mac_address or "").lower()
+                for e in system.ethernet_interfaces.get_members()
+            ]
+            memory = system.memory_summary.size_gib if system.memory_summary else None
+            cpus = 0
+            try:
+                summary = system.processors.summary
+                cpus = summary.count or 0 if summary else 0
+            except sushy.exceptions.MissingAttributeError:
+                cpus = 0
+            return Inspection(
+                cpus=cpus,
+                memory_mib=int((memory or 0) * 1024),
+                nics=[n for n in nics if n],
+                system_uuid=system.uuid or "",
+                details={"manufacturer": system.manufacturer or "", "model": system.model or ""},
+            )
+
+        return self.bmc.call("inspect", facts)
+
+    def _power_state(self, system: System) -> str:
+        state = system.power_state
+        if state in (sushy.POWER_STATE_ON, sushy.POWER_STATE_POWERING_OFF):
+            return "On"
+        if state in (sushy.POWER_STATE_OFF, sushy.POWER_STATE_POWERING_ON):
+            return "Off"
+        return "Unknown"
+
+    def _power(self, on: bool) -> None:
+        system = self.bmc.system()
+        if self._power_state(system) == ("On" if on else "Off"):
+            return
+        self.bmc.call(
+            "power on" if on else "power off",
+            lambda: system.reset_system(sushy.RESET_ON if on else sushy.RESET_FORCE_OFF),
+        )
+
+    def _addresses(self, system: System) -> list[str]:
+        found: list[str] = []
+
+        def read() -> None:
+            for nic in system.ethernet_interfaces.get_members():
+                for a in nic.json.get("IPv4Addresses") or []:
+                    if a.get("Address"):
+                        found.append(a["Address"])
+
+        self.bmc.call("read addresses", read)
+        if not found:
+            raw = self.host.metadata.annotations.get(ADDRESSES_ANNOTATION, "")
+            found = [a.strip() for a in raw.split(",") if a.strip()]
+        return found
+
+    def _status(self, ref: NodeRef) -> NodeStatus:
+        system = self.bmc.system()
+        power = self._power_state(system)
+        cd = self._cd(system)
+        provisioned = bool(cd.inserted)
+        if power == "On" and provisioned:
+            return NodeStatus(
+                ref=ref, phase="Running", power_state="On", addresses=self._addresses(system)
+            )
+        phase = "Provisioning" if provisioned else "Stopped"
+        return NodeStatus(ref=ref, phase=phase, power_state=power)  # type: ignore[arg-type]
+
+    def _deprovision(self) -> bool:
+        system = self.bmc.system()
+        if self._power_state(system) != "Off":
+            self.bmc.call("power off", lambda: system.reset_system(sushy.RESET_FORCE_OFF))
+            return False  # the BMC applies it later; the caller asks again
+        cd = self._cd(system)
+        if cd.inserted:
+            self.bmc.call("eject media", cd.eject_media)
+        return True
+
+    # --- contract -------------------------------------------------------------------------
+
+    async def find(self, req: NodeRequest) -> NodeRef | None:
+        return self._ref(req.machine_uid) if self._claimed_by(req.machine_uid) else None
+
+    async def create(self, req: NodeRequest) -> NodeRef:
+        return await asyncio.to_thread(self._provision, req)
+
+    async def inspect(self, ref: NodeRef) -> Inspection:
+        return await asyncio.to_thread(self._inspect)
+
+    async def power(self, ref: NodeRef, *, on: bool) -> None:
+        await asyncio.to_thread(self._power, on)
+
+    async def status(self, ref: NodeRef) -> NodeStatus:
+        return await asyncio.to_thread(self._status, ref)
+
+    async def addresses(self, ref: NodeRef) -> list[str]:
+        st = await self.status(ref)
+        return st.addresses if st.phase == "Running" else []
+
+    async def delete(self, ref: NodeRef) -> bool:
+        return await asyncio.to_thread(self._deprovision)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.bmc.close)
+
+    # --- used by the BareMetalHost reconciler ---------------------------------------------
+
+    async def power_state(self) -> str:
+        return await asyncio.to_thread(lambda: self._power_state(self.bmc.system()))
+
+    async def inspect_host(self) -> Inspection:
+        return await asyncio.to_thread(self._inspect)

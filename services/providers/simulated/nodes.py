@@ -1,0 +1,132 @@
+"""Where the simulated provider keeps its nodes: in memory, or in a JetStream KV bucket.
+
+With the KV bucket a restarted service finds the nodes it made, exactly like a real
+cloud would still have them. ``create`` is atomic in both (KV ``create`` fails if the key
+exists), which is what makes the simulated ``create`` idempotent under concurrency.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.js import api
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+)
+
+
+class SimNode(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    machine_uid: str
+    flavor: str = "small"
+    created_at: float
+    ready_at: float
+    power: str = "Off"  # "On" | "Off"
+    power_target: str = ""  # requested, applied at power_at
+    power_at: float = 0.0
+    addresses: list[str] = msgspec.field(default_factory=list)
+    deleting_at: float = 0.0
+
+
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder(SimNode)
+
+
+class NodeTable(abc.ABC):
+    @abc.abstractmethod
+    async def get(self, uid: str) -> SimNode | None: ...
+
+    @abc.abstractmethod
+    async def create(self, node: SimNode) -> SimNode:
+        """Insert; if one exists for the uid, return that one instead."""
+
+    @abc.abstractmethod
+    async def put(self, node: SimNode) -> None: ...
+
+    @abc.abstractmethod
+    async def remove(self, uid: str) -> None: ...
+
+    @abc.abstractmethod
+    async def all(self) -> list[SimNode]: ...
+
+
+class MemoryNodes(NodeTable):
+    def __init__(self) -> None:
+        self._nodes: dict[str, SimNode] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, uid: str) -> SimNode | None:
+        return self._nodes.get(uid)
+
+    async def create(self, node: SimNode) -> SimNode:
+        async with self._lock:
+            return self._nodes.setdefault(node.machine_uid, node)
+
+    async def put(self, node: SimNode) -> None:
+        self._nodes[node.machine_uid] = node
+
+    async def remove(self, uid: str) -> None:
+        self._nodes.pop(uid, None)
+
+    async def all(self) -> list[SimNode]:
+        return list(self._nodes.values())
+
+
+class KVNodes(NodeTable):
+    """Nodes in a KV bucket keyed by machine uid; the caller owns the connection."""
+
+    def __init__(self, nc: NATS, *, bucket: str = "ccloud-simulated-nodes") -> None:
+        self._js = nc.jetstream()
+        self.bucket = bucket
+        self._kv = None
+
+    async def start(self) -> None:
+        try:
+            self._kv = await self._js.key_value(self.bucket)
+        except BucketNotFoundError:
+            self._kv = await self._js.create_key_value(
+                api.KeyValueConfig(bucket=self.bucket, history=1, storage=api.StorageType.FILE)
+            )
+
+    @property
+    def kv(self):  # noqa: ANN201 - nats-py's KeyValue
+        if self._kv is None:
+            raise RuntimeError("KVNodes.start() was not called")
+        return self._kv
+
+    async def get(self, uid: str) -> SimNode | None:
+        try:
+            entry = await self.kv.get(uid)
+        except (KeyNotFoundError, KeyDeletedError):
+            return None
+        return _dec.decode(entry.value) if entry.value else None
+
+    async def create(self, node: SimNode) -> SimNode:
+        try:
+            await self.kv.create(node.machine_uid, _enc.encode(node))
+            return node
+        except KeyWrongLastSequenceError:
+            existing = await self.get(node.machine_uid)
+            return existing or node
+
+    async def put(self, node: SimNode) -> None:
+        await self.kv.put(node.machine_uid, _enc.encode(node))
+
+    async def remove(self, uid: str) -> None:
+        await self.kv.purge(uid)
+
+    async def all(self) -> list[SimNode]:
+        try:
+            keys = await self.kv.keys()
+        except NoKeysError:
+            return []
+        nodes = [await self.get(k) for k in keys]
+        return [n for n in nodes if n is not None]
