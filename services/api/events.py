@@ -22,6 +22,7 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 
 from services.api.auth import User
+from services.api.context import USER
 from services.api.discovery import resolve
 from services.api.errors import ApiError
 from shared.bus.events import decode_event, stream_name, subject
@@ -58,7 +59,7 @@ class EventFeed:
                 await ws.close()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        user: User = request["user"]
+        user: User = request[USER]
         if self.nc is None:
             raise ApiError(503, "the event bus is not configured on this gateway")
         q = request.query

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.api.audit import AuditLog
 from services.api.auth import Authenticator, User
+from services.api.context import AUDIT, USER
 from services.api.errors import ApiError, status_body
 from shared.models import BY_PLURAL
 from shared.store import StoreError
@@ -85,8 +86,8 @@ def audit_middleware(audit: AuditLog):
             code = response.status
             return response
         finally:
-            user: User | None = request.get("user")
-            noted = request.get("audit", {})
+            user: User | None = request.get(USER)
+            noted = request.get(AUDIT, {})
             cls = BY_PLURAL.get(info["plural"])
             audit.record(
                 user=user.name if user else ANONYMOUS,
@@ -159,7 +160,7 @@ def auth_middleware(auth: Authenticator, *, guarded: tuple[str, ...] = ("/apis",
                 401, "Unauthorized: unknown or revoked token",
                 headers={"WWW-Authenticate": 'Bearer realm="ccloud", error="invalid_token"'},
             )
-        request["user"] = user
+        request[USER] = user
         return await handler(request)
 
     return middleware

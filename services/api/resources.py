@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from services.api.auth import User
+from services.api.context import AUDIT, USER
 from services.api.errors import ApiError, status_body
 from services.api.payload import (
     PATCH_TYPES,
@@ -78,7 +79,7 @@ def forbidden(user: User, verb: str, t: Target) -> ApiError:
 
 
 def authorize(request: web.Request, verb: str, t: Target) -> User:
-    user: User = request["user"]
+    user: User = request[USER]
     if not user.can(verb, t.cls, t.namespace, subresource=t.subresource):
         raise forbidden(user, verb, t)
     return user
@@ -86,7 +87,7 @@ def authorize(request: web.Request, verb: str, t: Target) -> User:
 
 def note(request: web.Request, *, name: str | None = None, obj: Resource | None = None) -> None:
     """Tell the audit middleware what the write touched."""
-    audit = request.setdefault("audit", {})
+    audit = request.setdefault(AUDIT, {})
     if name:
         audit["name"] = name
     if obj is not None:
