@@ -52,7 +52,7 @@ class Runtime:
 Build = Callable[[Runtime], Awaitable[Parts]]
 
 
-async def make_store(settings: Settings, nc: NATS) -> Store:
+async def make_store(settings: Settings, nc: NATS, bus: Bus | None = None) -> Store:
     if settings.store == "kube":
         from shared.store.kube import KubeStore
 
@@ -60,7 +60,9 @@ async def make_store(settings: Settings, nc: NATS) -> Store:
     else:
         from shared.store.kv import KVStore
 
-        store = KVStore(nc, bucket=settings.objects_bucket)
+        store = KVStore(
+            nc, bucket=settings.objects_bucket, on_commit=bus.announce if bus else None
+        )
     await store.start()
     return store
 
@@ -89,9 +91,9 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
 
     nc = await connect(settings, name)
-    store = await make_store(settings, nc)
     bus = Bus(nc, prefix=settings.prefix, service=name)
     await bus.start()
+    store = await make_store(settings, nc, bus)
     health = HealthServer(host=settings.health_host, port=settings.health_port)
     health.add_check("nats", lambda: None if nc.is_connected else "nats disconnected")
     await health.start()

@@ -19,7 +19,16 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from shared import metrics
-from shared.bus.events import ChangeEvent, decode_event, encode_event, stream_name, subject
+from shared.bus.events import (
+    ChangeEvent,
+    EventType,
+    decode_event,
+    encode_event,
+    event_for,
+    stream_name,
+    subject,
+)
+from shared.models import Resource
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +92,10 @@ class Bus:
         await consumer.start()
         self._consumers.append(consumer)
         return consumer
+
+    async def announce(self, type_: EventType, obj: Resource) -> None:
+        """Store commit hook: publish the event for a write the store just committed."""
+        await self.publish(event_for(type_, obj))
 
     async def stop(self) -> None:
         for c in self._consumers:

@@ -15,7 +15,8 @@ is ``Gone``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import msgspec
@@ -36,6 +37,8 @@ from shared.store.base import (
 from shared.store.errors import AlreadyExists, Conflict, Gone, NotFound, Unavailable
 
 R = TypeVar("R", bound=Resource)
+OnCommit = Callable[[EventType, Resource], Awaitable[object]]
+log = logging.getLogger(__name__)
 
 OP_HEADER = "Ccloud-Op"
 _WRONG_LAST_SEQUENCE = 10071
@@ -59,8 +62,11 @@ def _without_rv(obj: Resource) -> bytes:
 class KVStore(Store):
     """Store on a JetStream KV bucket; the caller owns the NATS connection."""
 
-    def __init__(self, nc: NATS, *, bucket: str = "ccloud-objects") -> None:
+    def __init__(
+        self, nc: NATS, *, bucket: str = "ccloud-objects", on_commit: OnCommit | None = None
+    ) -> None:
         self._nc = nc
+        self.on_commit = on_commit
         self._js = nc.jetstream()
         self.bucket = bucket
         self._stream = f"KV_{bucket}"
@@ -148,6 +154,16 @@ class KVStore(Store):
             raise
         return ack.seq
 
+    async def _committed(self, op: EventType, obj: R) -> R:
+        """Announce a committed write. A failure here loses nothing: the bridge tailing the
+        bucket publishes the same event id later and the bus drops the duplicate."""
+        if self.on_commit is not None:
+            try:
+                await self.on_commit(op, obj)
+            except Exception as e:
+                log.warning("commit hook failed for %s %s: %s", obj.kind, obj.metadata.name, e)
+        return obj
+
     async def _tombstone_rev(self, key: str) -> int:
         """Revision of a delete marker left at ``key`` (0 if the key never existed)."""
         try:
@@ -175,7 +191,7 @@ class KVStore(Store):
                 rev = await self._put(key, payload, last=last, op="ADDED")
             except Conflict:
                 raise AlreadyExists(f"{obj.kind} {obj.metadata.name!r} already exists") from None
-        return _with_rv(prepared, rev)
+        return await self._committed("ADDED", _with_rv(prepared, rev))
 
     async def _write(self, obj: R, prepare) -> R:
         key = _key(obj.kind, obj.metadata.namespace, obj.metadata.name)
@@ -185,11 +201,9 @@ class KVStore(Store):
             out, remove = prepare(obj, stored)
             last = int(stored.metadata.resource_version or 0)
             try:
-                if remove:
-                    rev = await self._put(key, _without_rv(out), last=last, op="DELETED")
-                else:
-                    rev = await self._put(key, _without_rv(out), last=last, op="MODIFIED")
-                return _with_rv(out, rev)
+                op: EventType = "DELETED" if remove else "MODIFIED"
+                rev = await self._put(key, _without_rv(out), last=last, op=op)
+                return await self._committed(op, _with_rv(out, rev))
             except Conflict:
                 if attempt + 1 >= attempts:
                     raise
@@ -225,6 +239,7 @@ class KVStore(Store):
                 if resource_version or attempt + 1 >= _UNCONDITIONAL_RETRIES:
                     raise
                 continue
+            await self._committed("DELETED" if remove else "MODIFIED", _with_rv(out, rev))
             return None if remove else _with_rv(out, rev)
         raise AssertionError("unreachable")
 
