@@ -312,12 +312,18 @@ class UpstreamCDN:
         app.middlewares.append(self._log)
         dist = f"/debian/dists/{self.suite}"
         rel = f"{self.component}/binary-{self.arch}/Packages"
-        app.router.add_get(f"{dist}/Release", lambda r: self._doc(r, self.release()))
-        app.router.add_get(f"{dist}/{rel}", lambda r: self._doc(r, self.packages()))
-        app.router.add_get(
-            f"{dist}/{rel}.gz", lambda r: self._doc(r, gzip.compress(self.packages(), mtime=0))
-        )
-        app.router.add_get("/helm/index.yaml", lambda r: self._doc(r, self.index_yaml()))
+        docs = {
+            f"{dist}/Release": self.release,
+            f"{dist}/{rel}": self.packages,
+            f"{dist}/{rel}.gz": lambda: gzip.compress(self.packages(), mtime=0),
+            "/helm/index.yaml": self.index_yaml,
+        }
+
+        async def doc(request: web.Request) -> web.StreamResponse:
+            return await self._send(request, request.path, docs[request.path](), "text/plain")
+
+        for path in docs:
+            app.router.add_get(path, doc)
         app.router.add_get("/v2/", self._ping)
         app.router.add_route("*", "/v2/{name:.+}/manifests/{ref}", self._manifest)
         app.router.add_route("*", "/v2/{name:.+}/blobs/{digest}", self._blob_get)
@@ -348,9 +354,6 @@ class UpstreamCDN:
     async def _log(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
         self.requests.append(Req(request.method, request.path, request.headers.get("Range")))
         return await handler(request)
-
-    async def _doc(self, request: web.Request, data: bytes) -> web.StreamResponse:
-        return await self._send(request, request.path, data, "text/plain")
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         data = self.files.get(request.path)
