@@ -351,7 +351,16 @@ class FakeKubeApiServer:
                     "metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}},
                     "status": {
                         "conditions": [{"type": "Ready", "status": "True"}],
-                        "nodeInfo": {"kubeletVersion": self.git_version},
+                        "addresses": [{"type": "Hostname", "address": n}],
+                        "nodeInfo": {
+                            "architecture": "amd64", "bootID": str(uuid.uuid4()),
+                            "containerRuntimeVersion": "containerd://1.7.20",
+                            "kernelVersion": "6.1.0-25-amd64",
+                            "kubeProxyVersion": self.git_version,
+                            "kubeletVersion": self.git_version,
+                            "machineID": uuid.uuid4().hex, "operatingSystem": "linux",
+                            "osImage": "Ubuntu 22.04.4 LTS", "systemUUID": str(uuid.uuid4()),
+                        },
                     },
                 }
             node = {"apiVersion": "v1", "kind": "Node"} | copy.deepcopy(n)
