@@ -108,6 +108,9 @@ class UpstreamCDN:
         self._truncate: set[str] = set()
         self._stall: dict[str, asyncio.Event] = {}
         self.stalled: dict[str, asyncio.Event] = {}
+        self._all_stalls: list[asyncio.Event] = []
+        self.inflight = 0
+        self.max_inflight = 0
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -259,6 +262,7 @@ class UpstreamCDN:
     def stall(self, path: str) -> asyncio.Event:
         """Next GET of ``path`` sends half, sets ``stalled[path]``, waits for the event."""
         ev = self._stall[path] = asyncio.Event()
+        self._all_stalls.append(ev)
         self.stalled[path] = asyncio.Event()
         return ev
 
@@ -337,7 +341,7 @@ class UpstreamCDN:
         return self
 
     async def stop(self) -> None:
-        for ev in self._stall.values():
+        for ev in self._all_stalls:
             ev.set()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -436,6 +440,22 @@ class UpstreamCDN:
             status = 206
             hdrs["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         body = data[start:]
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            return await self._write(request, key, body, status, hdrs, ctype)
+        finally:
+            self.inflight -= 1
+
+    async def _write(
+        self,
+        request: web.Request,
+        key: str,
+        body: bytes,
+        status: int,
+        hdrs: dict[str, str],
+        ctype: str,
+    ) -> web.StreamResponse:
         resp = web.StreamResponse(status=status, headers=hdrs)
         resp.content_type = ctype
         resp.content_length = len(body)
