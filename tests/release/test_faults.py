@@ -19,8 +19,12 @@ def deb_path(upstream: UpstreamCDN, name: str) -> str:
     return next(p for p in upstream.files if f"/{name}_" in p)
 
 
-def blob_gets(upstream: UpstreamCDN) -> list[str]:
-    return [r.path for r in upstream.requests if "/blobs/" in r.path]
+def _files(root: Path, pattern: str) -> list[Path]:
+    return list(root.rglob(pattern))
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes()
 
 
 async def test_corrupted_artifact_fails_alone(
@@ -49,7 +53,7 @@ async def test_corrupted_artifact_fails_alone(
     )
     assert result.items_done == len(release.spec.artifacts) - 2
     # Nothing of the corrupt file is left behind, and no record makes it visible.
-    assert not list(tmp_path.rglob("containerd.io_*"))
+    assert not _files(tmp_path, "containerd.io_*")
     mirror = MirrorDir(tmp_path)
     assert mirror.read_record(release.spec.artifacts[0]) is None
     assert mirror.read_record(release.spec.artifacts[1]) is not None
@@ -79,9 +83,8 @@ async def test_connection_dropped_midfile_resumes_with_range(
     gets = upstream.gets(deb)
     size = len(upstream.files[deb])
     assert [g.range for g in gets] == [None, f"bytes={size // 2}-"], gets
-    mirrored = next(tmp_path.rglob("containerd.io_*.deb")).read_bytes()
-    assert mirrored == upstream.files[deb]
-    assert not list(tmp_path.rglob("*.part"))
+    assert _read(_files(tmp_path, "containerd.io_*.deb")[0]) == upstream.files[deb]
+    assert not _files(tmp_path, "*.part")
 
 
 async def test_cancelled_copy_resumes_without_refetching_finished_files(
@@ -118,15 +121,39 @@ async def test_cancelled_copy_resumes_without_refetching_finished_files(
         deb,
     }, "finished files must not be fetched again"
     assert [r.range for r in second if r.path == deb] == [f"bytes={kept}-"]
-    assert next(tmp_path.rglob("containerd.io_*.deb")).read_bytes() == upstream.files[deb]
+    assert _read(_files(tmp_path, "containerd.io_*.deb")[0]) == upstream.files[deb]
+
+
+async def _stalled_concurrency(
+    upstream: UpstreamCDN, release: ClusterRelease, mirror_dir: Path, parallelism: int
+) -> int:
+    """Stall every big file; count how many the copier has in flight at once."""
+    paths = [
+        p
+        for p in upstream.files
+        if p.endswith((".deb", ".tgz", ".tar.gz")) and "23.0.8" not in p and "0.14.3" not in p
+    ]
+    gates = [upstream.stall(p) for p in paths]
+    task = asyncio.create_task(
+        mirror_release(release, upstreams_of(upstream), mirror_dir, parallelism=parallelism)
+    )
+    expected = min(parallelism, len(paths))
+    await eventually(
+        lambda: sum(upstream.stalled[p].is_set() for p in paths) >= expected,
+        what=f"{expected} stalled downloads",
+    )
+    await asyncio.sleep(0.3)  # give a (buggy) copier the chance to start more
+    seen = sum(upstream.stalled[p].is_set() for p in paths)
+    for gate in gates:
+        gate.set()
+    result = await task
+    assert result.failures == {}
+    return seen
 
 
 async def test_parallelism_is_bounded(
     upstream: UpstreamCDN, release: ClusterRelease, tmp_path: Path
 ) -> None:
-    result = await mirror_release(release, upstreams_of(upstream), tmp_path / "a", parallelism=2)
-    assert result.failures == {}
-    assert 1 <= upstream.max_inflight <= 2
-    upstream.max_inflight = 0
-    result = await mirror_release(release, upstreams_of(upstream), tmp_path / "b", parallelism=8)
-    assert result.failures == {} and upstream.max_inflight > 2
+    assert await _stalled_concurrency(upstream, release, tmp_path / "a", 2) == 2
+    assert upstream.max_inflight == 2
+    assert await _stalled_concurrency(upstream, release, tmp_path / "b", 8) >= 4
