@@ -25,7 +25,7 @@ from shared.store import Store, StoreError, WatchEvent
 
 # How long the gateway waits for the store to accept a watch before sending headers;
 # a Gone raised within it becomes an HTTP 410, later as an ERROR event.
-START_WAIT = 1.0
+START_WAIT = 0.25
 # How often an idle stream checks that its client is still connected.
 IDLE_CHECK = 2.0
 
@@ -73,7 +73,12 @@ class WatchStreamer:
         stop = asyncio.ensure_future(self._stopping.wait())
         response: web.StreamResponse | None = None
         try:
-            await asyncio.wait({pending, stop}, timeout=START_WAIT)
+            start_wait = START_WAIT
+            if deadline is not None:
+                start_wait = max(0.0, min(start_wait, deadline - time.monotonic()))
+            await asyncio.wait(
+                {pending, stop}, timeout=start_wait, return_when=asyncio.FIRST_COMPLETED
+            )
             if pending.done() and isinstance(pending.exception(), StoreError):
                 raise ApiError.from_store(pending.exception())  # type: ignore[arg-type]
             response = web.StreamResponse(
@@ -87,7 +92,9 @@ class WatchStreamer:
                     wait = min(wait, deadline - time.monotonic())
                     if wait <= 0:
                         break
-                await asyncio.wait({pending, stop}, timeout=wait)
+                await asyncio.wait(
+                    {pending, stop}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                )
                 if not pending.done():
                     transport = request.transport
                     if transport is None or transport.is_closing():

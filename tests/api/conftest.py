@@ -149,3 +149,31 @@ async def gateway(store: KVStore, tmp_path: Path, nc: NATS, prefix: str) -> Asyn
 
 def deep(d: dict) -> dict:
     return copy.deepcopy(d)
+
+
+class WatchStream:
+    """An open watch request; ``next()`` returns the next decoded event line."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.status = response.status
+
+    async def next(self, timeout: float = 10.0) -> dict[str, Any]:
+        import asyncio
+        import json as _json
+
+        line = await asyncio.wait_for(self.response.content.readline(), timeout)
+        assert line, "watch stream ended"
+        return _json.loads(line)
+
+    async def take(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        return [await self.next(timeout) for _ in range(n)]
+
+    def close(self) -> None:
+        self.response.close()
+
+
+async def open_watch(gw: Gateway, path: str, *, user: str = "ops", **query: str) -> WatchStream:
+    params = {"watch": "true", **query}
+    response = await gw.session.get(gw.url + path, params=params, headers=gw.headers(user))
+    return WatchStream(response)
