@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -98,11 +99,23 @@ def map_error(e: ApiException | dict[str, Any]) -> StoreError:
     return err
 
 
+def _kubeconfig_path(given: Path | None) -> Path:
+    path = given
+    if path is None:
+        env = os.environ.get("KUBECONFIG", "")
+        path = Path(env.split(os.pathsep)[0] if env else "~/.kube/config").expanduser()
+    if not path.is_file():
+        raise Unavailable(f"kubeconfig {path} does not exist")
+    return path
+
+
 class KubeStore(Store):
     """Store on the custom-resources API of a Kubernetes cluster.
 
     Pass an ``ApiClient`` (the caller keeps owning it) or a kubeconfig path (this store
-    builds and closes its client). ``start()`` must be awaited before use.
+    builds and closes its client); with neither, in-cluster credentials or the default
+    kubeconfig (``$KUBECONFIG``, ``~/.kube/config``) are used. ``start()`` must be awaited
+    before use.
     """
 
     def __init__(
@@ -114,8 +127,6 @@ class KubeStore(Store):
         group: str = GROUP,
         version: str = VERSION,
     ) -> None:
-        if api_client is None and kubeconfig is None:
-            raise ValueError("KubeStore needs an api_client or a kubeconfig path")
         self._client = api_client
         self._owns_client = api_client is None
         self._kubeconfig = Path(kubeconfig) if kubeconfig else None
@@ -126,16 +137,23 @@ class KubeStore(Store):
 
     async def start(self) -> None:
         if self._client is None:
-            assert self._kubeconfig is not None
-            if not self._kubeconfig.is_file():
-                raise Unavailable(f"kubeconfig {self._kubeconfig} does not exist")
-            cfg = client.Configuration()
-            await config.load_kube_config(
-                config_file=str(self._kubeconfig), context=self._context,
-                client_configuration=cfg,
-            )
-            self._client = client.ApiClient(configuration=cfg)
+            self._client = client.ApiClient(configuration=await self._load_config())
         self._api = client.CustomObjectsApi(self._client)
+
+    async def _load_config(self) -> client.Configuration:
+        """The given kubeconfig; else in-cluster credentials; else the default kubeconfig."""
+        cfg = client.Configuration()
+        try:
+            if self._kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+                config.load_incluster_config(client_configuration=cfg)
+                return cfg
+            path = _kubeconfig_path(self._kubeconfig)
+            await config.load_kube_config(
+                config_file=str(path), context=self._context, client_configuration=cfg
+            )
+        except config.ConfigException as e:
+            raise Unavailable(f"cannot load Kubernetes client configuration: {e}") from None
+        return cfg
 
     async def close(self) -> None:
         if self._owns_client and self._client is not None:

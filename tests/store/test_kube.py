@@ -157,6 +157,22 @@ async def test_kubeconfig_with_token(fake_kube: FakeKubeApiServer, tmp_path: Pat
         await missing.start()
 
 
+async def test_default_kubeconfig_from_environment(
+    fake_kube: FakeKubeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(fake_kube.kubeconfig(tmp_path / "env-kc")))
+    store = KubeStore()
+    await store.start()
+    try:
+        assert (await store.create(Region(metadata=ObjectMeta(name="r9")))).metadata.uid
+    finally:
+        await store.close()
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    with pytest.raises(Unavailable):
+        await KubeStore().start()
+
+
 async def test_unreachable_server_is_unavailable(tmp_path: Path) -> None:
     server = FakeKubeApiServer()
     await server.start()
