@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from services.api.auth import User
@@ -108,6 +109,18 @@ def _query_int(request: web.Request, key: str) -> int | None:
     return value
 
 
+async def _note_attempted_name(request: web.Request) -> None:
+    """Best-effort name of an object being created, so even refused creates are audited."""
+    try:
+        data = msgspec.json.decode(await request.read())
+    except (msgspec.DecodeError, ValueError):
+        return
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if isinstance(name, str):
+        note(request, name=name[:253])
+
+
 class ResourceHandlers:
     """Handlers bound to one store; see ``routes()`` for the URL table."""
 
@@ -186,11 +199,9 @@ class ResourceHandlers:
         t = target_of(request)
         if t.cls.NAMESPACED and t.namespace is None:
             raise ApiError(405, f"{t.cls.KIND} is namespaced: POST to /namespaces/<ns>/{t.plural}")
+        await _note_attempted_name(request)
         authorize(request, "create", t)
         data = check_identity(await read_json(request), t.cls, namespace=t.namespace, name=None)
-        name = data["metadata"].get("name")
-        if isinstance(name, str):
-            note(request, name=name)
         obj = to_object(t.cls, data)
         created = await self.store.create(obj)
         note(request, obj=created)
