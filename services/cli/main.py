@@ -1,0 +1,551 @@
+"""``ccctl`` entry point: get, apply, delete, describe, watch and wait, kubectl style.
+
+Every failure is printed as one clear message (server Status with field paths, or an
+unreachable server) and a non-zero exit code; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from services.api.discovery import resolve
+from services.cli import output
+from services.cli.client import ApiFailure, Client
+from services.cli.config import Config, load
+from services.cli.errors import CliError
+from shared.models import API_VERSION, Resource, ValidationError, convert, to_dict
+
+WATCH_CHUNK = 300  # seconds per watch request; the CLI reconnects with the last version
+
+
+# --- plumbing ------------------------------------------------------------------------------
+
+
+class Ctx:
+    def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+        self.args = args
+        self.out = out
+        self.err = err
+        self._config: Config | None = None
+        self._client: Client | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load(self.args.config, server=self.args.server, token=self.args.token)
+        return self._config
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.config, timeout=self.args.request_timeout)
+        return self._client
+
+    def namespace(self) -> str:
+        return getattr(self.args, "namespace", None) or self.config.namespace
+
+    def print(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+
+def kind_class(name: str) -> type[Resource]:
+    cls = resolve(name)
+    if cls is None:
+        raise CliError(f'error: the server doesn\'t have a resource type "{name}"')
+    return cls
+
+
+def split_target(kind: str, names: list[str]) -> tuple[type[Resource], list[str]]:
+    """``cluster c1`` or ``cluster/c1``."""
+    if "/" in kind and not names:
+        kind, _, name = kind.partition("/")
+        return kind_class(kind), [name]
+    return kind_class(kind), names
+
+
+def collection_path(cls: type[Resource], namespace: str | None) -> str:
+    base = f"/apis/{API_VERSION}"
+    if cls.NAMESPACED and namespace:
+        return f"{base}/namespaces/{namespace}/{cls.PLURAL}"
+    return f"{base}/{cls.PLURAL}"
+
+
+def object_path(cls: type[Resource], namespace: str | None, name: str) -> str:
+    return f"{collection_path(cls, namespace if cls.NAMESPACED else None)}/{name}"
+
+
+def parse_duration(text: str) -> float:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise CliError(f"error: invalid duration {text!r} (use e.g. 30s, 5m, 1h)")
+    value, unit = float(m.group(1)), m.group(2) or "s"
+    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+
+
+def scope(ctx: Ctx, cls: type[Resource]) -> str | None:
+    if not cls.NAMESPACED or getattr(ctx.args, "all_namespaces", False):
+        return None
+    return ctx.namespace()
+
+
+def list_all(ctx: Ctx, cls: type[Resource], namespace: str | None, selector: str | None):
+    items: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        page = ctx.client.request(
+            "GET", collection_path(cls, namespace),
+            params={"labelSelector": selector or "", "limit": "500", "continue": token},
+        )
+        items += page.get("items", [])
+        token = (page.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return items, (page.get("metadata") or {}).get("resourceVersion", "")
+
+
+def render(ctx: Ctx, cls: type[Resource], items: list[dict[str, Any]], *, single: bool) -> None:
+    fmt = ctx.args.output
+    if fmt in ("yaml", "json"):
+        data: Any = items[0] if single and len(items) == 1 else output.as_list(cls, items)
+        ctx.print(output.as_yaml(data) if fmt == "yaml" else output.as_json(data))
+    elif fmt == "name":
+        for obj in items:
+            ctx.print(output.ref(cls, obj["metadata"]["name"]))
+    elif not items:
+        where = "" if scope(ctx, cls) is None else f" in {ctx.namespace()} namespace"
+        ctx.err.write(f"No resources found{where}.\n")
+    else:
+        ctx.print(output.table(cls, items, all_namespaces=scope(ctx, cls) is None
+                               and cls.NAMESPACED, wide=fmt == "wide"))
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def cmd_get(ctx: Ctx) -> int:
+    cls, names = split_target(ctx.args.kind, ctx.args.names)
+    ns = scope(ctx, cls)
+    if names:
+        items = [ctx.client.request("GET", object_path(cls, ns or ctx.namespace(), n))
+                 for n in names]
+        render(ctx, cls, items, single=len(names) == 1)
+    else:
+        items, _ = list_all(ctx, cls, ns, ctx.args.selector)
+        render(ctx, cls, items, single=False)
+    return 0
+
+
+def load_documents(path: str, stdin: TextIO) -> list[tuple[str, dict[str, Any]]]:
+    try:
+        text = stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as e:
+        raise CliError(f"error: cannot read {path}: {e.strerror or e}") from None
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as e:
+        raise CliError(f"error: {path} is not valid YAML: {e}") from None
+    out = []
+    for i, doc in enumerate(docs):
+        if doc is None:
+            continue
+        where = f"{path} (document {i + 1})"
+        if not isinstance(doc, dict) or not doc.get("kind"):
+            raise CliError(f"error: {where}: every document needs apiVersion, kind and metadata")
+        if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+            out += [(where, item) for item in doc["items"] if isinstance(item, dict)]
+        else:
+            out.append((where, doc))
+    return out
+
+
+def _normal(cls: type[Resource], data: dict[str, Any]) -> dict[str, Any] | None:
+    """Spec and user metadata after model defaulting, to tell 'unchanged' from 'configured'."""
+    try:
+        obj = to_dict(convert(cls, data))
+    except ValidationError:
+        return None
+    md = obj.get("metadata", {})
+    return {"spec": obj.get("spec"), "labels": md.get("labels", {}),
+            "annotations": md.get("annotations", {})}
+
+
+def apply_one(ctx: Ctx, where: str, doc: dict[str, Any]) -> str:
+    cls = kind_class(str(doc["kind"]))
+    doc.setdefault("apiVersion", API_VERSION)
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict) or not meta.get("name"):
+        raise CliError(f"error: {where}: metadata.name is required")
+    name = meta["name"]
+    ns = None
+    if cls.NAMESPACED:
+        ns = meta.get("namespace") or ctx.namespace()
+        if ctx.args.namespace and meta.get("namespace") and meta["namespace"] != ctx.args.namespace:
+            raise CliError(
+                f"error: {where}: the namespace from the provided object {meta['namespace']!r} "
+                f"does not match the namespace {ctx.args.namespace!r}"
+            )
+        meta["namespace"] = ns
+    meta.pop("resourceVersion", None)
+    doc.pop("status", None)
+    for attempt in range(3):
+        try:
+            current = ctx.client.request("GET", object_path(cls, ns, name))
+        except ApiFailure as e:
+            if e.code != 404:
+                raise
+            ctx.client.request("POST", collection_path(cls, ns), body=doc)
+            return f"{output.ref(cls, name)} created"
+        desired = _normal(cls, doc)
+        if desired is not None and desired == _normal(cls, current):
+            return f"{output.ref(cls, name)} unchanged"
+        body = dict(current)
+        body.pop("status", None)
+        body["spec"] = doc.get("spec", {})
+        body_meta = dict(current["metadata"])
+        for key in ("labels", "annotations"):
+            if key in meta:
+                body_meta[key] = meta[key]
+        body["metadata"] = body_meta
+        try:
+            ctx.client.request("PUT", object_path(cls, ns, name), body=body)
+        except ApiFailure as e:
+            if e.code == 409 and attempt < 2:
+                continue
+            raise
+        return f"{output.ref(cls, name)} configured"
+    raise CliError(f"error: {where}: kept conflicting with concurrent writers")
+
+
+def cmd_apply(ctx: Ctx) -> int:
+    failures = 0
+    for path in ctx.args.filename:
+        for where, doc in load_documents(path, sys.stdin):
+            try:
+                ctx.print(apply_one(ctx, where, doc))
+            except ApiFailure as e:
+                failures += 1
+                ctx.err.write(f"{e}\n")
+    return 1 if failures else 0
+
+
+def cmd_delete(ctx: Ctx) -> int:
+    targets: list[tuple[type[Resource], str | None, str]] = []
+    if ctx.args.filename:
+        for path in ctx.args.filename:
+            for _, doc in load_documents(path, sys.stdin):
+                cls = kind_class(str(doc["kind"]))
+                md = doc.get("metadata") or {}
+                targets.append((cls, md.get("namespace") or ctx.namespace(), md.get("name", "")))
+    else:
+        if not ctx.args.kind:
+            raise CliError("error: give KIND NAME... or -f FILE")
+        cls, names = split_target(ctx.args.kind, ctx.args.names)
+        if not names:
+            raise CliError("error: resource name(s) required")
+        targets = [(cls, ctx.namespace(), n) for n in names]
+    failures = 0
+    for cls, ns, name in targets:
+        try:
+            code, _ = ctx.client.status_and_body("DELETE", object_path(cls, ns, name))
+        except ApiFailure as e:
+            if e.code == 404 and ctx.args.ignore_not_found:
+                continue
+            failures += 1
+            ctx.err.write(f"{e}\n")
+            continue
+        suffix = "deleted" if code == 200 else "deletion started (finalizers pending)"
+        ctx.print(f'{cls.KIND.lower()}.{API_VERSION.split("/")[0]} "{name}" {suffix}')
+    return 1 if failures else 0
+
+
+def cmd_describe(ctx: Ctx) -> int:
+    cls, names = split_target(ctx.args.kind, ctx.args.names)
+    ns = scope(ctx, cls) or ctx.namespace()
+    if not names:
+        names = [o["metadata"]["name"] for o in list_all(ctx, cls, ns, ctx.args.selector)[0]]
+    for i, name in enumerate(names):
+        obj = ctx.client.request("GET", object_path(cls, ns, name))
+        if i:
+            ctx.print()
+        ctx.print(describe(cls, obj))
+    return 0
+
+
+def describe(cls: type[Resource], obj: dict[str, Any]) -> str:
+    md = obj.get("metadata", {})
+    status = obj.get("status") or {}
+    lines = [f"Name:         {md.get('name')}"]
+    if cls.NAMESPACED:
+        lines.append(f"Namespace:    {md.get('namespace')}")
+    labels = ",".join(f"{k}={v}" for k, v in (md.get("labels") or {}).items()) or "<none>"
+    created = md.get("creationTimestamp", "")
+    lines += [
+        f"Kind:         {cls.KIND}",
+        f"API Version:  {obj.get('apiVersion', API_VERSION)}",
+        f"Labels:       {labels}",
+        f"UID:          {md.get('uid', '')}",
+        f"Created:      {created} ({output.age(created)} ago)",
+        f"Generation:   {md.get('generation', 0)} (observed {status.get('observedGeneration', 0)})",
+        f"Phase:        {status.get('phase') or '<none>'}",
+    ]
+    if md.get("deletionTimestamp"):
+        lines.append(f"Deleting:     since {md['deletionTimestamp']}; finalizers "
+                     f"{', '.join(md.get('finalizers') or [])}")
+    lines.append("Spec:")
+    lines += ["  " + ln for ln in output.as_yaml(obj.get("spec") or {}).splitlines()]
+    conditions = status.get("conditions") or []
+    lines.append("Conditions:")
+    if conditions:
+        rows = [["TYPE", "STATUS", "REASON", "SEVERITY", "AGE", "MESSAGE"]]
+        rows += [[c.get("type", ""), c.get("status", ""), c.get("reason", ""),
+                  c.get("severity", ""), output.age(c.get("lastTransitionTime")),
+                  c.get("message", "")] for c in conditions]
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        lines += ["  " + "   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+                  for r in rows]
+    else:
+        lines.append("  <none>")
+    lines.append("Events:")
+    recent = sorted((c for c in conditions if c.get("lastTransitionTime")),
+                    key=lambda c: c["lastTransitionTime"], reverse=True)[:10]
+    if recent:
+        for c in recent:
+            kind = "Normal" if c.get("status") == "True" else "Warning"
+            lines.append(f"  {output.age(c['lastTransitionTime']):>6}  {kind:<8} "
+                         f"{c.get('reason') or c.get('type')}: {c.get('type')}={c.get('status')}"
+                         + (f" {c['message']}" if c.get("message") else ""))
+    else:
+        lines.append("  <none>")
+    return "\n".join(lines)
+
+
+def watch_events(
+    ctx: Ctx, cls: type[Resource], ns: str | None, *, selector: str | None,
+    resource_version: str, deadline: float | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Watch forever (or until ``deadline``), resuming after each server-side timeout."""
+    rv = resource_version
+    while True:
+        chunk = WATCH_CHUNK
+        if deadline is not None:
+            chunk = deadline - time.monotonic()
+            if chunk <= 0:
+                return
+        params = {"resourceVersion": rv, "labelSelector": selector or "",
+                  "timeoutSeconds": f"{max(chunk, 0.05):.2f}"}
+        try:
+            for ev in ctx.client.stream(collection_path(cls, ns), params, timeout=chunk + 15):
+                if ev.get("type") == "ERROR":
+                    if (ev.get("object") or {}).get("code") == 410:
+                        rv = ""
+                        break
+                    raise ApiFailure(ev["object"].get("code", 500), ev["object"])
+                rv = ev["object"]["metadata"].get("resourceVersion", rv)
+                yield ev
+        except ApiFailure as e:
+            if e.code != 410:
+                raise
+            rv = ""  # too old: start over from the current state
+
+
+def cmd_watch(ctx: Ctx) -> int:
+    cls, names = split_target(ctx.args.kind, ctx.args.names)
+    ns = scope(ctx, cls)
+    wanted = set(names)
+    fmt = ctx.args.output
+    all_ns = ns is None and cls.NAMESPACED
+    first = True
+    deadline = time.monotonic() + parse_duration(ctx.args.timeout) if ctx.args.timeout else None
+    for ev in watch_events(ctx, cls, ns, selector=ctx.args.selector, resource_version="",
+                           deadline=deadline):
+        obj = ev["object"]
+        if wanted and obj["metadata"]["name"] not in wanted:
+            continue
+        if fmt == "json":
+            ctx.print(_compact(ev))
+        elif fmt == "yaml":
+            ctx.print("---\n" + output.as_yaml(ev))
+        else:
+            text = output.table(cls, [obj], all_namespaces=all_ns, wide=fmt == "wide")
+            header, _, row = text.partition("\n")
+            if first:
+                ctx.print(f"{'EVENT':<9} {header}")
+                first = False
+            ctx.print(f"{ev['type']:<9} {row}")
+    return 0
+
+
+def _compact(data: Any) -> str:
+    import json
+
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _parse_for(spec: str) -> Callable[[dict[str, Any] | None], bool]:
+    if spec == "delete":
+        return lambda obj: obj is None
+    m = re.fullmatch(r"condition=([A-Za-z0-9_.-]+)(?:=(\w+))?", spec)
+    if m:
+        ctype, want = m.group(1), (m.group(2) or "True")
+        want = want.capitalize() if want.lower() in ("true", "false", "unknown") else want
+
+        def met(obj: dict[str, Any] | None) -> bool:
+            c = output.condition(obj, ctype) if obj else None
+            return bool(c) and c.get("status") == want
+
+        return met
+    m = re.fullmatch(r"jsonpath=\{?\.?([A-Za-z0-9_.]+)\}?=(.*)", spec)
+    if m:
+        path, value = m.group(1), m.group(2)
+        return lambda obj: obj is not None and output.cell(output.dig(obj, path)) == value
+    raise CliError(f"error: unsupported --for {spec!r}: use condition=TYPE[=STATUS], delete, "
+                   "or jsonpath={.path}=VALUE")
+
+
+def cmd_wait(ctx: Ctx) -> int:
+    cls, names = split_target(ctx.args.kind, ctx.args.names)
+    if not names:
+        raise CliError("error: wait needs KIND/NAME or KIND NAME")
+    met = _parse_for(ctx.args.for_)
+    timeout = parse_duration(ctx.args.timeout)
+    deadline = time.monotonic() + timeout
+    ns = ctx.namespace() if cls.NAMESPACED else None
+    for name in names:
+        if not _wait_one(ctx, cls, ns, name, met, deadline):
+            raise CliError(
+                f"error: timed out after {ctx.args.timeout} waiting for {ctx.args.for_} "
+                f"on {cls.PLURAL}/{name}"
+            )
+        verb = "deleted" if ctx.args.for_ == "delete" else "condition met"
+        ctx.print(f"{output.ref(cls, name)} {verb}")
+    return 0
+
+
+def _wait_one(ctx, cls, ns, name, met, deadline) -> bool:
+    try:
+        obj: dict[str, Any] | None = ctx.client.request("GET", object_path(cls, ns, name))
+    except ApiFailure as e:
+        if e.code != 404:
+            raise
+        obj = None
+    if obj is None and ctx.args.for_ != "delete":
+        raise CliError(f'Error from server (NotFound): {cls.PLURAL} "{name}" not found')
+    if met(obj):
+        return True
+    rv = obj["metadata"]["resourceVersion"] if obj else ""
+    for ev in watch_events(ctx, cls, ns, selector=None, resource_version=rv, deadline=deadline):
+        if ev["object"]["metadata"]["name"] != name:
+            continue
+        if met(None if ev["type"] == "DELETED" else ev["object"]):
+            return True
+    return False
+
+
+# --- argument parsing -----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    def global_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+        # Accepted before or after the command, as kubectl does.
+        d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+        parser.add_argument("--config", default=d(None),
+                            help="config file (default $CCLOUD_CONFIG or ~/.ccloud/config.yaml)")
+        parser.add_argument("--server", default=d(None), help="API server URL")
+        parser.add_argument("--token", default=d(None), help="bearer token")
+        parser.add_argument("--request-timeout", type=float, default=d(30.0),
+                            help="seconds per request")
+
+    p = argparse.ArgumentParser(prog="ccctl", description="Container Cloud command line client")
+    global_flags(p, top=True)
+    flags = argparse.ArgumentParser(add_help=False)
+    global_flags(flags, top=False)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add = sub.add_parser
+
+    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return _add(name, parents=[flags], **kw)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
+
+    def common(sp: argparse.ArgumentParser, *, names: bool = True, kind_required: bool = True):
+        sp.add_argument("kind", nargs=None if kind_required else "?",
+                        help="kind: plural, singular or short name (cl, ma, lcmm, ...)")
+        if names:
+            sp.add_argument("names", nargs="*", help="object names")
+        sp.add_argument("-n", "--namespace", help="namespace (project)")
+
+    g = sub.add_parser("get", help="display one or many objects")
+    common(g)
+    g.add_argument("-A", "--all-namespaces", action="store_true")
+    g.add_argument("-l", "--selector", help="label selector, e.g. env=dev,tier in (a,b)")
+    g.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"], default="")
+    g.set_defaults(func=cmd_get)
+
+    a = sub.add_parser("apply", help="create or update objects from YAML manifests")
+    a.add_argument("-f", "--filename", action="append", required=True, help="file or - for stdin")
+    a.add_argument("-n", "--namespace")
+    a.set_defaults(func=cmd_apply)
+
+    d = sub.add_parser("delete", help="delete objects by name or manifest")
+    common(d, kind_required=False)
+    d.add_argument("-f", "--filename", action="append")
+    d.add_argument("--ignore-not-found", action="store_true")
+    d.set_defaults(func=cmd_delete)
+
+    s = sub.add_parser("describe", help="show details, conditions and recent events")
+    common(s)
+    s.add_argument("-l", "--selector")
+    s.set_defaults(func=cmd_describe, all_namespaces=False)
+
+    w = sub.add_parser("watch", help="stream changes")
+    common(w)
+    w.add_argument("-A", "--all-namespaces", action="store_true")
+    w.add_argument("-l", "--selector")
+    w.add_argument("-o", "--output", choices=["wide", "yaml", "json"], default="")
+    w.add_argument("--timeout", default="", help="stop after this long (default: never)")
+    w.set_defaults(func=cmd_watch)
+
+    t = sub.add_parser("wait", help="wait for a condition on objects")
+    common(t)
+    t.add_argument("--for", dest="for_", required=True,
+                   help="condition=Ready, condition=Ready=False, delete, jsonpath={.p}=v")
+    t.add_argument("--timeout", default="30s", help="e.g. 30s, 5m (default 30s)")
+    t.set_defaults(func=cmd_wait)
+    return p
+
+
+def main(argv: list[str] | None = None, *, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    ctx = Ctx(args, out, err)
+    try:
+        return args.func(ctx)
+    except CliError as e:
+        msg = str(e)
+        err.write(msg if msg.startswith(("error", "Error")) else f"error: {msg}")
+        err.write("\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # the last guard: a message, never a traceback
+        err.write(f"error: unexpected failure: {type(e).__name__}: {e}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

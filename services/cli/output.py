@@ -1,0 +1,117 @@
+"""Rendering objects: tables (with kind-specific columns), YAML, JSON and names."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from shared.models import GROUP, Resource
+
+# Extra columns per kind: header -> dotted path into the object.
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "Cluster": [("REGION", "spec.region"), ("PROVIDER", "spec.provider"),
+                ("RELEASE", "spec.release")],
+    "Machine": [("CLUSTER", "spec.cluster"), ("ROLE", "spec.role"), ("REGION", "spec.region")],
+    "LCMMachine": [("CLUSTER", "spec.cluster"), ("ROLE", "spec.role"),
+                   ("RELEASE", "status.release")],
+    "LCMCluster": [("CLUSTER", "spec.cluster"), ("RELEASE", "spec.release")],
+    "ClusterRelease": [("VERSION", "spec.version"), ("MKE", "spec.mkeVersion")],
+    "KaaSRelease": [("VERSION", "spec.version")],
+    "BareMetalHost": [("STATE", "status.provisioningState"), ("POWER", "status.powerState"),
+                      ("CONSUMER", "spec.consumer")],
+    "Region": [("PROVIDERS", "spec.providers")],
+}
+WIDE: dict[str, list[tuple[str, str]]] = {
+    "Cluster": [("READY-MACHINES", "status.readyMachines"), ("TOTAL", "status.totalMachines")],
+    "Machine": [("NODE", "status.nodeName"), ("ADDRESSES", "status.addresses")],
+}
+
+
+def dig(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
+
+
+def cell(value: Any) -> str:
+    if value is None or value == "":
+        return "<none>" if value is None else ""
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "<none>"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def age(timestamp: str | None, *, now: dt.datetime | None = None) -> str:
+    if not timestamp:
+        return "<unknown>"
+    try:
+        then = dt.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return "<unknown>"
+    secs = max(0, int(((now or dt.datetime.now(dt.UTC)) - then).total_seconds()))
+    if secs < 120:
+        return f"{secs}s"
+    if secs < 7200:
+        return f"{secs // 60}m"
+    if secs < 172800:
+        return f"{secs // 3600}h"
+    return f"{secs // 86400}d"
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for c in dig(obj, "status.conditions") or []:
+        if c.get("type") == type_:
+            return c
+    return None
+
+
+def ready(obj: dict[str, Any]) -> str:
+    c = condition(obj, "Ready")
+    return c.get("status", "Unknown") if c else "Unknown"
+
+
+def table(
+    cls: type[Resource], items: Iterable[dict[str, Any]], *, all_namespaces: bool, wide: bool
+) -> str:
+    cols = COLUMNS.get(cls.KIND, []) + (WIDE.get(cls.KIND, []) if wide else [])
+    headers = (["NAMESPACE"] if all_namespaces else []) + ["NAME"]
+    headers += [h for h, _ in cols] + ["PHASE", "READY", "AGE"]
+    if wide:
+        headers.append("LABELS")
+    rows = [headers]
+    for obj in items:
+        md = obj.get("metadata", {})
+        row = ([md.get("namespace", "")] if all_namespaces else []) + [md.get("name", "")]
+        row += [cell(dig(obj, p)) for _, p in cols]
+        phase = dig(obj, "status.phase") or ("Deleting" if md.get("deletionTimestamp") else "")
+        row += [phase or "<none>", ready(obj), age(md.get("creationTimestamp"))]
+        if wide:
+            row.append(",".join(f"{k}={v}" for k, v in (md.get("labels") or {}).items())
+                       or "<none>")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
+    return "\n".join(
+        "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def ref(cls: type[Resource], name: str) -> str:
+    return f"{cls.KIND.lower()}.{GROUP}/{name}"
+
+
+def as_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip("\n")
+
+
+def as_json(data: Any) -> str:
+    return json.dumps(data, indent=2)
+
+
+def as_list(cls: type[Resource], items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "List", "items": items}

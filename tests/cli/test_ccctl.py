@@ -1,0 +1,200 @@
+"""``ccctl`` end to end: apply, get, describe, delete, watch, wait and friendly errors."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import socket
+from pathlib import Path
+
+import msgspec
+import yaml
+
+from services.cli.main import main
+from shared.models import Cluster, Condition, OpenStackCredential, Region, now
+from tests.cli.conftest import Ctl
+from tests.waiting import eventually
+
+MANIFEST = """\
+apiVersion: kaas.containercloud.dev/v1alpha1
+kind: Region
+metadata:
+  name: local
+spec:
+  providers: [simulated]
+---
+apiVersion: kaas.containercloud.dev/v1alpha1
+kind: Cluster
+metadata:
+  name: demo
+  labels: {env: dev}
+spec:
+  region: local
+  provider: simulated
+  release: mke-1-0
+---
+kind: OpenStackCredential
+metadata:
+  name: os1
+spec:
+  region: local
+  auth: {authUrl: "http://keystone:5000/v3", username: demo, password: hunter2-secret}
+"""
+
+
+async def _ready(ctl: Ctl, name: str = "demo", status: str = "True") -> None:
+    obj = await ctl.gw.store.get(Cluster, name, "team-a")
+    st = msgspec.structs.replace(obj.status, phase="Ready", conditions=[
+        Condition(type="Ready", status=status, reason="AllMachinesReady",
+                  message="2/2 machines ready", last_transition_time=now())])
+    await ctl.gw.store.update_status(msgspec.structs.replace(obj, status=st))
+
+
+async def _watchers(ctl: Ctl) -> int:
+    """Open watches on the KV bucket (each is an ordered JetStream consumer)."""
+    info = await ctl.gw.store._js.stream_info(f"KV_{ctl.gw.store.bucket}")
+    return info.state.consumer_count
+
+
+async def test_apply_create_unchanged_configured(ctl: Ctl, tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(MANIFEST)
+    r = await ctl("apply", "-f", str(path))
+    assert r.code == 0, r.err
+    assert r.out.splitlines() == [
+        "region.kaas.containercloud.dev/local created",
+        "cluster.kaas.containercloud.dev/demo created",
+        "openstackcredential.kaas.containercloud.dev/os1 created",
+    ]
+    cred = await ctl.gw.store.get(OpenStackCredential, "os1", "team-a")
+    assert cred.spec.auth.password == "hunter2-secret"
+    await _ready(ctl)
+    r = await ctl("apply", "-f", "-", stdin=MANIFEST.split("---\n")[1])
+    assert r.out.strip() == "cluster.kaas.containercloud.dev/demo unchanged", r.err
+    changed = MANIFEST.replace("release: mke-1-0", "release: mke-1-1")
+    r = await ctl("apply", "-f", "-", stdin=changed)
+    assert r.code == 0
+    assert "cluster.kaas.containercloud.dev/demo configured" in r.out
+    stored = await ctl.gw.store.get(Cluster, "demo", "team-a")
+    assert stored.spec.release == "mke-1-1" and stored.metadata.generation == 2
+    assert stored.status.phase == "Ready"  # apply never touches status
+    await ctl.gw.store.get(Region, "local")
+
+
+async def test_apply_reports_field_path_and_continues(ctl: Ctl) -> None:
+    bad = MANIFEST.replace("region: local\n  provider", "region: Not_Valid\n  provider")
+    r = await ctl("apply", "-f", "-", stdin=bad)
+    assert r.code == 1
+    assert "Error from server (Invalid)" in r.err and "spec.region" in r.err
+    assert "region.kaas.containercloud.dev/local created" in r.out
+    assert "openstackcredential.kaas.containercloud.dev/os1 created" in r.out
+    assert "Traceback" not in r.err
+
+
+async def test_get_table_yaml_json_aliases(ctl: Ctl) -> None:
+    await ctl("apply", "-f", "-", stdin=MANIFEST)
+    await _ready(ctl)
+    for alias in ("cl", "clusters", "Cluster", "cluster"):
+        r = await ctl("get", alias)
+        assert r.code == 0, r.err
+        header, row = r.out.splitlines()
+        assert header.split() == ["NAME", "REGION", "PROVIDER", "RELEASE", "PHASE", "READY", "AGE"]
+        assert row.split()[:6] == ["demo", "local", "simulated", "mke-1-0", "Ready", "True"]
+    r = await ctl("get", "cl", "demo", "-o", "yaml")
+    doc = yaml.safe_load(r.out)
+    assert doc["kind"] == "Cluster" and doc["metadata"]["name"] == "demo"
+    r = await ctl("get", "osc", "-o", "json")
+    data = json.loads(r.out)
+    assert data["items"][0]["spec"]["auth"]["password"] == ""
+    assert "hunter2" not in r.out
+    r = await ctl("get", "cl", "-l", "env=prod")
+    assert r.code == 0 and r.out == "" and "No resources found" in r.err
+    r = await ctl("get", "cl", "-A", "-o", "wide")
+    assert r.out.splitlines()[0].split()[0] == "NAMESPACE" and "env=dev" in r.out
+    r = await ctl("get", "regions", "-o", "name")
+    assert r.out.strip() == "region.kaas.containercloud.dev/local"
+    r = await ctl("get", "gizmos")
+    assert r.code == 1 and "gizmos" in r.err
+
+
+async def test_describe_shows_conditions_and_events(ctl: Ctl) -> None:
+    await ctl("apply", "-f", "-", stdin=MANIFEST)
+    await _ready(ctl)
+    r = await ctl("describe", "cluster", "demo")
+    assert r.code == 0, r.err
+    assert "Name:         demo" in r.out and "Namespace:    team-a" in r.out
+    assert "release: mke-1-0" in r.out
+    cond = r.out.split("Conditions:")[1].split("Events:")[0]
+    assert "Ready" in cond and "AllMachinesReady" in cond and "2/2 machines ready" in cond
+    assert "AllMachinesReady: Ready=True" in r.out.split("Events:")[1]
+
+
+async def test_delete_and_friendly_errors(ctl: Ctl) -> None:
+    await ctl("apply", "-f", "-", stdin=MANIFEST)
+    r = await ctl("delete", "cl", "demo")
+    assert r.code == 0 and 'cluster.kaas.containercloud.dev "demo" deleted' in r.out
+    r = await ctl("delete", "cl", "demo")
+    assert r.code == 1 and "Error from server (NotFound)" in r.err
+    r = await ctl("delete", "cl", "demo", "--ignore-not-found")
+    assert r.code == 0
+    r = await ctl("delete", "osc", "os1", user="wally")
+    assert r.code == 1 and "Forbidden" in r.err and 'User "wally"' in r.err
+    r = await ctl("apply", "-f", "-", stdin=MANIFEST.split("---\n")[1])
+    r = await ctl("apply", "-f", "-", stdin=MANIFEST.split("---\n")[1])
+    assert "unchanged" in r.out
+    r = await ctl("get", "cl", "--token", "wrong")
+    assert r.code == 1 and "Unauthorized" in r.err and "check the token" in r.err
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = await ctl("get", "cl", "--server", f"http://127.0.0.1:{port}")
+    assert r.code == 1 and "cannot reach the API server" in r.err
+    assert "Traceback" not in r.err
+
+
+async def test_delete_with_finalizers_reports_pending(ctl: Ctl) -> None:
+    held = MANIFEST.split("---\n")[1].replace("labels: {env: dev}", "finalizers: [test/hold]")
+    await ctl("apply", "-f", "-", stdin=held)
+    r = await ctl("delete", "cluster/demo")
+    assert r.code == 0 and "deletion started" in r.out
+
+
+async def test_wait_for_condition_and_timeout(ctl: Ctl) -> None:
+    await ctl("apply", "-f", "-", stdin=MANIFEST)
+    await _ready(ctl, status="False")
+    waiter = asyncio.create_task(ctl("wait", "cl/demo", "--for=condition=Ready",
+                                     "--timeout=20s"))
+    await eventually(lambda: _watchers(ctl), what="the waiter's watch on the store")
+    await _ready(ctl, status="True")
+    r = await asyncio.wait_for(waiter, 30)
+    assert r.code == 0, r.err
+    assert "cluster.kaas.containercloud.dev/demo condition met" in r.out
+    r = await ctl("wait", "cl", "demo", "--for=condition=Ready=False", "--timeout=1s")
+    assert r.code == 1 and "timed out after 1s" in r.err and "clusters/demo" in r.err
+    deleter = asyncio.create_task(ctl("wait", "cl", "demo", "--for=delete", "--timeout=20s"))
+    await ctl("delete", "cl", "demo")
+    r = await asyncio.wait_for(deleter, 30)
+    assert r.code == 0 and "deleted" in r.out
+
+
+async def test_watch_streams_changes(ctl: Ctl) -> None:
+    await ctl("apply", "-f", "-", stdin=MANIFEST.split("---\n")[1])
+    live = io.StringIO()
+    watcher = asyncio.create_task(ctl.run(live, "watch", "cl", "-o", "json", "--timeout=3s"))
+    await eventually(lambda: '"ADDED"' in live.getvalue(), what="the initial ADDED event")
+    await _ready(ctl)
+    r = await asyncio.wait_for(watcher, 30)
+    assert r.code == 0, r.err
+    events = [json.loads(line) for line in r.out.splitlines()]
+    assert events[0]["type"] == "ADDED" and events[0]["object"]["metadata"]["name"] == "demo"
+    assert any(e["type"] == "MODIFIED" and e["object"]["status"].get("phase") == "Ready"
+               for e in events)
+
+
+async def test_missing_config_is_a_clear_error(tmp_path: Path) -> None:
+    err = io.StringIO()
+    code = main(["--config", str(tmp_path / "absent.yaml"), "get", "cl"], err=err)
+    assert code == 1 and "does not exist" in err.getvalue()
+    code = main(["get"], err=io.StringIO())
+    assert code == 2
