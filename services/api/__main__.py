@@ -1,33 +1,37 @@
 """``python -m services.api``: run the gateway against NATS (store and bus).
 
-Settings come from flags or the environment (flags win)::
+Settings come from the shared ``CCLOUD_*`` environment (``shared.config.Settings``:
+``CCLOUD_NATS_URL``, ``CCLOUD_PREFIX`` -> bucket ``<prefix>-objects`` and bus subjects
+``<prefix>.>``, ``CCLOUD_STORE``, ``CCLOUD_DATA_DIR``) plus the gateway's own::
 
-    --nats-url     CCLOUD_NATS_URL      nats://127.0.0.1:4222
-    --bucket       CCLOUD_STORE_BUCKET  ccloud-objects
-    --bus-prefix   CCLOUD_BUS_PREFIX    ccloud
     --host         CCLOUD_API_HOST      127.0.0.1
     --port         CCLOUD_API_PORT      8443
-    --data-dir     CCLOUD_DATA_DIR      ./var/api   (bootstrap token, default tokens/audit)
-    --tokens-file  CCLOUD_TOKENS_FILE   <data-dir>/tokens.yaml (created on first start)
+    --tokens-file  CCLOUD_TOKENS_FILE   <data-dir>/tokens.yaml (created on first start,
+                                        with the operator token in <data-dir>/admin-token)
     --audit-log    CCLOUD_AUDIT_LOG     <data-dir>/audit.log
+
+Flags ``--nats-url``, ``--prefix`` and ``--data-dir`` override the shared settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
 
-import nats
+import msgspec
 from aiohttp import web
 
 from services.api.app import create_app
 from services.api.auth import AuthConfigError, Authenticator, ensure_bootstrap
-from shared.store.kv import KVStore
+from shared.bus import Bus
+from shared.config import Settings
+from shared.service import connect, make_store
 
 log = logging.getLogger("services.api")
 
@@ -36,31 +40,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="python -m services.api", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--nats-url", default=env("CCLOUD_NATS_URL", "nats://127.0.0.1:4222"))
-    p.add_argument("--bucket", default=env("CCLOUD_STORE_BUCKET", "ccloud-objects"))
-    p.add_argument("--bus-prefix", default=env("CCLOUD_BUS_PREFIX", "ccloud"))
+    p.add_argument("--nats-url", default=None)
+    p.add_argument("--prefix", default=None, help="bucket and bus subject prefix")
+    p.add_argument("--data-dir", default=None)
     p.add_argument("--host", default=env("CCLOUD_API_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(env("CCLOUD_API_PORT", "8443")))
-    p.add_argument("--data-dir", default=env("CCLOUD_DATA_DIR", "var/api"))
     p.add_argument("--tokens-file", default=env("CCLOUD_TOKENS_FILE", ""))
     p.add_argument("--audit-log", default=env("CCLOUD_AUDIT_LOG", ""))
     return p.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace) -> None:
-    data = Path(args.data_dir)
+def settings_for(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    overrides = {"nats_url": args.nats_url, "prefix": args.prefix, "data_dir": args.data_dir}
+    return msgspec.structs.replace(settings, **{k: v for k, v in overrides.items() if v})
+
+
+def load_auth(args: argparse.Namespace, data: Path) -> Authenticator:
     if args.tokens_file:
-        tokens = Path(args.tokens_file)
-    else:
-        tokens, fresh = ensure_bootstrap(data)
-        if fresh:
-            log.info("bootstrap operator token written to %s (mode 0600)", data / "admin-token")
-    auth = Authenticator.from_file(tokens)
-    nc = await nats.connect(args.nats_url, name="ccloud-api")
-    store = KVStore(nc, bucket=args.bucket)
-    await store.start()
+        return Authenticator.from_file(args.tokens_file)
+    tokens, fresh = ensure_bootstrap(data)
+    if fresh:
+        log.info("bootstrap operator token written to %s (mode 0600)", data / "admin-token")
+    return Authenticator.from_file(tokens)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    settings = settings_for(args)
+    data = Path(settings.data_dir)
+    auth = load_auth(args, data)
+    nc = await connect(settings, "api")
+    bus = Bus(nc, prefix=settings.prefix, service="api")
+    await bus.start()
+    store = await make_store(settings, nc, bus)
     app = create_app(
-        store, auth, audit=args.audit_log or data / "audit.log", nc=nc, bus_prefix=args.bus_prefix
+        store, auth, audit=args.audit_log or data / "audit.log", nc=nc, bus_prefix=settings.prefix
     )
     runner = web.AppRunner(app)
     await runner.setup()
@@ -75,8 +89,10 @@ async def serve(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+        await bus.stop()
         await store.close()
-        await nc.drain()
+        with contextlib.suppress(Exception):
+            await nc.drain()
 
 
 def main(argv: list[str] | None = None) -> int:

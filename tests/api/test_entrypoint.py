@@ -55,7 +55,7 @@ async def test_module_entrypoint_serves_with_bootstrap_token(
         port = s.getsockname()[1]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.api", "--nats-url", nats_server.url,
-        "--bucket", prefix, "--bus-prefix", prefix, "--port", str(port),
+        "--prefix", prefix, "--port", str(port),
         "--data-dir", str(tmp_path),
         cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
