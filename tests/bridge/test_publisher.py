@@ -21,7 +21,9 @@ def cluster(name: str, region: str = "east") -> Cluster:
 async def stream_events(h) -> list[tuple[str, ChangeEvent]]:
     js = h.nc.jetstream()
     info = await js.stream_info(h.bus.stream)
-    out = []
+    out: list[tuple[str, ChangeEvent]] = []
+    if not info.state.messages:
+        return out
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
         msg = await js.get_msg(h.bus.stream, seq)
         out.append((msg.subject, msgspec.json.decode(msg.data, type=ChangeEvent)))
