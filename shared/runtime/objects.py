@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import msgspec
 
-from shared.models import Resource
+from shared.models import Resource, Status
 from shared.store import Conflict, NotFound, Store
 
 R = TypeVar("R", bound=Resource)
@@ -43,20 +43,38 @@ async def update_status(
 async def status_writer(store: Store, obj: R) -> AsyncIterator[R]:
     """Write the status once, when the block exits (also on error), if it changed.
 
-    On conflict the fresh object gets this pass's status: one controller owns a kind's
-    status, so its latest view wins.
+    Several controllers may own different fields of one status (a provider and LCM both
+    report on a Machine): on conflict only the fields this pass changed (and, for
+    conditions, only the condition types it touched) are applied to the fresh object.
     """
-    before = _enc.encode(obj.status)  # type: ignore[attr-defined]
+    before = msgspec.json.decode(_enc.encode(obj.status), type=type(obj.status))  # type: ignore[attr-defined]
     try:
         yield obj
     finally:
-        if _enc.encode(obj.status) != before:  # type: ignore[attr-defined]
-            with contextlib.suppress(NotFound):
-                await write_status(store, obj)
+        with contextlib.suppress(NotFound):
+            await write_status(store, obj, before)
 
 
-async def write_status(store: Store, obj: R) -> R:
-    """Write ``obj.status`` as is, onto the latest version of the object."""
+def _merge(fresh: Status, before: Status, ours: Status) -> None:
+    for name in ours.__struct_fields__:
+        old, new = getattr(before, name), getattr(ours, name)
+        if _enc.encode(old) == _enc.encode(new):
+            continue
+        if name == "conditions":
+            olds = {c.type: c for c in old}
+            news = {c.type: c for c in new}
+            touched = {t for t in olds.keys() | news.keys()
+                       if _enc.encode(olds.get(t)) != _enc.encode(news.get(t))}
+            kept = [c for c in fresh.conditions if c.type not in touched]
+            fresh.conditions = kept + [c for c in new if c.type in touched]
+        else:
+            setattr(fresh, name, new)
+
+
+async def write_status(store: Store, obj: R, before: Status | None = None) -> R:
+    """Write ``obj.status``; with ``before``, merge only what changed since it."""
+    if before is not None and _enc.encode(before) == _enc.encode(obj.status):  # type: ignore[attr-defined]
+        return obj
     current = obj
     for attempt in range(STATUS_RETRIES):
         try:
@@ -65,7 +83,10 @@ async def write_status(store: Store, obj: R) -> R:
             if attempt + 1 == STATUS_RETRIES:
                 raise
             current = await store.get(type(obj), obj.metadata.name, obj.metadata.namespace)
-            current.status = obj.status  # type: ignore[attr-defined]
+            if before is None:
+                current.status = obj.status  # type: ignore[attr-defined]
+            else:
+                _merge(current.status, before, obj.status)  # type: ignore[attr-defined]
     raise AssertionError("unreachable")
 
 
