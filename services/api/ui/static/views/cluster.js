@@ -1,0 +1,206 @@
+// One cluster: summary, upgrade (only to releases the release service allows), delete,
+// machines with per-item LCM progress, conditions and events. Everything is live.
+
+import { ApiError, api, events, live, session } from "../api.js";
+import { age, badge, confirmTyped, h, phaseOf, progress, replace, table } from "../dom.js";
+import { readyCount } from "./clusters.js";
+
+const MAX_EVENTS = 50;
+
+function lcmProgress(lcm) {
+  if (!lcm) return h("span", { class: "muted" }, "no agent yet");
+  const wanted = lcm.spec.stateItems || [];
+  const got = lcm.status?.stateItems || {};
+  const done = wanted.filter((i) => got[i.name]?.state === "Done").length;
+  const failed = wanted.find((i) => got[i.name]?.state === "Failed");
+  const running = wanted.find((i) => got[i.name]?.state === "Running");
+  const note = failed ? `failed: ${failed.name}` : running ? `running: ${running.name}` : "";
+  return h("div", { class: "lcm" }, progress(done, wanted.length, `${done}/${wanted.length}`),
+    note ? h("small", { class: failed ? "error" : "muted" }, note) : "");
+}
+
+function providerProgress(machine) {
+  const steps = machine.status?.providerSteps || [];
+  if (!steps.length) return "";
+  const done = steps.filter((s) => s.state === "Done").length;
+  return progress(done, steps.length, `${done}/${steps.length}`);
+}
+
+function transitions(objects) {
+  const out = [];
+  for (const o of objects) {
+    for (const c of o.status?.conditions || []) {
+      if (!c.lastTransitionTime) continue;
+      out.push({ time: c.lastTransitionTime, object: `${o.kind}/${o.metadata.name}`,
+        what: `${c.type}=${c.status}${c.reason ? ` (${c.reason})` : ""}`, message: c.message });
+    }
+  }
+  return out;
+}
+
+export function renderCluster(root, { namespace, name }) {
+  const clusters = live("clusters", namespace);
+  const machines = live("machines", namespace);
+  const lcm = live("lcmmachines", namespace);
+  const feed = [];
+  const mine = (o) => o.spec?.cluster === name;
+  const key = `${namespace}/${name}`;
+  let deleting = false;
+  let seen = false;
+
+  const header = h("div", { class: "title" }, h("h2", {}, "Cluster ", name));
+  const summary = h("div", { class: "card summary" });
+  const actions = h("div", { class: "card actions-card" });
+  const machinesEl = h("div", {});
+  const conditionsEl = h("div", {});
+  const eventsEl = h("div", {});
+  const notice = h("p", { class: "notice", role: "status" });
+  root.append(h("section", { "data-cluster-page": key }, header, notice, summary, actions,
+    h("h3", {}, "Machines"), machinesEl,
+    h("h3", {}, "Conditions"), conditionsEl,
+    h("h3", {}, "Events"), eventsEl));
+
+  const cluster = () => clusters.items.get(key);
+
+  function renderSummary() {
+    const c = cluster();
+    if (!c) {
+      if (clusters.loaded) {
+        replace(summary, h("p", { class: "empty" },
+          seen ? "This cluster was deleted." : "No such cluster."),
+          h("a", { href: "#/clusters" }, "Back to clusters"));
+        replace(actions);
+      }
+      return;
+    }
+    seen = true;
+    const s = c.status || {};
+    replace(summary, h("dl", { class: "facts" },
+      h("dt", {}, "Phase"), h("dd", { class: "phase" }, badge(phaseOf(c))),
+      h("dt", {}, "Machines ready"), h("dd", { class: "ready" }, readyCount(c)),
+      h("dt", {}, "Release"), h("dd", { class: "release" }, s.release || c.spec.release,
+        s.release && s.release !== c.spec.release
+          ? h("span", { class: "badge warn" }, `upgrading to ${c.spec.release}`) : ""),
+      h("dt", {}, "Region"), h("dd", {}, c.spec.region),
+      h("dt", {}, "Project"), h("dd", {}, namespace),
+      h("dt", {}, "Provider"), h("dd", {}, c.spec.provider,
+        c.spec.credential ? ` (credential ${c.spec.credential})` : ""),
+      h("dt", {}, "Age"), h("dd", {}, age(c.metadata.creationTimestamp))));
+    renderActions(c);
+  }
+
+  function renderActions(c) {
+    const writable = session.canWrite(namespace);
+    const upgrades = c.status?.availableUpgrades || [];
+    const choice = h("select", { name: "upgrade", "aria-label": "Upgrade to release",
+                                 disabled: !upgrades.length || !writable },
+      upgrades.length ? upgrades.map((r) => h("option", { value: r }, r))
+                      : h("option", { value: "" }, "no upgrade available"));
+    const error = h("span", { class: "field-error", "data-error-for": "spec.release" });
+    replace(actions,
+      h("div", { class: "upgrade" },
+        h("label", {}, "Upgrade to ", choice),
+        h("button", { type: "button", name: "upgrade-button",
+          disabled: !upgrades.length || !writable || c.metadata.deletionTimestamp,
+          onclick: async () => {
+            error.textContent = "";
+            try {
+              await api.patch("clusters", namespace, name, { spec: { release: choice.value } });
+              notice.textContent = `Upgrade to ${choice.value} requested.`;
+            } catch (err) {
+              error.textContent = err instanceof ApiError && err.causes.length
+                ? err.causes[0].message : err.message;
+            }
+          } }, "Upgrade"), error),
+      h("button", { type: "button", name: "delete-button", class: "danger",
+        disabled: !writable || Boolean(c.metadata.deletionTimestamp) || deleting,
+        onclick: async () => {
+          const ok = await confirmTyped({
+            title: `Delete cluster ${name}?`,
+            message: "Its machines are deprovisioned and the cluster is gone for good.",
+            expected: name,
+          });
+          if (!ok) return;
+          deleting = true;
+          try {
+            await api.remove("clusters", namespace, name);
+            notice.textContent = `Deleting cluster ${name}…`;
+          } catch (err) {
+            deleting = false;
+            notice.textContent = `Delete failed: ${err.message}`;
+          }
+          renderSummary();
+        } }, c.metadata.deletionTimestamp ? "Deleting…" : "Delete"));
+  }
+
+  function renderMachines() {
+    const lcmByMachine = new Map(lcm.values().filter(mine).map((l) => [l.spec.machine, l]));
+    replace(machinesEl, table([
+      { title: "Name", render: (m) => m.metadata.name, cls: "name" },
+      { title: "Role", render: (m) => m.spec.role },
+      { title: "Phase", render: (m) => badge(phaseOf(m)), cls: "phase" },
+      { title: "Provisioning", render: providerProgress },
+      { title: "LCM", render: (m) => lcmProgress(lcmByMachine.get(m.metadata.name)),
+        cls: "lcm-cell" },
+      { title: "LCM phase", render: (m) => m.status?.lcmPhase || "" },
+      { title: "Addresses", render: (m) => (m.status?.addresses || []).join(", ") },
+    ], machines.values().filter(mine), {
+      empty: "No machines.",
+      rowAttrs: (m) => ({ "data-machine": m.metadata.name }),
+    }));
+  }
+
+  function renderConditions() {
+    const c = cluster();
+    replace(conditionsEl, table([
+      { title: "Type", render: (x) => x.type },
+      { title: "Status", render: (x) => x.status, cls: "status" },
+      { title: "Reason", render: (x) => x.reason || "" },
+      { title: "Message", render: (x) => x.message || "" },
+      { title: "Since", render: (x) => age(x.lastTransitionTime) },
+    ], c?.status?.conditions || [], {
+      empty: "No conditions reported yet.",
+      rowAttrs: (x) => ({ "data-condition": x.type }),
+    }));
+  }
+
+  function renderEvents() {
+    const objects = [cluster(), ...machines.values().filter(mine)].filter(Boolean);
+    const rows = [...feed, ...transitions(objects)]
+      .sort((a, b) => b.time.localeCompare(a.time)).slice(0, MAX_EVENTS);
+    replace(eventsEl, table([
+      { title: "When", render: (e) => age(e.time) },
+      { title: "Object", render: (e) => e.object },
+      { title: "Event", render: (e) => e.what },
+      { title: "Message", render: (e) => e.message || "" },
+    ], rows, { empty: "No events yet." }));
+  }
+
+  const all = () => {
+    renderSummary();
+    renderMachines();
+    renderConditions();
+    renderEvents();
+  };
+  clusters.subscribe(all);
+  machines.subscribe(() => { renderMachines(); renderEvents(); });
+  lcm.subscribe(renderMachines);
+
+  const stopEvents = events({ namespace }, (ev) => {
+    const related = (ev.kind === "Cluster" && ev.name === name) ||
+      (ev.labels || {})["kaas.containercloud.dev/cluster"] === name ||
+      (ev.owners || []).some((o) => o.kind === "Cluster" && o.name === name);
+    if (!related) return;
+    feed.unshift({ time: ev.time || new Date().toISOString(),
+      object: `${ev.kind}/${ev.name}`, what: ev.type, message: `resourceVersion ${ev.resourceVersion}` });
+    feed.length = Math.min(feed.length, MAX_EVENTS);
+    renderEvents();
+  });
+
+  return () => {
+    clusters.close();
+    machines.close();
+    lcm.close();
+    stopEvents();
+  };
+}
