@@ -188,6 +188,8 @@ class LCMMachineSpec(_Spec, kw_only=True):
     release: str = ""
     state_items: list[StateItem] = field(default_factory=list)
     cordoned: bool = False
+    # uid of the Machine this node backs: the agent's token is derived from it.
+    machine_uid: str = ""
 
 
 class StateItemStatus(Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -204,6 +206,8 @@ class LCMMachineStatus(Status, kw_only=True):
     release: str = ""
     heartbeat: str = ""
     state_items: dict[str, StateItemStatus] = field(default_factory=dict)
+    # The agent's acknowledgement that the node is cordoned and drained (spec.cordoned).
+    cordoned: bool = False
 
 
 class LCMMachine(Resource, kw_only=True):

@@ -1,0 +1,217 @@
+"""Executors apply one state item on a node; both understand the same runners.
+
+Runners: ``host`` (point the package manager at the regional mirror), ``packages``
+(install ``name=version`` Debian packages), ``images`` (pull container images), ``mke``
+(join MKE as manager or worker), ``helm`` (install charts), ``shell`` (run
+``params.command``), ``file`` (write ``params.content`` to ``params.path``).
+
+``NodeRootExecutor`` applies items into a directory standing for the node's filesystem, so
+tests (and the local simulated default) can check exactly what was done; it also logs each
+start/finish to ``var/log/ccloud/applied.log``. Two control files under the root let tests
+steer it: ``etc/ccloud/fail/<item>`` makes that item fail with the file's text, and
+``etc/ccloud/hold/<item>`` keeps it running until the file is removed.
+
+``HostExecutor`` runs the real commands on the host. Failures leave either executor only as
+``ItemFailed`` with a message fit for status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Protocol
+
+from shared.models import StateItem
+
+COMMAND_TIMEOUT = 1800.0
+
+
+class ItemFailed(Exception):
+    """An item could not be applied; the message goes to the LCMMachine status."""
+
+
+class Executor(Protocol):
+    def facts(self) -> tuple[str, str]:
+        """(hostname, ip) of the node."""
+        ...
+
+    async def apply(self, item: StateItem, hash_: str) -> None: ...
+
+    async def cordon(self, on: bool) -> None: ...
+
+
+def _pairs(value: str) -> list[tuple[str, str]]:
+    out = []
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        name, _, version = part.partition("=")
+        out.append((name, version))
+    return out
+
+
+class NodeRootExecutor:
+    def __init__(self, root: Path, *, hostname: str = "", ip: str = "") -> None:
+        self.root = root.resolve()
+        self._hostname = hostname
+        self._ip = ip
+
+    def _path(self, rel: str) -> Path:
+        p = (self.root / rel.lstrip("/")).resolve()
+        if p != self.root and self.root not in p.parents:
+            raise ItemFailed(f"path {rel!r} leaves the node root")
+        return p
+
+    def _write(self, rel: str, text: str) -> None:
+        p = self._path(rel)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+
+    def _log(self, line: str) -> None:
+        p = self._path("var/log/ccloud/applied.log")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "a") as f:
+            f.write(f"{time.time():.3f} {line}\n")
+
+    def facts(self) -> tuple[str, str]:
+        hostname = self._hostname
+        if not hostname:
+            f = self.root / "etc/hostname"
+            hostname = f.read_text().strip() if f.exists() else self.root.name
+        ip = self._ip
+        if not ip:
+            f = self.root / "etc/ccloud/ip"
+            ip = f.read_text().strip() if f.exists() else "127.0.0.1"
+        return hostname, ip
+
+    async def apply(self, item: StateItem, hash_: str) -> None:
+        self._log(f"start {item.name} {item.version} {hash_}")
+        fail = self.root / "etc/ccloud/fail" / item.name
+        if fail.exists():
+            raise ItemFailed(fail.read_text().strip() or f"{item.name} failed")
+        hold = self.root / "etc/ccloud/hold" / item.name
+        while hold.exists():  # noqa: ASYNC110 - a test holds the item by a file
+            await asyncio.sleep(0.05)
+        self._effect(item)
+        self._write(f"etc/ccloud/items/{item.name}", f"{item.version} {hash_}\n")
+        self._log(f"done {item.name} {item.version} {hash_}")
+
+    def _effect(self, item: StateItem) -> None:
+        p = item.params
+        match item.runner:
+            case "host":
+                source = f"deb {p.get('mirror', '')}/debian stable main\n"
+                self._write("etc/apt/sources.list.d/ccloud.list", source)
+                self._write("etc/ccloud/release", f"{p.get('release', '')} {item.version}\n")
+            case "packages":
+                for name, version in _pairs(p.get("packages", "")):
+                    self._write(f"var/lib/ccloud/packages/{name}", f"{version}\n")
+            case "images":
+                for name, version in _pairs(p.get("images", "")):
+                    self._write(f"var/lib/ccloud/images/{name.replace('/', '_')}", f"{version}\n")
+            case "mke":
+                self._write("etc/ccloud/mke", f"{p.get('role', 'worker')} {item.version}\n")
+            case "helm":
+                for name, version in _pairs(p.get("charts", "")):
+                    self._write(f"var/lib/ccloud/charts/{name}", f"{version}\n")
+            case "shell":
+                with open(self._path("var/lib/ccloud/shell.log"), "a") as f:
+                    f.write(p.get("command", "") + "\n")
+            case "file":
+                if not p.get("path"):
+                    raise ItemFailed(f"{item.name}: file runner needs params.path")
+                self._write(p["path"], p.get("content", ""))
+            case other:
+                raise ItemFailed(f"{item.name}: unknown runner {other!r}")
+
+    async def cordon(self, on: bool) -> None:
+        self._write("var/lib/ccloud/node-state", "cordoned\n" if on else "schedulable\n")
+        self._log("cordon" if on else "uncordon")
+
+
+def commands_for(item: StateItem, *, hostname: str = "") -> list[list[str]]:
+    """The commands ``HostExecutor`` runs for ``item`` (pure, so it can be checked)."""
+    p = item.params
+    mirror = p.get("mirror", "")
+    match item.runner:
+        case "shell":
+            return [["sh", "-c", p.get("command", "true")]]
+        case "host":
+            line = f"deb {mirror}/debian stable main"
+            return [
+                ["sh", "-c", f"echo '{line}' > /etc/apt/sources.list.d/ccloud.list"],
+                ["apt-get", "update"],
+            ]
+        case "packages":
+            pkgs = [f"{n}={v}" if v else n for n, v in _pairs(p.get("packages", ""))]
+            return [["apt-get", "install", "-y", "--allow-downgrades", *pkgs]] if pkgs else []
+        case "images":
+            host = mirror.split("://", 1)[-1]
+            return [["ctr", "-n", "k8s.io", "images", "pull", f"{host}/{n}:{v}"]
+                    for n, v in _pairs(p.get("images", ""))]
+        case "mke":
+            role = p.get("role", "worker")
+            return [["docker", "run", "--rm", "-v", "/var/run/docker.sock:/var/run/docker.sock",
+                     f"mirantis/ucp:{item.version}", "join", "--role", role]]
+        case "helm":
+            return [["helm", "upgrade", "--install", n, f"{mirror}/helm/{n}-{v}.tgz"]
+                    for n, v in _pairs(p.get("charts", ""))]
+        case "file":
+            if not p.get("path"):
+                raise ItemFailed(f"{item.name}: file runner needs params.path")
+            return [["sh", "-c", 'printf %s "$1" > "$2"', "sh", p.get("content", ""), p["path"]]]
+        case other:
+            raise ItemFailed(f"{item.name}: unknown runner {other!r}")
+
+
+class HostExecutor:
+    """Runs each item's commands on this host, stopping at the first that fails."""
+
+    def __init__(self, *, hostname: str = "", ip: str = "", timeout: float = COMMAND_TIMEOUT):
+        self._hostname = hostname or socket.gethostname()
+        self._ip = ip
+        self.timeout = timeout
+
+    def facts(self) -> tuple[str, str]:
+        ip = self._ip
+        if not ip:
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.connect(("10.255.255.255", 1))
+                    ip = s.getsockname()[0]
+            except OSError:
+                ip = "127.0.0.1"
+        return self._hostname, ip
+
+    async def _run(self, argv: list[str]) -> None:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            )
+        except OSError as e:
+            raise ItemFailed(f"{argv[0]}: {e.strerror}") from None
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise ItemFailed(f"{argv[0]} timed out after {self.timeout:.0f}s") from None
+        if proc.returncode != 0:
+            tail = err.decode(errors="replace").strip().splitlines()[-3:]
+            detail = "; ".join(tail) or "no output"
+            raise ItemFailed(f"{argv[0]} exited with {proc.returncode}: {detail}")
+
+    async def apply(self, item: StateItem, hash_: str) -> None:
+        for argv in commands_for(item, hostname=self._hostname):
+            await self._run(argv)
+
+    async def cordon(self, on: bool) -> None:
+        if on:
+            await self._run(["kubectl", "drain", self._hostname, "--ignore-daemonsets",
+                             "--delete-emptydir-data", "--timeout=600s"])
+        else:
+            await self._run(["kubectl", "uncordon", self._hostname])

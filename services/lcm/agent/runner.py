@@ -1,0 +1,171 @@
+"""The agent loop: fetch details, cordon if asked, apply unfinished items in order, report.
+
+Items run strictly in order and the loop stops at the first failure; a failed item is
+retried with backoff (the node may be fixed meanwhile) and reported with its message.
+Finished items are recognised by hash in the on-node journal, so a restarted agent
+resumes at the first unfinished item. Heartbeats go out on their own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import msgspec
+
+from services.lcm.agent.client import AgentClient, EndpointError, Unauthorized
+from services.lcm.agent.executor import Executor, ItemFailed
+from services.lcm.agent.journal import Journal
+from services.lcm.clock import stamp
+from services.lcm.wire import AgentReport, MachineDetails
+from shared.models import StateItemStatus
+
+log = logging.getLogger(__name__)
+
+CORDON_FILE = "var/lib/ccloud/lcm-agent/cordoned"
+MAX_BACKOFF = 30.0
+
+
+class Agent:
+    def __init__(
+        self,
+        client: AgentClient,
+        executor: Executor,
+        root: Path,
+        *,
+        poll_interval: float | None = None,
+    ) -> None:
+        self.client = client
+        self.executor = executor
+        self.root = root
+        self.journal = Journal(root)
+        self.poll_override = poll_interval
+        self.poll_interval = poll_interval or 5.0
+        self.heartbeat_interval = 10.0
+        self.status: dict[str, StateItemStatus] = {}
+        self._retry_at: dict[str, float] = {}
+        self._sent: bytes = b""
+        self._facts_sent = False
+        self._cordon_path = root / CORDON_FILE
+        self.cordoned = self._cordon_path.exists()
+
+    # --- reporting -------------------------------------------------------------------------
+
+    def _view(self, details: MachineDetails) -> dict[str, StateItemStatus]:
+        out: dict[str, StateItemStatus] = {}
+        for di in details.items:
+            name = di.item.name
+            cur = self.status.get(name)
+            if self.journal.finished(name, di.hash):
+                if cur is None or cur.hash != di.hash or cur.state != "Done":
+                    cur = StateItemStatus(hash=di.hash, state="Done", finished_at=stamp(),
+                                          attempts=cur.attempts if cur else 0)
+            elif cur is None or cur.hash != di.hash:
+                cur = StateItemStatus(hash=di.hash, state="Pending")
+            out[name] = cur
+        self.status = out
+        return out
+
+    async def _report(self, details: MachineDetails, *, force: bool = False) -> None:
+        hostname, ip = self.executor.facts()
+        report = AgentReport(
+            hostname=hostname, ip=ip, items=self._view(details), cordoned=self.cordoned
+        )
+        body = msgspec.json.encode(report)
+        if body == self._sent and not force:
+            return
+        await self.client.report(report)
+        self._sent = body
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def step(self) -> MachineDetails | None:
+        """One pass; returns the details it worked from (None if the machine is unknown)."""
+        details = await self.client.details()
+        if details is None:
+            return None
+        self.poll_interval = self.poll_override or details.poll_interval
+        self.heartbeat_interval = details.heartbeat_interval
+        self._view(details)
+        await self._report(details, force=not self._facts_sent)
+        self._facts_sent = True
+        if details.cordoned != self.cordoned:
+            try:
+                await self.executor.cordon(details.cordoned)
+            except ItemFailed as e:
+                log.warning("cordon=%s failed: %s", details.cordoned, e)
+                return details
+            self.cordoned = details.cordoned
+            self._cordon_path.parent.mkdir(parents=True, exist_ok=True)
+            if self.cordoned:
+                self._cordon_path.touch()
+            else:
+                self._cordon_path.unlink(missing_ok=True)
+            await self._report(details)
+        for di in details.items:
+            name = di.item.name
+            if self.journal.finished(name, di.hash):
+                continue
+            cur = self.status[name]
+            if cur.state == "Failed" and time.monotonic() < self._retry_at.get(name, 0.0):
+                break
+            self.status[name] = StateItemStatus(
+                hash=di.hash, state="Running", attempts=cur.attempts + 1
+            )
+            await self._report(details)
+            try:
+                await self.executor.apply(di.item, di.hash)
+            except ItemFailed as e:
+                attempts = self.status[name].attempts
+                self.status[name] = StateItemStatus(
+                    hash=di.hash, state="Failed", message=str(e), attempts=attempts
+                )
+                backoff = min(self.poll_interval * 2 ** (attempts - 1), MAX_BACKOFF,
+                              self.poll_interval * 8)
+                self._retry_at[name] = time.monotonic() + backoff
+                log.warning("item %s failed (attempt %d): %s", name, attempts, e)
+                await self._report(details)
+                break
+            self.journal.mark(name, di.hash)
+            self.status[name] = StateItemStatus(
+                hash=di.hash, state="Done", attempts=self.status[name].attempts,
+                finished_at=stamp(),
+            )
+            log.info("item %s %s done", name, di.item.version)
+            await self._report(details)
+        return details
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.heartbeat_interval)
+            if stop.is_set():
+                return
+            try:
+                await self.client.heartbeat()
+            except Unauthorized:
+                raise
+            except EndpointError as e:
+                log.warning("heartbeat failed: %s", e)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        beats = asyncio.create_task(self._heartbeats(stop))
+        try:
+            while not stop.is_set():
+                if beats.done():
+                    beats.result()
+                try:
+                    await self.step()
+                except Unauthorized:
+                    raise
+                except EndpointError as e:
+                    log.warning("endpoint: %s", e)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.poll_interval)
+        finally:
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Unauthorized):
+                await beats

@@ -1,0 +1,343 @@
+"""Cluster controller: a managed Cluster's LCMCluster and LCMMachines, upgrades, status.
+
+Per pass: accept the Cluster's release (initially, or as an upgrade the compatibility
+matrix allows), make one LCMMachine per Machine carrying the state items of the accepted
+release, drive the rolling upgrade one step (``services.lcm.rollout`` decides who may
+start; each machine goes cordon -> new items -> uncordon), and aggregate machine states
+into LCMCluster and Cluster status. A Cluster delete removes its Machines (each runs its
+own drain/deprovision flow) and then the LCM objects. Everything is level-triggered: every
+pass recomputes from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from services.lcm.config import LCMSettings
+from services.lcm.items import release_items
+from services.lcm.lcmmachine import HEARTBEAT, ITEMS_READY
+from services.lcm.objects import patch
+from services.lcm.rollout import Group, MachineView, Plan, plan, state_of
+from services.release.compat import UpgradeNotAllowed, check_upgrade, latest_kaas
+from shared.models import (
+    CLUSTER_LABEL,
+    REGION_LABEL,
+    Cluster,
+    ClusterRelease,
+    KaaSRelease,
+    LCMCluster,
+    LCMClusterSpec,
+    LCMMachine,
+    LCMMachineSpec,
+    Machine,
+    ObjectMeta,
+    Resource,
+    StateItem,
+    UpdateGroup,
+)
+from shared.models.kinds import MachineRole
+from shared.runtime import (
+    Request,
+    Result,
+    TransientError,
+    ensure_finalizer,
+    remove_finalizer,
+    status_writer,
+)
+from shared.runtime import conditions as cond
+from shared.store import AlreadyExists, NotFound, Store
+
+log = logging.getLogger(__name__)
+
+FINALIZER = "lcm.kaas.containercloud.dev/cluster"
+
+UPGRADE_ALLOWED = "UpgradeAllowed"
+RELEASE_READY = "ReleaseReady"
+MACHINES_READY = "MachinesReady"
+UPGRADED = "Upgraded"
+
+
+def _failure(lm: LCMMachine) -> str:
+    c = cond.get(lm.status, ITEMS_READY)
+    if c is not None and c.reason == "ItemFailed":
+        return c.message
+    hb = cond.get(lm.status, HEARTBEAT)
+    if hb is not None and hb.reason == "HeartbeatMissing":
+        return hb.message
+    return ""
+
+
+class ClusterReconciler:
+    def __init__(self, store: Store, settings: LCMSettings) -> None:
+        self.store = store
+        self.settings = settings
+
+    async def reconcile(self, req: Request) -> Result | None:
+        cluster = await self.store.get(Cluster, req.name, req.namespace)
+        if cluster.deleting:
+            return await self.reconcile_delete(cluster)
+        cluster = await ensure_finalizer(self.store, cluster, FINALIZER)
+        if cluster.spec.paused:
+            return None
+        async with status_writer(self.store, cluster):
+            return await self.reconcile_normal(cluster)
+
+    # --- normal path ----------------------------------------------------------------------
+
+    async def reconcile_normal(self, cluster: Cluster) -> Result | None:
+        ns = cluster.metadata.namespace
+        lcc = await self._lcm_cluster(cluster)
+        if lcc is None:
+            return None
+        target = lcc.spec.release
+        try:
+            release = await self.store.get(ClusterRelease, target)
+        except NotFound:
+            cond.mark_false(cluster.status, RELEASE_READY, "ReleaseMissing",
+                            f"ClusterRelease {target} not found", "Error")
+            raise TransientError(f"ClusterRelease {target} not found", delay=5.0) from None
+        cond.mark_true(cluster.status, RELEASE_READY, "Found")
+
+        machines = [m for m in await self.store.list_all(Machine, ns)
+                    if m.spec.cluster == cluster.metadata.name]
+        live = {m.metadata.name: m for m in machines if not m.deleting}
+        lms = {lm.metadata.name: lm for lm in await self.store.list_all(
+            LCMMachine, ns, label_selector=f"{CLUSTER_LABEL}={cluster.metadata.name}")}
+        groups = {
+            g.metadata.name: Group(g.metadata.name, g.spec.index, g.spec.concurrent_updates)
+            for g in await self.store.list_all(UpdateGroup, ns)
+            if g.spec.cluster == cluster.metadata.name
+        }
+
+        for name, m in sorted(live.items()):
+            if name not in lms:
+                lms[name] = await self._create_lcm_machine(cluster, lcc, m, release)
+
+        active = {n: lm for n, lm in lms.items() if n in live}
+        views: list[MachineView] = []
+        for name, lm in sorted(active.items()):
+            views.append(MachineView(
+                name=name,
+                role=lm.spec.role,
+                state=state_of(
+                    spec_release=lm.spec.release, status_release=lm.status.release,
+                    target=target, spec_cordoned=lm.spec.cordoned,
+                    status_cordoned=lm.status.cordoned,
+                ),
+                group=live[name].spec.update_group,
+                failure=_failure(lm),
+            ))
+        p = plan(views, groups)
+        for v in views:
+            await self._step(active[v.name], v, target, release, start=v.name in p.start)
+
+        self._aggregate(cluster, lcc, list(active.values()), p, target)
+        await self._write_lcm_status(lcc, cluster)
+        return None
+
+    async def _lcm_cluster(self, cluster: Cluster) -> LCMCluster | None:
+        ns, name = cluster.metadata.namespace, cluster.metadata.name
+        try:
+            lcc = await self.store.get(LCMCluster, name, ns)
+        except NotFound:
+            lcc = LCMCluster(
+                metadata=ObjectMeta(
+                    name=name, namespace=ns,
+                    labels={CLUSTER_LABEL: name, REGION_LABEL: cluster.spec.region},
+                    owner_references=[cluster.owner_ref()],
+                ),
+                spec=LCMClusterSpec(cluster=name, region=cluster.spec.region,
+                                    release=cluster.spec.release),
+            )
+            try:
+                lcc = await self.store.create(lcc)
+            except AlreadyExists:
+                lcc = await self.store.get(LCMCluster, name, ns)
+        if lcc.deleting:
+            return None
+        current, wanted = lcc.spec.release, cluster.spec.release
+        if current == wanted:
+            cond.remove(cluster.status, UPGRADE_ALLOWED)
+            return lcc
+        reason = await self._upgrade_refusal(current, wanted)
+        if reason is not None:
+            cond.mark_false(cluster.status, UPGRADE_ALLOWED, "UpgradeNotAllowed", reason, "Error")
+            return lcc
+        cond.mark_true(cluster.status, UPGRADE_ALLOWED, "Allowed", f"{current} -> {wanted}")
+        log.info("cluster %s/%s: upgrade %s -> %s accepted", ns, name, current, wanted)
+
+        def accept(obj: LCMCluster) -> bool:
+            if obj.spec.release == wanted:
+                return False
+            obj.spec.release = wanted
+            return True
+
+        return await patch(self.store, lcc, accept)
+
+    async def _upgrade_refusal(self, current: str, target: str) -> str | None:
+        kaas = latest_kaas(await self.store.list_all(KaaSRelease))
+        if kaas is None:
+            return "no KaaSRelease is installed, so no upgrade path is known"
+        releases = await self.store.list_all(ClusterRelease)
+        try:
+            check_upgrade(kaas, releases, current, target)
+        except UpgradeNotAllowed as e:
+            return str(e)
+        return None
+
+    async def _create_lcm_machine(
+        self, cluster: Cluster, lcc: LCMCluster, m: Machine, release: ClusterRelease
+    ) -> LCMMachine:
+        ns = cluster.metadata.namespace
+        lm = LCMMachine(
+            metadata=ObjectMeta(
+                name=m.metadata.name, namespace=ns,
+                labels={CLUSTER_LABEL: cluster.metadata.name, REGION_LABEL: m.spec.region},
+                owner_references=[lcc.owner_ref()],
+            ),
+            spec=LCMMachineSpec(
+                cluster=cluster.metadata.name, machine=m.metadata.name, region=m.spec.region,
+                role=m.spec.role, release=release.metadata.name,
+                state_items=self._items(release, m.spec.role),
+                machine_uid=m.metadata.uid or "",
+            ),
+        )
+        try:
+            return await self.store.create(lm)
+        except AlreadyExists:
+            return await self.store.get(LCMMachine, m.metadata.name, ns)
+
+    def _items(self, release: ClusterRelease, role: MachineRole) -> list[StateItem]:
+        return release_items(release, role, mirror_url=self.settings.mirror_url)
+
+    async def _step(
+        self, lm: LCMMachine, v: MachineView, target: str, release: ClusterRelease, *, start: bool
+    ) -> None:
+        """Move one machine one step along deploy/upgrade; each write is idempotent."""
+        items = self._items(release, lm.spec.role)
+
+        def set_release(obj: LCMMachine) -> bool:
+            if obj.spec.release == target and obj.spec.state_items == items:
+                return False
+            obj.spec.release, obj.spec.state_items = target, items
+            return True
+
+        def cordon(on: bool) -> Callable[[LCMMachine], bool]:
+            def mutate(obj: LCMMachine) -> bool:
+                if obj.spec.cordoned == on:
+                    return False
+                obj.spec.cordoned = on
+                return True
+            return mutate
+
+        match v.state:
+            case "deploying" | "current":
+                await patch(self.store, lm, set_release)  # also picks up reconfiguration
+            case "waiting" if start:
+                log.info("upgrade: cordon and drain %s", lm.metadata.name)
+                await patch(self.store, lm, cordon(True))
+            case "draining" if lm.status.cordoned:
+                log.info("upgrade: %s drained, applying %s", lm.metadata.name, target)
+                await patch(self.store, lm, set_release)
+            case "uncordoning":
+                await patch(self.store, lm, cordon(False))
+            case _:
+                pass
+
+    # --- status ---------------------------------------------------------------------------
+
+    def _aggregate(
+        self, cluster: Cluster, lcc: LCMCluster, lms: list[LCMMachine], p: Plan, target: str
+    ) -> None:
+        st = cluster.status
+        total = len(lms)
+        ready = sum(1 for lm in lms if cond.is_true(lm.status, cond.READY) and not lm.spec.cordoned)
+        st.total_machines, st.ready_machines = total, ready
+        failures = sorted((lm.metadata.name, f) for lm in lms if (f := _failure(lm)))
+        if total == 0:
+            cond.mark_false(st, MACHINES_READY, "NoMachines", "the cluster has no machines",
+                            "Info")
+        elif ready == total:
+            cond.mark_true(st, MACHINES_READY, "Ready", f"{ready} of {total} machines ready")
+        elif failures:
+            name, msg = failures[0]
+            cond.mark_false(st, MACHINES_READY, "MachineFailed",
+                            f"{ready} of {total} machines ready; {name}: {msg}", "Error")
+        else:
+            cond.mark_false(st, MACHINES_READY, "NotReady",
+                            f"{ready} of {total} machines ready", "Info")
+        all_at_target = total > 0 and all(
+            lm.spec.release == target and lm.status.release == target for lm in lms)
+        upgrading = bool(p.in_flight or p.waiting)
+        if p.failed:
+            name, msg = p.failed[0]
+            cond.mark_false(st, UPGRADED, "UpgradeFailed",
+                            f"upgrade to {target} stopped at {name}: {msg}", "Error")
+        elif upgrading:
+            done = total - len(p.in_flight) - len(p.waiting)
+            cond.mark_false(st, UPGRADED, "Upgrading",
+                            f"upgrading to {target}: {done} of {total} machines done", "Info")
+        elif all_at_target:
+            cond.mark_true(st, UPGRADED, "Current", f"all machines run {target}")
+        else:
+            cond.mark_false(st, UPGRADED, "Deploying", f"deploying {target}", "Info")
+        if all_at_target and not upgrading:
+            st.release = target
+        cond.summarize(st, [RELEASE_READY, MACHINES_READY, UPGRADED])
+        if p.failed:
+            st.phase = "Failed"
+        elif upgrading:
+            st.phase = "Upgrading"
+        elif not st.release:
+            st.phase = "Provisioning"
+        else:
+            st.phase = "Ready" if ready == total else "Degraded"
+        st.observed_generation = cluster.metadata.generation
+
+    async def _write_lcm_status(self, lcc: LCMCluster, cluster: Cluster) -> None:
+        async with status_writer(self.store, lcc) as obj:
+            s, c = obj.status, cluster.status
+            s.ready_nodes, s.total_nodes = c.ready_machines, c.total_machines
+            s.release = c.release
+            s.upgrade_in_progress = c.phase in ("Upgrading", "Failed") and bool(c.release)
+            s.phase = c.phase
+            for t in (MACHINES_READY, UPGRADED, cond.READY):
+                src = cond.get(c, t)
+                if src is None:
+                    continue
+                if src.status == "True":
+                    cond.mark_true(s, t, src.reason, src.message)
+                else:
+                    cond.mark_false(s, t, src.reason, src.message, src.severity)
+
+    # --- delete ---------------------------------------------------------------------------
+
+    async def reconcile_delete(self, cluster: Cluster) -> Result | None:
+        ns, name = cluster.metadata.namespace, cluster.metadata.name
+        machines = [m for m in await self.store.list_all(Machine, ns) if m.spec.cluster == name]
+        for m in machines:
+            if not m.deleting:
+                await self.store.delete(Machine, m.metadata.name, ns)
+        if machines:
+            async with status_writer(self.store, cluster) as c:
+                c.status.phase = "Deleting"
+                cond.mark_false(c.status, cond.READY, "Deleting",
+                                f"waiting for {len(machines)} machines to be removed", "Info")
+            raise TransientError(f"{len(machines)} machines still being removed", delay=1.0)
+        for g in await self.store.list_all(UpdateGroup, ns):
+            if g.spec.cluster == name:
+                await self._delete(UpdateGroup, g.metadata.name, ns)
+        for lm in await self.store.list_all(
+                LCMMachine, ns, label_selector=f"{CLUSTER_LABEL}={name}"):
+            await self._delete(LCMMachine, lm.metadata.name, ns)
+        await self._delete(LCMCluster, name, ns)
+        await remove_finalizer(self.store, cluster, FINALIZER)
+        log.info("cluster %s/%s: LCM objects removed", ns, name)
+        return None
+
+    async def _delete(self, cls: type[Resource], name: str, ns: str | None) -> None:
+        try:
+            await self.store.delete(cls, name, ns)
+        except NotFound:
+            pass

@@ -1,0 +1,54 @@
+"""LCM settings from the environment (``CCLOUD_LCM_*``), beside the shared service settings.
+
+The agent secret is never a field of any object: it comes from ``CCLOUD_LCM_SECRET`` or a
+file in the data dir created on first start (mode 0600), and only HMACs of it leave.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import msgspec
+
+SECRET_ENV = "CCLOUD_LCM_SECRET"
+SECRET_FILE = "lcm/agent-secret"
+
+
+class LCMSettings(msgspec.Struct, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 8430
+    # Regional artifact mirror the agents install from.
+    mirror_url: str = "http://127.0.0.1:8480"
+    heartbeat_interval: float = 10.0
+    heartbeat_timeout: float = 45.0
+    poll_interval: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> LCMSettings:
+        env = dict(os.environ if env is None else env)
+        raw: dict[str, object] = {}
+        for name in cls.__struct_fields__:
+            key = f"CCLOUD_LCM_{name.upper()}"
+            if key in env:
+                raw[name] = env[key]
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as e:
+            raise SystemExit(f"invalid LCM settings: {e}") from None
+
+
+def load_secret(data_dir: str | Path, env: dict[str, str] | None = None) -> bytes:
+    """The regional agent secret: from the environment, else the data dir (created once)."""
+    env = os.environ if env is None else env
+    if env.get(SECRET_ENV):
+        return env[SECRET_ENV].encode()
+    path = Path(data_dir) / SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()

@@ -1,0 +1,86 @@
+"""State items derived from a ClusterRelease: what an agent applies on its node, in order.
+
+Every node: prepare the host from the regional mirror, install the container runtime
+packages, pre-pull the MKE images (phase ``prepare``); then join MKE as manager or worker
+(phase ``deploy``). Control-plane nodes also deploy the release's addons (Helm charts).
+An item's ``version`` follows the release part it installs, so an upgrade re-runs exactly
+the items whose content changed; ``item_hash`` identifies an item's full content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from shared.models import ClusterRelease, StateItem
+from shared.models.kinds import MachineRole
+
+PHASE_ORDER = {"prepare": 0, "deploy": 1, "reconfigure": 2}
+
+_enc = msgspec.json.Encoder(order="sorted")
+
+
+def item_hash(item: StateItem) -> str:
+    """Content hash of one item: a finished item with this hash need not run again."""
+    return hashlib.sha256(_enc.encode(item)).hexdigest()[:16]
+
+
+def ordered(items: list[StateItem]) -> list[StateItem]:
+    """Items in the order an agent applies them: by phase, then as listed."""
+    return sorted(items, key=lambda i: PHASE_ORDER[i.phase])
+
+
+def _join(pairs: list[tuple[str, str]]) -> str:
+    return ",".join(f"{n}={v}" if v else n for n, v in pairs)
+
+
+def release_items(
+    release: ClusterRelease, role: MachineRole, *, mirror_url: str
+) -> list[StateItem]:
+    spec = release.spec
+    debs = [(a.name, a.version) for a in spec.artifacts if a.type == "deb"]
+    images = [(a.name, a.version) for a in spec.artifacts if a.type == "image"]
+    charts = [(a.name, a.version) for a in spec.artifacts if a.type == "helm"]
+    runtime_version = spec.container_runtime_version or spec.version
+    items = [
+        StateItem(
+            name="host-prepare",
+            phase="prepare",
+            version=spec.version,
+            runner="host",
+            params={"mirror": mirror_url, "release": release.metadata.name},
+        ),
+        StateItem(
+            name="container-runtime",
+            phase="prepare",
+            version=runtime_version,
+            runner="packages",
+            params={"mirror": mirror_url, "packages": _join(debs)},
+        ),
+        StateItem(
+            name="mke-images",
+            phase="prepare",
+            version=spec.mke_version,
+            runner="images",
+            params={"mirror": mirror_url, "images": _join(images)},
+        ),
+        StateItem(
+            name="mke-join",
+            phase="deploy",
+            version=spec.mke_version,
+            runner="mke",
+            params={"role": "manager" if role == "control-plane" else "worker"},
+        ),
+    ]
+    if role == "control-plane" and charts:
+        items.append(
+            StateItem(
+                name="addons",
+                phase="deploy",
+                version=spec.version,
+                runner="helm",
+                params={"mirror": mirror_url, "charts": _join(charts)},
+            )
+        )
+    return items

@@ -1,0 +1,91 @@
+"""LCMMachine controller: phase, conditions and release from agent reports; heartbeat health.
+
+Agents write only their reports (``services.lcm.endpoint``); this controller turns them
+into ``status.phase``, the ``ItemsReady``/``Heartbeat``/``Ready`` conditions and
+``status.release`` (set once every item of ``spec.release`` is finished). It requeues
+itself to notice a heartbeat that stops, and mirrors phase and node name onto the Machine.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from services.lcm.clock import age
+from services.lcm.phases import UNINITIALIZED, items_view, machine_phase
+from shared.models import LCMMachine, Machine
+from shared.runtime import Request, Result, status_writer
+from shared.runtime import conditions as cond
+from shared.store import NotFound, Store
+
+log = logging.getLogger(__name__)
+
+ITEMS_READY = "ItemsReady"
+HEARTBEAT = "Heartbeat"
+LCM_READY = "LCMReady"  # on the Machine
+
+
+class LCMMachineReconciler:
+    def __init__(self, store: Store, *, heartbeat_timeout: float) -> None:
+        self.store = store
+        self.heartbeat_timeout = heartbeat_timeout
+
+    async def reconcile(self, req: Request) -> Result | None:
+        lm = await self.store.get(LCMMachine, req.name, req.namespace)
+        if lm.deleting:
+            return None
+        requeue: float | None = None
+        async with status_writer(self.store, lm):
+            requeue = self._status(lm)
+        await self._mirror(lm)
+        return Result(requeue_after=requeue)
+
+    def _status(self, lm: LCMMachine) -> float | None:
+        st = lm.status
+        view = items_view(lm)
+        st.phase = machine_phase(lm, view)
+        if view.complete and st.hostname:
+            st.release = lm.spec.release
+        if view.failed is not None:
+            item, message = view.failed
+            cond.mark_false(st, ITEMS_READY, "ItemFailed", f"item {item}: {message}", "Error")
+        elif view.complete:
+            cond.mark_true(st, ITEMS_READY, "Done", f"{len(view.done)} items done")
+        else:
+            total = len(lm.spec.state_items)
+            current = (view.running or view.pending or ["?"])[0]
+            cond.mark_false(
+                st, ITEMS_READY, "InProgress",
+                f"{len(view.done)}/{total} items done, next {current}", "Info",
+            )
+        requeue: float | None = None
+        seen = age(st.heartbeat)
+        if st.phase == UNINITIALIZED or seen is None:
+            cond.mark_false(st, HEARTBEAT, "AgentNotConnected", "no agent has reported", "Info")
+        elif seen > self.heartbeat_timeout:
+            cond.mark_false(
+                st, HEARTBEAT, "HeartbeatMissing",
+                f"no heartbeat for {seen:.0f}s (timeout {self.heartbeat_timeout:.0f}s)", "Error",
+            )
+        else:
+            cond.mark_true(st, HEARTBEAT, "AgentAlive")
+            requeue = max(self.heartbeat_timeout - seen, 0.0) + 0.2
+        cond.summarize(st, [HEARTBEAT, ITEMS_READY])
+        st.observed_generation = lm.metadata.generation
+        return requeue
+
+    async def _mirror(self, lm: LCMMachine) -> None:
+        try:
+            machine = await self.store.get(Machine, lm.spec.machine, lm.metadata.namespace)
+        except NotFound:
+            return
+        if machine.metadata.uid != lm.spec.machine_uid:
+            return
+        async with status_writer(self.store, machine) as m:
+            m.status.lcm_phase = lm.status.phase
+            if lm.status.hostname:
+                m.status.node_name = lm.status.hostname
+            ready = cond.get(lm.status, cond.READY)
+            if ready is not None and ready.status == "True":
+                cond.mark_true(m.status, LCM_READY, "Ready")
+            elif ready is not None:
+                cond.mark_false(m.status, LCM_READY, ready.reason, ready.message, ready.severity)

@@ -1,0 +1,105 @@
+"""Machine controller (LCM's part): cluster label, finalizer, and the deletion flow.
+
+Deleting a Machine: cordon and drain the node (``spec.cordoned`` on its LCMMachine, acked
+by the agent; skipped when the agent is gone or never came), then report ``Drained`` on
+the Machine - the signal for the provider to deprovision - and wait until every other
+finalizer (the provider's) is gone. Only then is the LCMMachine deleted and LCM's finalizer
+removed, which lets the Machine go.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from services.lcm.lcmmachine import HEARTBEAT
+from services.lcm.objects import patch
+from shared.models import CLUSTER_LABEL, LCMMachine, Machine
+from shared.runtime import (
+    Request,
+    Result,
+    TransientError,
+    ensure_finalizer,
+    remove_finalizer,
+    status_writer,
+)
+from shared.runtime import conditions as cond
+from shared.store import NotFound, Store
+
+log = logging.getLogger(__name__)
+
+FINALIZER = "lcm.kaas.containercloud.dev/machine"
+DRAINED = "Drained"
+WAIT = 0.5
+
+
+class MachineReconciler:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def reconcile(self, req: Request) -> Result | None:
+        machine = await self.store.get(Machine, req.name, req.namespace)
+        if machine.deleting:
+            return await self.reconcile_delete(machine)
+
+        def label(m: Machine) -> bool:
+            if m.metadata.labels.get(CLUSTER_LABEL) == m.spec.cluster:
+                return False
+            m.metadata.labels[CLUSTER_LABEL] = m.spec.cluster
+            return True
+
+        machine = await patch(self.store, machine, label)
+        await ensure_finalizer(self.store, machine, FINALIZER)
+        return None
+
+    async def _lcm_machine(self, machine: Machine) -> LCMMachine | None:
+        try:
+            lm = await self.store.get(LCMMachine, machine.metadata.name, machine.metadata.namespace)
+        except NotFound:
+            return None
+        return lm if lm.spec.machine_uid == machine.metadata.uid else None
+
+    async def reconcile_delete(self, machine: Machine) -> Result | None:
+        if FINALIZER not in machine.metadata.finalizers:
+            return None
+        name = f"{machine.metadata.namespace}/{machine.metadata.name}"
+        lm = await self._lcm_machine(machine)
+        if not cond.is_true(machine.status, DRAINED):
+            drained, how = await self._drain(lm)
+            async with status_writer(self.store, machine) as m:
+                m.status.lcm_phase = "Draining" if not drained else "Drained"
+                if drained:
+                    cond.mark_true(m.status, DRAINED, how)
+                else:
+                    cond.mark_false(m.status, DRAINED, "Draining", how, "Info")
+            if not drained:
+                raise TransientError(f"{name}: {how}", delay=WAIT)
+            log.info("machine %s drained (%s); provider may deprovision", name, how)
+        others = [f for f in machine.metadata.finalizers if f != FINALIZER]
+        if others:
+            raise TransientError(f"{name}: waiting for {', '.join(others)}", delay=WAIT)
+        if lm is not None:
+            try:
+                await self.store.delete(LCMMachine, lm.metadata.name, lm.metadata.namespace)
+            except NotFound:
+                pass
+        await remove_finalizer(self.store, machine, FINALIZER)
+        log.info("machine %s released by LCM", name)
+        return None
+
+    async def _drain(self, lm: LCMMachine | None) -> tuple[bool, str]:
+        if lm is None:
+            return True, "NoNode"
+        hb = cond.get(lm.status, HEARTBEAT)
+        if not lm.status.hostname or (hb is not None and hb.reason == "HeartbeatMissing"):
+            return True, "AgentGone"
+        if lm.status.cordoned and lm.spec.cordoned:
+            return True, "Drained"
+
+        def cordon(obj: LCMMachine) -> bool:
+            if obj.spec.cordoned:
+                return False
+            obj.spec.cordoned = True
+            return True
+
+        await patch(self.store, lm, cordon)
+        return False, "waiting for the agent to cordon and drain the node"

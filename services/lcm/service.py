@@ -1,0 +1,51 @@
+"""Assembly of the LCM service: three controllers (leader only) and the agent endpoint."""
+
+from __future__ import annotations
+
+from services.lcm.cluster import ClusterReconciler
+from services.lcm.config import LCMSettings, load_secret
+from services.lcm.endpoint import Endpoint
+from services.lcm.lcmmachine import LCMMachineReconciler
+from services.lcm.machine import MachineReconciler
+from shared.bus import Bus, ChangeEvent
+from shared.models import CLUSTER_LABEL, Cluster, LCMCluster, LCMMachine, Machine, UpdateGroup
+from shared.runtime import Controller, Request, Watch, by_label
+from shared.store import Store
+
+
+def cluster_of(ev: ChangeEvent) -> list[Request]:
+    """The Cluster an event's object belongs to: by cluster label, else by owner."""
+    name = ev.labels.get(CLUSTER_LABEL)
+    if name:
+        return [Request(name, ev.namespace)]
+    return [Request(o.name, ev.namespace) for o in ev.owners if o.kind == "Cluster"]
+
+
+def controllers(
+    store: Store, bus: Bus, settings: LCMSettings, *, region: str | None, workers: int = 4
+) -> list[Controller]:
+    return [
+        Controller(
+            name="lcm-cluster", kind=Cluster, store=store, bus=bus, region=region,
+            workers=workers, reconciler=ClusterReconciler(store, settings),
+            watches=[
+                Watch(Machine, cluster_of),
+                Watch(LCMMachine, by_label(CLUSTER_LABEL)),
+                Watch(LCMCluster, cluster_of),
+                Watch(UpdateGroup, cluster_of),
+            ],
+        ),
+        Controller(
+            name="lcm-machine", kind=LCMMachine, store=store, bus=bus, region=region,
+            workers=workers,
+            reconciler=LCMMachineReconciler(store, heartbeat_timeout=settings.heartbeat_timeout),
+        ),
+        Controller(
+            name="lcm-node", kind=Machine, store=store, bus=bus, region=region,
+            workers=workers, reconciler=MachineReconciler(store),
+        ),
+    ]
+
+
+def endpoint(store: Store, settings: LCMSettings, data_dir: str) -> Endpoint:
+    return Endpoint(store, load_secret(data_dir), settings)

@@ -1,0 +1,40 @@
+"""Typed messages of the agent API (``services.lcm.endpoint``), shared with the agent.
+
+``MachineDetails`` is what an agent fetches: its items with their hashes in apply order,
+whether it must be cordoned, and the intervals it must keep. ``AgentReport`` is what it
+posts back; ``items`` holds only the items it knows about, keyed by name.
+"""
+
+from __future__ import annotations
+
+from msgspec import Struct, field
+
+from shared.models import StateItem, StateItemStatus
+
+
+class DetailItem(Struct, kw_only=True, rename="camel"):
+    item: StateItem
+    hash: str
+
+
+class MachineDetails(Struct, kw_only=True, rename="camel"):
+    namespace: str
+    name: str
+    cluster: str
+    role: str
+    release: str
+    items: list[DetailItem] = field(default_factory=list)
+    cordoned: bool = False
+    heartbeat_interval: float = 10.0
+    poll_interval: float = 5.0
+
+
+class AgentReport(Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    hostname: str = ""
+    ip: str = ""
+    items: dict[str, StateItemStatus] = field(default_factory=dict)
+    cordoned: bool | None = None
+
+
+class ErrorBody(Struct, kw_only=True):
+    error: str

@@ -1,0 +1,205 @@
+"""An LCM system for tests: store + bus + bridge (real nats-server), the LCM controllers,
+the agent endpoint on 127.0.0.1, and real agent processes, one per node root.
+
+The test plays the provider's part: it gives each Machine a providerId, addresses and a
+``ProviderReady`` condition, holds a provider finalizer, and (``ProviderSim``) removes that
+finalizer only once LCM reports the Machine ``Drained`` - the order a real provider keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from services.lcm import service
+from services.lcm.config import LCMSettings
+from services.lcm.endpoint import Endpoint
+from services.lcm.tokens import machine_token
+from services.release.defaults import ensure_default_releases
+from shared.models import (
+    CLUSTER_LABEL,
+    Cluster,
+    ClusterSpec,
+    LCMMachine,
+    Machine,
+    MachineSpec,
+    ObjectMeta,
+    SimulatedMachineSpec,
+    UpdateGroup,
+    UpdateGroupSpec,
+)
+from shared.runtime import Controller, update_status
+from shared.runtime import conditions as cond
+from shared.store import NotFound
+from tests.harness import Harness, system
+
+NS = "default"
+REGION = "local"
+SECRET = b"lcm-test-secret"
+PROVIDER_FINALIZER = "provider.test/machine"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ProviderSim:
+    """Plays a provider: addresses on create, deprovision only after LCM drained the node."""
+
+    h: Harness
+    deprovisioned: list[tuple[str, bool]] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    async def provision(self, m: Machine, index: int) -> Machine:
+        def mutate(obj: Machine) -> None:
+            obj.status.provider_id = f"simulated:///{obj.metadata.uid}"
+            obj.status.addresses = [f"10.250.0.{index}"]
+            cond.mark_true(obj.status, "ProviderReady", "Running")
+
+        return await update_status(self.h.store, m, mutate)
+
+    async def _loop(self) -> None:
+        while True:
+            for m in await self.h.store.list_all(Machine, NS):
+                if m.deleting and PROVIDER_FINALIZER in m.metadata.finalizers:
+                    if not cond.is_true(m.status, "Drained"):
+                        continue
+                    m.metadata.finalizers.remove(PROVIDER_FINALIZER)
+                    with contextlib.suppress(Exception):
+                        await self.h.store.update(m)
+                        self.deprovisioned.append((m.metadata.name, True))
+            await asyncio.sleep(0.1)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+@dataclass
+class Lcm:
+    h: Harness
+    settings: LCMSettings
+    endpoint: Endpoint
+    provider: ProviderSim
+    roots: Path
+    agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def store(self):  # noqa: ANN201 - the harness KVStore
+        return self.h.store
+
+    def root(self, name: str) -> Path:
+        return self.roots / name
+
+    async def uid(self, name: str) -> str:
+        m = await self.store.get(Machine, name, NS)
+        assert m.metadata.uid
+        return m.metadata.uid
+
+    async def start_agent(self, name: str, *, token: str | None = None) -> subprocess.Popen[bytes]:
+        root = self.root(name)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "etc").mkdir(exist_ok=True)
+        (root / "etc/hostname").write_text(f"node-{name}\n")
+        token = token if token is not None else machine_token(SECRET, await self.uid(name))
+        log = open(root.parent / f"{name}.agent.log", "ab")  # noqa: SIM115 - closed with proc
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.lcm.agent", "--endpoint", self.endpoint.url,
+             "--machine", f"{NS}/{name}", "--root", str(root), "--poll-interval", "0.2"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "CCLOUD_LCM_AGENT_TOKEN": token},
+        )
+        log.close()
+        self.agents[name] = proc
+        return proc
+
+    def kill_agent(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.agents.pop(name)
+        proc.send_signal(sig)
+        proc.wait(10)
+
+    async def create_cluster(
+        self, name: str, *, release: str, cps: int, workers: int,
+        groups: dict[str, tuple[int, int]] | None = None,
+        worker_groups: dict[str, str] | None = None,
+    ) -> list[str]:
+        cluster = await self.store.create(Cluster(
+            metadata=ObjectMeta(name=name, namespace=NS),
+            spec=ClusterSpec(region=REGION, provider="simulated", release=release),
+        ))
+        for gname, (index, conc) in (groups or {}).items():
+            await self.store.create(UpdateGroup(
+                metadata=ObjectMeta(name=gname, namespace=NS, labels={CLUSTER_LABEL: name},
+                                    owner_references=[cluster.owner_ref()]),
+                spec=UpdateGroupSpec(cluster=name, index=index, concurrent_updates=conc),
+            ))
+        names = [f"{name}-cp{i}" for i in range(cps)] + [f"{name}-w{i}" for i in range(workers)]
+        for i, mname in enumerate(names):
+            role = "control-plane" if "-cp" in mname else "worker"
+            m = await self.store.create(Machine(
+                metadata=ObjectMeta(name=mname, namespace=NS, finalizers=[PROVIDER_FINALIZER],
+                                    owner_references=[cluster.owner_ref()]),
+                spec=MachineSpec(cluster=name, role=role, region=REGION,
+                                 update_group=(worker_groups or {}).get(mname, ""),
+                                 simulated=SimulatedMachineSpec()),
+            ))
+            await self.provider.provision(m, i + 1)
+        return names
+
+    async def cluster(self, name: str) -> Cluster:
+        return await self.store.get(Cluster, name, NS)
+
+    async def lcm_machine(self, name: str) -> LCMMachine:
+        return await self.store.get(LCMMachine, name, NS)
+
+    async def ready(self, name: str) -> bool:
+        c = await self.cluster(name)
+        return cond.is_true(c.status, "Ready") and c.status.ready_machines == c.status.total_machines
+
+    async def gone(self, cls: type, name: str) -> bool:
+        try:
+            await self.store.get(cls, name, NS)
+        except NotFound:
+            return True
+        return False
+
+
+@pytest.fixture
+async def lcm(nc: NATS, prefix: str, tmp_path: Path) -> AsyncIterator[Lcm]:
+    settings = LCMSettings(
+        host="127.0.0.1", port=0, mirror_url="http://mirror.local.test",
+        heartbeat_interval=0.5, heartbeat_timeout=3.0, poll_interval=0.2,
+    )
+    async with system(nc, prefix) as h:
+        await ensure_default_releases(h.store)
+        ep = Endpoint(h.store, SECRET, settings)
+        await ep.start()
+        ctrls: list[Controller] = service.controllers(h.store, h.bus, settings, region=REGION)
+        for c in ctrls:
+            await c.start()
+        provider = ProviderSim(h)
+        provider.start()
+        env = Lcm(h, settings, ep, provider, tmp_path / "nodes")
+        try:
+            yield env
+        finally:
+            for name in list(env.agents):
+                with contextlib.suppress(Exception):
+                    env.kill_agent(name, signal.SIGTERM)
+            await provider.stop()
+            for c in reversed(ctrls):
+                await c.stop()
+            await ep.stop()
