@@ -371,11 +371,22 @@ class AttachedClusterSpec(_Spec, kw_only=True):
     poll_interval_seconds: Annotated[int, Meta(ge=1)] = 30
 
 
+class AttachedNode(Wire, kw_only=True):
+    """One node of an attached cluster, as its API server reported it at the last probe."""
+
+    name: str
+    ready: bool = False
+    roles: list[str] = field(default_factory=list)
+    kubelet_version: str = ""
+
+
 class AttachedClusterStatus(Status, kw_only=True):
     kubernetes_version: str = ""
     nodes: list[str] = field(default_factory=list)
     healthy: bool = False
     last_probe: str = ""
+    ready_nodes: NonNegative = 0
+    node_details: list[AttachedNode] = field(default_factory=list)
 
 
 class AttachedCluster(Resource, kw_only=True):
