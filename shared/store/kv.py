@@ -34,7 +34,14 @@ from shared.store.base import (
     decode_continue,
     encode_continue,
 )
-from shared.store.errors import AlreadyExists, Conflict, Gone, NotFound, Unavailable
+from shared.store.errors import (
+    AlreadyExists,
+    Conflict,
+    Gone,
+    Invalid,
+    NotFound,
+    Unavailable,
+)
 
 R = TypeVar("R", bound=Resource)
 OnCommit = Callable[[EventType, Resource], Awaitable[object]]
@@ -242,6 +249,38 @@ class KVStore(Store):
             await self._committed("DELETED" if remove else "MODIFIED", _with_rv(out, rev))
             return None if remove else _with_rv(out, rev)
         raise AssertionError("unreachable")
+
+    async def restore(self, obj: R, *, resource_version: str | None = None) -> R:
+        """Write ``obj`` as given, keeping uid, generation, timestamps, owner references,
+        finalizers and status: for moving objects between stores (bootstrap pivot, region
+        link). Creates the object, or overwrites a stored one with the same uid; a stored
+        object with another uid raises ``AlreadyExists``. ``obj``'s own resourceVersion is
+        ignored; ``resource_version`` is a precondition on the stored one (``Conflict``).
+        Only this backend has it: the Kubernetes API assigns uids and cannot preserve them.
+        """
+        semantics.check_namespace(type(obj), obj.metadata.namespace)
+        if not obj.metadata.uid:
+            raise Invalid("restore needs metadata.uid")
+        key = _key(obj.kind, obj.metadata.namespace, obj.metadata.name)
+        payload = _without_rv(obj)
+        try:
+            stored = await self._get_entry(type(obj), obj.metadata.name, obj.metadata.namespace)
+        except NotFound:
+            if resource_version:
+                raise Conflict(f"{key}: not found at resourceVersion {resource_version}") from None
+            last = max(await self._tombstone_rev(key), 0)
+            try:
+                rev = await self._put(key, payload, last=last, op="ADDED")
+            except Conflict:
+                raise AlreadyExists(f"{key}: created concurrently") from None
+            return await self._committed("ADDED", _with_rv(obj, rev))
+        if stored.metadata.uid != obj.metadata.uid:
+            raise AlreadyExists(f"{key} exists with another uid ({stored.metadata.uid})")
+        if resource_version and resource_version != stored.metadata.resource_version:
+            raise Conflict(f"{key}: resourceVersion {resource_version} is stale")
+        last = int(stored.metadata.resource_version or 0)
+        rev = await self._put(key, payload, last=last, op="MODIFIED")
+        return await self._committed("MODIFIED", _with_rv(obj, rev))
 
     # --- watch --------------------------------------------------------------------------
 
