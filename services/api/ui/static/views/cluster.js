@@ -137,7 +137,7 @@ export function renderCluster(root, { namespace, name }) {
     const lcmByMachine = new Map(lcm.values().filter(mine).map((l) => [l.spec.machine, l]));
     replace(machinesEl, table([
       { title: "Name", render: (m) => m.metadata.name, cls: "name" },
-      { title: "Role", render: (m) => m.spec.role },
+      { title: "Role", render: (m) => m.spec.role || "worker", cls: "role" },
       { title: "Phase", render: (m) => badge(phaseOf(m)), cls: "phase" },
       { title: "Provisioning", render: providerProgress },
       { title: "LCM", render: (m) => lcmProgress(lcmByMachine.get(m.metadata.name)),

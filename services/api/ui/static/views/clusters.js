@@ -22,7 +22,7 @@ function row(c) {
     h("td", { class: "ready", title: "machines ready / total" }, readyCount(c)),
     h("td", { class: "release" }, c.status?.release || c.spec.release),
     h("td", { class: "upgrade" },
-      upgrades.length ? h("span", { class: "badge upgrade" }, `→ ${upgrades.join(", ")}`) : ""),
+      upgrades.length ? h("span", { class: "badge next" }, `→ ${upgrades.join(", ")}`) : ""),
   );
 }
 
