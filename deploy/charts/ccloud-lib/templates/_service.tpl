@@ -1,0 +1,178 @@
+{{/*
+"ccloud.service" renders one service of the set: its ServiceAccount, RBAC (only with the
+Kubernetes store backend: with the embedded KV store a pod needs no API access and gets no
+token), a Service for its ports and probes, and the Deployment.
+*/}}
+{{- define "ccloud.service" -}}
+{{- $kube := eq .Values.global.store "kube" -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "ccloud.fullname" . }}
+  labels:
+    {{- include "ccloud.labels" . | nindent 4 }}
+automountServiceAccountToken: {{ $kube }}
+{{- if and $kube .Values.rbac.create }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ include "ccloud.fullname" . }}
+  labels:
+    {{- include "ccloud.labels" . | nindent 4 }}
+rules:
+  {{- range .Values.rbac.rules }}
+  - apiGroups: [{{ $.Values.rbac.group | quote }}]
+    resources:
+      {{- toYaml .resources | nindent 6 }}
+    verbs:
+      {{- toYaml .verbs | nindent 6 }}
+  {{- end }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {{ include "ccloud.fullname" . }}
+  labels:
+    {{- include "ccloud.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ include "ccloud.fullname" . }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "ccloud.fullname" . }}
+    namespace: {{ .Release.Namespace }}
+{{- end }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "ccloud.fullname" . }}
+  labels:
+    {{- include "ccloud.labels" . | nindent 4 }}
+  annotations:
+    prometheus.io/scrape: "true"
+    prometheus.io/port: {{ .Values.service.healthPort | quote }}
+    prometheus.io/path: /metrics
+spec:
+  type: ClusterIP
+  selector:
+    {{- include "ccloud.selectorLabels" . | nindent 4 }}
+  ports:
+    {{- include "ccloud.ports" . | nindent 4 }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "ccloud.fullname" . }}
+  labels:
+    {{- include "ccloud.labels" . | nindent 4 }}
+spec:
+  replicas: {{ .Values.replicas }}
+  selector:
+    matchLabels:
+      {{- include "ccloud.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "ccloud.labels" . | nindent 8 }}
+      annotations:
+        prometheus.io/scrape: "true"
+        prometheus.io/port: {{ .Values.service.healthPort | quote }}
+        prometheus.io/path: /metrics
+        {{- with .Values.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      serviceAccountName: {{ include "ccloud.fullname" . }}
+      automountServiceAccountToken: {{ $kube }}
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 10001
+        runAsGroup: 10001
+        fsGroup: 10001
+        seccompProfile:
+          type: RuntimeDefault
+      containers:
+        - name: {{ .Values.service.name }}
+          image: {{ include "ccloud.image" . | quote }}
+          imagePullPolicy: {{ .Values.global.image.pullPolicy }}
+          args: [{{ .Values.service.command | quote }}]
+          env:
+            {{- include "ccloud.env" . | nindent 12 }}
+          ports:
+            {{- include "ccloud.containerPorts" . | nindent 12 }}
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: {{ .Values.service.healthPort }}
+            periodSeconds: 10
+            failureThreshold: 3
+          readinessProbe:
+            httpGet:
+              path: /readyz
+              port: {{ .Values.service.healthPort }}
+            periodSeconds: 5
+            failureThreshold: 2
+          startupProbe:
+            httpGet:
+              path: /healthz
+              port: {{ .Values.service.healthPort }}
+            periodSeconds: 2
+            failureThreshold: 30
+          resources:
+            {{- toYaml .Values.resources | nindent 12 }}
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities:
+              drop: [ALL]
+          volumeMounts:
+            - name: data
+              mountPath: /var/lib/ccloud
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: data
+          emptyDir: {}
+        - name: tmp
+          emptyDir: {}
+      {{- with .Values.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end -}}
+
+{{/* The health port is named "health" unless a service port already is that port. */}}
+{{- define "ccloud.ports" -}}
+{{- $shared := false -}}
+{{- range $name, $port := .Values.service.ports }}
+{{- if eq (int $port) (int $.Values.service.healthPort) }}{{ $shared = true }}{{ end }}
+- name: {{ $name }}
+  port: {{ $port }}
+  targetPort: {{ $port }}
+{{- end }}
+{{- if not $shared }}
+- name: health
+  port: {{ .Values.service.healthPort }}
+  targetPort: {{ .Values.service.healthPort }}
+{{- end }}
+{{- end -}}
+
+{{- define "ccloud.containerPorts" -}}
+{{- $shared := false -}}
+{{- range $name, $port := .Values.service.ports }}
+{{- if eq (int $port) (int $.Values.service.healthPort) }}{{ $shared = true }}{{ end }}
+- name: {{ $name }}
+  containerPort: {{ $port }}
+{{- end }}
+{{- if not $shared }}
+- name: health
+  containerPort: {{ .Values.service.healthPort }}
+{{- end }}
+{{- end -}}
