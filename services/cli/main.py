@@ -142,7 +142,18 @@ def cmd_get(ctx: Ctx) -> int:
     return 0
 
 
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
 def load_documents(path: str, stdin: TextIO) -> list[tuple[str, dict[str, Any]]]:
+    """Documents of a file, of stdin (``-``), or of a folder's manifests (not recursive,
+    in name order, as kubectl does)."""
+    if path != "-" and Path(path).is_dir():
+        files = sorted(p for p in Path(path).iterdir()
+                       if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
+        if not files:
+            raise CliError(f"error: no manifests (*.yaml, *.yml, *.json) in {path}")
+        return [doc for f in files for doc in load_documents(str(f), stdin)]
     try:
         text = stdin.read() if path == "-" else Path(path).read_text()
     except OSError as e:

@@ -198,3 +198,24 @@ async def test_missing_config_is_a_clear_error(tmp_path: Path) -> None:
     assert code == 1 and "does not exist" in err.getvalue()
     code = main(["get"], err=io.StringIO())
     assert code == 2
+
+
+def test_load_documents_from_a_folder_in_name_order(tmp_path):
+    import io
+
+    import pytest
+
+    from services.cli.errors import CliError
+    from services.cli.main import load_documents
+
+    (tmp_path / "b.yaml").write_text("kind: Region\nmetadata: {name: b}\n")
+    (tmp_path / "a.yml").write_text("kind: Region\nmetadata: {name: a}\n---\n"
+                                    "kind: Region\nmetadata: {name: a2}\n")
+    (tmp_path / "notes.txt").write_text("not a manifest")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.yaml").write_text("kind: Region\nmetadata: {name: c}\n")
+    docs = load_documents(str(tmp_path), io.StringIO())
+    assert [d["metadata"]["name"] for _, d in docs] == ["a", "a2", "b"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CliError, match="no manifests"):
+        load_documents(str(tmp_path / "empty"), io.StringIO())
