@@ -1,0 +1,60 @@
+"""``python -m services.regional``: the link of one region to management.
+
+Runs next to the region's other services, against the regional nats-server
+(``CCLOUD_NATS_URL``) and store, for ``CCLOUD_REGION``. Management is reached at
+``CCLOUD_MANAGEMENT_URL`` (its client port, directly or through the same network path as the
+leafnode), its JetStream domain named by ``CCLOUD_MANAGEMENT_DOMAIN`` (default
+``management``). Without a separate management server there is nothing to run: the default
+deployment combines management and the region on one server.
+"""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+from services.regional.link import RegionLink
+from services.regional.topology import MANAGEMENT_DOMAIN
+from shared.service import Parts, Runtime, connect, main
+from shared.store.kv import KVStore
+
+
+class _ManagedLink:
+    """The link plus the management connection it owns."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.link: RegionLink | None = None
+
+    async def start(self) -> None:
+        url = os.environ.get("CCLOUD_MANAGEMENT_URL", "")
+        if not url:
+            raise SystemExit("CCLOUD_MANAGEMENT_URL is not set: the region link needs it")
+        if not isinstance(self.rt.store, KVStore):
+            raise SystemExit("the region link needs the embedded store (CCLOUD_STORE=kv)")
+        settings = self.rt.settings
+        mgmt_settings = msgspec.structs.replace(settings, nats_url=url)
+        mgmt_nc = await connect(mgmt_settings, f"region-link-{settings.region}")
+        mgmt_store = KVStore(mgmt_nc, bucket=settings.objects_bucket)
+        await mgmt_store.start()
+        self.link = RegionLink(
+            region=settings.region, prefix=settings.prefix, local_nc=self.rt.nc,
+            local_store=self.rt.store, mgmt_nc=mgmt_nc, mgmt_store=mgmt_store,
+            mgmt_domain=os.environ.get("CCLOUD_MANAGEMENT_DOMAIN", MANAGEMENT_DOMAIN),
+        )
+        await self.link.start()
+
+    async def stop(self) -> None:
+        if self.link is not None:
+            await self.link.stop()
+            await self.link.mgmt_nc.close()
+            self.link = None
+
+
+async def build(rt: Runtime) -> Parts:
+    return Parts(leader=[_ManagedLink(rt)])
+
+
+if __name__ == "__main__":
+    main("region-link", build)

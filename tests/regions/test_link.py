@@ -1,0 +1,236 @@
+"""Management and one region on two real nats-servers joined as leafnode hub and leaf.
+
+The link between them runs through loopback forwarders the test cuts, so management and
+the region both stay up during the partition: each side keeps writing, the region keeps
+processing its own events, and after the link heals both sides' writes cross over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from services.regional.link import RegionLink, downlink_stream
+from services.regional.topology import hub_args, leaf_args
+from shared.bus import ChangeEvent
+from shared.models import Cluster, LCMMachine, Machine, ObjectMeta, Region
+from shared.models.kinds import ClusterSpec, LCMMachineSpec, MachineSpec, MachineStatus
+from shared.natsserver import NatsServer, free_port
+from shared.store import NotFound
+from shared.store.kv import KVStore
+from tests.harness import Harness, system
+from tests.regions.proxy import Partitionable
+from tests.waiting import eventually
+
+NS = "default"
+
+
+@dataclass
+class Topology:
+    hub: NatsServer
+    leaf: NatsServer
+    leaf_link: Partitionable
+    client_link: Partitionable
+    mgmt: Harness
+    region: Harness
+    link: RegionLink
+    link_nc: NATS
+
+    async def cut(self) -> None:
+        await self.leaf_link.cut()
+        await self.client_link.cut()
+        await eventually(lambda: not self.link_nc.is_connected, what="link client to notice")
+
+    async def heal(self) -> None:
+        await self.leaf_link.heal()
+        await self.client_link.heal()
+
+
+@contextlib.asynccontextmanager
+async def topology(tmp: Path, prefix: str) -> AsyncIterator[Topology]:
+    leaf_port = free_port()
+    hub = NatsServer(tmp / "hub", server_name="hub",
+                     extra_args=hub_args(tmp / "hub.conf", leaf_port=leaf_port))
+    await hub.astart()
+    leaf_link, client_link = Partitionable(leaf_port), Partitionable(hub.port)
+    await leaf_link.start()
+    await client_link.start()
+    leaf = NatsServer(tmp / "r1", server_name="r1", extra_args=leaf_args(
+        tmp / "r1.conf", hub_leaf_url=f"nats-leaf://127.0.0.1:{leaf_link.port}",
+        region="r1", prefix=prefix))
+    await leaf.astart()
+    conns: list[NATS] = []
+    try:
+        mgmt_nc = await nats.connect(hub.url)
+        region_nc = await nats.connect(leaf.url)
+        link_nc = await nats.connect(f"nats://127.0.0.1:{client_link.port}",
+                                     max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        conns += [mgmt_nc, region_nc, link_nc]
+        async with system(mgmt_nc, prefix) as mgmt, system(region_nc, prefix) as region:
+            mgmt_view = KVStore(link_nc, bucket=mgmt.settings.objects_bucket)
+            await mgmt_view.start()
+            link = RegionLink(region="r1", prefix=prefix, local_nc=region_nc,
+                              local_store=region.store, mgmt_nc=link_nc, mgmt_store=mgmt_view)
+            await link.start()
+            try:
+                yield Topology(hub, leaf, leaf_link, client_link, mgmt, region, link, link_nc)
+            finally:
+                await link.stop()
+    finally:
+        for c in conns:
+            with contextlib.suppress(Exception):
+                await c.close()
+        await leaf_link.stop()
+        await client_link.stop()
+        await leaf.astop()
+        await hub.astop()
+
+
+def _cluster(name: str, region: str, description: str = "") -> Cluster:
+    return Cluster(metadata=ObjectMeta(name=name, namespace=NS), spec=ClusterSpec(
+        region=region, provider="simulated", release="mke-3-7-0", description=description))
+
+
+async def _get(store: KVStore, cls, name: str, ns: str | None = NS):
+    try:
+        return await store.get(cls, name, ns)
+    except NotFound:
+        return None
+
+
+async def test_region_works_through_a_partition_and_catches_up(tmp_path: Path, prefix: str):
+    async with topology(tmp_path, prefix) as t:
+        # Before the partition: management's objects of r1 reach the region, uids intact.
+        await t.mgmt.store.create(Region(metadata=ObjectMeta(name="r1")))
+        c1 = await t.mgmt.store.create(_cluster("c1", "r1"))
+        m1 = await t.mgmt.store.create(Machine(
+            metadata=ObjectMeta(name="m1", namespace=NS, owner_references=[c1.owner_ref()]),
+            spec=MachineSpec(cluster="c1", region="r1")))
+        await t.mgmt.store.create(_cluster("x", "r2"))  # another region's object
+
+        async def arrived_m1():
+            got = await _get(t.region.store, Machine, "m1")
+            return got if got and got.metadata.uid == m1.metadata.uid else None
+
+        got_m1 = await eventually(arrived_m1, timeout=15, what="m1 in the region")
+        assert got_m1.metadata.owner_references == m1.metadata.owner_references
+        assert (await t.region.store.get(Cluster, "c1", NS)).metadata.uid == c1.metadata.uid
+        assert await _get(t.region.store, Region, "r1", None) is not None
+
+        # A regional consumer (like LCM) reading only its region's subjects.
+        seen: list[ChangeEvent] = []
+
+        async def record(ev: ChangeEvent) -> None:
+            seen.append(ev)
+
+        await t.region.bus.consume("lcm-test", [f"{prefix}.r1.>"], record)
+
+        await t.cut()
+
+        # Management keeps taking writes for r1 ...
+        c2 = await t.mgmt.store.create(_cluster("c2", "r1"))
+        c1m = await t.mgmt.store.get(Cluster, "c1", NS)
+        await t.mgmt.store.update(msgspec.structs.replace(
+            c1m, spec=msgspec.structs.replace(c1m.spec, description="edited at management")))
+        # ... and the region keeps working: status writes and new regional objects.
+        rm1 = await t.region.store.get(Machine, "m1", NS)
+        await t.region.store.update_status(msgspec.structs.replace(
+            rm1, status=MachineStatus(phase="Provisioned", provider_id="simulated:///m1")))
+        lm1 = await t.region.store.create(LCMMachine(
+            metadata=ObjectMeta(name="m1", namespace=NS, owner_references=[m1.owner_ref()]),
+            spec=LCMMachineSpec(cluster="c1", machine="m1", region="r1")))
+
+        await eventually(
+            lambda: {("Machine", "updated"), ("LCMMachine", "created")}
+            <= {(e.kind, e.verb) for e in seen},
+            what="the regional consumer to process events during the partition")
+        assert await _get(t.region.store, Cluster, "c2") is None, "the link was not down"
+        assert (await t.mgmt.store.get(Machine, "m1", NS)).status.phase == ""
+
+        await t.heal()
+
+        async def caught_up() -> bool:
+            rc2 = await _get(t.region.store, Cluster, "c2")
+            rc1 = await _get(t.region.store, Cluster, "c1")
+            mm1 = await _get(t.mgmt.store, Machine, "m1")
+            mlm1 = await _get(t.mgmt.store, LCMMachine, "m1")
+            return bool(
+                rc2 and rc2.metadata.uid == c2.metadata.uid
+                and rc1 and rc1.spec.description == "edited at management"
+                and mm1 and mm1.status.phase == "Provisioned"
+                and mlm1 and mlm1.metadata.uid == lm1.metadata.uid
+            )
+
+        await eventually(caught_up, timeout=30, what="both sides to catch up after the heal")
+
+        # Field ownership held: the region's status did not undo management's spec edit,
+        # and the regional object kept its owner reference across.
+        mc1 = await t.mgmt.store.get(Cluster, "c1", NS)
+        assert mc1.spec.description == "edited at management"
+        mlm1 = await t.mgmt.store.get(LCMMachine, "m1", NS)
+        assert mlm1.metadata.owner_references == lm1.metadata.owner_references
+        mm1 = await t.mgmt.store.get(Machine, "m1", NS)
+        assert mm1.spec == m1.spec and mm1.metadata.generation == m1.metadata.generation
+
+        # Only r1 crossed: r2's object and events never reached the regional server.
+        assert await _get(t.region.store, Cluster, "x") is None
+        assert all(e.region == "r1" for e in seen)
+        js = t.region.nc.jetstream()
+        info = await js.stream_info(downlink_stream(prefix), subjects_filter=">")
+        subjects = set((info.state.subjects or {}).keys())
+        assert any(s.startswith(f"{prefix}.r1.") for s in subjects)
+        assert not any(s.startswith(f"{prefix}.r2.") for s in subjects), subjects
+        # And the regional writes stayed out of management's own event stream's r1 count
+        # only through the link (no double capture across the leafnode).
+        mgmt_info = await t.mgmt.nc.jetstream().stream_info(
+            t.mgmt.bus.stream, subjects_filter=f"{prefix}.r1.lcmmachine.>")
+        assert sum((mgmt_info.state.subjects or {}).values()) == 1
+
+
+async def test_deletion_requested_at_management_completes_in_the_region(
+    tmp_path: Path, prefix: str
+) -> None:
+    async with topology(tmp_path, prefix) as t:
+        c = await t.mgmt.store.create(_cluster("gone", "r1"))
+        await eventually(lambda: _get(t.region.store, Cluster, "gone"), timeout=15,
+                         what="cluster in the region")
+        # A regional controller puts its finalizer on; it flows up to management.
+        rc = await t.region.store.get(Cluster, "gone", NS)
+        rc = await t.region.store.update(msgspec.structs.replace(
+            rc, metadata=msgspec.structs.replace(rc.metadata, finalizers=["lcm/cleanup"])))
+
+        async def finalizer_up():
+            got = await _get(t.mgmt.store, Cluster, "gone")
+            return got and got.metadata.finalizers == ["lcm/cleanup"]
+
+        await eventually(finalizer_up, timeout=15, what="finalizer at management")
+        await t.mgmt.store.delete(Cluster, "gone", NS)
+
+        async def deleting_in_region():
+            got = await _get(t.region.store, Cluster, "gone")
+            return got if got and got.deleting else None
+
+        rc = await eventually(deleting_in_region, timeout=15, what="deletion request down")
+        await t.region.store.update(msgspec.structs.replace(
+            rc, metadata=msgspec.structs.replace(rc.metadata, finalizers=[])))
+
+        async def gone_everywhere() -> bool:
+            return (await _get(t.mgmt.store, Cluster, "gone") is None
+                    and await _get(t.region.store, Cluster, "gone") is None)
+
+        await eventually(gone_everywhere, timeout=15, what="removal at management")
+        assert c.metadata.uid
+
+
+@pytest.mark.parametrize("region", ["global"])
+def test_link_refuses_the_global_pseudo_region(region: str) -> None:
+    with pytest.raises(ValueError):
+        RegionLink(region=region, prefix="p", local_nc=None, local_store=None,  # type: ignore[arg-type]
+                   mgmt_nc=None, mgmt_store=None)  # type: ignore[arg-type]
