@@ -3,12 +3,16 @@
 The test suite runs on Python 3.11, helm-sdkpy needs 3.12: the tests call this script with
 ``var/helm-venv/bin/python`` and read one JSON document from stdout.
 
-    helm_driver.py lint CHART [--values FILE]...
-    helm_driver.py install CHART --kubeconfig FILE --namespace NS --release NAME
-                   [--values FILE]...
+    echo '[{"action": "lint", "chart": DIR},
+           {"action": "install", "chart": DIR, "kubeconfig": FILE, "namespace": NS,
+            "release": NAME, "values_files": [FILE, ...]}]' | helm_driver.py
+
+One process runs every job (the Go library loads once); each answers
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
 
 ``install`` is a real client-side Helm install (no wait) against the API server the
-kubeconfig names; Helm's own release record goes to its in-memory driver.
+kubeconfig names. Run it with ``HELM_DRIVER=memory`` in the environment (the Go runtime
+reads the environment of the process start) to keep Helm's release record in memory.
 """
 
 from __future__ import annotations
@@ -16,16 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from typing import Any
 
-os.environ.setdefault("HELM_DRIVER", "memory")
-
-import yaml  # noqa: E402  (helm-sdkpy's venv has no PyYAML unless installed; see values())
-from helm_sdkpy import Configuration, Lint  # noqa: E402
-from helm_sdkpy.actions import _run_release_action  # noqa: E402
-from helm_sdkpy.exceptions import HelmError, InstallError  # noqa: E402
+import yaml
+from helm_sdkpy import Configuration, Lint
+from helm_sdkpy.actions import _run_release_action
+from helm_sdkpy.exceptions import HelmError, InstallError
 
 
 def merged_values(files: list[str]) -> dict[str, Any]:
@@ -67,21 +68,24 @@ def install(args: argparse.Namespace) -> dict[str, Any]:
                                values, None, options, InstallError, "install")
 
 
-def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("action", choices=["lint", "install"])
-    p.add_argument("chart")
-    p.add_argument("--values", action="append", default=[])
-    p.add_argument("--kubeconfig", default="")
-    p.add_argument("--namespace", default="ccloud")
-    p.add_argument("--release", default="cc")
-    args = p.parse_args()
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    args = argparse.Namespace(
+        chart=job["chart"], namespace=job.get("namespace", "ccloud"),
+        release=job.get("release", "cc"), kubeconfig=job.get("kubeconfig", ""),
+        values=job.get("values_files", []),
+    )
     try:
-        result = asyncio.run(lint(args)) if args.action == "lint" else install(args)
+        if job["action"] == "lint":
+            return {"ok": True, "result": asyncio.run(lint(args))}
+        return {"ok": True, "result": install(args)}
     except HelmError as e:
-        print(json.dumps({"error": str(e)}))
-        return 1
-    print(json.dumps(result))
+        return {"ok": False, "error": str(e)}
+
+
+def main() -> int:
+    """Read a JSON list of jobs on stdin, answer a JSON list of results on stdout."""
+    jobs = json.load(sys.stdin)
+    json.dump([run_job(j) for j in jobs], sys.stdout)
     return 0
 
 

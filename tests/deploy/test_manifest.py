@@ -1,0 +1,112 @@
+"""deploy/services.yaml against the code, and the generated files against the list."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.models.registry import BY_PLURAL
+from tests.deploy import code
+
+sys.path.insert(0, str(code.ROOT / "deploy"))
+import generate  # noqa: E402
+
+MANIFEST = generate.load()
+SERVICES = list(MANIFEST.services.values())
+ALL_MODULES = [s.module for s in SERVICES] + list(MANIFEST.agents.values())
+
+
+def landed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(f"{module}.__main__") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def require_landed(module: str) -> None:
+    if not landed(module):
+        pytest.skip(f"{module} has no __main__ yet (service not landed)")
+
+
+def test_generated_files_are_current() -> None:
+    assert generate.stale(MANIFEST) == [], "run: python deploy/generate.py"
+
+
+def test_generator_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
+    compose = code.ROOT / "docker-compose.yml"
+    saved = compose.read_text()
+    try:
+        compose.write_text(saved + "# drift\n")
+        out = subprocess.run([sys.executable, "deploy/generate.py", "--check"], cwd=code.ROOT,
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        compose.write_text(saved)
+    assert out.returncode == 1
+    assert "stale: docker-compose.yml" in out.stderr
+
+
+def test_bad_manifest_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "services.yaml"
+    bad.write_text("group: g\nimage: i\nservices:\n  x:\n    module: services.x\n"
+                   "    sets: [nowhere]\n    health_port: 1\n")
+    with pytest.raises(generate.ManifestError, match="services.x: sets"):
+        generate.load(bad)
+
+
+@pytest.mark.parametrize("module", ALL_MODULES)
+def test_module_is_runnable(module: str) -> None:
+    """Every listed module has a ``__main__`` with a service ``build`` or a CLI ``main``."""
+    require_landed(module)
+    entry = importlib.import_module(f"{module}.__main__")
+    build = getattr(entry, "build", None)
+    if build is not None:
+        assert inspect.iscoroutinefunction(build), f"{module}.__main__.build must be async"
+        return
+    assert callable(getattr(entry, "main", None)), f"{module}.__main__ has no build or main"
+    out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=code.ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "usage:" in out.stdout
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=lambda s: s.name)
+def test_rbac_names_real_resources(svc: generate.Service) -> None:
+    verbs = {"get", "list", "watch", "create", "update", "patch", "delete"}
+    for resource, granted in svc.rbac.items():
+        plural, _, sub = resource.partition("/")
+        assert plural in BY_PLURAL, f"{svc.name}: no kind with plural {plural!r}"
+        assert sub in ("", "status"), f"{svc.name}: unknown subresource {resource!r}"
+        assert set(granted) <= verbs, f"{svc.name}: {resource}: {set(granted) - verbs}"
+        if sub:
+            assert "get" in svc.rbac.get(plural, ()), f"{svc.name}: {resource} without read"
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=lambda s: s.name)
+def test_rbac_covers_the_kinds_the_code_uses(svc: generate.Service) -> None:
+    require_landed(svc.module)
+    readable = {r for r, v in svc.rbac.items() if {"get", "list", "watch"} <= set(v)}
+    missing = {
+        name for name in code.kinds_used(svc.module)
+        if code.KIND_CLASSES[name].PLURAL not in readable
+    }
+    assert not missing, f"{svc.name} uses {sorted(missing)} but may not read them"
+
+
+def test_gateway_and_bridge_see_every_kind() -> None:
+    every = set(BY_PLURAL)
+    for name in ("api", "bridge"):
+        assert set(MANIFEST.services[name].rbac) >= every, name
+    assert all("delete" in v for v in MANIFEST.services["bridge"].rbac.values())
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=lambda s: s.name)
+def test_service_env_is_read_by_the_code(svc: generate.Service) -> None:
+    require_landed(svc.module)
+    unknown = set(svc.env) - code.env_read(svc.module)
+    assert not unknown, f"{svc.name}: the code reads none of {sorted(unknown)}"
