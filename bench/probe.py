@@ -1,0 +1,180 @@
+"""The receiving side of a bench, run as its own process (``python -m bench.probe``).
+
+Modes:
+  js          a durable pull consumer on a raw JetStream stream, as the bus uses one
+              (fetch batches, explicit ack); latency = receive time - send time in payload
+  js-drain    read ``count`` stored messages as fast as possible (consume ceiling)
+  controller  a ``shared.runtime.Controller`` on Cluster whose reconciler records
+              ``perf_counter()`` at reconcile start against the ``bench/sent`` annotation
+
+It touches ``--ready`` once subscribed, and writes one JSON summary to ``--out`` when it
+has seen ``--count`` items or ``--timeout`` passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import struct
+import sys
+import time
+from pathlib import Path
+
+from bench.common import percentile
+
+SENT_ANNOTATION = "bench/sent"
+RAW_STREAM = "BENCHRAW"
+
+
+def summary(latencies: list[float], expected: int, **extra: object) -> dict[str, object]:
+    return {
+        "received": len(latencies),
+        "expected": expected,
+        "p50": percentile(latencies, 50),
+        "p90": percentile(latencies, 90),
+        "p99": percentile(latencies, 99),
+        "max": max(latencies) if latencies else float("nan"),
+        **extra,
+    }
+
+
+async def ensure_raw_stream(js, subject: str) -> None:  # noqa: ANN001 - nats JetStreamContext
+    from nats.js import api
+    from nats.js.errors import NotFoundError
+
+    try:
+        await js.stream_info(RAW_STREAM)
+    except NotFoundError:
+        await js.add_stream(api.StreamConfig(name=RAW_STREAM, subjects=[subject],
+                                             storage=api.StorageType.FILE))
+
+
+async def js_mode(args: argparse.Namespace) -> dict[str, object]:
+    import nats
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js import api
+
+    nc = await nats.connect(args.nats_url)
+    js = nc.jetstream()
+    await ensure_raw_stream(js, args.subject)
+    await js.add_consumer(RAW_STREAM, api.ConsumerConfig(
+        durable_name=args.durable, filter_subject=args.subject,
+        ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.NEW,
+        max_ack_pending=10_000))
+    sub = await js.pull_subscribe_bind(durable=args.durable, stream=RAW_STREAM)
+    Path(args.ready).touch()
+    latencies: list[float] = []
+    deadline = time.monotonic() + args.timeout
+    while len(latencies) < args.count and time.monotonic() < deadline:
+        try:
+            msgs = await sub.fetch(64, timeout=1.0)
+        except NatsTimeout:
+            continue
+        for msg in msgs:
+            (sent,) = struct.unpack("!d", msg.data[:8])
+            latencies.append(time.perf_counter() - sent)
+            await msg.ack()
+    await nc.close()
+    return summary(latencies, args.count)
+
+
+async def js_drain(args: argparse.Namespace) -> dict[str, object]:
+    import nats
+    from nats.errors import TimeoutError as NatsTimeout
+    from nats.js import api
+
+    nc = await nats.connect(args.nats_url)
+    js = nc.jetstream()
+    await js.add_consumer(RAW_STREAM, api.ConsumerConfig(
+        durable_name=args.durable, filter_subject=args.subject,
+        ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.ALL,
+        max_ack_pending=10_000))
+    sub = await js.pull_subscribe_bind(durable=args.durable, stream=RAW_STREAM)
+    Path(args.ready).touch()
+    got = 0
+    start = time.perf_counter()
+    deadline = time.monotonic() + args.timeout
+    while got < args.count and time.monotonic() < deadline:
+        try:
+            msgs = await sub.fetch(256, timeout=1.0)
+        except NatsTimeout:
+            continue
+        for msg in msgs:
+            await msg.ack()
+        got += len(msgs)
+    seconds = time.perf_counter() - start
+    await nc.close()
+    return {"received": got, "seconds": seconds, "rate": got / seconds}
+
+
+async def controller_mode(args: argparse.Namespace) -> dict[str, object]:
+    import nats
+
+    from shared.bus import Bus
+    from shared.models import Cluster
+    from shared.runtime import Controller, Request, Result
+    from shared.store.kv import KVStore
+
+    nc = await nats.connect(args.nats_url)
+    bus = Bus(nc, prefix=args.prefix, service="bench-probe")
+    await bus.start()
+    store = KVStore(nc, bucket=f"{args.prefix}-objects")
+    await store.start()
+    latencies: dict[str, float] = {}
+    reconciles = 0
+    done = asyncio.Event()
+
+    class Probe:
+        async def reconcile(self, req: Request) -> Result | None:
+            nonlocal reconciles
+            started = time.perf_counter()
+            reconciles += 1
+            obj = await store.get(Cluster, req.name, req.namespace)
+            sent = obj.metadata.annotations.get(SENT_ANNOTATION)
+            if sent and req.name not in latencies:
+                latencies[req.name] = started - float(sent)
+                if len(latencies) >= args.count:
+                    done.set()
+            return None
+
+    ctrl = Controller("bench-probe", Cluster, Probe(), store, bus, region=args.region,
+                      workers=args.workers, resync_period=None)
+    await ctrl.start()
+    Path(args.ready).touch()
+    try:
+        await asyncio.wait_for(done.wait(), args.timeout)
+    except TimeoutError:
+        pass
+    await ctrl.stop()
+    await bus.stop()
+    await nc.close()
+    return summary(list(latencies.values()), args.count, reconciles=reconciles)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.probe")
+    p.add_argument("mode", choices=["js", "js-drain", "controller"])
+    p.add_argument("--nats-url", required=True)
+    p.add_argument("--subject", default="raw.lat")
+    p.add_argument("--durable", default="probe")
+    p.add_argument("--prefix", default="bench")
+    p.add_argument("--region", default="local")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--ready", required=True)
+    p.add_argument("--out", required=True)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    runner = {"js": js_mode, "js-drain": js_drain, "controller": controller_mode}[args.mode]
+    result = asyncio.run(runner(args))
+    Path(args.out).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
