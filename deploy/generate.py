@@ -203,7 +203,8 @@ def compose(m: Manifest) -> str:
     for svc in m.services.values():
         env = dict(COMPOSE_SHARED)
         env["CCLOUD_HEALTH_PORT"] = str(svc.health_port)
-        env.update({k: v.replace("{release}", "") for k, v in svc.env.items()})
+        # An empty value must come from the shell: ${NAME:-} lets compose pass it through.
+        env.update({k: v.replace("{release}", "") or f"${{{k}:-}}" for k, v in svc.env.items()})
         probe = (f"import urllib.request; urllib.request.urlopen("
                  f"'http://127.0.0.1:{svc.health_port}/readyz', timeout=3)")
         services[svc.name] = {
@@ -217,6 +218,8 @@ def compose(m: Manifest) -> str:
                             "interval": "10s", "timeout": "5s", "retries": 6},
             "restart": "unless-stopped",
         }
+        if "management" not in svc.sets:
+            services[svc.name]["profiles"] = ["regional"]
         if svc.ports:
             services[svc.name]["ports"] = [
                 f"127.0.0.1:{p}:{p}" for p in sorted(set(svc.ports.values()))

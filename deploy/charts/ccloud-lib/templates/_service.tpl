@@ -12,7 +12,7 @@ metadata:
   labels:
     {{- include "ccloud.labels" . | nindent 4 }}
 automountServiceAccountToken: {{ $kube }}
-{{- if and $kube .Values.rbac.create }}
+{{- if and $kube .Values.rbac.create .Values.rbac.rules }}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
