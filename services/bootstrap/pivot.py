@@ -1,0 +1,141 @@
+"""Move (pivot) every object of the bootstrap store into the management store.
+
+Owners move before the objects they own, so management's garbage collector never sees an
+orphan. Each copy is written with ``KVStore.restore`` (uid, creationTimestamp, generation,
+owner references, finalizers and status preserved) and lands *paused*: it carries the
+``kaas.containercloud.dev/paused`` annotation and a Cluster has ``spec.paused`` set, so
+management's controllers leave the half-moved tree alone. The bootstrap set's own
+controllers are not running during the move (the driver has finished). Once everything is
+across, each copy is restored to its exact original content, which unpauses it.
+
+Progress is saved after every object; re-running skips nothing and duplicates nothing,
+because restoring an object whose uid is already there overwrites it in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import msgspec
+
+from services.bootstrap.state import BootstrapError, BootstrapState, ObjectRef
+from shared.models import ALL_KINDS, Cluster, Resource
+from shared.store import AlreadyExists, NotFound, Store
+from shared.store.kv import KVStore
+
+log = logging.getLogger(__name__)
+
+PAUSED_ANNOTATION = "kaas.containercloud.dev/paused"
+PAUSED_BY = "bootstrap-pivot"
+KINDS: dict[str, type[Resource]] = {k.KIND: k for k in ALL_KINDS}
+
+
+class InjectedFailure(BootstrapError):
+    """Raised by tests (and ``CCLOUD_BOOTSTRAP_FAIL_AFTER``) to interrupt a pivot."""
+
+
+def ref_of(obj: Resource) -> ObjectRef:
+    md = obj.metadata
+    return ObjectRef(kind=obj.kind, name=md.name, namespace=md.namespace, uid=md.uid or "")
+
+
+async def everything(store: Store) -> list[Resource]:
+    """Every object of every kind, owners before the objects they own."""
+    objs: list[Resource] = []
+    for cls in ALL_KINDS:
+        objs.extend(await store.list_all(cls))
+    by_uid = {o.metadata.uid: o for o in objs}
+    ordered: list[Resource] = []
+    placed: set[str] = set()
+
+    def place(o: Resource, trail: frozenset[str]) -> None:
+        uid = o.metadata.uid or ""
+        if uid in placed or uid in trail:
+            return
+        for ref in o.metadata.owner_references:
+            owner = by_uid.get(ref.uid)
+            if owner is not None:
+                place(owner, trail | {uid})
+        placed.add(uid)
+        ordered.append(o)
+
+    for o in objs:
+        place(o, frozenset())
+    return ordered
+
+
+def paused(obj: Resource) -> Resource:
+    md = msgspec.structs.replace(
+        obj.metadata, annotations={**obj.metadata.annotations, PAUSED_ANNOTATION: PAUSED_BY}
+    )
+    out = msgspec.structs.replace(obj, metadata=md)
+    if isinstance(out, Cluster):
+        out = msgspec.structs.replace(out, spec=msgspec.structs.replace(out.spec, paused=True))
+    return out
+
+
+def needs_restore(store: Store) -> KVStore:
+    if not isinstance(store, KVStore):
+        raise BootstrapError(
+            "the management store must be the embedded KV store: the Kubernetes API assigns "
+            "uids itself, so a pivot into it cannot preserve uids and owner references"
+        )
+    return store
+
+
+async def move(
+    source: Store,
+    dest: Store,
+    state: BootstrapState,
+    *,
+    save: Callable[[BootstrapState], None],
+    fail_after: int | None = None,
+) -> list[Resource]:
+    """Copy every object (paused), then unpause all of them; returns the originals."""
+    target = needs_restore(dest)
+    objs = await everything(source)
+    done = {r.uid for r in state.moved}
+    copied = 0
+    for obj in objs:
+        if fail_after is not None and copied >= fail_after:
+            raise InjectedFailure(f"injected failure after moving {copied} objects")
+        try:
+            await target.restore(paused(obj))
+        except AlreadyExists as e:
+            raise BootstrapError(
+                f"management already has a different {obj.kind} {obj.metadata.name!r}: {e}"
+            ) from None
+        if obj.metadata.uid not in done:
+            state.moved.append(ref_of(obj))
+            done.add(obj.metadata.uid)
+            save(state)
+        copied += 1
+    for obj in objs:  # unpause: back to the exact original content
+        current = await target.get(type(obj), obj.metadata.name, obj.metadata.namespace)
+        await target.restore(obj, resource_version=current.metadata.resource_version)
+    return objs
+
+
+async def undo(dest: Store, state: BootstrapState) -> int:
+    """Remove from management what the pivot put there (matched by uid), owned first."""
+    removed = 0
+    for ref in reversed(state.moved):
+        cls = KINDS.get(ref.kind)
+        if cls is None:
+            continue
+        try:
+            current = await dest.get(cls, ref.name, ref.namespace)
+        except NotFound:
+            continue
+        if current.metadata.uid != ref.uid:
+            continue  # not ours: someone else's object under the same name
+        if current.metadata.finalizers:
+            md = msgspec.structs.replace(current.metadata, finalizers=[])
+            current = await dest.update(msgspec.structs.replace(current, metadata=md))
+        try:
+            await dest.delete(cls, ref.name, ref.namespace)
+        except NotFound:
+            pass
+        removed += 1
+    return removed
