@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from services.bootstrap.flow import Bootstrap
-from services.bootstrap.state import BootstrapError, Target
+from services.bootstrap.state import STATE_FILE, BootstrapError, Target
 
 DEFAULT_DATA = "var/bootstrap"
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(asyncio.run(run(args)))
     except BootstrapError as e:
         print(f"bootstrap {args.command} failed: {e}", file=sys.stderr)
-        if args.command != "rollback":
+        if args.command != "rollback" and (Path(args.data) / STATE_FILE).exists():
             print(f"run 'resume' to continue or 'rollback' to undo (data in {args.data})",
                   file=sys.stderr)
         return 1

@@ -48,7 +48,7 @@ async def management(target: Target) -> AsyncIterator[KVStore]:
     try:
         nc: NATS = await nats.connect(
             target.management_url, name="ccloud-bootstrap-pivot", connect_timeout=5,
-            max_reconnect_attempts=3, allow_reconnect=True,
+            max_reconnect_attempts=3, allow_reconnect=True, reconnect_time_wait=0.2,
         )
     except Exception as e:
         raise BootstrapError(

@@ -206,6 +206,3 @@ async def test_cli_create_interrupted_then_resumed(
     assert "4 objects moved" in done.stdout
     assert not data_dir.exists()
     assert len(await mgmt.objects()) == 4
-
-    nothing = await asyncio.to_thread(_cli, "resume", "--data", data)
-    assert nothing.returncode == 1 and "nothing to resume" in nothing.stderr
