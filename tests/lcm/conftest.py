@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -34,6 +35,7 @@ from shared.models import (
     Machine,
     MachineSpec,
     ObjectMeta,
+    Resource,
     SimulatedMachineSpec,
     UpdateGroup,
     UpdateGroupSpec,
@@ -47,7 +49,18 @@ NS = "default"
 REGION = "local"
 SECRET = b"lcm-test-secret"
 PROVIDER_FINALIZER = "provider.test/machine"
+R = TypeVar("R", bound=Resource)
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _spawn(url: str, name: str, root: Path, token: str) -> subprocess.Popen[bytes]:
+    with open(root.parent / f"{name}.agent.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.lcm.agent", "--endpoint", url,
+             "--machine", f"{NS}/{name}", "--root", str(root), "--poll-interval", "0.2"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "CCLOUD_LCM_AGENT_TOKEN": token},
+        )
 
 
 @dataclass
@@ -115,21 +128,26 @@ class Lcm:
         (root / "etc").mkdir(exist_ok=True)
         (root / "etc/hostname").write_text(f"node-{name}\n")
         token = token if token is not None else machine_token(SECRET, await self.uid(name))
-        log = open(root.parent / f"{name}.agent.log", "ab")  # noqa: SIM115 - closed with proc
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.lcm.agent", "--endpoint", self.endpoint.url,
-             "--machine", f"{NS}/{name}", "--root", str(root), "--poll-interval", "0.2"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "CCLOUD_LCM_AGENT_TOKEN": token},
-        )
-        log.close()
+        proc = _spawn(self.endpoint.url, name, root, token)
         self.agents[name] = proc
         return proc
 
-    def kill_agent(self, name: str, sig: int = signal.SIGKILL) -> None:
+    async def kill_agent(self, name: str, sig: int = signal.SIGKILL) -> int:
         proc = self.agents.pop(name)
         proc.send_signal(sig)
-        proc.wait(10)
+        return await asyncio.to_thread(proc.wait, 10)
+
+    async def stop_agents(self) -> None:
+        procs = list(self.agents.values())
+        self.agents.clear()
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                await asyncio.to_thread(p.wait, 10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                await asyncio.to_thread(p.wait)
 
     async def create_cluster(
         self, name: str, *, release: str, cps: int, workers: int,
@@ -165,9 +183,16 @@ class Lcm:
     async def lcm_machine(self, name: str) -> LCMMachine:
         return await self.store.get(LCMMachine, name, NS)
 
+    async def find(self, cls: type[R], name: str) -> R | None:
+        try:
+            return await self.store.get(cls, name, NS)
+        except NotFound:
+            return None
+
     async def ready(self, name: str) -> bool:
         c = await self.cluster(name)
-        return cond.is_true(c.status, "Ready") and c.status.ready_machines == c.status.total_machines
+        st = c.status
+        return cond.is_true(st, "Ready") and st.ready_machines == st.total_machines
 
     async def gone(self, cls: type, name: str) -> bool:
         try:
@@ -196,9 +221,7 @@ async def lcm(nc: NATS, prefix: str, tmp_path: Path) -> AsyncIterator[Lcm]:
         try:
             yield env
         finally:
-            for name in list(env.agents):
-                with contextlib.suppress(Exception):
-                    env.kill_agent(name, signal.SIGTERM)
+            await env.stop_agents()
             await provider.stop()
             for c in reversed(ctrls):
                 await c.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.lcm.items import item_hash
 from services.release.defaults import cluster_release
-from shared.models import LCMCluster, Machine
+from shared.models import LCMCluster, LCMMachine, Machine
 from shared.runtime import conditions as cond
 from tests.lcm.conftest import NS, Lcm
 from tests.waiting import eventually
@@ -12,7 +12,7 @@ from tests.waiting import eventually
 
 async def test_three_plus_five_cluster_goes_ready(lcm: Lcm) -> None:
     names = await lcm.create_cluster("alpha", release="mke-3-7-1", cps=3, workers=5)
-    lm = await eventually(lambda: lcm.lcm_machine(names[0]), what="LCMMachine created")
+    lm = await eventually(lambda: lcm.find(LCMMachine, names[-1]), what="LCMMachine created")
     assert lm.status.phase in ("", "Uninitialized")
     for n in names:
         await lcm.start_agent(n)

@@ -157,8 +157,17 @@ class Agent:
             while not stop.is_set():
                 if beats.done():
                     beats.result()
+                step = asyncio.create_task(self.step())
+                stopper = asyncio.create_task(stop.wait())
+                await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if not step.done():
+                    step.cancel()  # stopping: an interrupted item simply runs again later
+                    with contextlib.suppress(asyncio.CancelledError, EndpointError):
+                        await step
+                    return
                 try:
-                    await self.step()
+                    step.result()
                 except Unauthorized:
                     raise
                 except EndpointError as e:
