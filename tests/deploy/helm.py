@@ -40,7 +40,8 @@ def helm_available() -> str | None:
 
 def run_helm(jobs: list[dict[str, Any]], *, timeout: float = 120) -> list[dict[str, Any]]:
     """Run the jobs in one driver process; one result per job."""
-    env = {**os.environ, "HELM_DRIVER": "memory", "HOME": str(ROOT / "var" / "helm-home")}
+    env = {**os.environ, "HELM_DRIVER": "memory", "HELM_QPS": "500", "HELM_BURST_LIMIT": "1000",
+           "HOME": str(ROOT / "var" / "helm-home")}
     proc = subprocess.run(
         [str(HELM_PYTHON), str(DRIVER)], input=json.dumps(jobs), capture_output=True,
         text=True, timeout=timeout, env=env, cwd=ROOT,

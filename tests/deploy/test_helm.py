@@ -1,0 +1,223 @@
+"""Every chart linted by the real Helm library and installed by it into a fake API server
+that validates each object against the Kubernetes schemas (tests/fakes/kube_cluster.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy import helm
+from tests.deploy.test_manifest import MANIFEST, SERVICES, generate
+from tests.fakes.kube_cluster import FakeKubeCluster, validate
+
+LINTED = ["ccloud-lib", "nats", *MANIFEST.services, "container-cloud"]
+NS = "ccloud"
+
+
+class Runs:
+    def __init__(self) -> None:
+        self.results: dict[str, dict[str, Any]] = {}
+        self.clusters: dict[str, FakeKubeCluster] = {}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    why = helm.helm_available()
+    if why:
+        pytest.skip(why)
+    tmp = tmp_path_factory.mktemp("helm")
+    kube = tmp / "kube.yaml"
+    kube.write_text(yaml.safe_dump({"global": {"store": "kube"}}))
+    broken = tmp / "broken"
+    shutil.copytree(helm.CHARTS / "api", broken, symlinks=False)
+    (broken / "templates" / "oops.yaml").write_text("{{ .Values.nope.deeper | required }}\n")
+    invalid = tmp / "invalid"
+    shutil.copytree(helm.CHARTS / "nats", invalid, symlinks=False)
+    (invalid / "values.yaml").write_text(
+        (invalid / "values.yaml").read_text().replace("replicas: 1", 'replicas: "three"'))
+    standalone = tmp / "standalone.yaml"
+    standalone.write_text(yaml.safe_dump(
+        {"global": {"store": "kube", "natsUrl": "nats://nats.example:4222"}}))
+    mgmt = str(helm.UMBRELLA / "values-management.yaml")
+    regional = str(helm.UMBRELLA / "values-regional.yaml")
+    installs = {
+        "mgmt-kv": (helm.UMBRELLA, [mgmt]),
+        "mgmt-kube": (helm.UMBRELLA, [mgmt, str(kube)]),
+        "regional-kube": (helm.UMBRELLA, [regional, str(kube)]),
+        "invalid": (invalid, []),
+    }
+    jobs: list[dict[str, Any]] = [{"action": "lint", "chart": str(helm.CHARTS / c), "id": c}
+                                  for c in LINTED]
+    jobs.append({"action": "lint", "chart": str(broken), "id": "broken"})
+    out = Runs()
+    with helm.clusters() as ct:
+        for name, (chart, values) in installs.items():
+            out.clusters[name] = ct.new(tmp / f"{name}.kubeconfig")
+            jobs.append({"action": "install", "chart": str(chart), "id": name, "release": "cc",
+                         "namespace": NS, "kubeconfig": str(tmp / f"{name}.kubeconfig"),
+                         "values_files": values})
+        out.clusters["standalone"] = ct.new(tmp / "standalone.kubeconfig")
+        for svc in MANIFEST.services:
+            jobs.append({"action": "install", "chart": str(helm.CHARTS / svc),
+                         "id": f"standalone-{svc}", "release": f"s-{svc}", "namespace": NS,
+                         "kubeconfig": str(tmp / "standalone.kubeconfig"),
+                         "values_files": [str(standalone)]})
+        results = helm.run_helm(jobs)
+        out.results = {j["id"]: r for j, r in zip(jobs, results, strict=True)}
+        yield out
+
+
+def objects(runs: Runs, cluster: str, kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in runs.clusters[cluster].objects(kind)}
+
+
+def installed(runs: Runs, name: str) -> None:
+    result = runs.results[name]
+    assert result["ok"], result.get("error")
+    assert result["result"]["info"]["status"] == "deployed"
+    assert runs.clusters[name.split("-standalone")[0]].warnings == []
+
+
+@pytest.mark.parametrize("chart", LINTED)
+def test_chart_lints_clean(runs: Runs, chart: str) -> None:
+    result = runs.results[chart]
+    assert result["ok"], result.get("error")
+    lint = result["result"]
+    assert lint["TotalChartsLinted"] == 1
+    assert not lint["Errors"]
+    assert [m for m in lint["Messages"] if m["Severity"] >= 3] == []
+
+
+def test_lint_catches_a_broken_template(runs: Runs) -> None:
+    result = runs.results["broken"]
+    failed = not result["ok"] or result["result"]["Errors"] or any(
+        m["Severity"] >= 3 for m in result["result"]["Messages"])
+    assert failed, result
+
+
+def test_schema_invalid_manifest_is_refused(runs: Runs) -> None:
+    result = runs.results["invalid"]
+    assert not result["ok"]
+    assert "StatefulSet" in result["error"] and "replicas" in result["error"]
+
+
+def test_management_set_installs(runs: Runs) -> None:
+    installed(runs, "mgmt-kv")
+    expected = {f"cc-{s.name}" for s in SERVICES if "management" in s.sets}
+    assert set(objects(runs, "mgmt-kv", "Deployment")) == expected
+    assert set(objects(runs, "mgmt-kv", "StatefulSet")) == {"cc-nats"}
+    crds = {yaml.safe_load(p.read_text())["metadata"]["name"]
+            for p in (helm.UMBRELLA / "crds").glob("*.yaml")}
+    assert set(objects(runs, "mgmt-kv", "CustomResourceDefinition")) == crds
+
+
+def test_regional_set_installs(runs: Runs) -> None:
+    installed(runs, "regional-kube")
+    deployments = objects(runs, "regional-kube", "Deployment")
+    assert set(deployments) == {f"cc-{s.name}" for s in SERVICES if "regional" in s.sets}
+    env = {e["name"]: e.get("value") for e in
+           deployments["cc-lcm"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CCLOUD_REGION"] == "region-one"
+
+
+def test_embedded_store_gets_no_api_access(runs: Runs) -> None:
+    assert objects(runs, "mgmt-kv", "ClusterRole") == {}
+    for sa in objects(runs, "mgmt-kv", "ServiceAccount").values():
+        assert sa["automountServiceAccountToken"] is False
+    for d in objects(runs, "mgmt-kv", "Deployment").values():
+        assert d["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=lambda s: s.name)
+def test_kube_store_rbac_is_the_manifest(runs: Runs, svc: generate.Service) -> None:
+    cluster = "mgmt-kube" if "management" in svc.sets else "regional-kube"
+    installed(runs, cluster)
+    roles = objects(runs, cluster, "ClusterRole")
+    name = f"cc-{svc.name}"
+    if not svc.rbac:
+        assert name not in roles
+        return
+    rules = roles[name]["rules"]
+    assert all(r["apiGroups"] == [MANIFEST.group] for r in rules)
+    granted = {(res, verb) for r in rules for res in r["resources"] for verb in r["verbs"]}
+    assert granted == {(res, v) for res, verbs in svc.rbac.items() for v in verbs}
+    binding = objects(runs, cluster, "ClusterRoleBinding")[name]
+    assert binding["roleRef"]["name"] == name
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": NS}]
+    deployment = objects(runs, cluster, "Deployment")[name]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == name
+
+
+@pytest.mark.parametrize("svc", [s for s in SERVICES if "management" in s.sets],
+                         ids=lambda s: s.name)
+def test_deployment_follows_the_manifest(runs: Runs, svc: generate.Service) -> None:
+    installed(runs, "mgmt-kv")
+    d = objects(runs, "mgmt-kv", "Deployment")[f"cc-{svc.name}"]
+    pod = d["spec"]["template"]
+    ann = pod["metadata"]["annotations"]
+    assert ann["prometheus.io/scrape"] == "true"
+    assert ann["prometheus.io/port"] == str(svc.health_port)
+    assert ann["prometheus.io/path"] == "/metrics"
+    (c,) = pod["spec"]["containers"]
+    assert c["args"] == [svc.command]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": svc.health_port}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": svc.health_port}
+    ports = {p["containerPort"] for p in c["ports"]}
+    assert ports == {svc.health_port, *svc.ports.values()}
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["CCLOUD_NATS_URL"] == "nats://cc-nats:4222"
+    assert env["CCLOUD_STORE"] == "kv"
+    assert env["CCLOUD_HEALTH_PORT"] == str(svc.health_port)
+    for k, v in svc.env.items():
+        assert env[k] == v.replace("{release}", "cc-")
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=lambda s: s.name)
+def test_service_chart_installs_alone(runs: Runs, svc: generate.Service) -> None:
+    result = runs.results[f"standalone-{svc.name}"]
+    assert result["ok"], result.get("error")
+    assert runs.clusters["standalone"].warnings == []
+    d = objects(runs, "standalone", "Deployment")[f"s-{svc.name}-{svc.name}"]
+    env = {e["name"]: e["value"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CCLOUD_NATS_URL"] == "nats://nats.example:4222"
+
+
+def test_everything_installed_passes_strict_schemas(runs: Runs) -> None:
+    seen = 0
+    for cluster in runs.clusters.values():
+        for obj in cluster.objects():
+            if obj["apiVersion"].startswith(MANIFEST.group):
+                continue
+            validate(obj, "1.30.0", strict=True)
+            seen += 1
+    assert seen > 50
+
+
+def test_fake_cluster_refuses_unknown_fields_when_strict() -> None:
+    """The validation the install tests rely on does reject a bad object."""
+    from kubernetes_validate import ValidationError
+
+    with pytest.raises(ValidationError):
+        kubernetes_validate.validate(
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+             "spec": {"ports": [{"port": "http"}]}}, "1.30", strict=False)
+
+
+def test_umbrella_values_name_every_subchart() -> None:
+    chart = yaml.safe_load((helm.UMBRELLA / "Chart.yaml").read_text())
+    deps = {d["name"]: d for d in chart["dependencies"]}
+    assert set(deps) == {"nats", *MANIFEST.services}
+    for svc in SERVICES:
+        assert sorted(deps[svc.name]["tags"]) == sorted(svc.sets)
+        link = helm.UMBRELLA / "charts" / svc.name
+        assert link.resolve() == (helm.CHARTS / svc.name).resolve()
+
+
+def test_crds_folder_is_vendored_untouched() -> None:
+    assert not any(Path(p).is_symlink() for p in (helm.UMBRELLA / "crds").iterdir())
