@@ -20,10 +20,15 @@ Pods), custom resources are not checked against their CRD schema.
 from __future__ import annotations
 
 import copy
+import re
+from functools import cache
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 from aiohttp import web
+from kubernetes_validate.utils import schema_contents
+from referencing import Registry, Resource
 
 from tests.fakes.kube_apiserver import (
     ApiError,
@@ -71,6 +76,11 @@ class FakeKubeCluster(FakeKubeApiServer):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.warnings: list[str] = []
+        # The newest schema set kubernetes-validate ships that is not newer than the server.
+        major_minor = tuple(int(x) for x in self.git_version.lstrip("v").split(".")[:2])
+        self.schema_version = [
+            v for v in kubernetes_validate.utils.all_versions()
+            if tuple(int(x) for x in v.split(".")[:2]) <= major_minor][-1]
         for group, version, kind, plural, namespaced in BUILTIN_KINDS:
             self.register(group=group, version=version, kind=kind, plural=plural,
                           namespaced=namespaced)
@@ -121,14 +131,15 @@ class FakeKubeCluster(FakeKubeApiServer):
         if not isinstance(body, dict) or rt.group == "kaas.containercloud.dev":
             return
         name = (body.get("metadata") or {}).get("name", "")
+        version = self.schema_version
         try:
-            kubernetes_validate.validate(body, self.git_version, strict=False)
+            validate(body, version, strict=False)
         except kubernetes_validate.SchemaNotFoundError:
             return
         except kubernetes_validate.ValidationError as e:
             raise _schema_invalid(rt, name, e) from None
         try:
-            kubernetes_validate.validate(body, self.git_version, strict=True)
+            validate(body, version, strict=True)
         except kubernetes_validate.ValidationError as e:
             if request.query.get("fieldValidation") == "Strict":
                 raise _schema_invalid(rt, name, e) from None
@@ -180,6 +191,34 @@ class FakeKubeCluster(FakeKubeApiServer):
             ],
         }
         return copy.deepcopy(stored)
+
+
+@cache
+def _validator(version: str, kind: str, api_version: str, strict: bool) -> Any:
+    """kubernetes-validate's schema for one kind, compiled once (its ``validate`` re-reads
+    the large definitions file on every call). None when it ships no schema for the kind."""
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    folder = f"v{version}-local" + ("-strict" if strict else "")
+    try:
+        schema = schema_contents(
+            f"kubernetes-json-schema/{folder}/{kind.lower()}-{group_version}.json", version)
+    except FileNotFoundError:
+        return None
+    definitions = schema_contents(f"kubernetes-json-schema/{folder}/_definitions.json", version)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def validate(body: Obj, version: str, *, strict: bool) -> None:
+    """Raise ``kubernetes_validate.ValidationError`` when ``body`` breaks its kind's schema."""
+    v = _validator(version, body.get("kind", ""), body.get("apiVersion", ""), strict)
+    if v is None:
+        raise kubernetes_validate.SchemaNotFoundError(
+            version=version, kind=body.get("kind"), api_version=body.get("apiVersion"))
+    try:
+        v.validate(body)
+    except jsonschema.ValidationError as e:
+        raise kubernetes_validate.ValidationError(e, version=version) from None
 
 
 def _describe(e: kubernetes_validate.ValidationError) -> str:
