@@ -236,7 +236,9 @@ def machine_line() -> str:
                      if line.startswith("model name"))
     except (OSError, StopIteration):
         model = "?"
-    return f"machine: {cpus} cores ({model}), python {sys.version.split()[0]}"
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return (f"machine: {cpus} cores ({model}), python {sys.version.split()[0]}, "
+            f"load average at the end {load}")
 
 
 def probe_and_load(stack: Stack, name: str, probe: Sequence[str], load: Sequence[str], *,

@@ -28,7 +28,7 @@ Shot = Callable[[int], Awaitable[int]]
 
 
 async def run_open_loop(shot: Shot, *, rate: float, count: int, duration: float,
-                        drain: float = 10.0) -> dict[str, object]:
+                        drain: float = 30.0) -> dict[str, object]:
     """Fire ``shot(i)`` at ``rate``/s; each returns a status (0 = transport error)."""
     latencies: list[float] = []
     statuses: Counter[int] = Counter()

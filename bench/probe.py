@@ -45,14 +45,14 @@ def summary(latencies: list[float], expected: int, **extra: object) -> dict[str,
     }
 
 
-async def ensure_raw_stream(js, subject: str) -> None:  # noqa: ANN001 - nats JetStreamContext
+async def ensure_raw_stream(js) -> None:  # noqa: ANN001 - nats JetStreamContext
     from nats.js import api
     from nats.js.errors import NotFoundError
 
     try:
         await js.stream_info(RAW_STREAM)
     except NotFoundError:
-        await js.add_stream(api.StreamConfig(name=RAW_STREAM, subjects=[subject],
+        await js.add_stream(api.StreamConfig(name=RAW_STREAM, subjects=["raw.>"],
                                              storage=api.StorageType.FILE))
 
 
@@ -63,7 +63,7 @@ async def js_mode(args: argparse.Namespace) -> dict[str, object]:
 
     nc = await nats.connect(args.nats_url)
     js = nc.jetstream()
-    await ensure_raw_stream(js, args.subject)
+    await ensure_raw_stream(js)
     await js.add_consumer(RAW_STREAM, api.ConsumerConfig(
         durable_name=args.durable, filter_subject=args.subject,
         ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.NEW,
@@ -75,7 +75,7 @@ async def js_mode(args: argparse.Namespace) -> dict[str, object]:
     while len(latencies) < args.count and time.monotonic() < deadline:
         try:
             msgs = await sub.fetch(64, timeout=1.0)
-        except NatsTimeout:
+        except (NatsTimeout, TimeoutError):
             continue
         for msg in msgs:
             (sent,) = struct.unpack("!d", msg.data[:8])
@@ -104,7 +104,7 @@ async def js_drain(args: argparse.Namespace) -> dict[str, object]:
     while got < args.count and time.monotonic() < deadline:
         try:
             msgs = await sub.fetch(256, timeout=1.0)
-        except NatsTimeout:
+        except (NatsTimeout, TimeoutError):
             continue
         for msg in msgs:
             await msg.ack()

@@ -1,0 +1,92 @@
+"""(b) Event latency: API write -> controller reconcile start, next to raw JetStream.
+
+``python -m bench.events [--rates 200,1000] [--seconds 10]``
+
+Runs nats-server, the API gateway and the bridge as processes, and a probe process with a
+``shared.runtime.Controller`` on Cluster. A separate load process POSTs Clusters at a fixed
+rate, each carrying its send time (``perf_counter``) in the ``bench/sent`` annotation; the
+probe's reconciler records the time its reconcile starts. At each rate the same run also
+measures raw JetStream publish -> consume between two processes, the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from bench.common import Stack, machine_line, ms, probe_and_load, table
+from shared.models import API_VERSION
+
+TARGET = "p99 < 10 ms at 1,000 writes/s"
+
+
+def cluster_body(prefix: str) -> str:
+    body = {
+        "metadata": {"name": prefix + "-{i}", "annotations": {"bench/sent": "{ts}"}},
+        "spec": {"region": "local", "provider": "simulated", "release": "mke-1-0"},
+    }
+    return json.dumps(body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.events", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=10.0, help="per rate")
+    p.add_argument("--rates", default="200,1000")
+    p.add_argument("--workers", type=int, default=4, help="probe controller workers")
+    args = p.parse_args(argv)
+    rates = [int(r) for r in args.rates.split(",")]
+    stack = Stack(prefix="bench")
+    rows = []
+    try:
+        stack.start_nats()
+        stack.start_api()
+        stack.spawn("bridge", ["-m", "services.bridge"])
+        stack.wait_http(stack.api_url + "/healthz")
+        url = f"{stack.api_url}/apis/{API_VERSION}/namespaces/bench/clusters"
+        for rate in rates:
+            count = int(rate * args.seconds)
+            load, probe = probe_and_load(
+                stack, f"raw{rate}",
+                ["js", "--subject", f"raw.ev{rate}", "--durable", f"ev{rate}",
+                 "--count", str(count), "--timeout", str(args.seconds + 30)],
+                ["js", f"raw.ev{rate}", "--nats-url", stack.nats_url, "--rate", str(rate),
+                 "--count", str(count), "--duration", str(args.seconds + 5), "--size", "400"],
+            )
+            rows.append(["raw JetStream pub -> consume", f"{rate}/s", load["sent"],
+                         f"{load['rate']:.0f}", "-", "-", probe["received"],
+                         ms(probe["p50"]), ms(probe["p99"]), ms(probe["max"])])
+            load, probe = probe_and_load(
+                stack, f"api{rate}",
+                ["controller", "--prefix", stack.prefix, "--count", str(count),
+                 "--workers", str(args.workers), "--timeout", str(args.seconds + 60)],
+                ["http", "POST", url, "--body", cluster_body(f"ev{rate}"),
+                 "--token", stack.token, "--rate", str(rate), "--count", str(count),
+                 "--duration", str(args.seconds + 5)],
+                timeout=args.seconds + 120,
+            )
+            created = load["statuses"].get("201", 0)
+            rows.append(["API POST -> reconcile start", f"{rate}/s", load["sent"],
+                         f"{load['rate']:.0f}", ms(load["p50"]), ms(load["p99"]),
+                         f"{probe['received']}/{created}", ms(probe["p50"]), ms(probe["p99"]),
+                         ms(probe["max"])])
+            if created != load["sent"]:
+                rows.append([f"  (answers: {load['statuses']})", "", "", "", "", "", "", "", "",
+                             ""])
+        footprint = stack.footprint()
+    finally:
+        stack.stop()
+    print(machine_line())
+    print()
+    print(table(f"Event latency ({args.seconds:.0f} s per rate; ms; target {TARGET})",
+                ["path", "rate", "sent", "achieved/s", "HTTP p50", "HTTP p99", "seen",
+                 "p50", "p99", "max"], rows))
+    print()
+    print(table("Footprint (whole run)", ["process", "peak RSS MiB", "CPU s"],
+                [[n, f"{r:.0f}", f"{c:.1f}"] for n, r, c in footprint]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
