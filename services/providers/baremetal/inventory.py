@@ -1,0 +1,86 @@
+"""BareMetalHost reconciler: inspect each host over Redfish and keep its power state current.
+
+Inspection (CPUs, memory, NICs, system uuid) runs when the host is new or its spec changed
+(``observedGeneration``); the power state and provisioning state are refreshed every
+``refresh_interval``. BMC trouble becomes ``BMCReachable=False`` with the provider's
+reason (``InvalidCredentials``, ``ProviderUnavailable``, ...) and a backoff retry; the BMC
+password never appears in status or logs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from services.providers.baremetal.adapter import BareMetalProvider
+from services.providers.errors import ProviderError
+from services.providers.steps import Backoff
+from shared.models import BareMetalHost, HardwareInfo
+from shared.runtime import Request, Result, TransientError, status_writer
+from shared.runtime import conditions as cond
+from shared.store import Store
+
+log = logging.getLogger(__name__)
+
+BMC_REACHABLE = "BMCReachable"
+INSPECTED = "Inspected"
+
+
+class HostReconciler:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        region: str | None = None,
+        refresh_interval: float = 30.0,
+        factory: Callable[[BareMetalHost], BareMetalProvider] | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.store = store
+        self.region = region
+        self.refresh_interval = refresh_interval
+        self.factory = factory or (lambda host: BareMetalProvider(host, timeout=15))
+        self.backoff = backoff or Backoff(initial=2.0, cap=300.0)
+
+    async def reconcile(self, req: Request) -> Result | None:
+        host = await self.store.get(BareMetalHost, req.name, req.namespace)
+        if (self.region is not None and host.spec.region != self.region) or host.deleting:
+            return None
+        async with status_writer(self.store, host) as h:
+            return await self.reconcile_normal(h)
+
+    async def reconcile_normal(self, host: BareMetalHost) -> Result:
+        st = host.status
+        key = host.metadata.uid or host.metadata.name
+        provider = self.factory(host)
+        try:
+            if st.hardware is None or st.observed_generation != host.metadata.generation:
+                st.provisioning_state = "inspecting"
+                info = await provider.inspect_host()
+                st.hardware = HardwareInfo(
+                    cpus=info.cpus, memory_mib=info.memory_mib, nics=info.nics,
+                    system_uuid=info.system_uuid,
+                )
+                boot_mac = host.spec.boot_mac_address.lower()
+                if info.nics and boot_mac not in info.nics:
+                    cond.mark_false(st, INSPECTED, "BootMACNotFound",
+                                    f"boot MAC {boot_mac} is not among the host's NICs", "Warning")
+                else:
+                    cond.mark_true(st, INSPECTED, "Inspected")
+            st.power_state = "on" if await provider.power_state() == "On" else "off"
+        except ProviderError as e:
+            severity = "Warning" if e.transient else "Error"
+            cond.mark_false(st, BMC_REACHABLE, e.reason, str(e), severity)
+            st.provisioning_state = "registration error"
+            delay = self.backoff.next(key, e)
+            log.warning("host %s/%s: %s: %s (retry in %.1fs)", host.metadata.namespace,
+                        host.metadata.name, e.reason, e, delay)
+            raise TransientError(f"{e.reason}: {e}", delay=delay) from None
+        finally:
+            await provider.close()
+        self.backoff.reset(key)
+        cond.mark_true(st, BMC_REACHABLE, "Connected")
+        st.consumer = host.spec.consumer
+        st.provisioning_state = "provisioned" if host.spec.consumer else "available"
+        st.observed_generation = host.metadata.generation
+        return Result(requeue_after=self.refresh_interval)

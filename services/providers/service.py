@@ -1,0 +1,77 @@
+"""Building a provider service: its Machine controller (and extra controllers) on a Runtime.
+
+Each ``python -m services.providers.<name>`` calls :func:`run` with a function that makes
+its ``Targets``; the controllers take only their own region's events (``CCLOUD_REGION``).
+``CCLOUD_PROVIDER_POLL_INTERVAL`` and ``CCLOUD_PROVIDER_PROVISION_TIMEOUT`` (seconds) tune
+how often a provisioning node is polled and when a step counts as timed out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+
+from services.providers.machines import MachineReconciler
+from services.providers.targets import Targets
+from shared.models import Machine
+from shared.models.kinds import ProviderName
+from shared.runtime import Controller
+from shared.service import Parts, Runtime, main
+
+
+def seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"invalid {name} {raw!r}: not a number") from None
+    if value < 0:
+        raise SystemExit(f"invalid {name} {raw!r}: must not be negative")
+    return value
+
+
+class _Closing:
+    """Closes the targets' adapters when the leader's controllers stop."""
+
+    def __init__(self, targets: Targets) -> None:
+        self.targets = targets
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self.targets.close()
+
+
+def machine_controller(rt: Runtime, provider: ProviderName, targets: Targets) -> Controller:
+    reconciler = MachineReconciler(
+        rt.store,
+        provider,
+        targets,
+        region=rt.settings.region,
+        poll_interval=seconds("CCLOUD_PROVIDER_POLL_INTERVAL", 2.0),
+        provision_timeout=seconds("CCLOUD_PROVIDER_PROVISION_TIMEOUT", 900.0),
+    )
+    return Controller(
+        name=f"provider-{provider}-machine",
+        kind=Machine,
+        reconciler=reconciler,
+        store=rt.store,
+        bus=rt.bus,
+        region=rt.settings.region,
+        workers=8,
+    )
+
+
+def run(
+    provider: ProviderName,
+    make_targets: Callable[[Runtime], Awaitable[Targets]],
+    extra: Callable[[Runtime], list[Controller]] | None = None,
+) -> None:
+    async def build(rt: Runtime) -> Parts:
+        targets = await make_targets(rt)
+        controllers = [machine_controller(rt, provider, targets)]
+        controllers += extra(rt) if extra else []
+        return Parts(leader=[*controllers, _Closing(targets)])
+
+    main(f"provider-{provider}", build)
