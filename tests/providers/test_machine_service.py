@@ -1,0 +1,169 @@
+"""The provider Machine reconciler on the real store + bus (nats-server), simulated provider.
+
+Covers: only this region's machines of Clusters using this provider are touched; steps,
+providerID, addresses and ProviderReady are written; re-runs (at-least-once delivery,
+restarts) never make a second node; provider errors become conditions with the
+provider's reason; deletion waits for LCM's drain and releases the node before the
+finalizer goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from services.providers.machines import LCM_FINALIZER, MachineReconciler, finalizer_for
+from services.providers.simulated import SimulatedConfig, SimulatedProvider
+from services.providers.steps import PROVIDER_READY, Backoff
+from services.providers.targets import SingleTarget
+from shared.models import Cluster, Machine, convert
+from shared.runtime import Controller, Request, TransientError
+from shared.runtime import conditions as cond
+from shared.store import NotFound
+from tests.harness import Harness, system
+from tests.waiting import eventually
+
+REGION = "region-one"
+
+
+def cluster(name: str, provider: str, region: str = REGION) -> Cluster:
+    return convert(Cluster, {"metadata": {"name": name, "namespace": "default"},
+                             "spec": {"region": region, "provider": provider,
+                                      "release": "mke-7-1-0"}})
+
+
+def machine(name: str, cluster_name: str, region: str = REGION, **spec: object) -> Machine:
+    body: dict[str, object] = {"cluster": cluster_name, "region": region}
+    body.update(spec)
+    return convert(Machine, {"metadata": {"name": name, "namespace": "default"}, "spec": body})
+
+
+@pytest.fixture
+async def h(nc: NATS, prefix: str) -> AsyncIterator[Harness]:
+    async with system(nc, prefix) as harness:
+        yield harness
+
+
+async def get(h: Harness, name: str) -> Machine:
+    return await h.store.get(Machine, name, "default")
+
+
+def reconciler(h: Harness, provider: SimulatedProvider) -> MachineReconciler:
+    return MachineReconciler(h.store, "simulated", SingleTarget(provider), region=REGION,
+                             poll_interval=0.1, backoff=Backoff(initial=0.1, cap=0.5))
+
+
+async def running(h: Harness, name: str) -> Machine | None:
+    m = await get(h, name)
+    return m if m.status.phase == "Running" else None
+
+
+async def test_provisions_only_its_machines_and_deletes(h: Harness) -> None:
+    provider = SimulatedProvider(SimulatedConfig(provision_seconds=0.3, power_seconds=0.2))
+    ctl = Controller(name="provider-simulated-machine", kind=Machine,
+                     reconciler=reconciler(h, provider), store=h.store, bus=h.bus,
+                     region=REGION, workers=2, resync_period=None)
+    for c in (cluster("sim", "simulated"), cluster("os", "openstack"),
+              cluster("far", "simulated", region="region-two")):
+        await h.store.create(c)
+    await h.store.create(machine("m1", "sim", simulated={"flavor": "medium"}))
+    await h.store.create(machine("other-provider", "os"))
+    await h.store.create(machine("other-region", "far", region="region-two"))
+    await ctl.start()
+    try:
+        m = await eventually(lambda: running(h, "m1"), timeout=20, what="m1 running")
+        assert finalizer_for("simulated") in m.metadata.finalizers
+        assert [(s.name, s.state) for s in m.status.provider_steps] == [
+            ("Create", "Done"), ("Inspect", "Done"), ("PowerOn", "Done"), ("Addresses", "Done")]
+        assert "4 CPUs, 8192 MiB" in m.status.provider_steps[1].message
+        assert m.status.provider_id.startswith("simulated:///")
+        assert m.status.addresses and m.status.addresses[0].startswith("10.250.")
+        ready = cond.get(m.status, PROVIDER_READY)
+        assert ready is not None and ready.status == "True" and ready.reason == "NodeRunning"
+        assert len(await provider.nodes.all()) == 1
+
+        for name in ("other-provider", "other-region"):
+            other = await get(h, name)
+            assert other.metadata.finalizers == [] and other.status.provider_steps == []
+
+        # Deletion: node released first, then the finalizer goes and the Machine with it.
+        await h.store.delete(Machine, "m1", "default")
+
+        async def gone() -> bool:
+            try:
+                await get(h, "m1")
+            except NotFound:
+                return True
+            return False
+
+        await eventually(gone, timeout=20, what="m1 deleted")
+        assert await provider.nodes.all() == []
+    finally:
+        await ctl.stop()
+
+
+async def test_rerun_and_restart_never_make_a_second_node(h: Harness) -> None:
+    provider = SimulatedProvider(SimulatedConfig())
+    await h.store.create(cluster("sim", "simulated"))
+    await h.store.create(machine("m1", "sim"))
+    req = Request("m1", "default")
+    for _ in range(3):  # the same event delivered again, or a fresh replica after a crash
+        await reconciler(h, provider).reconcile(req)
+    assert len(await provider.nodes.all()) == 1
+    assert provider.calls["create"] >= 3
+    m = await get(h, "m1")
+    assert m.status.phase == "Running" and m.status.provider_id
+
+
+@pytest.mark.parametrize(
+    ("fail_with", "reason", "severity"),
+    [("credentials", "InvalidCredentials", "Error"), ("quota", "QuotaExceeded", "Warning"),
+     ("timeout", "ProviderTimeout", "Warning")],
+)
+async def test_provider_errors_become_conditions(
+    h: Harness, fail_with: str, reason: str, severity: str
+) -> None:
+    provider = SimulatedProvider(SimulatedConfig(fail_with=fail_with))  # type: ignore[arg-type]
+    rec = reconciler(h, provider)
+    await h.store.create(cluster("sim", "simulated"))
+    await h.store.create(machine("m1", "sim"))
+    with pytest.raises(TransientError) as first:
+        await rec.reconcile(Request("m1", "default"))
+    with pytest.raises(TransientError) as second:
+        await rec.reconcile(Request("m1", "default"))
+    assert second.value.delay >= first.value.delay  # backoff grows (or honours retry_after)
+    m = await get(h, "m1")
+    c = cond.get(m.status, PROVIDER_READY)
+    assert c is not None and (c.status, c.reason, c.severity) == ("False", reason, severity)
+    assert m.status.provider_steps[0].name == "Create"
+    assert m.status.provider_steps[0].state == "Failed"
+    assert "simulated:" in m.status.provider_steps[0].message
+
+
+async def test_delete_waits_for_lcm_drain(h: Harness) -> None:
+    provider = SimulatedProvider(SimulatedConfig())
+    rec = reconciler(h, provider)
+    await h.store.create(cluster("sim", "simulated"))
+    m = machine("m1", "sim")
+    m.metadata.finalizers = [LCM_FINALIZER]
+    await h.store.create(m)
+    await rec.reconcile(Request("m1", "default"))
+    await rec.reconcile(Request("m1", "default"))
+    assert len(await provider.nodes.all()) == 1
+    await h.store.delete(Machine, "m1", "default")
+    await rec.reconcile(Request("m1", "default"))
+    m = await get(h, "m1")
+    assert len(await provider.nodes.all()) == 1, "node kept until LCM drained it"
+    c = cond.get(m.status, PROVIDER_READY)
+    assert c is not None and c.reason == "WaitingForDrain"
+
+    cond.mark_true(m.status, "Drained", "Drained")
+    await h.store.update_status(m)
+    await rec.reconcile(Request("m1", "default"))
+    assert await provider.nodes.all() == []
+    m = await get(h, "m1")
+    assert m.metadata.finalizers == [LCM_FINALIZER]
+    assert [(s.name, s.state) for s in m.status.provider_steps] == [
+        ("PowerOff", "Done"), ("Delete", "Done")]
