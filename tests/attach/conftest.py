@@ -31,6 +31,12 @@ TOKEN = "tok-5ecret-0c6f1e2d9a8b7c6d5e4f3a2b1c0d9e8f"
 NODES = ["mke-manager-0", "mke-worker-0", "mke-worker-1"]
 
 
+def leaks(text: str | bytes, secret: str, window: int = 10) -> bool:
+    """Whether ``text`` holds the secret or any ``window``-long piece of it."""
+    raw = text.decode(errors="replace") if isinstance(text, bytes) else text
+    return any(secret[i:i + window] in raw for i in range(len(secret) - window + 1))
+
+
 @pytest.fixture
 async def kube(tmp_path: Path) -> AsyncIterator[FakeKubeApiServer]:
     server = FakeKubeApiServer(token=TOKEN, nodes=NODES, git_version="v1.27.7")
