@@ -61,13 +61,15 @@ def test_bad_manifest_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("module", ALL_MODULES)
 def test_module_is_runnable(module: str) -> None:
-    """Every listed module has a ``__main__`` with a service ``build`` or a CLI ``main``."""
+    """Every listed module has a ``__main__`` with what its runner calls: ``build`` for
+    shared.service, ``targets`` for the provider runner, or a CLI ``main``."""
     require_landed(module)
     entry = importlib.import_module(f"{module}.__main__")
-    build = getattr(entry, "build", None)
-    if build is not None:
-        assert inspect.iscoroutinefunction(build), f"{module}.__main__.build must be async"
-        return
+    for hook in ("build", "targets"):
+        fn = getattr(entry, hook, None)
+        if fn is not None:
+            assert inspect.iscoroutinefunction(fn), f"{module}.__main__.{hook} must be async"
+            return
     assert callable(getattr(entry, "main", None)), f"{module}.__main__ has no build or main"
     out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=code.ROOT,
                          capture_output=True, text=True, timeout=60)
