@@ -1,0 +1,152 @@
+"""Bare-metal service on the real store + bus and the sushy-tools emulator: host inventory
+(inspection and power state into BareMetalHost status), host selection by labels, claim,
+provisioning over Redfish, and release on deletion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from services.providers.baremetal.adapter import ADDRESSES_ANNOTATION, BareMetalProvider
+from services.providers.baremetal.hosts import HostTargets
+from services.providers.baremetal.inventory import BMC_REACHABLE, HostReconciler
+from services.providers.machines import MachineReconciler
+from services.providers.steps import PROVIDER_READY, Backoff
+from shared.models import BareMetalHost, Cluster, Machine, convert
+from shared.runtime import Controller, Request, TransientError
+from shared.runtime import conditions as cond
+from shared.store import NotFound
+from tests.harness import Harness, system
+from tests.providers.peers import ImageServer, SushyEmulator, fake_system
+from tests.waiting import eventually
+
+REGION = "region-one"
+
+
+def bmh(
+    emu: SushyEmulator, index: int, *, labels: dict[str, str], password: str = ""
+) -> BareMetalHost:
+    system_ = fake_system(index)
+    return convert(BareMetalHost, {
+        "metadata": {"name": f"host-{index}", "namespace": "default", "labels": labels,
+                     "annotations": {ADDRESSES_ANNOTATION: f"192.0.2.{10 + index}"}},
+        "spec": {"region": REGION, "bmc": {"address": emu.system_address(system_["uuid"]),
+                                           "username": "admin", "password": password},
+                 "bootMacAddress": system_["nics"][0]["mac"]},
+    })
+
+
+@pytest.fixture
+async def h(nc: NATS, prefix: str) -> AsyncIterator[Harness]:
+    async with system(nc, prefix) as harness:
+        yield harness
+
+
+async def test_inventory_claim_provision_release(
+    h: Harness, redfish: SushyEmulator, image_server: ImageServer
+) -> None:
+    await h.store.create(bmh(redfish, 5, labels={"rack": "a"}))
+    await h.store.create(bmh(redfish, 6, labels={"rack": "b", "gpu": "yes"}))
+    await h.store.create(convert(Cluster, {
+        "metadata": {"name": "bm", "namespace": "default"},
+        "spec": {"region": REGION, "provider": "baremetal", "release": "mke-7-1-0"}}))
+    await h.store.create(convert(Machine, {
+        "metadata": {"name": "gpu-0", "namespace": "default"},
+        "spec": {"cluster": "bm", "region": REGION,
+                 "baremetal": {"hostSelector": {"gpu": "yes"}, "image": "ubuntu-22.04"}}}))
+
+    def factory(host: BareMetalHost) -> BareMetalProvider:
+        return BareMetalProvider(host, image_base_url=image_server.url, timeout=10)
+
+    hosts = Controller(name="bm-host", kind=BareMetalHost, store=h.store, bus=h.bus,
+                       region=REGION, resync_period=None,
+                       reconciler=HostReconciler(h.store, region=REGION, refresh_interval=0.5,
+                                                 factory=factory))
+    machines = Controller(name="bm-machine", kind=Machine, store=h.store, bus=h.bus,
+                          region=REGION, resync_period=None,
+                          reconciler=MachineReconciler(
+                              h.store, "baremetal", HostTargets(h.store, factory=factory),
+                              region=REGION, poll_interval=0.5,
+                              backoff=Backoff(initial=0.2, cap=1.0)))
+    await hosts.start()
+    await machines.start()
+    try:
+        async def inspected() -> BareMetalHost | None:
+            host = await h.store.get(BareMetalHost, "host-5", "default")
+            return host if cond.is_true(host.status, "Inspected") else None
+
+        host5 = await eventually(inspected, timeout=20, what="host-5 inspected")
+        assert host5.status.hardware is not None
+        assert host5.status.hardware.system_uuid == fake_system(5)["uuid"]
+        assert host5.status.hardware.nics == [fake_system(5)["nics"][0]["mac"]]
+        assert host5.status.provisioning_state == "available"
+
+        async def running() -> Machine | None:
+            m = await h.store.get(Machine, "gpu-0", "default")
+            return m if m.status.phase == "Running" else None
+
+        m = await eventually(running, timeout=40, interval=0.3, what="machine running")
+        assert m.status.provider_id == "baremetal:///default/host-6"
+        assert m.status.addresses == ["192.0.2.16"]
+        host6 = await h.store.get(BareMetalHost, "host-6", "default")
+        assert host6.spec.consumer == m.metadata.uid
+        assert (await h.store.get(BareMetalHost, "host-5", "default")).spec.consumer == ""
+
+        async def host6_on() -> bool:
+            h6 = await h.store.get(BareMetalHost, "host-6", "default")
+            return h6.status.power_state == "on" and h6.status.provisioning_state == "provisioned"
+
+        await eventually(host6_on, timeout=10, what="host-6 status provisioned/on")
+
+        await h.store.delete(Machine, "gpu-0", "default")
+
+        async def machine_gone() -> bool:
+            try:
+                await h.store.get(Machine, "gpu-0", "default")
+            except NotFound:
+                return True
+            return False
+
+        await eventually(machine_gone, timeout=40, interval=0.3, what="machine deleted")
+        host6 = await h.store.get(BareMetalHost, "host-6", "default")
+        assert host6.spec.consumer == "" and not host6.spec.online
+    finally:
+        await machines.stop()
+        await hosts.stop()
+
+
+async def test_no_matching_host_is_no_capacity(h: Harness, redfish: SushyEmulator) -> None:
+    await h.store.create(bmh(redfish, 7, labels={"rack": "a"}))
+    await h.store.create(convert(Cluster, {
+        "metadata": {"name": "bm", "namespace": "default"},
+        "spec": {"region": REGION, "provider": "baremetal", "release": "mke-7-1-0"}}))
+    await h.store.create(convert(Machine, {
+        "metadata": {"name": "w", "namespace": "default"},
+        "spec": {"cluster": "bm", "region": REGION,
+                 "baremetal": {"hostSelector": {"rack": "z"}}}}))
+    rec = MachineReconciler(h.store, "baremetal", HostTargets(h.store), region=REGION)
+    with pytest.raises(TransientError):
+        await rec.reconcile(Request("w", "default"))
+    m = await h.store.get(Machine, "w", "default")
+    c = cond.get(m.status, PROVIDER_READY)
+    assert c is not None and c.reason == "NoCapacity" and "rack" in c.message
+
+
+async def test_bmc_credentials_error_on_host(h: Harness, tmp_path) -> None:  # noqa: ANN001
+    emu = SushyEmulator(tmp_path / "authed", [fake_system(9)], users={"admin": "good-pass"})
+    emu.start()
+    try:
+        await h.store.create(bmh(emu, 9, labels={}, password="bad-hunter2"))
+        rec = HostReconciler(h.store, region=REGION)
+        with pytest.raises(TransientError):
+            await rec.reconcile(Request("host-9", "default"))
+        host = await h.store.get(BareMetalHost, "host-9", "default")
+        c = cond.get(host.status, BMC_REACHABLE)
+        assert c is not None and c.reason == "InvalidCredentials" and c.severity == "Error"
+        assert "hunter2" not in str(host.status)
+        assert host.status.provisioning_state == "registration error"
+    finally:
+        emu.stop()
