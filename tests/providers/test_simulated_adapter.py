@@ -85,3 +85,15 @@ async def test_kv_nodes_survive_a_restart(nc: NATS, prefix: str) -> None:
     assert (await second.status(ref)).power_state == "On"
     assert await second.delete(ref)
     assert await nodes.all() == []
+
+
+def test_every_adapter_satisfies_the_contract() -> None:
+    from services.providers.baremetal import BareMetalProvider
+    from services.providers.openstack import OpenStackProvider
+    from services.providers.vsphere import VsphereProvider
+
+    for cls in (BareMetalProvider, OpenStackProvider, VsphereProvider, SimulatedProvider):
+        for method in ("find", "create", "inspect", "power", "status", "addresses", "delete",
+                       "close"):
+            assert callable(getattr(cls, method)), (cls, method)
+        assert cls.name in ("baremetal", "openstack", "vsphere", "simulated")
