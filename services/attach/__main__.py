@@ -12,7 +12,7 @@ from services.attach.probe import DEFAULT_TIMEOUT
 from services.attach.reconciler import AttachedClusterReconciler
 from shared.models import AttachedCluster
 from shared.runtime import Controller
-from shared.service import Parts, Runtime, main
+from shared.service import Build, Parts, Runtime, main
 
 
 def probe_timeout() -> float:
@@ -38,12 +38,18 @@ def controller(rt: Runtime, reconciler: AttachedClusterReconciler) -> Controller
     )
 
 
-async def build(rt: Runtime) -> Parts:
-    reconciler = AttachedClusterReconciler(
-        rt.store, region=rt.settings.region, probe_timeout=probe_timeout()
-    )
-    return Parts(leader=[controller(rt, reconciler)])
+def make_build(timeout: float = DEFAULT_TIMEOUT) -> Build:
+    async def build(rt: Runtime) -> Parts:
+        reconciler = AttachedClusterReconciler(
+            rt.store, region=rt.settings.region, probe_timeout=timeout
+        )
+        return Parts(leader=[controller(rt, reconciler)])
+
+    return build
+
+
+build = make_build()
 
 
 if __name__ == "__main__":
-    main("attach", build)
+    main("attach", make_build(probe_timeout()))  # settings are checked before connecting

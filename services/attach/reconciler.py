@@ -27,11 +27,17 @@ from services.attach.kubeconfig import AccessError, ClusterAccess, parse
 from services.attach.probe import DEFAULT_TIMEOUT, Observation, ProbeError, probe
 from shared.models import AttachedCluster, AttachedClusterStatus, now
 from shared.runtime import Request, Result, ensure_finalizer, remove_finalizer, status_writer
+from shared.runtime import conditions as cond
 from shared.store import Store
 
 log = logging.getLogger(__name__)
 
 FINALIZER = "attach.kaas.containercloud.dev/detach"
+
+
+def _ready(obj: AttachedCluster) -> tuple[str, str]:
+    c = cond.get(obj.status, cond.READY)
+    return (c.status, c.reason) if c else ("Unknown", "")
 
 
 @dataclass
@@ -70,8 +76,13 @@ class AttachedClusterReconciler:
         waiting = self._not_due(req, obj)
         if waiting is not None:
             return Result(requeue_after=waiting)
+        before = _ready(obj)
         async with status_writer(self.store, obj) as obj:
-            return await self.reconcile_normal(req, obj)
+            result = await self.reconcile_normal(req, obj)
+        after = _ready(obj)
+        if after != before:
+            log.info("attached cluster %s: Ready=%s (%s)", req, after[0], after[1])
+        return result
 
     async def reconcile_delete(self, req: Request, obj: AttachedCluster) -> Result:
         """Detach: forget the cluster. Nothing is sent to it; it keeps running as it was."""
