@@ -61,6 +61,14 @@ class ClusterAccess:
     def scrub(self, text: str) -> str:
         return scrub(text, self.secrets)
 
+    @property
+    def client_certificate(self) -> bool:
+        """Whether the context's user authenticates with a client certificate."""
+        context = _named(self.config, "contexts", self.context, "context")
+        user = context.get("user")
+        return bool(user) and "client-certificate-data" in _named(
+            self.config, "users", user, "user")
+
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
     """``text`` with every credential value (and each of its lines) replaced."""

@@ -113,6 +113,11 @@ async def probe(access: ClusterAccess, *, timeout: float = DEFAULT_TIMEOUT) -> O
     except aiohttp.ClientSSLError as e:
         raise ProbeError(TLS_ERROR, access.scrub(f"{access.server}: TLS failed: {e}")) \
             from None
+    except aiohttp.ServerDisconnectedError as e:
+        hint = (" (a server that refuses the client certificate does this)"
+                if access.client_certificate and access.server.startswith("https:") else "")
+        raise ProbeError(UNREACHABLE, access.scrub(
+            f"{access.server} closed the connection: {e}{hint}")) from None
     except (aiohttp.ClientError, OSError) as e:
         raise ProbeError(UNREACHABLE, access.scrub(
             f"{access.server} is unreachable: {type(e).__name__}: {e}")) from None

@@ -31,6 +31,7 @@ import copy
 import datetime as dt
 import json
 import re
+import ssl
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -323,6 +324,7 @@ class FakeKubeApiServer:
         self.nodes: list[Obj] = []
         self.set_nodes(nodes)
         self.requests: list[tuple[str, str]] = []
+        self._tls = False
 
     # --- configuration ----------------------------------------------------------------
 
@@ -397,13 +399,15 @@ class FakeKubeApiServer:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    async def start(self, *, port: int = 0) -> None:
-        """Listen on 127.0.0.1; ``port`` lets a stopped server come back where it was."""
+    async def start(self, *, port: int = 0, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Listen on 127.0.0.1; ``port`` lets a stopped server come back where it was;
+        with ``ssl_context`` it serves HTTPS (client certificates are checked by it)."""
+        self._tls = ssl_context is not None
         app = web.Application(middlewares=[self._middleware], client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        site = web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
@@ -415,7 +419,7 @@ class FakeKubeApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self.port}"
 
     def kubeconfig(self, path: Path | str, *, context: str = "fake") -> Path:
         """Write a kubeconfig that points at this server (with the token, if any)."""
