@@ -206,7 +206,7 @@ class Lcm:
 async def lcm(nc: NATS, prefix: str, tmp_path: Path) -> AsyncIterator[Lcm]:
     settings = LCMSettings(
         host="127.0.0.1", port=0, mirror_url="http://mirror.local.test",
-        heartbeat_interval=0.5, heartbeat_timeout=3.0, poll_interval=0.2,
+        heartbeat_interval=0.5, heartbeat_timeout=6.0, poll_interval=0.2,
     )
     async with system(nc, prefix) as h:
         await ensure_default_releases(h.store)

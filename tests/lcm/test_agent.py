@@ -67,7 +67,7 @@ async def test_missing_heartbeat_marks_machine_unhealthy(lcm: Lcm) -> None:
         hb = cond.get((await lcm.lcm_machine(name)).status, "Heartbeat")
         return hb is not None and hb.reason == "HeartbeatMissing"
 
-    await eventually(unhealthy, timeout=10, what="HeartbeatMissing")
+    await eventually(unhealthy, timeout=15, what="HeartbeatMissing")
     c = await lcm.cluster("beat")
     assert c.status.ready_machines == 0
     m = await lcm.store.get(Machine, name, NS)
