@@ -68,7 +68,8 @@ class ProviderSim:
     """Plays a provider: addresses on create, deprovision only after LCM drained the node."""
 
     h: Harness
-    deprovisioned: list[tuple[str, bool]] = field(default_factory=list)
+    deprovisioned: list[tuple[str, str]] = field(default_factory=list)
+    hold: set[str] = field(default_factory=set)  # machines whose deprovision is held back
     _task: asyncio.Task[None] | None = None
 
     async def provision(self, m: Machine, index: int) -> Machine:
@@ -83,12 +84,13 @@ class ProviderSim:
         while True:
             for m in await self.h.store.list_all(Machine, NS):
                 if m.deleting and PROVIDER_FINALIZER in m.metadata.finalizers:
-                    if not cond.is_true(m.status, "Drained"):
+                    drained = cond.get(m.status, "Drained")
+                    if drained is None or drained.status != "True" or m.metadata.name in self.hold:
                         continue
                     m.metadata.finalizers.remove(PROVIDER_FINALIZER)
                     with contextlib.suppress(Exception):
                         await self.h.store.update(m)
-                        self.deprovisioned.append((m.metadata.name, True))
+                        self.deprovisioned.append((m.metadata.name, drained.reason))
             await asyncio.sleep(0.1)
 
     def start(self) -> None:
