@@ -11,21 +11,26 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import os
 import pathlib
 import shutil
 import socket
 import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import bcrypt
+
+from services.local.redfish import (
+    ImageServer,
+    emulator_argv,
+    emulator_config,
+    fake_system,
+    system_address,
+    wait_http,
+)
+
+__all__ = ["ImageServer", "SushyEmulator", "Vcsim", "fake_system", "free_port", "running"]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 VENV_BIN = pathlib.Path(sys.executable).parent
@@ -40,18 +45,7 @@ def free_port() -> int:
 def _wait_http(
     url: str, *, timeout: float, proc: subprocess.Popen[bytes], log: pathlib.Path
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return  # answering, even if with 401
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in {timeout}s: {log.read_text()[-2000:]}")
+    wait_http(url, timeout=timeout, proc=proc, log=log)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -62,16 +56,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def fake_system(index: int, *, power: str = "Off") -> dict[str, Any]:
-    return {
-        "uuid": f"00000000-0000-4000-8000-{index:012d}",
-        "name": f"bm-{index}",
-        "power_state": power,
-        "external_notifier": False,
-        "nics": [{"mac": f"52:54:00:00:00:{index:02x}", "ip": f"192.0.2.{10 + index}"}],
-    }
 
 
 class SushyEmulator:
@@ -90,20 +74,12 @@ class SushyEmulator:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def system_address(self, uuid: str) -> str:
-        return f"redfish+http://127.0.0.1:{self.port}/redfish/v1/Systems/{uuid}"
+        return system_address(self.port, uuid)
 
     def start(self) -> SushyEmulator:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "emulator.conf"
-        lines = [
-            "SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'",
-            f"SUSHY_EMULATOR_LISTEN_PORT = {self.port}",
-            "SUSHY_EMULATOR_FAKE_DRIVER = True",
-            f"SUSHY_EMULATOR_STATE_DIR = {str(self.workdir / 'state')!r}",
-            # Nobody listens on the discard port; systems have external_notifier False too.
-            "EXTERNAL_NOTIFICATION_URL = 'http://127.0.0.1:9'",
-            f"SUSHY_EMULATOR_FAKE_SYSTEMS = {self.systems!r}",
-        ]
+        auth = None
         if self.users:
             auth = self.workdir / "htpasswd"
             auth.write_text(
@@ -112,11 +88,13 @@ class SushyEmulator:
                     for u, p in self.users.items()
                 )
             )
-            lines.append(f"SUSHY_EMULATOR_AUTH_FILE = {str(auth)!r}")
-        conf.write_text("\n".join(lines) + "\n")
+        text = emulator_config(
+            port=self.port, state_dir=self.workdir / "state", systems=self.systems, auth_file=auth
+        )
+        conf.write_text(text)
         log = self.workdir / "emulator.log"
         self._proc = subprocess.Popen(
-            [str(VENV_BIN / "sushy-emulator"), "--config", str(conf)],
+            emulator_argv(conf),
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
@@ -127,35 +105,6 @@ class SushyEmulator:
     def stop(self) -> None:
         if self._proc:
             _stop(self._proc)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-        pass
-
-
-class ImageServer:
-    """Serves files from a directory (OS images for virtual media) on loopback."""
-
-    def __init__(self, root: pathlib.Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.root = root
-        handler = functools.partial(_QuietHandler, directory=str(root))
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    def add(self, name: str, data: bytes = b"ISO9660 fake image\n") -> str:
-        (self.root / name).write_bytes(data)
-        return f"{self.url}/{name}"
-
-    def start(self) -> ImageServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 VCSIM_DIR = REPO / "var" / "vcsim"
