@@ -20,14 +20,33 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+from services.lcm.config import load_secret
 from services.local.plan import LOCAL_SERVICES, runnable
+from services.local.redfish import emulator_argv, emulator_config, fake_system, system_address
 from services.local.supervisor import Supervisor
+from services.providers.baremetal.adapter import ADDRESSES_ANNOTATION
 from shared.config import Settings
+from shared.models import (
+    REGION_LABEL,
+    BareMetalHost,
+    BareMetalHostSpec,
+    BMCDetails,
+    ObjectMeta,
+    Region,
+    RegionSpec,
+)
 from shared.natsserver import NatsServer, NatsServerError, port_in_use
 
 log = logging.getLogger("ccloud")
 
 DEFAULT_DATA = "var/local"
+# Fixed local ports besides --port (API) and --nats-port, each overridable.
+PORTS = (
+    ("lcm", 8430, "LCM agent endpoint"),
+    ("mirror", 8480, "regional artifact mirror"),
+    ("redfish", 8000, "Redfish BMC emulator"),
+    ("image", 8089, "boot image server"),
+)
 READY_TIMEOUT = 90.0
 
 
@@ -48,6 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     up.add_argument("--prefix", default="ccloud")
     up.add_argument("--hosts", type=int, default=6,
                     help="bare-metal hosts the Redfish emulator offers (default 6)")
+    for name, default, what in PORTS:
+        up.add_argument(f"--{name}-port", type=int, default=default,
+                        help=f"{what} port (default {default})")
     return p.parse_args(argv)
 
 
@@ -67,7 +89,14 @@ def check_data_dir(path: Path) -> None:
 
 
 def check_ports(args: argparse.Namespace) -> None:
-    for port, flag in ((args.port, "--port"), (args.nats_port, "--nats-port")):
+    ports = [(args.port, "--port"), (args.nats_port, "--nats-port")]
+    ports += [(getattr(args, f"{name}_port"), f"--{name}-port") for name, _, _ in PORTS]
+    seen: dict[int, str] = {}
+    for port, flag in ports:
+        if port in seen:
+            raise UpError(f"{flag} and {seen[port]} are both {port}: give each its own port")
+        seen[port] = flag
+    for port, flag in ports:
         if not 0 < port < 65536:
             raise UpError(f"{flag} {port} is not a valid port")
         if port_in_use(port):
@@ -98,11 +127,30 @@ async def wait_ready(url: str, supervisor: Supervisor, timeout: float) -> None:
     raise UpError(f"the API did not become ready in {timeout:.0f}s; see {api and api.log_path}")
 
 
-async def seed(settings: Settings) -> None:
-    """Objects the local region needs: the Region itself."""
+def bare_metal_hosts(args: argparse.Namespace) -> list[BareMetalHost]:
+    """One BareMetalHost per emulated server, registered as an operator would."""
+    hosts = []
+    for i in range(args.hosts):
+        system = fake_system(i)
+        hosts.append(BareMetalHost(
+            metadata=ObjectMeta(
+                name=system["name"], namespace="default",
+                labels={REGION_LABEL: args.region},
+                annotations={ADDRESSES_ANNOTATION: system["nics"][0]["ip"]},
+            ),
+            spec=BareMetalHostSpec(
+                region=args.region,
+                bmc=BMCDetails(address=system_address(args.redfish_port, system["uuid"])),
+                boot_mac_address=system["nics"][0]["mac"],
+            ),
+        ))
+    return hosts
+
+
+async def seed(settings: Settings, hosts: list[BareMetalHost]) -> None:
+    """Objects the local region needs: the Region and its bare-metal inventory."""
     import nats
 
-    from shared.models import ObjectMeta, Region, RegionSpec
     from shared.store import AlreadyExists
     from shared.store.kv import KVStore
 
@@ -120,6 +168,9 @@ async def seed(settings: Settings) -> None:
                 spec=RegionSpec(providers=["baremetal", "simulated"],
                                 description="local region on this machine"),
             ))
+        for host in hosts:
+            with contextlib.suppress(AlreadyExists):
+                await store.create(host)
     finally:
         await nc.close()
 
@@ -137,6 +188,14 @@ class Prepared:
         self.token = (self.data / "admin-token").read_text().strip()
         self.api_url = f"http://127.0.0.1:{args.port}"
         self.cli_config = write_cli_config(self.data, self.api_url, self.token)
+        load_secret(self.data)  # the LCM agent secret, before LCM and the node launcher race
+        redfish = self.data / "redfish"
+        redfish.mkdir(exist_ok=True)
+        self.redfish_config = redfish / "emulator.conf"
+        self.redfish_config.write_text(emulator_config(
+            port=args.redfish_port, state_dir=redfish / "state",
+            systems=[fake_system(i) for i in range(args.hosts)],
+        ))
 
 
 async def up(args: argparse.Namespace, prep: Prepared) -> int:
@@ -157,9 +216,18 @@ async def up(args: argparse.Namespace, prep: Prepared) -> int:
     try:
         fresh_token, token, api_url = prep.fresh_token, prep.token, prep.api_url
         cli_config = prep.cli_config
-        await seed(settings)
-        env = {**settings.to_env(), "CCLOUD_API_PORT": str(args.port),
-               "CCLOUD_LOCAL_HOSTS": str(args.hosts)}
+        await seed(settings, bare_metal_hosts(args))
+        env = {
+            **settings.to_env(),
+            "CCLOUD_API_PORT": str(args.port),
+            "CCLOUD_LCM_PORT": str(args.lcm_port),
+            "CCLOUD_LCM_MIRROR_URL": f"http://127.0.0.1:{args.mirror_port}",
+            "CCLOUD_MIRROR_PORT": str(args.mirror_port),
+            "CCLOUD_LOCAL_IMAGE_PORT": str(args.image_port),
+            "CCLOUD_BAREMETAL_IMAGE_BASE_URL": f"http://127.0.0.1:{args.image_port}",
+        }
+        emulator = supervisor.add("redfish", emulator_argv(prep.redfish_config), env)
+        emulator.cwd = data / "redfish"
         skipped = []
         for entry in LOCAL_SERVICES:
             if runnable(entry.module):

@@ -21,13 +21,19 @@ LOCAL_SERVICES: tuple[ServiceEntry, ...] = (
     ServiceEntry("provider-simulated", "services.providers.simulated"),
     ServiceEntry("provider-baremetal", "services.providers.baremetal"),
     ServiceEntry("attach", "services.attach"),
+    ServiceEntry("nodes", "services.local.nodes"),
     ServiceEntry("api", "services.api"),
 )
 
 
 def runnable(module: str) -> bool:
-    """True when ``python -m module`` would run (the package has a ``__main__``)."""
+    """True when ``python -m module`` would run (a module, or a package with ``__main__``)."""
     try:
+        spec = importlib.util.find_spec(module)
+        if spec is None:
+            return False
+        if spec.submodule_search_locations is None:
+            return True
         return importlib.util.find_spec(f"{module}.__main__") is not None
     except ModuleNotFoundError:
         return False

@@ -31,6 +31,7 @@ class Child:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
+    cwd: Path | None = None
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -47,15 +48,14 @@ class Supervisor:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
-    def python_module(self, name: str, module: str, env: dict[str, str], *args: str) -> Child:
-        child = Child(
-            name=name,
-            argv=[sys.executable, "-m", module, *args],
-            env={**os.environ, **env},
-            log_path=self.log_dir / f"{name}.log",
-        )
+    def add(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
+        child = Child(name=name, argv=argv, env={**os.environ, **env},
+                      log_path=self.log_dir / f"{name}.log")
         self.children.append(child)
         return child
+
+    def python_module(self, name: str, module: str, env: dict[str, str], *args: str) -> Child:
+        return self.add(name, [sys.executable, "-m", module, *args], env)
 
     async def _spawn(self, child: Child) -> None:
         assert child.log_path is not None
@@ -63,7 +63,8 @@ class Supervisor:
         logf = open(child.log_path, "ab")  # noqa: ASYNC230, SIM115 - handed to the child
         try:
             child.proc = await asyncio.create_subprocess_exec(
-                *child.argv, env=child.env, stdout=logf, stderr=asyncio.subprocess.STDOUT,
+                *child.argv, env=child.env, cwd=child.cwd,
+                stdout=logf, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True, preexec_fn=die_with_parent,
             )
         finally:
