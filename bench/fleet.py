@@ -1,0 +1,181 @@
+"""Simulated agents: one process that runs the real LCM agent loop for many nodes.
+
+``python -m bench.fleet --endpoint URL --roots DIR [--poll-interval S]`` (store and bus
+from the shared ``CCLOUD_*`` settings, the agent secret from ``CCLOUD_LCM_SECRET``).
+
+Nodes of the simulated provider are not real hosts, so nothing would run an agent on
+them. This process plays every node's agent: a ``shared.runtime.Controller`` on Machine
+starts an ``Agent`` (``services.lcm.agent.runner``, the same loop a node runs) as soon as
+the provider has given the Machine its providerID and addresses, and stops it when the
+Machine goes away. Items are applied by the node-root executor under ``--roots``; all
+agents share one HTTP session. Killing this process is an agent crash on every node: a
+restart resumes from each node's journal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from services.lcm.agent.client import REQUEST_TIMEOUT, AgentClient, EndpointError, Unauthorized
+from services.lcm.agent.executor import NodeRootExecutor
+from services.lcm.agent.runner import Agent
+from services.lcm.tokens import machine_token
+from shared.bus import Bus
+from shared.config import Settings
+from shared.models import Machine
+from shared.runtime import Controller, Request, Result
+from shared.service import connect, make_store
+from shared.store import NotFound, Store
+
+log = logging.getLogger("bench.fleet")
+
+
+class SharedSessionClient(AgentClient):
+    """An agent client on the fleet's one session (10,000 sessions would be 10,000 pools)."""
+
+    def __init__(self, session: aiohttp.ClientSession, endpoint: str, namespace: str,
+                 name: str, token: str) -> None:
+        super().__init__(endpoint, namespace, name, token)
+        self._shared = session
+
+    async def start(self) -> None:
+        self._session = self._shared
+
+    async def _call(self, method: str, url: str, body: bytes | None = None) -> bytes | None:
+        # the shared session carries no token: send this node's on every request
+        try:
+            async with self._shared.request(method, url, data=body,
+                                            headers=self._headers) as resp:
+                data = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise EndpointError(f"{method} {url}: {type(e).__name__}: {e}") from None
+        if resp.status == 401:
+            raise Unauthorized(data.decode(errors="replace"))
+        if resp.status == 404:
+            return None
+        if resp.status >= 300:
+            raise EndpointError(f"{method} {url}: HTTP {resp.status}: {data[:200]!r}")
+        return data
+
+    async def close(self) -> None:
+        self._session = None
+
+
+class Fleet:
+    """The Machine reconciler: one running agent per provisioned Machine."""
+
+    def __init__(self, store: Store, session: aiohttp.ClientSession, *, endpoint: str,
+                 secret: bytes, roots: Path, poll_interval: float) -> None:
+        self.store = store
+        self.session = session
+        self.endpoint = endpoint
+        self.secret = secret
+        self.roots = roots
+        self.poll_interval = poll_interval
+        self.agents: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
+
+    async def reconcile(self, req: Request) -> Result | None:
+        key = str(req)
+        try:
+            m = await self.store.get(Machine, req.name, req.namespace)
+        except NotFound:
+            await self.stop_agent(key)
+            return None
+        if m.spec.simulated is None or not m.metadata.uid:
+            return None
+        if not (m.status.provider_id and m.status.addresses):
+            return None
+        running = self.agents.get(key)
+        if running and not running[1].done():
+            return None
+        self.start_agent(key, m)
+        return None
+
+    def start_agent(self, key: str, m: Machine) -> None:
+        assert m.metadata.uid and m.metadata.namespace
+        root = self.roots / m.metadata.namespace / m.metadata.name
+        root.mkdir(parents=True, exist_ok=True)
+        client = SharedSessionClient(self.session, self.endpoint, m.metadata.namespace,
+                                     m.metadata.name, machine_token(self.secret, m.metadata.uid))
+        executor = NodeRootExecutor(root, hostname=m.metadata.name, ip=m.status.addresses[0])
+        stop = asyncio.Event()
+
+        async def run() -> None:
+            await client.start()
+            try:
+                await Agent(client, executor, root, poll_interval=self.poll_interval).run(stop)
+            except Exception as e:  # an agent that dies is restarted on the next event
+                log.warning("agent %s stopped: %s", key, e)
+
+        self.agents[key] = (stop, asyncio.create_task(run(), name=f"agent:{key}"))
+
+    async def stop_agent(self, key: str) -> None:
+        entry = self.agents.pop(key, None)
+        if entry:
+            entry[0].set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await entry[1]
+
+    async def stop(self) -> None:
+        for key in list(self.agents):
+            await self.stop_agent(key)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    settings = Settings.from_env()
+    secret = os.environ.get("CCLOUD_LCM_SECRET", "").encode()
+    if not secret:
+        raise SystemExit("CCLOUD_LCM_SECRET is required (the LCM service's agent secret)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    nc = await connect(settings, "fleet")
+    bus = Bus(nc, prefix=settings.prefix, service="fleet")
+    await bus.start()
+    store = await make_store(settings, nc, None)
+    connector = aiohttp.TCPConnector(limit=args.connections)
+    session = aiohttp.ClientSession(connector=connector,
+                                    timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT))
+    fleet = Fleet(store, session, endpoint=args.endpoint, secret=secret,
+                  roots=Path(args.roots), poll_interval=args.poll_interval)
+    ctrl = Controller("bench-fleet", Machine, fleet, store, bus, region=settings.region,
+                      workers=4, resync_period=10.0)
+    await ctrl.start()
+    try:
+        await stop.wait()
+    finally:
+        await ctrl.stop()
+        await fleet.stop()
+        await session.close()
+        await bus.stop()
+        await store.close()
+        with contextlib.suppress(Exception):
+            await nc.drain()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--endpoint", required=True, help="the LCM agent endpoint URL")
+    p.add_argument("--roots", required=True, help="directory for the node roots")
+    p.add_argument("--poll-interval", type=float, default=1.0)
+    p.add_argument("--connections", type=int, default=32)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("CCLOUD_LOG_LEVEL", "WARNING").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
