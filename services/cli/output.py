@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 import yaml
 
-from shared.models import GROUP, Resource
+from shared.models import GROUP, Resource, ValidationError, convert
 
 # Extra columns per kind: header -> dotted path into the object.
 COLUMNS: dict[str, list[tuple[str, str]]] = {
@@ -35,6 +37,22 @@ def dig(obj: Any, path: str) -> Any:
     for part in path.split("."):
         obj = obj.get(part) if isinstance(obj, dict) else None
     return obj
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", r"_\1", name).lower()
+
+
+def typed_dig(cls: type[Resource], obj: dict[str, Any], path: str) -> Any:
+    """Like ``dig`` but through the model, so defaulted fields the wire omits still show
+    (a Machine without ``spec.role`` is a worker)."""
+    try:
+        node: Any = convert(cls, obj)
+    except ValidationError:
+        return dig(obj, path)
+    for part in path.split("."):
+        node = getattr(node, _snake(part), None)
+    return msgspec.to_builtins(node) if node is not None else None
 
 
 def cell(value: Any) -> str:
@@ -88,7 +106,7 @@ def table(
     for obj in items:
         md = obj.get("metadata", {})
         row = ([md.get("namespace", "")] if all_namespaces else []) + [md.get("name", "")]
-        row += [cell(dig(obj, p)) for _, p in cols]
+        row += [cell(typed_dig(cls, obj, p)) for _, p in cols]
         phase = dig(obj, "status.phase") or ("Deleting" if md.get("deletionTimestamp") else "")
         row += [phase or "<none>", ready(obj), age(md.get("creationTimestamp"))]
         if wide:

@@ -219,3 +219,15 @@ def test_load_documents_from_a_folder_in_name_order(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CliError, match="no manifests"):
         load_documents(str(tmp_path / "empty"), io.StringIO())
+
+
+def test_table_shows_model_defaults_the_wire_omits():
+    from services.cli.output import table
+    from shared.models import Machine
+
+    wire = {"apiVersion": "kaas.containercloud.dev/v1alpha1", "kind": "Machine",
+            "metadata": {"name": "w0", "namespace": "default"},
+            "spec": {"cluster": "c", "region": "local"}}
+    out = table(Machine, [wire], all_namespaces=False, wide=False)
+    header, row = out.splitlines()
+    assert row.split()[header.split().index("ROLE")] == "worker"
