@@ -28,7 +28,7 @@ from services.attach.probe import DEFAULT_TIMEOUT, Observation, ProbeError, prob
 from shared.models import AttachedCluster, AttachedClusterStatus, now
 from shared.runtime import Request, Result, ensure_finalizer, remove_finalizer, status_writer
 from shared.runtime import conditions as cond
-from shared.store import Store
+from shared.store import NotFound, Store
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,12 @@ class AttachedClusterReconciler:
         self._schedule: dict[Request, _Schedule] = {}
 
     async def reconcile(self, req: Request) -> Result:
-        obj = await self.store.get(AttachedCluster, req.name, req.namespace)
+        try:
+            obj = await self.store.get(AttachedCluster, req.name, req.namespace)
+        except NotFound:
+            self._schedule.pop(req, None)
+            raise
+        # Detach only forgets, so any region's service may let a deleted object go.
         if self.region is not None and obj.region() != self.region and not obj.deleting:
             self._schedule.pop(req, None)
             return Result.done()
