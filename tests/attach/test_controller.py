@@ -13,7 +13,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from services.attach import conditions as ac
-from services.attach.reconciler import FINALIZER
+from services.attach.reconciler import FINALIZER, AttachedClusterReconciler
 from shared.models import AttachedCluster
 from shared.runtime import Request, Result
 from shared.runtime import conditions as cond
@@ -277,3 +277,26 @@ async def test_secret_never_in_status_events_or_logs(
                   if leaks(r.getMessage(), secret) or leaks(r.exc_text or "", secret)]
         assert not leaked, leaked
     assert any("attach" in r.name for r in all_logs.records), "the reconciler did log"
+
+
+async def test_never_reached_is_not_connected_and_backs_off(
+    attach: Attach, kube: FakeKubeApiServer, tmp_path: Path
+) -> None:
+    text = kubeconfig_text(kube, tmp_path)
+    url = kube.url
+    await kube.stop()
+    await attach.store.create(attached("mke", url, text))
+
+    async def down() -> AttachedCluster | None:
+        obj = await fetch(attach.store, "mke")
+        return obj if reason(obj, ac.HEALTHY) == "False/Unreachable" else None
+
+    obj = await down() or await eventually(down, what="Healthy=False Unreachable")
+    assert reason(obj, ac.CONNECTED) == "False/Unreachable"
+    assert "is unreachable" in message(obj, ac.CONNECTED)
+    # Retries back off: 0.2, 0.4, 0.8, then the 1.0 cap.
+    await eventually(lambda: attach.reconciler._schedule[Request("mke", "default")].failures
+                     >= 4, timeout=5, what="four failed probes")
+    fresh = AttachedClusterReconciler(attach.store, backoff_initial=0.2, backoff_max=1.0)
+    delays = [fresh._failed(Request("mke", "default"), obj) for _ in range(5)]
+    assert delays == [0.2, 0.4, 0.8, 1.0, 1.0]
