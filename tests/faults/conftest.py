@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,6 +252,7 @@ async def region() -> AsyncIterator[Region]:
         with contextlib.suppress(Exception):
             await nc.close()
         stack.stop()
+        shutil.rmtree(stack.workdir, ignore_errors=True)
 
 
 __all__ = ["NS", "NatsServer", "Region"]
