@@ -291,7 +291,7 @@ async def test_never_reached_is_not_connected_and_backs_off(
         obj = await fetch(attach.store, "mke")
         return obj if reason(obj, ac.HEALTHY) == "False/Unreachable" else None
 
-    obj = await down() or await eventually(down, what="Healthy=False Unreachable")
+    obj = await eventually(down, what="Healthy=False Unreachable")
     assert reason(obj, ac.CONNECTED) == "False/Unreachable"
     assert "is unreachable" in message(obj, ac.CONNECTED)
     # Retries back off: 0.2, 0.4, 0.8, then the 1.0 cap.
