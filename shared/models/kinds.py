@@ -424,6 +424,8 @@ class ArtifactMirrorStatus(Status, kw_only=True):
     bytes_total: NonNegative = 0
     bytes_done: NonNegative = 0
     failures: list[ArtifactFailure] = field(default_factory=list)
+    # When the last copy pass started (RFC 3339); failed artifacts are retried after it.
+    last_attempt_time: str = ""
 
 
 class ArtifactMirror(Resource, kw_only=True):
