@@ -28,11 +28,8 @@ class _ManagedLink:
         self.link: RegionLink | None = None
 
     async def start(self) -> None:
-        url = os.environ.get("CCLOUD_MANAGEMENT_URL", "")
-        if not url:
-            raise SystemExit("CCLOUD_MANAGEMENT_URL is not set: the region link needs it")
-        if not isinstance(self.rt.store, KVStore):
-            raise SystemExit("the region link needs the embedded store (CCLOUD_STORE=kv)")
+        url = os.environ["CCLOUD_MANAGEMENT_URL"]
+        assert isinstance(self.rt.store, KVStore)
         settings = self.rt.settings
         mgmt_settings = msgspec.structs.replace(settings, nats_url=url)
         mgmt_nc = await connect(mgmt_settings, f"region-link-{settings.region}")
@@ -53,6 +50,10 @@ class _ManagedLink:
 
 
 async def build(rt: Runtime) -> Parts:
+    if not os.environ.get("CCLOUD_MANAGEMENT_URL"):
+        raise SystemExit("CCLOUD_MANAGEMENT_URL is not set: the region link needs management")
+    if not isinstance(rt.store, KVStore):
+        raise SystemExit("the region link needs the embedded store (CCLOUD_STORE=kv)")
     return Parts(leader=[_ManagedLink(rt)])
 
 
