@@ -15,6 +15,7 @@ is ``Gone``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 OP_HEADER = "Ccloud-Op"
 _WRONG_LAST_SEQUENCE = 10071
 _UNCONDITIONAL_RETRIES = 8
+SNAPSHOT_CONSUMER_TTL = 2.0
 
 
 def _key(kind: str, namespace: str | None, name: str) -> str:
@@ -113,7 +115,11 @@ class KVStore(Store):
     async def _snapshot(self, cls: type[R], namespace: str | None) -> tuple[list[R], int]:
         rv = await self._last_seq()
         subject = f"{cls.KIND}.{namespace}.>" if namespace else f"{cls.KIND}.>"
-        watcher = await self.kv.watch(subject, ignore_deletes=True)
+        # A short inactivity threshold and an explicit delete: lists are frequent, and each
+        # is an ephemeral consumer that would otherwise linger on the server for minutes.
+        watcher = await self.kv.watch(
+            subject, ignore_deletes=True, inactive_threshold=SNAPSHOT_CONSUMER_TTL
+        )
         items: list[R] = []
         try:
             async for entry in watcher:
@@ -123,6 +129,10 @@ class KVStore(Store):
                 rv = max(rv, entry.revision)
         finally:
             await watcher.stop()
+            consumer = getattr(watcher._sub, "_consumer", None)
+            if consumer:
+                with contextlib.suppress(Exception):
+                    await self._js.delete_consumer(self._stream, consumer)
         return items, rv
 
     async def list(
