@@ -1,0 +1,207 @@
+"""(a) Scale: N clusters x M machines to Ready on the simulated provider and simulated agents.
+
+``python -m bench.scale [--sizes 100x10,1000x10] [--timeout 900]``
+
+For each size a fresh region runs as processes (nats-server, bridge, release/mirror, LCM,
+the simulated provider, and ``bench.fleet`` playing every node's agent). This process
+writes the Clusters and Machines straight into the store (as the API would, with a bus
+announce per write), then waits until every Cluster is Ready. Printed per size: wall
+time to all written / all provider-ready / all Ready, reconciles and reconciles/s per
+controller (scraped from each service's /metrics), and peak RSS and CPU per process, so
+the cost per object at 1k and 10k machines sits side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+import nats
+
+from bench.common import Stack, machine_line, table
+from shared.bus import Bus
+from shared.models import (
+    CLUSTER_LABEL,
+    Cluster,
+    ClusterSpec,
+    Machine,
+    MachineSpec,
+    ObjectMeta,
+    SimulatedMachineSpec,
+)
+from shared.natsserver import free_port
+from shared.runtime import conditions as cond
+from shared.store.kv import KVStore
+
+NS = "scale"
+RELEASE = "mke-3-7-1"
+SECRET = "scale-bench-agent-secret"
+SERVICES = {
+    "bridge": ["-m", "services.bridge"],
+    "release": ["-m", "services.release"],
+    "lcm": ["-m", "services.lcm"],
+    "provider": ["-m", "services.providers.simulated"],
+}
+TARGET = "10k machines Ready < 60 s"
+RECONCILE_LINE = re.compile(r'^ccloud_reconciles_total\{controller="([^"]+)",result="([^"]+)"\} '
+                            r'([0-9.e+]+)$')
+
+
+@dataclass
+class Run:
+    clusters: int
+    per_cluster: int
+    written: float = 0.0
+    provider_ready: float = 0.0
+    ready: float = 0.0
+    ready_clusters: int = 0
+    reconciles: dict[str, float] = field(default_factory=dict)
+    footprint: list[tuple[str, float, float]] = field(default_factory=list)
+
+    @property
+    def machines(self) -> int:
+        return self.clusters * self.per_cluster
+
+
+def scrape(port: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        m = RECONCILE_LINE.match(line)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
+    return out
+
+
+async def write_all(store: KVStore, clusters: int, per_cluster: int, width: int = 32) -> None:
+    sem = asyncio.Semaphore(width)
+
+    async def one_cluster(i: int) -> None:
+        async with sem:
+            name = f"c{i:04d}"
+            c = await store.create(Cluster(
+                metadata=ObjectMeta(name=name, namespace=NS),
+                spec=ClusterSpec(region="local", provider="simulated", release=RELEASE)))
+            for j in range(per_cluster):
+                role = "control-plane" if j == 0 else "worker"
+                mname = f"{name}-cp{j}" if j == 0 else f"{name}-w{j}"
+                await store.create(Machine(
+                    metadata=ObjectMeta(name=mname, namespace=NS,
+                                        labels={CLUSTER_LABEL: name},
+                                        owner_references=[c.owner_ref()]),
+                    spec=MachineSpec(cluster=name, role=role, region="local",
+                                     simulated=SimulatedMachineSpec())))
+
+    await asyncio.gather(*(one_cluster(i) for i in range(clusters)))
+
+
+async def drive(stack: Stack, run: Run, timeout: float) -> None:
+    nc = await nats.connect(stack.nats_url)
+    bus = Bus(nc, prefix=stack.prefix, service="bench-scale")
+    await bus.start()
+    store = KVStore(nc, bucket=f"{stack.prefix}-objects", on_commit=bus.announce)
+    await store.start()
+    start = time.perf_counter()
+    await write_all(store, run.clusters, run.per_cluster)
+    run.written = time.perf_counter() - start
+    deadline = start + timeout
+    while time.perf_counter() < deadline:
+        if not run.provider_ready:
+            machines = await store.list_all(Machine, NS)
+            if sum(1 for m in machines if cond.is_true(m.status, "ProviderReady")) == run.machines:
+                run.provider_ready = time.perf_counter() - start
+        clusters = await store.list_all(Cluster, NS)
+        run.ready_clusters = sum(
+            1 for c in clusters
+            if cond.is_true(c.status, "Ready") and c.status.total_machines == run.per_cluster
+            and c.status.ready_machines == run.per_cluster)
+        if run.ready_clusters == run.clusters:
+            run.ready = time.perf_counter() - start
+            break
+        await asyncio.sleep(1.0)
+    await nc.close()
+
+
+def one_size(clusters: int, per_cluster: int, timeout: float, poll: float) -> Run:
+    run = Run(clusters, per_cluster)
+    stack = Stack(prefix="scale")
+    lcm_port = free_port()
+    health = {name: free_port() for name in SERVICES}
+    common = {
+        "CCLOUD_LCM_SECRET": SECRET,
+        "CCLOUD_LCM_PORT": str(lcm_port),
+        "CCLOUD_LCM_HEARTBEAT_INTERVAL": "120",
+        "CCLOUD_LCM_HEARTBEAT_TIMEOUT": "600",
+        "CCLOUD_LCM_POLL_INTERVAL": str(poll),
+        "CCLOUD_MIRROR_PORT": str(free_port()),
+        "CCLOUD_SIMULATED_PROVISION_SECONDS": "0.5",
+        "CCLOUD_SIMULATED_POWER_SECONDS": "0.2",
+        "CCLOUD_PROVIDER_POLL_INTERVAL": "1.0",
+    }
+    try:
+        stack.start_nats()
+        for name, args in SERVICES.items():
+            stack.spawn(name, args, CCLOUD_HEALTH_PORT=str(health[name]), **common)
+        stack.spawn("fleet", ["-m", "bench.fleet", "--endpoint", f"http://127.0.0.1:{lcm_port}",
+                              "--roots", str(stack.workdir / "nodes"), "--poll-interval",
+                              str(poll), "--connections", "64"], **common)
+        stack.wait_http(f"http://127.0.0.1:{health['lcm']}/healthz")
+        stack.wait_http(f"http://127.0.0.1:{health['provider']}/healthz")
+        time.sleep(2.0)  # let the leaders take their leases before the first write
+        asyncio.run(drive(stack, run, timeout))
+        for name in SERVICES:
+            for ctrl, n in scrape(health[name]).items():
+                run.reconciles[ctrl] = n
+        run.footprint = stack.footprint()
+    finally:
+        stack.stop()
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="100x10,1000x10", help="CLUSTERSxMACHINES,...")
+    p.add_argument("--timeout", type=float, default=900.0, help="per size")
+    p.add_argument("--poll", type=float, default=5.0, help="agent poll interval, seconds")
+    args = p.parse_args(argv)
+    runs = []
+    for size in args.sizes.split(","):
+        c, m = (int(x) for x in size.lower().split("x"))
+        runs.append(one_size(c, m, args.timeout, args.poll))
+    print(machine_line())
+    print()
+    print(table(f"Scale to Ready (simulated provider and agents; target {TARGET})",
+                ["clusters", "machines", "written s", "provider-ready s", "all Ready s",
+                 "Ready", "ms per machine"],
+                [[r.clusters, r.machines, f"{r.written:.1f}",
+                  f"{r.provider_ready:.1f}" if r.provider_ready else "-",
+                  f"{r.ready:.1f}" if r.ready else "timeout",
+                  f"{r.ready_clusters}/{r.clusters}",
+                  f"{r.ready / r.machines * 1000:.1f}" if r.ready else "-"] for r in runs]))
+    for r in runs:
+        wall = r.ready or args.timeout
+        print()
+        print(table(f"Reconciles, {r.machines} machines ({wall:.0f} s)",
+                    ["controller", "reconciles", "per s", "per machine"],
+                    [[k, f"{v:.0f}", f"{v / wall:.0f}", f"{v / r.machines:.1f}"]
+                     for k, v in sorted(r.reconciles.items())]))
+        print()
+        print(table(f"Footprint, {r.machines} machines", ["process", "peak RSS MiB", "CPU s",
+                                                         "CPU ms per machine"],
+                    [[n, f"{rss:.0f}", f"{cpu:.1f}", f"{cpu / r.machines * 1000:.1f}"]
+                     for n, rss, cpu in r.footprint]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
