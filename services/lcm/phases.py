@@ -4,7 +4,8 @@ Uninitialized (no agent yet) -> Pending (agent reported hostname/IP, nothing run
 Prepare (prepare items unfinished) -> Deploy (deploy items unfinished) -> Ready. A machine
 that was Ready at a release and now has unfinished items is in Upgrade (its release
 changed) or Reconfigure (same release, items changed). An item counts as finished only
-when the agent reported it Done with the hash of the item now in spec.
+when the agent reported it Done with the hash of the item now in spec; an item being
+retried after a failure still counts as failed (its message kept) until it succeeds.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def items_view(lm: LCMMachine) -> ItemsView:
             view.failed = (item.name, st.message or "failed")
         elif current and st.state == "Running":
             view.running.append(item.name)
+            if st.message and view.failed is None:  # retrying after a failure
+                view.failed = (item.name, st.message)
         else:
             view.pending.append(item.name)
     return view

@@ -68,10 +68,15 @@ async def test_missing_heartbeat_marks_machine_unhealthy(lcm: Lcm) -> None:
         return hb is not None and hb.reason == "HeartbeatMissing"
 
     await eventually(unhealthy, timeout=15, what="HeartbeatMissing")
+
+    async def cluster_degraded() -> bool:
+        c = await lcm.cluster("beat")
+        m = await lcm.store.get(Machine, name, NS)
+        return c.status.ready_machines == 0 and not cond.is_true(m.status, "LCMReady")
+
+    await eventually(cluster_degraded, timeout=10, what="cluster and Machine see it")
     c = await lcm.cluster("beat")
-    assert c.status.ready_machines == 0
-    m = await lcm.store.get(Machine, name, NS)
-    assert not cond.is_true(m.status, "LCMReady")
+    assert "no heartbeat" in (cond.get(c.status, "MachinesReady")).message
     # Back again: healthy, and nothing re-run.
     before = starts(lcm.root(name))
     await lcm.start_agent(name)

@@ -112,8 +112,10 @@ class Agent:
             cur = self.status[name]
             if cur.state == "Failed" and time.monotonic() < self._retry_at.get(name, 0.0):
                 break
+            # A retry keeps the last failure's message until the item succeeds.
             self.status[name] = StateItemStatus(
-                hash=di.hash, state="Running", attempts=cur.attempts + 1
+                hash=di.hash, state="Running", attempts=cur.attempts + 1,
+                message=cur.message if cur.state == "Failed" else "",
             )
             await self._report(details)
             try:
