@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ from aiohttp import web
 from services.release.mirror.debian import parse_deb822
 from services.release.mirror.layout import MirrorDir, Record, normalize_sha, safe_relpath
 from services.release.mirror.oci import MANIFEST_TYPES, blob_path
+
+log = logging.getLogger(__name__)
 
 REGISTRY_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 
@@ -81,6 +84,7 @@ class MirrorServer:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://{self.host}:{port}"
+        log.info("regional mirror of %s serving on %s", self.mirror.root, self.url)
         return self
 
     async def stop(self) -> None:
