@@ -141,6 +141,11 @@ class Copier:
                     tg.create_task(self._artifact(artifact))
             return self.progress
         finally:
+            # Shared file downloads are shielded from each artifact; stop them with the run.
+            pending = [f for f in self._inflight.values() if not f.done()]
+            for fut in pending:
+                fut.cancel()
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
             if self._own_session:
                 await self._session.close()
 

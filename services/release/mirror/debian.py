@@ -16,7 +16,7 @@ import aiohttp
 
 from services.release.mirror.errors import BadUpstreamData, ChecksumMismatch, NotInUpstream
 from services.release.mirror.layout import FileRef, Record, normalize_sha, safe_relpath
-from services.release.mirror.resolve import RemoteFile, Resolved, check_sha, fetch_bytes, join
+from services.release.mirror.resolve import RemoteFile, Resolved, fetch_bytes, join
 from shared.models import Artifact, Upstream
 
 Stanza = dict[str, str]
@@ -66,10 +66,6 @@ def release_hashes(release: Stanza) -> dict[str, tuple[str, int]]:
             out[parts[2]] = (parts[0].lower(), int(parts[1]))
     return out
 
-
-def filename_version(version: str) -> str:
-    """Versions in pool file names drop the epoch (``5:23.0.9`` -> ``23.0.9``)."""
-    return version.split(":", 1)[1] if ":" in version else version
 
 
 class DebianReader:
@@ -166,13 +162,3 @@ class DebianReader:
         )
         url = join(self.base, filename)
         return Resolved(artifact, [RemoteFile(url=url, path=path, sha256=sha, size=size)], record)
-
-
-__all__ = [
-    "DebianReader",
-    "check_sha",
-    "filename_version",
-    "format_stanza",
-    "parse_deb822",
-    "release_hashes",
-]

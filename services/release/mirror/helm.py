@@ -9,15 +9,14 @@ release's pin or, when the release leaves it empty, the ``<path>.sha256`` file n
 from __future__ import annotations
 
 import asyncio
-import posixpath
 from typing import Any
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urljoin
 
 import aiohttp
 import yaml
 
 from services.release.mirror.errors import BadUpstreamData, ChecksumMismatch, NotInUpstream
-from services.release.mirror.layout import FileRef, Record, normalize_sha, safe_relpath
+from services.release.mirror.layout import Record, normalize_sha, safe_relpath
 from services.release.mirror.resolve import RemoteFile, Resolved, fetch_bytes, join
 from shared.models import Artifact, Upstream
 
@@ -96,10 +95,3 @@ class HelmReader:
         path = f"helm/{rel}"
         record = Record(type="binary", name=artifact.name, version=artifact.version)
         return Resolved(artifact, [RemoteFile(url=url, path=path, sha256=sha)], record)
-
-
-def basename(url: str) -> str:
-    return posixpath.basename(urlparse(url).path)
-
-
-__all__ = ["FileRef", "HelmReader", "basename", "chart_filename"]

@@ -21,7 +21,7 @@ import os
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import msgspec
 
@@ -161,8 +161,3 @@ class MirrorDir:
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, dest)
-
-
-def record_key_from_path(path: Path) -> tuple[str, str]:
-    name, _, version = path.stem.rpartition("@")
-    return unquote(name), unquote(version)

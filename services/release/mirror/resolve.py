@@ -8,14 +8,13 @@ manifests) are small and fetched whole here; big files are left to the copier.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import aiohttp
 
-from services.release.mirror.errors import ChecksumMismatch, FetchError
+from services.release.mirror.errors import FetchError
 from services.release.mirror.layout import Record
 from shared.models import Artifact
 
@@ -62,12 +61,6 @@ async def fetch_bytes(
     except (aiohttp.ClientError, TimeoutError) as e:
         raise FetchError(url, f"request failed: {e.__class__.__name__}: {e}") from None
 
-
-def check_sha(what: str, data: bytes, expected: str) -> str:
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != expected:
-        raise ChecksumMismatch(what, expected=expected, actual=actual)
-    return actual
 
 
 def join(base: str, rel: str) -> str:

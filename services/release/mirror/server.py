@@ -27,8 +27,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from services.release.mirror.debian import parse_deb822
-from services.release.mirror.layout import MirrorDir, Record, normalize_sha, safe_relpath
+from services.release.mirror.layout import MirrorDir, normalize_sha, safe_relpath
 from services.release.mirror.oci import MANIFEST_TYPES, blob_path
 
 log = logging.getLogger(__name__)
@@ -255,11 +254,3 @@ class MirrorServer:
 
 def _rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def packages_of(text: bytes) -> list[dict[str, str]]:
-    """Parse a served Packages index (used by tests and agents)."""
-    return parse_deb822(text.decode())
-
-
-__all__ = ["MirrorServer", "Record", "packages_of"]
