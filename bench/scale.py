@@ -127,6 +127,10 @@ async def drive(stack: Stack, run: Run, timeout: float) -> None:
         if run.ready_clusters == run.clusters:
             run.ready = time.perf_counter() - start
             break
+        elapsed = time.perf_counter() - start
+        if int(elapsed) // 15 != int(elapsed - 1.5) // 15:
+            print(f"  {elapsed:6.0f} s: {run.ready_clusters}/{run.clusters} clusters Ready",
+                  file=sys.stderr, flush=True)
         await asyncio.sleep(1.0)
     await nc.close()
 
