@@ -56,6 +56,7 @@ RECONCILE_LINE = re.compile(r'^ccloud_reconciles_total\{controller="([^"]+)",res
 class Run:
     clusters: int
     per_cluster: int
+    per_namespace: int = 0
     written: float = 0.0
     provider_ready: float = 0.0
     ready: float = 0.0
@@ -82,26 +83,32 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
-async def write_all(store: KVStore, clusters: int, per_cluster: int, width: int = 32) -> None:
+def namespace(i: int, per_namespace: int) -> str:
+    return f"{NS}{i // per_namespace:03d}" if per_namespace else NS
+
+
+async def write_all(store: KVStore, run: Run, width: int = 32) -> None:
     sem = asyncio.Semaphore(width)
+    per_cluster = run.per_cluster
 
     async def one_cluster(i: int) -> None:
         async with sem:
             name = f"c{i:04d}"
+            ns = namespace(i, run.per_namespace)
             c = await store.create(Cluster(
-                metadata=ObjectMeta(name=name, namespace=NS),
+                metadata=ObjectMeta(name=name, namespace=ns),
                 spec=ClusterSpec(region="local", provider="simulated", release=RELEASE)))
             for j in range(per_cluster):
                 role = "control-plane" if j == 0 else "worker"
                 mname = f"{name}-cp{j}" if j == 0 else f"{name}-w{j}"
                 await store.create(Machine(
-                    metadata=ObjectMeta(name=mname, namespace=NS,
+                    metadata=ObjectMeta(name=mname, namespace=ns,
                                         labels={CLUSTER_LABEL: name},
                                         owner_references=[c.owner_ref()]),
                     spec=MachineSpec(cluster=name, role=role, region="local",
                                      simulated=SimulatedMachineSpec())))
 
-    await asyncio.gather(*(one_cluster(i) for i in range(clusters)))
+    await asyncio.gather(*(one_cluster(i) for i in range(run.clusters)))
 
 
 async def drive(stack: Stack, run: Run, timeout: float) -> None:
@@ -111,15 +118,15 @@ async def drive(stack: Stack, run: Run, timeout: float) -> None:
     store = KVStore(nc, bucket=f"{stack.prefix}-objects", on_commit=bus.announce)
     await store.start()
     start = time.perf_counter()
-    await write_all(store, run.clusters, run.per_cluster)
+    await write_all(store, run)
     run.written = time.perf_counter() - start
     deadline = start + timeout
     while time.perf_counter() < deadline:
         if not run.provider_ready:
-            machines = await store.list_all(Machine, NS)
+            machines = await store.list_all(Machine)
             if sum(1 for m in machines if cond.is_true(m.status, "ProviderReady")) == run.machines:
                 run.provider_ready = time.perf_counter() - start
-        clusters = await store.list_all(Cluster, NS)
+        clusters = await store.list_all(Cluster)
         run.ready_clusters = sum(
             1 for c in clusters
             if cond.is_true(c.status, "Ready") and c.status.total_machines == run.per_cluster
@@ -135,8 +142,9 @@ async def drive(stack: Stack, run: Run, timeout: float) -> None:
     await nc.close()
 
 
-def one_size(clusters: int, per_cluster: int, timeout: float, poll: float) -> Run:
-    run = Run(clusters, per_cluster)
+def one_size(clusters: int, per_cluster: int, per_namespace: int, timeout: float,
+             poll: float) -> Run:
+    run = Run(clusters, per_cluster, per_namespace)
     stack = Stack(prefix="scale")
     lcm_port = free_port()
     health = {name: free_port() for name in SERVICES}
@@ -177,17 +185,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="100x10,1000x10", help="CLUSTERSxMACHINES,...")
     p.add_argument("--timeout", type=float, default=900.0, help="per size")
     p.add_argument("--poll", type=float, default=5.0, help="agent poll interval, seconds")
+    p.add_argument("--clusters-per-namespace", type=int, default=0,
+                   help="spread clusters over namespaces (0: all in one)")
     args = p.parse_args(argv)
     runs = []
     for size in args.sizes.split(","):
         c, m = (int(x) for x in size.lower().split("x"))
-        runs.append(one_size(c, m, args.timeout, args.poll))
+        runs.append(one_size(c, m, args.clusters_per_namespace, args.timeout, args.poll))
     print(machine_line())
     print()
     print(table(f"Scale to Ready (simulated provider and agents; target {TARGET})",
-                ["clusters", "machines", "written s", "provider-ready s", "all Ready s",
-                 "Ready", "ms per machine"],
-                [[r.clusters, r.machines, f"{r.written:.1f}",
+                ["clusters", "machines", "namespaces", "written s", "provider-ready s",
+                 "all Ready s", "Ready", "ms per machine"],
+                [[r.clusters, r.machines,
+                  -(-r.clusters // r.per_namespace) if r.per_namespace else 1,
+                  f"{r.written:.1f}",
                   f"{r.provider_ready:.1f}" if r.provider_ready else "-",
                   f"{r.ready:.1f}" if r.ready else "timeout",
                   f"{r.ready_clusters}/{r.clusters}",
