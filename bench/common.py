@@ -242,7 +242,8 @@ def machine_line() -> str:
 
 
 def probe_and_load(stack: Stack, name: str, probe: Sequence[str], load: Sequence[str], *,
-                   timeout: float = 120.0) -> tuple[dict[str, Any], dict[str, Any]]:
+                   timeout: float = 120.0, settle: float = 20.0
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Start a probe process, wait until it is subscribed, run the load process to the end,
     then wait for the probe's summary. Returns (load summary, probe summary)."""
     ready = stack.workdir / f"{name}.ready"
@@ -259,9 +260,13 @@ def probe_and_load(stack: Stack, name: str, probe: Sequence[str], load: Sequence
     load_result = run_json(["-m", "bench.loadgen", *load], stack.env(), timeout)
     assert proc.popen is not None
     try:
-        proc.popen.wait(timeout)
+        proc.popen.wait(settle)  # it stops by itself once it has seen everything
     except subprocess.TimeoutExpired:
-        proc.stop()
+        proc.popen.terminate()  # some writes were refused: report what arrived
+        try:
+            proc.popen.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.popen.kill()
     if not out.exists():
         raise RuntimeError(f"probe {name} wrote no summary:\n{proc.tail()}")
     del stack.procs[proc.name]

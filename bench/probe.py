@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
 import struct
 import sys
 import time
-from pathlib import Path
 
 from bench.common import percentile
 
@@ -31,6 +32,16 @@ def mark_ready(path: str) -> None:
     """Tell the orchestrator this probe is subscribed (a tiny file; fine on the loop)."""
     with open(path, "w"):
         pass
+
+
+def on_term(event: asyncio.Event) -> None:
+    """SIGTERM from the orchestrator: stop waiting for more and report what was seen."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, event.set)
+
+
+def write_out(path: str, result: dict[str, object]) -> None:
+    with open(path, "w") as f:
+        f.write(json.dumps(result))
 
 
 def summary(latencies: list[float], expected: int, **extra: object) -> dict[str, object]:
@@ -72,7 +83,9 @@ async def js_mode(args: argparse.Namespace) -> dict[str, object]:
     mark_ready(args.ready)
     latencies: list[float] = []
     deadline = time.monotonic() + args.timeout
-    while len(latencies) < args.count and time.monotonic() < deadline:
+    stop = asyncio.Event()
+    on_term(stop)
+    while len(latencies) < args.count and time.monotonic() < deadline and not stop.is_set():
         try:
             msgs = await sub.fetch(64, timeout=1.0)
         except (NatsTimeout, TimeoutError):
@@ -147,15 +160,16 @@ async def controller_mode(args: argparse.Namespace) -> dict[str, object]:
     ctrl = Controller("bench-probe", Cluster, Probe(), store, bus, region=args.region,
                       workers=args.workers, resync_period=None)
     await ctrl.start()
+    on_term(done)
     mark_ready(args.ready)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(done.wait(), args.timeout)
-    except TimeoutError:
-        pass
-    await ctrl.stop()
-    await bus.stop()
-    await nc.close()
-    return summary(list(latencies.values()), args.count, reconciles=reconciles)
+    result = summary(list(latencies.values()), args.count, reconciles=reconciles)
+    write_out(args.out, result)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ctrl.stop(), 5)
+        await asyncio.wait_for(nc.close(), 5)
+    return result
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -178,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     runner = {"js": js_mode, "js-drain": js_drain, "controller": controller_mode}[args.mode]
     result = asyncio.run(runner(args))
-    Path(args.out).write_text(json.dumps(result))
+    write_out(args.out, result)
     return 0
 
 
