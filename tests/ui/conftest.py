@@ -1,10 +1,12 @@
 """A real gateway with the UI mounted, a real nats-server + KV store, and headless Chromium.
 
-The gateway runs in-process on 127.0.0.1 over ``tests.harness.system`` (store, bus and
-bridge, so the events websocket works too). Chromium is Debian's ``/usr/bin/chromium``
-driven by Playwright (its own browser download fails here); ``scripts/test-deps``
-installs it. Without it, or without Playwright, the browser tests skip with the reason.
-Screenshots land in ``test-artifacts/ui/`` (git-ignored).
+The gateway runs in-process on 127.0.0.1 over the KV store with commit-announced bus
+events, so the events websocket works. The bridge's tailing publisher and the owner GC are
+left out: their ``stop()`` sometimes hangs on a cancelled NATS fetch/watch (reported to
+the lead), and commit announcements already put every write of these tests on the bus.
+Chromium is Debian's ``/usr/bin/chromium`` driven by Playwright (its own browser download
+fails here); ``scripts/test-deps`` installs it. Without it, or without Playwright, the browser
+tests skip with the reason. Screenshots land in ``test-artifacts/ui/`` (git-ignored).
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from services.api import create_app
 from services.api.audit import AuditLog
 from services.api.auth import Authenticator, user_entry
 from services.release.defaults import ensure_default_releases
+from shared.bus import Bus
 from shared.models import Cluster, Region, RegionSpec, convert
 from shared.models.meta import ObjectMeta
 from shared.store import Store
-from tests.harness import Harness, system
+from shared.store.kv import KVStore
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -80,30 +83,28 @@ def users_doc() -> dict[str, Any]:
 @dataclass
 class Console:
     url: str
-    system: Harness
-
-    @property
-    def store(self) -> Store:
-        return self.system.store
+    store: Store
 
 
 @pytest.fixture
 async def console(nc: NATS, prefix: str, tmp_path: Path) -> AsyncIterator[Console]:
-    async with system(nc, prefix) as h:
-        await h.store.create(
-            Region(metadata=ObjectMeta(name="local"),
-                   spec=RegionSpec(providers=["simulated", "openstack"]))
-        )
-        await ensure_default_releases(h.store)
-        app = create_app(h.store, Authenticator.from_dict(users_doc()),
-                         audit=AuditLog(tmp_path / "audit.log"), nc=nc, bus_prefix=prefix)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        try:
-            yield Console(url=str(server.make_url("")).rstrip("/"), system=h)
-        finally:
-            await server.close()
-    await nc.jetstream().delete_key_value(h.settings.objects_bucket)
+    bus = Bus(nc, prefix=prefix, service="ui-test")
+    await bus.start()
+    store = KVStore(nc, bucket=f"{prefix}-objects", on_commit=bus.announce)
+    await store.start()
+    await store.create(Region(metadata=ObjectMeta(name="local"),
+                              spec=RegionSpec(providers=["simulated", "openstack"])))
+    await ensure_default_releases(store)
+    app = create_app(store, Authenticator.from_dict(users_doc()),
+                     audit=AuditLog(tmp_path / "audit.log"), nc=nc, bus_prefix=prefix)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield Console(url=str(server.make_url("")).rstrip("/"), store=store)
+    finally:
+        await server.close()
+        await bus.stop()
+        await nc.jetstream().delete_key_value(f"{prefix}-objects")
 
 
 @pytest.fixture

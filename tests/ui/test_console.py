@@ -12,7 +12,19 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.models import Cluster, Condition, Machine, OwnerReference, now
+from shared.models import (
+    ArtifactMirror,
+    Cluster,
+    Condition,
+    LCMMachine,
+    Machine,
+    OpenStackCredential,
+    OwnerReference,
+    StateItemStatus,
+    convert,
+    now,
+)
+from shared.store import NotFound
 from tests.ui.conftest import Console, cluster_obj, needs_chromium, screenshot, sign_in
 
 if TYPE_CHECKING:
@@ -182,4 +194,112 @@ async def test_create_cluster_flow_validates_and_creates_the_objects(
     await expect(page.locator("[data-condition=Ready] .status")).to_have_text("True")
     await assert_not_reloaded(page)
     await screenshot(page, "cluster-ready")
+    assert page.js_errors == []  # type: ignore[attr-defined]
+
+
+async def test_upgrade_offers_only_available_upgrades_and_delete_confirms(
+    console: Console, page: Page
+):
+    await console.store.create(cluster_obj("up1"))
+    await set_status(console, Cluster, "up1", phase="Ready", release="mke-3-7-0",
+                     available_upgrades=["mke-3-7-1"])
+    await sign_in(page, console, "wally")
+    await page.goto(console.url + "/ui/#/clusters/team-a/up1")
+    choice = page.locator("select[name=upgrade]")
+    await expect(choice.locator("option")).to_have_count(1)
+    # Three releases exist; only the one the release service allows is offered.
+    assert await choice.locator("option").all_inner_texts() == ["mke-3-7-1"]
+    await page.click("button[name=upgrade-button]")
+    await expect(page.locator(".notice")).to_contain_text("mke-3-7-1")
+    stored = await console.store.get(Cluster, "up1", "team-a")
+    assert stored.spec.release == "mke-3-7-1"
+    await expect(page.locator(".summary .release")).to_contain_text("upgrading to mke-3-7-1")
+
+    await set_status(console, Cluster, "up1", available_upgrades=[])
+    await expect(page.locator("button[name=upgrade-button]")).to_be_disabled()
+    assert await choice.locator("option").all_inner_texts() == ["no upgrade available"]
+
+    # Delete asks first; cancelling keeps the cluster.
+    await page.click("button[name=delete-button]")
+    dialog = page.locator("dialog.confirm")
+    await expect(dialog).to_be_visible()
+    confirm = dialog.get_by_role("button", name="Delete")
+    await expect(confirm).to_be_disabled()
+    await dialog.locator("input[name=confirm]").fill("up")
+    await expect(confirm).to_be_disabled()
+    await screenshot(page, "delete-confirmation")
+    await dialog.get_by_role("button", name="Cancel").click()
+    await expect(dialog).to_have_count(0)
+    assert (await console.store.get(Cluster, "up1", "team-a")).metadata.name == "up1"
+
+    await page.click("button[name=delete-button]")
+    await dialog.locator("input[name=confirm]").fill("up1")
+    await confirm.click()
+    await expect(page.locator(".summary")).to_contain_text("This cluster was deleted.")
+    with pytest.raises(NotFound):
+        await console.store.get(Cluster, "up1", "team-a")
+    assert page.js_errors == []  # type: ignore[attr-defined]
+
+
+async def test_cluster_page_shows_lcm_progress_per_machine(console: Console, page: Page):
+    await console.store.create(cluster_obj("lc"))
+    await console.store.create(convert(Machine, {
+        "metadata": {"name": "lc-cp-0", "namespace": "team-a"},
+        "spec": {"cluster": "lc", "role": "control-plane", "region": "local",
+                 "simulated": {"flavor": "small"}},
+    }))
+    items = [{"name": n, "phase": "deploy", "version": "1"} for n in ("os", "runtime", "mke")]
+    await console.store.create(convert(LCMMachine, {
+        "metadata": {"name": "lc-cp-0", "namespace": "team-a"},
+        "spec": {"cluster": "lc", "machine": "lc-cp-0", "region": "local",
+                 "role": "control-plane", "stateItems": items},
+    }))
+    await sign_in(page, console)
+    await page.goto(console.url + "/ui/#/clusters/team-a/lc")
+    cell = page.locator("[data-machine='lc-cp-0'] .lcm-cell")
+    await expect(cell).to_contain_text("0/3")
+    await set_status(console, LCMMachine, "lc-cp-0", state_items={
+        "os": StateItemStatus(state="Done", attempts=1),
+        "runtime": StateItemStatus(state="Running", attempts=1),
+    })
+    await expect(cell).to_contain_text("1/3")
+    await expect(cell).to_contain_text("running: runtime")
+    await expect(cell.locator("[role=progressbar]")).to_have_attribute("aria-valuenow", "33")
+
+
+async def test_inventory_pages_are_live_and_never_show_secrets(console: Console, page: Page):
+    await console.store.create(convert(ArtifactMirror, {
+        "metadata": {"name": "m1", "namespace": "team-a"},
+        "spec": {"region": "local", "release": "mke-3-7-0"},
+    }))
+    await set_status(console, ArtifactMirror, "m1", phase="Mirroring", items_total=10,
+                     items_done=3, bytes_total=4096, bytes_done=1024)
+    await console.store.create(convert(OpenStackCredential, {
+        "metadata": {"name": "os1", "namespace": "team-a"},
+        "spec": {"region": "local", "auth": {"authUrl": "http://keystone.test:5000/v3",
+                                             "username": "demo", "password": "s3cr3t-pw"}},
+    }))
+    await sign_in(page, console)
+    await page.click("a[data-nav=mirrors]")
+    bars = page.locator("[data-name=m1] [role=progressbar]")
+    await expect(bars.first).to_have_attribute("aria-valuenow", "30")
+    await expect(bars.nth(1)).to_have_attribute("aria-valuenow", "25")
+    await mark_page(page)
+    await set_status(console, ArtifactMirror, "m1", phase="Ready", items_done=10,
+                     bytes_done=4096)
+    await expect(bars.first).to_have_attribute("aria-valuenow", "100")
+    await expect(page.locator("[data-name=m1] .phase")).to_have_text("Ready")
+    await assert_not_reloaded(page)
+    await screenshot(page, "mirrors")
+
+    await page.click("a[data-nav=credentials]")
+    await expect(page.locator("[data-name=os1]")).to_contain_text("keystone.test")
+    assert "s3cr3t-pw" not in await page.content()
+
+    await page.click("a[data-nav=releases]")
+    await expect(page.locator("[data-plural=clusterreleases] [data-name]")).to_have_count(3)
+    await expect(page.locator("[data-name=mke-3-7-0]")).to_contain_text("mke-3-7-1")
+    for section in ("hosts", "attached"):
+        await page.click(f"a[data-nav={section}]")
+        await expect(page.locator(".slot .empty")).to_be_visible()
     assert page.js_errors == []  # type: ignore[attr-defined]
