@@ -422,8 +422,16 @@ def _parse_for(spec: str) -> Callable[[dict[str, Any] | None], bool]:
 
 def cmd_wait(ctx: Ctx) -> int:
     cls, names = split_target(ctx.args.kind, ctx.args.names)
+    if ctx.args.all:
+        if names:
+            raise CliError("error: give names or --all, not both")
+        ns = ctx.namespace() if cls.NAMESPACED else None
+        listed = ctx.client.request("GET", collection_path(cls, ns)) or {}
+        names = [item["metadata"]["name"] for item in listed.get("items", [])]
+        if not names:
+            raise CliError(f"error: no {cls.PLURAL} found to wait for")
     if not names:
-        raise CliError("error: wait needs KIND/NAME or KIND NAME")
+        raise CliError("error: wait needs KIND/NAME, KIND NAME or KIND --all")
     met = _parse_for(ctx.args.for_)
     timeout = parse_duration(ctx.args.timeout)
     deadline = time.monotonic() + timeout
@@ -528,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--for", dest="for_", required=True,
                    help="condition=Ready, condition=Ready=False, delete, jsonpath={.p}=v")
     t.add_argument("--timeout", default="30s", help="e.g. 30s, 5m (default 30s)")
+    t.add_argument("--all", action="store_true", help="every object of the kind in the namespace")
     t.set_defaults(func=cmd_wait)
     return p
 

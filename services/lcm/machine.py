@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from services.lcm.lcmmachine import HEARTBEAT
+from services.lcm.lcmmachine import HEARTBEAT, LCM_READY
 from services.lcm.objects import patch
 from shared.models import CLUSTER_LABEL, LCMMachine, Machine
 from shared.runtime import (
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 FINALIZER = "lcm.kaas.containercloud.dev/machine"
 DRAINED = "Drained"
+PROVIDER_READY = "ProviderReady"
 WAIT = 0.5
 
 
@@ -48,7 +49,11 @@ class MachineReconciler:
             return True
 
         machine = await patch(self.store, machine, label)
-        await ensure_finalizer(self.store, machine, FINALIZER)
+        machine = await ensure_finalizer(self.store, machine, FINALIZER)
+        # Ready sums up the two halves of a machine: its node exists (the provider's
+        # condition) and the node runs what it must (LCM's).
+        async with status_writer(self.store, machine):
+            cond.summarize(machine.status, [PROVIDER_READY, LCM_READY])
         return None
 
     async def _lcm_machine(self, machine: Machine) -> LCMMachine | None:

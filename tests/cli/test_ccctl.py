@@ -172,6 +172,10 @@ async def test_wait_for_condition_and_timeout(ctl: Ctl) -> None:
     assert "cluster.kaas.containercloud.dev/demo condition met" in r.out
     r = await ctl("wait", "cl", "demo", "--for=condition=Ready=False", "--timeout=1s")
     assert r.code == 1 and "timed out after 1s" in r.err and "clusters/demo" in r.err
+    r = await ctl("wait", "cl", "--all", "--for=condition=Ready", "--timeout=5s")
+    assert r.code == 0 and "demo condition met" in r.out, r.err
+    r = await ctl("wait", "cl", "--all", "-n", "empty", "--for=condition=Ready", "--timeout=1s")
+    assert r.code == 1 and "no clusters found" in r.err
     deleter = asyncio.create_task(ctl("wait", "cl", "demo", "--for=delete", "--timeout=20s"))
     await ctl("delete", "cl", "demo")
     r = await asyncio.wait_for(deleter, 30)

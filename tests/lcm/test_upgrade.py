@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from pathlib import Path
 
 from services.release.defaults import cluster_release
@@ -43,31 +42,19 @@ async def upgraded(lcm: Lcm, cluster: str, release: str) -> bool:
             and await lcm.ready(cluster))
 
 
-class Recorder:
-    """When each machine's upgrade started (cordoned) and ended (uncordoned at target)."""
-
-    def __init__(self, lcm: Lcm, target: str) -> None:
-        self.lcm, self.target = lcm, target
-        self.start: dict[str, float] = {}
-        self.end: dict[str, float] = {}
-        self.task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            now = time.monotonic()
-            for lm in await self.lcm.store.list_all(LCMMachine, NS):
-                n = lm.metadata.name
-                if lm.spec.cordoned and n not in self.start:
-                    self.start[n] = now
-                if (n in self.start and n not in self.end and lm.status.release == self.target
-                        and not lm.spec.cordoned and not lm.status.cordoned):
-                    self.end[n] = now
-            await asyncio.sleep(0.03)
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+def windows(lcm: Lcm, names: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """When each node was cordoned and uncordoned, from the nodes' own logs: the agents
+    write these lines at the moment they act, so no polling skew enters the order."""
+    start: dict[str, float] = {}
+    end: dict[str, float] = {}
+    for n in names:
+        for line in (lcm.root(n) / "var/log/ccloud/applied.log").read_text().splitlines():
+            stamp, _, what = line.partition(" ")
+            if what == "cordon":
+                start[n] = float(stamp)
+            elif what == "uncordon":
+                end[n] = float(stamp)
+    return start, end
 
 
 def node_log(root: Path) -> list[str]:
@@ -95,11 +82,9 @@ async def test_rolling_upgrade_order_and_compatibility(lcm: Lcm) -> None:
     assert (await lcm.store.get(LCMCluster, "up", NS)).spec.release == "mke-3-7-0"
     assert not [lm for lm in await lcm.store.list_all(LCMMachine, NS) if lm.spec.cordoned]
 
-    rec = Recorder(lcm, "mke-3-7-1")
     await set_release(lcm, "up", "mke-3-7-1")
     await eventually(lambda: upgraded(lcm, "up", "mke-3-7-1"), timeout=45, what="upgraded")
-    await rec.stop()
-    s, e = rec.start, rec.end
+    s, e = windows(lcm, names)
     assert set(s) == set(e) == set(names)
 
     # Control plane one at a time, all before any worker.

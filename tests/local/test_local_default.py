@@ -59,6 +59,7 @@ def test_apply_restart_ready_upgrade_delete(tmp_path: Path) -> None:
         ctl(up, "wait", "cluster/demo", "--for=condition=Ready", "--timeout=300s", timeout=320)
         machines = get_json(up, "machines")["items"]
         assert {m["metadata"]["name"]: m["metadata"]["uid"] for m in machines} == before
+        ctl(up, "wait", "machines", "--all", "--for=condition=Ready", "--timeout=60s")
         hosts = get_json(up, "baremetalhosts")["items"]
         consumers = [h["spec"].get("consumer") for h in hosts if h["spec"].get("consumer")]
         assert sorted(consumers) == sorted(before.values()), "one host per machine, no duplicates"
