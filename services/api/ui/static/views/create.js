@@ -108,8 +108,8 @@ export function renderCreate(root) {
     control.dataset.field = name;
     if (state.errors[name]) control.setAttribute("aria-invalid", "true");
     return h("div", { class: `field${state.errors[name] ? " invalid" : ""}` },
-      h("label", { for: control.id }, label), control,
-      hint ? h("small", { class: "hint" }, hint) : "", errorSpan(name));
+      h("label", { for: control.id }, label), control, errorSpan(name),
+      hint ? h("small", { class: "hint" }, hint) : "");
   }
 
   function input(value, onInput, attrs = {}) {
