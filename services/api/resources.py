@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from services.api.admission import admit
 from services.api.auth import User
 from services.api.context import AUDIT, USER
 from services.api.errors import ApiError, status_body
@@ -203,6 +204,7 @@ class ResourceHandlers:
         authorize(request, "create", t)
         data = check_identity(await read_json(request), t.cls, namespace=t.namespace, name=None)
         obj = to_object(t.cls, data)
+        await admit(self.store, obj)
         created = await self.store.create(obj)
         note(request, obj=created)
         return web.json_response(wire(created), status=201)
@@ -226,10 +228,11 @@ class ResourceHandlers:
         if t.subresource == "status":
             out = await self.store.update_status(obj)
         else:
+            stored = await self.store.get(t.cls, t.name, t.namespace)
             if t.cls.SECRET_FIELDS:
-                stored = await self.store.get(t.cls, t.name, t.namespace)
                 keep_secrets(data, to_dict(stored), t.cls)
                 obj = to_object(t.cls, data)
+            await admit(self.store, obj, stored)
             out = await self.store.update(obj)
         note(request, obj=out)
         return web.json_response(wire(out))
@@ -257,6 +260,7 @@ class ResourceHandlers:
                 if t.subresource == "status":
                     out = await self.store.update_status(obj)
                 else:
+                    await admit(self.store, obj, stored)
                     out = await self.store.update(obj)
             except Conflict:
                 if precondition or attempt + 1 >= PATCH_RETRIES:
