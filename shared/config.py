@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def settings_from_env(
+    cls: type[S], env_prefix: str, env: dict[str, str] | None = None, **overrides: object
+) -> S:
+    """Fill a settings Struct from ``<env_prefix><FIELD>`` variables, then ``overrides``;
+    a bad value stops the process with a one-line message naming the setting."""
+    env = dict(os.environ if env is None else env)
+    raw: dict[str, object] = {}
+    for name in cls.__struct_fields__:
+        key = f"{env_prefix}{name.upper()}"
+        if key in env:
+            raw[name] = env[key]
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return msgspec.convert(raw, cls, strict=False)
+    except msgspec.ValidationError as e:
+        raise SystemExit(f"invalid settings ({env_prefix}*): {e}") from None
 
 
 class Settings(msgspec.Struct, kw_only=True):
@@ -31,17 +51,7 @@ class Settings(msgspec.Struct, kw_only=True):
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
-        env = dict(os.environ if env is None else env)
-        raw: dict[str, object] = {}
-        for name in cls.__struct_fields__:
-            key = f"CCLOUD_{name.upper()}"
-            if key in env:
-                raw[name] = env[key]
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return msgspec.convert(raw, cls, strict=False)
-        except msgspec.ValidationError as e:
-            raise SystemExit(f"invalid settings: {e}") from None
+        return settings_from_env(cls, "CCLOUD_", env, **overrides)
 
     def to_env(self) -> dict[str, str]:
         return {

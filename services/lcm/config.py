@@ -12,6 +12,8 @@ from pathlib import Path
 
 import msgspec
 
+from shared.config import settings_from_env
+
 SECRET_ENV = "CCLOUD_LCM_SECRET"
 SECRET_FILE = "lcm/agent-secret"
 
@@ -27,17 +29,7 @@ class LCMSettings(msgspec.Struct, kw_only=True):
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> LCMSettings:
-        env = dict(os.environ if env is None else env)
-        raw: dict[str, object] = {}
-        for name in cls.__struct_fields__:
-            key = f"CCLOUD_LCM_{name.upper()}"
-            if key in env:
-                raw[name] = env[key]
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return msgspec.convert(raw, cls, strict=False)
-        except msgspec.ValidationError as e:
-            raise SystemExit(f"invalid LCM settings: {e}") from None
+        return settings_from_env(cls, "CCLOUD_LCM_", env, **overrides)
 
 
 def load_secret(data_dir: str | Path, env: dict[str, str] | None = None) -> bytes:

@@ -174,6 +174,54 @@ class Provider(Protocol):
     async def close(self) -> None: ...
 
 
+class BlockingProvider:
+    """Base of adapters over blocking SDKs (openstacksdk, pyvmomi): each contract call runs
+    its synchronous twin (``_find``, ``_create``, ...) in a worker thread, so a slow cloud
+    never blocks the event loop."""
+
+    def _find(self, req: NodeRequest) -> NodeRef | None:
+        raise NotImplementedError
+
+    def _create(self, req: NodeRequest) -> NodeRef:
+        raise NotImplementedError
+
+    def _inspect(self, ref: NodeRef) -> Inspection:
+        raise NotImplementedError
+
+    def _power(self, ref: NodeRef, on: bool) -> None:
+        raise NotImplementedError
+
+    def _status(self, ref: NodeRef) -> NodeStatus:
+        raise NotImplementedError
+
+    def _addresses(self, ref: NodeRef) -> list[str]:
+        return self._status(ref).addresses
+
+    def _delete(self, ref: NodeRef) -> bool:
+        raise NotImplementedError
+
+    async def find(self, req: NodeRequest) -> NodeRef | None:
+        return await asyncio.to_thread(self._find, req)
+
+    async def create(self, req: NodeRequest) -> NodeRef:
+        return await asyncio.to_thread(self._create, req)
+
+    async def inspect(self, ref: NodeRef) -> Inspection:
+        return await asyncio.to_thread(self._inspect, ref)
+
+    async def power(self, ref: NodeRef, *, on: bool) -> None:
+        await asyncio.to_thread(self._power, ref, on)
+
+    async def status(self, ref: NodeRef) -> NodeStatus:
+        return await asyncio.to_thread(self._status, ref)
+
+    async def addresses(self, ref: NodeRef) -> list[str]:
+        return await asyncio.to_thread(self._addresses, ref)
+
+    async def delete(self, ref: NodeRef) -> bool:
+        return await asyncio.to_thread(self._delete, ref)
+
+
 async def wait_for(
     provider: Provider,
     ref: NodeRef,

@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 KIND_CLASSES = {k.__name__: k for k in ALL_KINDS}
 SHARED_ENV = {f"CCLOUD_{f.upper()}" for f in Settings.__struct_fields__}
 _LITERAL = re.compile(r"CCLOUD_[A-Z0-9_]*[A-Z0-9]")
-_PREFIXED = re.compile(r"""f["'](CCLOUD_[A-Z0-9_]+_)\{""")
+# A settings Struct read with a prefix: f"CCLOUD_LCM_{name}", settings_from_env(cls, "CCLOUD_LCM_")
+_PREFIXED = re.compile(
+    r"""(?:f["'](CCLOUD_[A-Z0-9_]+_)\{|settings_from_env\(\w+,\s*["'](CCLOUD_[A-Z0-9_]+_)["'])"""
+)
 _FIELD = re.compile(r"^    ([a-z_][a-z0-9_]*)\s*:", re.M)
 
 
@@ -57,6 +60,7 @@ def env_read(module: str) -> set[str]:
     for path in sources(module):
         text = path.read_text()
         names |= set(_LITERAL.findall(text))
-        for prefix in _PREFIXED.findall(text):
+        for groups in _PREFIXED.findall(text):
+            prefix = next(g for g in groups if g)
             names |= {prefix + f.upper() for f in _FIELD.findall(text)}
     return names

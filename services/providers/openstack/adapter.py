@@ -18,6 +18,7 @@ import openstack
 
 from services.providers.contract import (
     MACHINE_UID_TAG,
+    BlockingProvider,
     Inspection,
     NodeRef,
     NodeRequest,
@@ -46,7 +47,7 @@ _PHASES = {
 }
 
 
-class OpenStackProvider:
+class OpenStackProvider(BlockingProvider):
     name: ClassVar[ProviderName] = "openstack"
 
     def __init__(self, credential: OpenStackCredential, *, timeout: float = 30.0) -> None:
@@ -246,28 +247,7 @@ class OpenStackProvider:
             return True
         return False
 
-    # --- contract -------------------------------------------------------------------------
-
-    async def find(self, req: NodeRequest) -> NodeRef | None:
-        return await asyncio.to_thread(self._find, req)
-
-    async def create(self, req: NodeRequest) -> NodeRef:
-        return await asyncio.to_thread(self._create, req)
-
-    async def inspect(self, ref: NodeRef) -> Inspection:
-        return await asyncio.to_thread(self._inspect, ref)
-
-    async def power(self, ref: NodeRef, *, on: bool) -> None:
-        await asyncio.to_thread(self._power, ref, on)
-
-    async def status(self, ref: NodeRef) -> NodeStatus:
-        return await asyncio.to_thread(self._status, ref)
-
-    async def addresses(self, ref: NodeRef) -> list[str]:
-        return await asyncio.to_thread(self._addresses, ref)
-
-    async def delete(self, ref: NodeRef) -> bool:
-        return await asyncio.to_thread(self._delete, ref)
+    # --- contract (the rest comes from BlockingProvider) ----------------------------------
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -18,6 +18,7 @@ from pyVmomi import vim
 
 from services.providers.contract import (
     MACHINE_UID_TAG,
+    BlockingProvider,
     Inspection,
     NodeRef,
     NodeRequest,
@@ -48,7 +49,7 @@ def _walk_vms(folder: Any) -> list[Any]:
     return out
 
 
-class VsphereProvider:
+class VsphereProvider(BlockingProvider):
     name: ClassVar[ProviderName] = "vsphere"
 
     def __init__(
@@ -275,29 +276,7 @@ class VsphereProvider:
             return True
         return False
 
-    # --- contract ---------------------------------------------------------------------------
-
-    async def find(self, req: NodeRequest) -> NodeRef | None:
-        return await asyncio.to_thread(self._find, req)
-
-    async def create(self, req: NodeRequest) -> NodeRef:
-        return await asyncio.to_thread(self._create, req)
-
-    async def inspect(self, ref: NodeRef) -> Inspection:
-        return await asyncio.to_thread(self._inspect, ref)
-
-    async def power(self, ref: NodeRef, *, on: bool) -> None:
-        await asyncio.to_thread(self._power, ref, on)
-
-    async def status(self, ref: NodeRef) -> NodeStatus:
-        return await asyncio.to_thread(self._status, ref)
-
-    async def addresses(self, ref: NodeRef) -> list[str]:
-        st = await self.status(ref)
-        return st.addresses
-
-    async def delete(self, ref: NodeRef) -> bool:
-        return await asyncio.to_thread(self._delete, ref)
+    # --- contract (the rest comes from BlockingProvider) ------------------------------------
 
     async def close(self) -> None:
         await asyncio.to_thread(self.session.close)
