@@ -7,6 +7,7 @@
 
 export const GROUP_VERSION = "kaas.containercloud.dev/v1alpha1";
 export const CLUSTER_LABEL = "kaas.containercloud.dev/cluster";
+export const REGION_LABEL = "kaas.containercloud.dev/region";
 const BASE = `/apis/${GROUP_VERSION}`;
 const TOKEN_KEY = "ccloud.token";
 const RETRY_MS = [250, 500, 1000, 2000, 5000];

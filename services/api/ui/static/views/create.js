@@ -5,7 +5,7 @@
 // maps back to the form: the wizard returns to the step holding that field and shows the
 // message beside it.
 
-import { ApiError, CLUSTER_LABEL, GROUP_VERSION, api, session } from "../api.js";
+import { ApiError, CLUSTER_LABEL, GROUP_VERSION, REGION_LABEL, api, session } from "../api.js";
 import { h, replace } from "../dom.js";
 
 const PROVIDERS = ["simulated", "openstack", "vsphere", "baremetal"];
@@ -310,7 +310,8 @@ export function renderCreate(root) {
     if (state.credential) spec.credential = state.credential;
     return {
       apiVersion: GROUP_VERSION, kind: "Cluster",
-      metadata: { name: state.name.trim(), namespace: state.namespace },
+      metadata: { name: state.name.trim(), namespace: state.namespace,
+                  labels: { [REGION_LABEL]: state.region } },
       spec,
     };
   }
@@ -339,7 +340,7 @@ export function renderCreate(root) {
           metadata: {
             name: `${cluster.metadata.name}-${short}-${index}`,
             namespace: cluster.metadata.namespace,
-            labels: { [CLUSTER_LABEL]: cluster.metadata.name },
+            labels: { [CLUSTER_LABEL]: cluster.metadata.name, [REGION_LABEL]: state.region },
             ownerReferences: [{ apiVersion: GROUP_VERSION, kind: "Cluster",
               name: cluster.metadata.name, uid: cluster.metadata.uid,
               controller: true, blockOwnerDeletion: true }],
