@@ -29,6 +29,7 @@ from shared.bus.events import (
     subject,
 )
 from shared.models import Resource
+from shared.natsutil import close_subscription
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,5 @@ class Consumer:
                 await self._task
             self._task = None
         if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+            await close_subscription(self._sub)
             self._sub = None

@@ -14,7 +14,6 @@ is ``Gone``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +25,7 @@ from nats.js import api
 from nats.js.errors import APIError, BucketNotFoundError, KeyDeletedError, KeyNotFoundError
 
 from shared.models import Resource, decode, encode
+from shared.natsutil import close_subscription
 from shared.store import selectors, semantics
 from shared.store.base import (
     EventType,
@@ -327,16 +327,7 @@ class KVStore(Store):
                 obj = _with_rv(decode(cls, msg.data), msg.metadata.sequence.stream)
                 yield WatchEvent(type=op, object=obj)
         finally:
-            with _suppress():
-                await sub.unsubscribe()
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return exc[0] is not None and not issubclass(exc[0], asyncio.CancelledError)  # type: ignore[arg-type]
+            await close_subscription(sub)
 
 
 def _status_only(new: R, stored: R) -> tuple[R, bool]:

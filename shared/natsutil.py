@@ -1,0 +1,30 @@
+"""Small fixes around nats-py that every owner of a subscription needs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+UNSUBSCRIBE_TIMEOUT = 2.0
+
+
+async def close_subscription(sub: Any, timeout: float = UNSUBSCRIBE_TIMEOUT) -> None:
+    """Unsubscribe without hanging.
+
+    nats-py's ``unsubscribe`` waits for the pending queue to be fully processed; once the
+    task that consumed it has been cancelled nobody will, and the call never returns. So
+    drop what is still queued (it was never acked: JetStream redelivers it), then
+    unsubscribe under a timeout.
+    """
+    inner = getattr(sub, "_sub", sub)  # a JetStream pull subscription wraps a core one
+    queue = getattr(inner, "_pending_queue", None)
+    if queue is not None:
+        while True:
+            try:
+                queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            queue.task_done()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(sub.unsubscribe(), timeout)
