@@ -5,10 +5,8 @@ release service, LCM, the simulated provider with its agents and the gateway as 
 processes; the browser creates a cluster through the wizard and waits for the live page to
 say Ready. The test skips, naming what is missing, until every service it needs can run.
 
-It is opt-in for now (``CCLOUD_E2E=1``): on 2026-11-25 a simulated cluster created through
-the UI stayed Provisioning on the local default; this version uses bare metal like
-``examples/`` and has not been run to Ready yet. Once it passes, drop the ``CCLOUD_E2E``
-gate below so the suite runs it. A screenshot is saved either way (``test-artifacts/ui/``).
+The cluster runs on the local region's bare-metal hosts, as ``examples/`` does. A
+screenshot is saved either way (``test-artifacts/ui/``).
 """
 
 from __future__ import annotations
@@ -44,7 +42,6 @@ NEEDED = (
     "services.api",
 )
 READY_TIMEOUT_S = 300
-OPT_IN = "CCLOUD_E2E"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -58,9 +55,6 @@ def _missing_services() -> str:
     missing = [m for m in NEEDED if m not in planned or not runnable(m)]
     if missing:
         return "the local default cannot run a cluster yet; not runnable: " + ", ".join(missing)
-    if os.environ.get(OPT_IN) != "1":
-        return (f"end-to-end on the real local default is opt-in until it reaches Ready: "
-                f"set {OPT_IN}=1")
     return ""
 
 
@@ -79,10 +73,13 @@ def free_port() -> int:
 
 
 def start_runner(data: Path, port: int, nats_port: int, log: Path) -> subprocess.Popen:
+    others = [a for name in ("lcm", "mirror", "redfish", "image")
+              for a in (f"--{name}-port", str(free_port()))]
     with log.open("w") as out:
         return subprocess.Popen(
             [sys.executable, "-c", "from services.local.cli import main; main()", "up",
-             "--data", str(data), "--port", str(port), "--nats-port", str(nats_port)],
+             "--data", str(data), "--port", str(port), "--nats-port", str(nats_port),
+             *others],
             stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

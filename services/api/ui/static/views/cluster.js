@@ -133,12 +133,20 @@ export function renderCluster(root, { namespace, name }) {
         } }, c.metadata.deletionTimestamp ? "Deleting…" : "Delete"));
   }
 
+  // A machine's phase is its provider's view (Provisioning, Running...); once both halves
+  // are done (node running and LCM Ready: the Ready condition) the user sees Ready.
+  function machinePhase(m) {
+    const ready = (m.status?.conditions || []).find((x) => x.type === "Ready");
+    if (!m.metadata.deletionTimestamp && ready?.status === "True") return "Ready";
+    return phaseOf(m);
+  }
+
   function renderMachines() {
     const lcmByMachine = new Map(lcm.values().filter(mine).map((l) => [l.spec.machine, l]));
     replace(machinesEl, table([
       { title: "Name", render: (m) => m.metadata.name, cls: "name" },
       { title: "Role", render: (m) => m.spec.role || "worker", cls: "role" },
-      { title: "Phase", render: (m) => badge(phaseOf(m)), cls: "phase" },
+      { title: "Phase", render: (m) => badge(machinePhase(m)), cls: "phase" },
       { title: "Provisioning", render: providerProgress },
       { title: "LCM", render: (m) => lcmProgress(lcmByMachine.get(m.metadata.name)),
         cls: "lcm-cell" },
