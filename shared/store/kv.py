@@ -106,6 +106,7 @@ class KVStore(Store):
 
     async def get(self, cls: type[R], name: str, namespace: str | None = None) -> R:
         semantics.check_namespace(cls, namespace)
+        semantics.check_name(cls, name)
         return await self._get_entry(cls, name, namespace)
 
     async def _last_seq(self) -> int:
@@ -113,6 +114,8 @@ class KVStore(Store):
         return info.state.last_seq
 
     async def _snapshot(self, cls: type[R], namespace: str | None) -> tuple[list[R], int]:
+        if namespace:
+            semantics.check_namespace(cls, namespace)
         rv = await self._last_seq()
         subject = f"{cls.KIND}.{namespace}.>" if namespace else f"{cls.KIND}.>"
         # A short inactivity threshold and an explicit delete: lists are frequent, and each
@@ -211,6 +214,8 @@ class KVStore(Store):
         return await self._committed("ADDED", _with_rv(prepared, rev))
 
     async def _write(self, obj: R, prepare) -> R:
+        semantics.check_namespace(type(obj), obj.metadata.namespace)
+        semantics.check_name(type(obj), obj.metadata.name)
         key = _key(obj.kind, obj.metadata.namespace, obj.metadata.name)
         attempts = 1 if obj.metadata.resource_version else _UNCONDITIONAL_RETRIES
         for attempt in range(attempts):
@@ -241,6 +246,7 @@ class KVStore(Store):
         resource_version: str | None = None,
     ) -> R | None:
         semantics.check_namespace(cls, namespace)
+        semantics.check_name(cls, name)
         key = _key(cls.KIND, namespace, name)
         for attempt in range(_UNCONDITIONAL_RETRIES):
             stored = await self._get_entry(cls, name, namespace)
@@ -307,7 +313,12 @@ class KVStore(Store):
                 yield WatchEvent(type="ADDED", object=obj)
             start = rv
         else:
-            start = int(resource_version)
+            if namespace:
+                semantics.check_namespace(cls, namespace)
+            try:
+                start = int(resource_version)
+            except ValueError:
+                raise Invalid(f"resourceVersion {resource_version!r} is not a version") from None
             last = await self._last_seq()
             if start > last:
                 raise Gone(f"resourceVersion {start} is beyond this store (at {last}): relist")

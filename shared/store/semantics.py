@@ -6,6 +6,7 @@ calls these functions so both pass one contract suite.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import TypeVar
 
@@ -27,15 +28,31 @@ def _fresh_status(obj: Resource) -> Status:
     return type(obj.status)()  # type: ignore[attr-defined]
 
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
 def check_namespace(cls: type[Resource], namespace: str | None) -> None:
+    """Namespaces are DNS labels, as in Kubernetes: no dots, so ``<Kind>.<ns>.<name>``
+    keys can never make two (namespace, name) pairs address one object."""
     if cls.NAMESPACED and not namespace:
         raise Invalid(f"{cls.KIND} is namespaced: metadata.namespace is required")
     if not cls.NAMESPACED and namespace:
         raise Invalid(f"{cls.KIND} is cluster-scoped: metadata.namespace must be empty")
+    if namespace and not _DNS_LABEL.match(namespace):
+        raise Invalid(f"invalid namespace {namespace!r}: must be a DNS label "
+                      "(lower-case letters, digits and '-', at most 63)")
+
+
+def check_name(cls: type[Resource], name: str) -> None:
+    if not _NAME.match(name or ""):
+        raise Invalid(f"invalid {cls.KIND} name {name!r}: must be a DNS subdomain "
+                      "(lower-case letters, digits, '-' and '.')")
 
 
 def prepare_create(obj: R) -> R:
     check_namespace(type(obj), obj.metadata.namespace)
+    check_name(type(obj), obj.metadata.name)
     if obj.metadata.resource_version:
         raise Invalid("metadata.resourceVersion must not be set on create")
     md = msgspec.structs.replace(
