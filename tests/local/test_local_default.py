@@ -115,12 +115,12 @@ def test_apply_restart_ready_upgrade_delete(tmp_path: Path) -> None:
 
         # Delete: machines go, hosts are powered off and free again, agents stop.
         ctl(up, "delete", "cluster", "demo")
-        wait_for(lambda: not get_json(up, "machines")["items"], timeout=240,
+        wait_for(lambda: not get_json(up, "machines")["items"], timeout=300,
                  what="machines deleted")
         wait_for(lambda: all(not h["spec"].get("consumer") and
                              (h.get("status") or {}).get("powerState") in ("off", "Off")
                              for h in get_json(up, "baremetalhosts")["items"]),
-                 timeout=120, what="hosts released and powered off")
+                 timeout=300, what="hosts released and powered off")
         wait_for(lambda: "services.lcm.agent" not in subprocess.run(
             ["ps", "-eo", "args"], capture_output=True, text=True).stdout.replace(
             "ps -eo args", ""), timeout=60, what="agents stopped")
