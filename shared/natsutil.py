@@ -26,5 +26,9 @@ async def close_subscription(sub: Any, timeout: float = UNSUBSCRIBE_TIMEOUT) -> 
             except asyncio.QueueEmpty:
                 break
             queue.task_done()
+        # An iterator cancelled mid-get took an item without marking it done; join() in
+        # unsubscribe would wait for it forever.
+        while getattr(queue, "_unfinished_tasks", 0) > 0:
+            queue.task_done()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(sub.unsubscribe(), timeout)

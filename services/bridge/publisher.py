@@ -22,6 +22,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from shared.bus import Bus, event_for
 from shared.models import ALL_KINDS, Resource
 from shared.store import Gone, Store
+from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,7 @@ class EventPublisher:
         self._tasks.append(asyncio.create_task(self._checkpoint_loop()))
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_all(self._tasks)
         self._tasks.clear()
         with contextlib.suppress(Exception):
             await self._save_checkpoints()

@@ -8,7 +8,6 @@ explicitly after their handler succeeds and must be idempotent on redelivery.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -30,6 +29,7 @@ from shared.bus.events import (
 )
 from shared.models import Resource
 from shared.natsutil import close_subscription
+from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class Consumer:
         self.deliver_new = deliver_new
         self._task: asyncio.Task[None] | None = None
         self._sub = None
+        self._stopping = False
 
     async def start(self) -> None:
         js = self.bus.js
@@ -154,7 +155,7 @@ class Consumer:
 
     async def _run(self) -> None:
         assert self._sub is not None
-        while True:
+        while not self._stopping:
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=1.0)
             except NatsTimeout:
@@ -187,10 +188,9 @@ class Consumer:
         await msg.ack()
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])
             self._task = None
         if self._sub is not None:
             await close_subscription(self._sub)

@@ -9,7 +9,6 @@ keys concurrently, never one key twice at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -22,6 +21,7 @@ from shared.models import Resource
 from shared.runtime.errors import PermanentError, TransientError
 from shared.runtime.queue import ShutDown, WorkQueue
 from shared.store import NotFound, Store
+from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +127,7 @@ class Controller:
             await c.stop()
         self._consumers.clear()
         await self.queue.shutdown()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_all(self._tasks)
         self._tasks.clear()
 
     async def resync(self) -> None:

@@ -6,9 +6,10 @@ subject sequence, and a watch is an ordered consumer starting after the given re
 Each write carries a ``Ccloud-Op`` header so watchers can tell ADDED from MODIFIED, and a
 delete writes a KV tombstone whose payload is the final object, so DELETED events carry it.
 
-The bucket keeps only the latest value per key; a watch resuming from an old revision
-still receives the final state of every object changed since then (level-triggered
-consumers need no more). Only a revision from beyond the stream's end (a reset store)
+The bucket keeps the last few revisions per key (``HISTORY``), so a key rewritten while a
+list or watch reads it is not skipped; a watch resuming from an old revision receives at
+least the final state of every object changed since then (level-triggered consumers need
+no more). Only a revision from beyond the stream's end (a reset store)
 is ``Gone``.
 """
 
@@ -17,10 +18,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client as NATS
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import APIError, BucketNotFoundError, KeyDeletedError, KeyNotFoundError
 
@@ -52,6 +54,10 @@ OP_HEADER = "Ccloud-Op"
 _WRONG_LAST_SEQUENCE = 10071
 _UNCONDITIONAL_RETRIES = 8
 SNAPSHOT_CONSUMER_TTL = 2.0
+# Revisions kept per key. Not for reading old versions: a few superseded revisions kept
+# around mean a list or a watch never misses a key that is being rewritten while it reads.
+HISTORY = 4
+SNAPSHOT_TIMEOUT = 5.0
 
 
 def _key(kind: str, namespace: str | None, name: str) -> str:
@@ -86,8 +92,15 @@ class KVStore(Store):
             self._kv = await self._js.key_value(self.bucket)
         except BucketNotFoundError:
             self._kv = await self._js.create_key_value(
-                api.KeyValueConfig(bucket=self.bucket, history=1, storage=api.StorageType.FILE)
+                api.KeyValueConfig(
+                    bucket=self.bucket, history=HISTORY, storage=api.StorageType.FILE
+                )
             )
+            return
+        info = await self._js.stream_info(self._stream)
+        if info.config.max_msgs_per_subject != HISTORY:  # a bucket from an older version
+            info.config.max_msgs_per_subject = HISTORY
+            await self._js.update_stream(info.config)
 
     @property
     def kv(self):
@@ -114,29 +127,70 @@ class KVStore(Store):
         return info.state.last_seq
 
     async def _snapshot(self, cls: type[R], namespace: str | None) -> tuple[list[R], int]:
+        """Every live object of ``cls`` (in ``namespace``) and the revision of the cut.
+
+        Reads the bucket's retained revisions in stream order and keeps the last per key,
+        until the server has nothing pending. Last-per-subject delivery would be cheaper
+        but is no consistent cut: a key rewritten while the consumer starts can arrive
+        after its end marker, or not at all.
+        """
         if namespace:
             semantics.check_namespace(cls, namespace)
         rv = await self._last_seq()
         subject = f"{cls.KIND}.{namespace}.>" if namespace else f"{cls.KIND}.>"
-        # A short inactivity threshold and an explicit delete: lists are frequent, and each
-        # is an ephemeral consumer that would otherwise linger on the server for minutes.
-        watcher = await self.kv.watch(
-            subject, ignore_deletes=True, inactive_threshold=SNAPSHOT_CONSUMER_TTL
-        )
-        items: list[R] = []
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                items.append(_with_rv(decode(cls, entry.value), entry.revision))
-                rv = max(rv, entry.revision)
-        finally:
-            await watcher.stop()
-            consumer = getattr(watcher._sub, "_consumer", None)
-            if consumer:
-                with contextlib.suppress(Exception):
-                    await self._js.delete_consumer(self._stream, consumer)
+        latest: dict[str, _Entry] = {}
+        for entry in await self._read(subject):
+            if entry.operation in ("DEL", "PURGE"):
+                latest.pop(entry.key, None)
+            else:
+                latest[entry.key] = entry
+            rv = max(rv, entry.revision)
+        items = [_with_rv(decode(cls, e.value), e.revision) for e in latest.values()]
         return items, rv
+
+    async def _read(self, subject: str) -> list[_Entry]:
+        """Retained KV entries under ``subject`` in stream order, up to the end of the
+        stream as it is when the last pending one is delivered."""
+        sub = await self._js.subscribe(
+            f"$KV.{self.bucket}.{subject}",
+            ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.ALL,
+            inactive_threshold=SNAPSHOT_CONSUMER_TTL,
+        )
+        prefix = len(f"$KV.{self.bucket}.")
+        out: list[_Entry] = []
+        try:
+            if (await sub.consumer_info()).num_pending == 0 and not sub.delivered:
+                # A fresh consumer may not have counted its backlog yet: ask the stream.
+                info = await self._js.stream_info(
+                    self._stream, subjects_filter=f"$KV.{self.bucket}.{subject}"
+                )
+                if not info.state.subjects:
+                    return out
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=SNAPSHOT_TIMEOUT)
+                except NatsTimeoutError:
+                    raise Unavailable("the store stopped answering a list") from None
+                meta = msg.metadata
+                out.append(_Entry(
+                    key=msg.subject[prefix:],
+                    value=msg.data,
+                    revision=meta.sequence.stream,
+                    operation=(msg.headers or {}).get("KV-Operation", "PUT"),
+                ))
+                if meta.num_pending == 0:
+                    return out
+        finally:
+            await close_subscription(sub)
+            await self._delete_consumer(sub)
+
+    async def _delete_consumer(self, sub: Any) -> None:
+        """Ephemeral consumers of lists would otherwise linger on the server."""
+        consumer = getattr(sub, "_consumer", None)
+        if consumer:
+            with contextlib.suppress(Exception):
+                await self._js.delete_consumer(self._stream, consumer)
 
     async def list(
         self,
@@ -339,6 +393,13 @@ class KVStore(Store):
                 yield WatchEvent(type=op, object=obj)
         finally:
             await close_subscription(sub)
+
+
+class _Entry(msgspec.Struct):
+    key: str
+    value: bytes
+    revision: int
+    operation: str
 
 
 def _status_only(new: R, stored: R) -> tuple[R, bool]:

@@ -42,8 +42,9 @@ class Backend:
     # Writes a payload as-is (None where the backend validates it itself, like a real
     # API server with our CRD schemas).
     raw_create: Any = None
-    # Whether a watch from an old version replays every change (Kubernetes) rather than
-    # each changed object's latest state (the KV bucket keeps one value per key).
+    # Whether a watch from an old version replays every change (Kubernetes; the KV bucket
+    # too while no object changed more than ``kv.HISTORY`` times since) rather than each
+    # changed object's latest state.
     exact_history: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -65,8 +66,7 @@ async def _kv_backend(nats_server: NatsServer, prefix: str) -> AsyncIterator[Bac
         await store.kv.put(key, json.dumps(data).encode())
 
     try:
-        yield Backend("kv", store, namespace="default", prefix=prefix, raw_create=raw_create,
-                      exact_history=False)
+        yield Backend("kv", store, namespace="default", prefix=prefix, raw_create=raw_create)
     finally:
         await store.close()
         await nc.jetstream().delete_key_value(f"objects-{prefix}")

@@ -1,0 +1,27 @@
+"""Stopping the tasks a component owns, without ever hanging shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 5.0
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[object]], timeout: float = STOP_TIMEOUT) -> None:
+    """Cancel ``tasks`` and wait for them at most ``timeout`` seconds.
+
+    A library that swallows a cancellation (nats-py's fetch can turn it into a timeout the
+    caller's loop retries) would otherwise keep a ``stop()`` waiting forever.
+    """
+    pending = [t for t in tasks if not t.done()]
+    for t in pending:
+        t.cancel()
+    if not pending:
+        return
+    _, stuck = await asyncio.wait(pending, timeout=timeout)
+    for t in stuck:
+        log.warning("task %s did not stop within %.0fs; abandoning it", t.get_name(), timeout)
