@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT = 5.0
+STOP_TIMEOUT = 2.0
 
 
 async def cancel_all(tasks: Iterable[asyncio.Task[object]], timeout: float = STOP_TIMEOUT) -> None:
@@ -25,3 +25,12 @@ async def cancel_all(tasks: Iterable[asyncio.Task[object]], timeout: float = STO
     _, stuck = await asyncio.wait(pending, timeout=timeout)
     for t in stuck:
         log.warning("task %s did not stop within %.0fs; abandoning it", t.get_name(), timeout)
+
+
+def raise_if_cancelling() -> None:
+    """Call in a retry loop's ``except Exception``: some libraries (nats-py's JetStream
+    publish) turn a cancellation into an ordinary error, which the loop would retry
+    forever. Python 3.11 still knows the task is being cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

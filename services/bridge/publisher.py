@@ -22,7 +22,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from shared.bus import Bus, event_for
 from shared.models import ALL_KINDS, Resource
 from shared.store import Gone, Store
-from shared.tasks import cancel_all
+from shared.tasks import cancel_all, raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class EventPublisher:
                             "(controllers resync)", kind.KIND, rv)
                 rv = None
             except Exception as e:
+                raise_if_cancelling()
                 log.warning("bridge %s: watch failed: %s; retrying", kind.KIND, e)
                 await asyncio.sleep(RETRY_DELAY)
 

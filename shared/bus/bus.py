@@ -29,7 +29,7 @@ from shared.bus.events import (
 )
 from shared.models import Resource
 from shared.natsutil import close_subscription
-from shared.tasks import cancel_all
+from shared.tasks import cancel_all, raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,7 @@ class Consumer:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # connection trouble: the client reconnects by itself
+                raise_if_cancelling()
                 log.warning("consumer %s fetch failed: %s", self.durable, e)
                 await asyncio.sleep(0.5)
                 continue
@@ -182,6 +183,7 @@ class Consumer:
         except asyncio.CancelledError:
             raise
         except Exception:
+            raise_if_cancelling()
             log.exception("consumer %s: handler failed for %s", self.durable, event.id)
             await msg.nak(delay=NAK_DELAY)
             return

@@ -21,7 +21,7 @@ from shared.models import Resource
 from shared.runtime.errors import PermanentError, TransientError
 from shared.runtime.queue import ShutDown, WorkQueue
 from shared.store import NotFound, Store
-from shared.tasks import cancel_all
+from shared.tasks import cancel_all, raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ class Controller:
             try:
                 await self.resync()
             except Exception as e:
+                raise_if_cancelling()
                 log.warning("%s: resync failed: %s", self.name, e)
 
     async def _on_primary(self, ev: ChangeEvent) -> None:
@@ -188,6 +189,7 @@ class Controller:
             log.warning("%s %s: %s (not retried until it changes)", self.name, req, e)
             self.queue.forget(req)
         except Exception as e:
+            raise_if_cancelling()
             outcome = "error"
             metrics.RECONCILE_ERRORS.labels(self.name, type(e).__name__).inc()
             delay = self.queue.backoff(req)

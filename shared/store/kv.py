@@ -15,6 +15,7 @@ is ``Gone``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -58,6 +59,7 @@ SNAPSHOT_CONSUMER_TTL = 2.0
 # around mean a list or a watch never misses a key that is being rewritten while it reads.
 HISTORY = 4
 SNAPSHOT_TIMEOUT = 5.0
+_CLEANUPS: set[asyncio.Task[None]] = set()
 
 
 def _key(kind: str, namespace: str | None, name: str) -> str:
@@ -392,7 +394,11 @@ class KVStore(Store):
                 obj = _with_rv(decode(cls, msg.data), msg.metadata.sequence.stream)
                 yield WatchEvent(type=op, object=obj)
         finally:
-            await close_subscription(sub)
+            # Clean up on the side: awaiting nats-py's unsubscribe inside a task that is
+            # being cancelled can stall that task's exit.
+            task = asyncio.get_running_loop().create_task(close_subscription(sub))
+            _CLEANUPS.add(task)
+            task.add_done_callback(_CLEANUPS.discard)
 
 
 class _Entry(msgspec.Struct):

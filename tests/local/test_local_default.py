@@ -37,6 +37,7 @@ def items_done(lcm: dict) -> int:
     return sum(1 for s in items.values() if s.get("state") == "Done")
 
 
+@pytest.mark.timeout(1200)
 def test_apply_restart_ready_upgrade_delete(tmp_path: Path) -> None:
     up = Up(tmp_path / "data")
     banner = up.start()
