@@ -158,13 +158,14 @@ class Consumer:
         while not self._stopping:
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=1.0)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):  # nothing to fetch, or a slow server
+                raise_if_cancelling()
                 continue
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # connection trouble: the client reconnects by itself
                 raise_if_cancelling()
-                log.warning("consumer %s fetch failed: %s", self.durable, e)
+                log.warning("consumer %s fetch failed: %r", self.durable, e)
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:

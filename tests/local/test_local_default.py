@@ -118,10 +118,17 @@ def test_apply_restart_ready_upgrade_delete(tmp_path: Path) -> None:
         ctl(up, "delete", "cluster", "demo")
         wait_for(lambda: not get_json(up, "machines")["items"], timeout=300,
                  what="machines deleted")
-        wait_for(lambda: all(not h["spec"].get("consumer") and
-                             (h.get("status") or {}).get("powerState") in ("off", "Off")
-                             for h in get_json(up, "baremetalhosts")["items"]),
-                 timeout=300, what="hosts released and powered off")
+        def busy_hosts() -> list[str]:
+            return [f'{h["metadata"]["name"]} consumer={h["spec"].get("consumer")!r} '
+                    f'power={(h.get("status") or {}).get("powerState")!r}'
+                    for h in get_json(up, "baremetalhosts")["items"]
+                    if h["spec"].get("consumer")
+                    or (h.get("status") or {}).get("powerState") not in ("off", "Off")]
+
+        try:
+            wait_for(lambda: not busy_hosts(), timeout=300, what="hosts released and powered off")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; hosts still busy: {busy_hosts()}") from None
         wait_for(lambda: "services.lcm.agent" not in subprocess.run(
             ["ps", "-eo", "args"], capture_output=True, text=True).stdout.replace(
             "ps -eo args", ""), timeout=60, what="agents stopped")

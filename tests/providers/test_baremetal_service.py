@@ -150,3 +150,37 @@ async def test_bmc_credentials_error_on_host(h: Harness, tmp_path) -> None:  # n
         assert host.status.provisioning_state == "registration error"
     finally:
         emu.stop()
+
+
+async def test_a_free_host_that_comes_on_late_is_powered_off(
+    h: Harness, redfish: SushyEmulator
+) -> None:
+    """BMCs apply power changes late: a power-on asked for just before a deprovision can
+    land after the host was released. The inventory turns a host that is not online off."""
+    await h.store.create(bmh(redfish, 8, labels={}))
+    host = await h.store.get(BareMetalHost, "host-8", "default")
+    assert not host.spec.online
+    bmc = BareMetalProvider(host, timeout=10)
+    try:
+        await bmc.power(bmc._ref("nobody"), on=True)  # the late power-on
+
+        async def bmc_on() -> bool:
+            return await bmc.power_state() == "On"
+
+        await eventually(bmc_on, timeout=20, interval=0.3, what="the BMC applies power on")
+        hosts = Controller(name="bm-host-off", kind=BareMetalHost, store=h.store, bus=h.bus,
+                           region=REGION, resync_period=None,
+                           reconciler=HostReconciler(h.store, region=REGION, refresh_interval=60,
+                                                     power_poll_interval=0.3))
+        await hosts.start()
+        try:
+            async def off_everywhere() -> bool:
+                stored = await h.store.get(BareMetalHost, "host-8", "default")
+                return stored.status.power_state == "off" and not await bmc_on()
+
+            await eventually(off_everywhere, timeout=30, interval=0.3,
+                             what="host-8 powered off by the inventory")
+        finally:
+            await hosts.stop()
+    finally:
+        await bmc.close()

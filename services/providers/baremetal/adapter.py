@@ -215,5 +215,8 @@ class BareMetalProvider:
     async def power_state(self) -> str:
         return await asyncio.to_thread(lambda: self._power_state(self.bmc.system()))
 
+    async def power_off(self) -> None:
+        await asyncio.to_thread(self._power, False)
+
     async def inspect_host(self) -> Inspection:
         return await asyncio.to_thread(self._inspect)

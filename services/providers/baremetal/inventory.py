@@ -2,8 +2,13 @@
 
 Inspection (CPUs, memory, NICs, system uuid) runs when the host is new or its spec changed
 (``observedGeneration``); the power state and provisioning state are refreshed every
-``refresh_interval``. BMC trouble becomes ``BMCReachable=False`` with the provider's
-reason (``InvalidCredentials``, ``ProviderUnavailable``, ...) and a backoff retry; the BMC
+``refresh_interval``. A host that is not ``online`` is kept powered off: BMCs apply power
+changes late, so a power-on asked for just before a deprovision can land after it, and a
+free host must not keep running whatever it booted. Powering on stays with the Machine
+reconciler, which inserts the boot media first.
+
+BMC trouble becomes ``BMCReachable=False`` with the provider's reason
+(``InvalidCredentials``, ``ProviderUnavailable``, ...) and a backoff retry; the BMC
 password never appears in status or logs.
 """
 
@@ -33,12 +38,14 @@ class HostReconciler:
         *,
         region: str | None = None,
         refresh_interval: float = 30.0,
+        power_poll_interval: float = 2.0,
         factory: Callable[[BareMetalHost], BareMetalProvider] | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self.store = store
         self.region = region
         self.refresh_interval = refresh_interval
+        self.power_poll_interval = power_poll_interval
         self.factory = factory or (lambda host: BareMetalProvider(host, timeout=15))
         self.backoff = backoff or Backoff(initial=2.0, cap=300.0)
 
@@ -67,7 +74,12 @@ class HostReconciler:
                                     f"boot MAC {boot_mac} is not among the host's NICs", "Warning")
                 else:
                     cond.mark_true(st, INSPECTED, "Inspected")
-            st.power_state = "on" if await provider.power_state() == "On" else "off"
+            powered = await provider.power_state() == "On"
+            st.power_state = "on" if powered else "off"
+            if powered and not host.spec.online:
+                log.info("host %s/%s is on but not online: powering it off",
+                         host.metadata.namespace, host.metadata.name)
+                await provider.power_off()
         except ProviderError as e:
             severity = "Warning" if e.transient else "Error"
             cond.mark_false(st, BMC_REACHABLE, e.reason, str(e), severity)
@@ -83,4 +95,6 @@ class HostReconciler:
         st.consumer = host.spec.consumer
         st.provisioning_state = "provisioned" if host.spec.consumer else "available"
         st.observed_generation = host.metadata.generation
+        if powered and not host.spec.online:
+            return Result(requeue_after=self.power_poll_interval)
         return Result(requeue_after=self.refresh_interval)
