@@ -27,7 +27,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import APIError, BucketNotFoundError, KeyDeletedError, KeyNotFoundError
 
-from shared.models import Resource, decode, encode
+from shared.models import Resource, copy, decode, encode
 from shared.natsutil import close_subscription
 from shared.store import selectors, semantics
 from shared.store.base import (
@@ -46,6 +46,7 @@ from shared.store.errors import (
     NotFound,
     Unavailable,
 )
+from shared.store.informer import Informer
 
 R = TypeVar("R", bound=Resource)
 OnCommit = Callable[[EventType, Resource], Awaitable[object]]
@@ -80,10 +81,17 @@ class KVStore(Store):
     """Store on a JetStream KV bucket; the caller owns the NATS connection."""
 
     def __init__(
-        self, nc: NATS, *, bucket: str = "ccloud-objects", on_commit: OnCommit | None = None
+        self,
+        nc: NATS,
+        *,
+        bucket: str = "ccloud-objects",
+        on_commit: OnCommit | None = None,
+        informers: bool = True,
     ) -> None:
         self._nc = nc
         self.on_commit = on_commit
+        self.use_informers = informers
+        self._informers: dict[str, Informer[Any]] = {}
         self._js = nc.jetstream()
         self.bucket = bucket
         self._stream = f"KV_{bucket}"
@@ -103,6 +111,11 @@ class KVStore(Store):
         if info.config.max_msgs_per_subject != HISTORY:  # a bucket from an older version
             info.config.max_msgs_per_subject = HISTORY
             await self._js.update_stream(info.config)
+
+    async def close(self) -> None:
+        informers, self._informers = list(self._informers.values()), {}
+        for informer in informers:
+            await informer.stop()
 
     @property
     def kv(self):
@@ -204,8 +217,15 @@ class KVStore(Store):
         continue_token: str | None = None,
     ) -> ListResult[R]:
         match = selectors.parse(label_selector)
-        items, rv = await self._snapshot(cls, namespace)
-        items = [o for o in items if match(o.metadata.labels)]
+        if self.use_informers:
+            if namespace:
+                semantics.check_namespace(cls, namespace)
+            informer = await self._informer(cls)
+            items = [copy(o) for o in informer.objects(namespace) if match(o.metadata.labels)]
+            rv = informer.applied
+        else:
+            items, rv = await self._snapshot(cls, namespace)
+            items = [o for o in items if match(o.metadata.labels)]
         items.sort(key=_sort_key)
         if continue_token:
             after = decode_continue(continue_token).after
@@ -215,6 +235,15 @@ class KVStore(Store):
             items = items[:limit]
             token = encode_continue(_sort_key(items[-1]), str(rv))
         return ListResult(items=items, resource_version=str(rv), continue_token=token)
+
+    async def _informer(self, cls: type[R]) -> Informer[R]:
+        informer = self._informers.get(cls.KIND)
+        if informer is None:
+            informer = self._informers[cls.KIND] = Informer(
+                self._js, self.bucket, cls, self._last_seq
+            )
+        await informer.fresh()
+        return informer
 
     # --- writes -------------------------------------------------------------------------
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from shared.models import Machine, MachineSpec, ObjectMeta
 from shared.store.kv import KVStore
 
 
-async def test_list_never_misses_an_object_being_rewritten(nc, prefix):
-    store = KVStore(nc, bucket=prefix)
+@pytest.mark.parametrize("informers", [True, False], ids=["informer", "snapshot"])
+async def test_list_never_misses_an_object_being_rewritten(nc, prefix, informers):
+    store = KVStore(nc, bucket=prefix, informers=informers)
     await store.start()
     for i in range(8):
         await store.create(Machine(metadata=ObjectMeta(name=f"m{i}", namespace="ns"),
@@ -40,4 +43,45 @@ async def test_list_never_misses_an_object_being_rewritten(nc, prefix):
     assert not bad, f"{len(bad)} of {len(seen)} lists were partial, e.g. {bad[0]}"
     assert (await store.list(Machine, "elsewhere")).items == []
     info = await nc.jetstream().stream_info(f"KV_{prefix}")
-    assert info.state.consumer_count == 0, "lists leave no consumers behind"
+    # One long-lived consumer per listed kind with informers; none left by snapshots.
+    assert info.state.consumer_count == (1 if informers else 0), "lists leave no consumers"
+    await store.close()
+
+
+async def test_a_list_sees_every_write_finished_before_it(nats_server, nc, prefix):
+    """Another process's write is in my next list, even when the bucket's head has moved
+    on with writes of other kinds (the informer must prove it is caught up, not assume)."""
+    import nats
+
+    from shared.models import Cluster, ClusterSpec
+
+    other = await nats.connect(nats_server.url)
+    writer, reader = KVStore(other, bucket=prefix), KVStore(nc, bucket=prefix)
+    await writer.start()
+    await reader.start()
+    try:
+        assert (await reader.list(Machine, "ns")).items == []  # the informer is running
+        for i in range(60):
+            await writer.create(Machine(metadata=ObjectMeta(name=f"m{i}", namespace="ns"),
+                                        spec=MachineSpec(cluster="c", region="r")))
+            for j in range(i % 3):  # move the head past the machine with another kind
+                await writer.create(Cluster(metadata=ObjectMeta(name=f"c{i}-{j}", namespace="ns"),
+                                            spec=ClusterSpec(region="r", provider="simulated",
+                                                             release="x")))
+            names = {m.metadata.name for m in (await reader.list(Machine, "ns")).items}
+            assert f"m{i}" in names and len(names) == i + 1
+            if i % 10 == 0:
+                await writer.delete(Machine, f"m{i}", "ns")
+                names = {m.metadata.name for m in (await reader.list(Machine, "ns")).items}
+                assert f"m{i}" not in names
+                await writer.create(Machine(metadata=ObjectMeta(name=f"m{i}", namespace="ns"),
+                                            spec=MachineSpec(cluster="c", region="r")))
+        listed = (await reader.list(Machine, "ns")).items[0]
+        listed.status.phase = "Mutated"  # what a reader does to its copy stays its own
+        again = await reader.get(Machine, listed.metadata.name, "ns")
+        assert again.status.phase != "Mutated"
+        assert (await reader.list(Machine, "ns")).items[0].status.phase != "Mutated"
+    finally:
+        await reader.close()
+        await writer.close()
+        await other.close()

@@ -1,0 +1,131 @@
+"""Per-kind informer over the KV bucket: every live object of one kind, kept in memory.
+
+A list used to read every retained revision of the kind from a fresh consumer and decode
+all of them, so a controller listing one cluster's machines paid for every machine of the
+region, and a region's total cost grew as N^2. The informer follows the kind's subjects
+with one ordered consumer for the life of the process and answers lists from memory.
+
+It is never stale: before answering, ``fresh()`` proves that everything committed before
+the call has been applied (the stream's last sequence is already applied, or the consumer
+reports nothing of this kind pending beyond what was applied), so a list is still a
+consistent cut that includes every write that finished before it started — exactly what
+the snapshot read gave, at two small server calls instead of a full read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from shared.models import Resource, ValidationError, decode
+from shared.natsutil import close_subscription
+from shared.store.errors import Unavailable
+
+R = TypeVar("R", bound=Resource)
+log = logging.getLogger(__name__)
+
+FRESH_TIMEOUT = 10.0
+
+
+class Informer(Generic[R]):
+    """Objects of ``cls`` by namespace and name; ``fresh()`` before every read."""
+
+    def __init__(
+        self, js: JetStreamContext, bucket: str, cls: type[R], last_seq: Callable[[], Any]
+    ) -> None:
+        self._js = js
+        self._cls = cls
+        self._subject = f"$KV.{bucket}.{cls.KIND}.>"
+        self._prefix = len(f"$KV.{bucket}.{cls.KIND}.")
+        self._last_seq = last_seq
+        self._objects: dict[str, dict[str, R]] = {}  # namespace ("_" if none) -> name -> obj
+        # Stored objects that no longer decode: a list over them fails as the snapshot did.
+        self._broken: dict[tuple[str, str], ValidationError] = {}
+        self._applied = 0  # stream sequence of the last message applied
+        self._consumer = ""  # (consumer, consumer sequence) of the last message received
+        self._received = 0
+        self._advanced = asyncio.Event()
+        self._sub: Any = None
+        self._starting: asyncio.Lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._starting:
+            if self._sub is None:
+                self._sub = await self._js.subscribe(
+                    self._subject,
+                    ordered_consumer=True,
+                    deliver_policy=api.DeliverPolicy.ALL,
+                    cb=self._on_msg,
+                )
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            await close_subscription(sub)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        meta = msg.metadata
+        self._consumer, self._received = meta.consumer, meta.sequence.consumer
+        seq = meta.sequence.stream
+        if seq <= self._applied:
+            return  # redelivered after the ordered consumer reset itself
+        ns, _, name = msg.subject[self._prefix:].partition(".")
+        op = (msg.headers or {}).get("KV-Operation", "PUT")
+        bucket = self._objects.setdefault(ns, {})
+        self._broken.pop((ns, name), None)
+        if op in ("DEL", "PURGE") or not msg.data:
+            bucket.pop(name, None)
+        else:
+            try:
+                obj = decode(self._cls, msg.data)
+            except ValidationError as e:
+                bucket.pop(name, None)
+                self._broken[(ns, name)] = e
+            else:
+                obj.metadata.resource_version = str(seq)
+                bucket[name] = obj
+        self._applied = seq
+        self._advanced.set()
+        self._advanced = asyncio.Event()
+
+    async def fresh(self) -> None:
+        """Return once every write committed before this call has been applied."""
+        await self.start()
+        target = await self._last_seq()
+        deadline = asyncio.get_running_loop().time() + FRESH_TIMEOUT
+        while self._applied < target:
+            # Later messages may all be of other kinds: ask the consumer whether it has
+            # anything of ours left to deliver, or delivered more than we have received.
+            info = await self._sub.consumer_info()
+            if info.num_pending == 0 and (
+                info.delivered.consumer_seq == 0
+                or (info.name == self._consumer and self._received >= info.delivered.consumer_seq)
+            ):
+                return
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise Unavailable(f"the {self._cls.KIND} cache is not catching up")
+            try:
+                await asyncio.wait_for(self._advanced.wait(), min(remaining, 0.5))
+            except TimeoutError:
+                pass
+
+    def objects(self, namespace: str | None) -> Iterator[R]:
+        """Live objects (shared, not copies: callers must copy what they hand out)."""
+        for (ns, _), error in self._broken.items():
+            if not namespace or ns == namespace:
+                raise error
+        if namespace:
+            yield from self._objects.get(namespace, {}).values()
+            return
+        for bucket in self._objects.values():
+            yield from bucket.values()
+
+    @property
+    def applied(self) -> int:
+        return self._applied
