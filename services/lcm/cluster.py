@@ -99,15 +99,15 @@ class ClusterReconciler:
             raise TransientError(f"ClusterRelease {target} not found", delay=5.0) from None
         cond.mark_true(cluster.status, RELEASE_READY, "Found")
 
-        machines = [m for m in await self.store.list_all(Machine, ns)
-                    if m.spec.cluster == cluster.metadata.name]
+        machines = await self.store.list_all(
+            Machine, ns, where=lambda m: m.spec.cluster == cluster.metadata.name)
         live = {m.metadata.name: m for m in machines if not m.deleting}
         lms = {lm.metadata.name: lm for lm in await self.store.list_all(
             LCMMachine, ns, label_selector=f"{CLUSTER_LABEL}={cluster.metadata.name}")}
         groups = {
             g.metadata.name: Group(g.metadata.name, g.spec.index, g.spec.concurrent_updates)
-            for g in await self.store.list_all(UpdateGroup, ns)
-            if g.spec.cluster == cluster.metadata.name
+            for g in await self.store.list_all(
+                UpdateGroup, ns, where=lambda g: g.spec.cluster == cluster.metadata.name)
         }
 
         for name, m in sorted(live.items()):
@@ -315,7 +315,7 @@ class ClusterReconciler:
 
     async def reconcile_delete(self, cluster: Cluster) -> Result | None:
         ns, name = cluster.metadata.namespace, cluster.metadata.name
-        machines = [m for m in await self.store.list_all(Machine, ns) if m.spec.cluster == name]
+        machines = await self.store.list_all(Machine, ns, where=lambda m: m.spec.cluster == name)
         for m in machines:
             if not m.deleting:
                 await self.store.delete(Machine, m.metadata.name, ns)

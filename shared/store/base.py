@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Generic, Literal, TypeVar
 
 import msgspec
@@ -116,16 +116,25 @@ class Store(abc.ABC):
     ) -> AsyncIterator[WatchEvent[R]]: ...
 
     async def list_all(
-        self, cls: type[R], namespace: str | None = None, *, label_selector: str | None = None
+        self,
+        cls: type[R],
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        where: Callable[[R], bool] | None = None,
     ) -> list[R]:
-        """Every page of a list, for controllers that need the whole set."""
+        """Every page of a list, for controllers that need the whole set.
+
+        ``where`` filters further (e.g. on a spec field); a backend that holds the objects
+        in memory applies it before copying them, so it must only read the object.
+        """
         items: list[R] = []
         token: str | None = None
         while True:
             page = await self.list(
                 cls, namespace, label_selector=label_selector, limit=500, continue_token=token
             )
-            items.extend(page.items)
+            items.extend(o for o in page.items if where is None or where(o))
             token = page.continue_token
             if not token:
                 return items

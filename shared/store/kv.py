@@ -218,10 +218,8 @@ class KVStore(Store):
     ) -> ListResult[R]:
         match = selectors.parse(label_selector)
         if self.use_informers:
-            if namespace:
-                semantics.check_namespace(cls, namespace)
-            informer = await self._informer(cls)
-            items = [copy(o) for o in informer.objects(namespace) if match(o.metadata.labels)]
+            informer = await self._informer(cls, namespace)
+            items = [o for o in informer.objects(namespace) if match(o.metadata.labels)]
             rv = informer.applied
         else:
             items, rv = await self._snapshot(cls, namespace)
@@ -234,9 +232,31 @@ class KVStore(Store):
         if limit and len(items) > limit:
             items = items[:limit]
             token = encode_continue(_sort_key(items[-1]), str(rv))
+        if self.use_informers:  # hand out copies: the informer's objects are shared
+            items = [copy(o) for o in items]
         return ListResult(items=items, resource_version=str(rv), continue_token=token)
 
-    async def _informer(self, cls: type[R]) -> Informer[R]:
+    async def list_all(
+        self,
+        cls: type[R],
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        where: Callable[[R], bool] | None = None,
+    ) -> list[R]:
+        if not self.use_informers:
+            return await super().list_all(cls, namespace, label_selector=label_selector,
+                                          where=where)
+        match = selectors.parse(label_selector)
+        informer = await self._informer(cls, namespace)
+        items = [copy(o) for o in informer.objects(namespace)
+                 if match(o.metadata.labels) and (where is None or where(o))]
+        items.sort(key=_sort_key)
+        return items
+
+    async def _informer(self, cls: type[R], namespace: str | None) -> Informer[R]:
+        if namespace:
+            semantics.check_namespace(cls, namespace)
         informer = self._informers.get(cls.KIND)
         if informer is None:
             informer = self._informers[cls.KIND] = Informer(

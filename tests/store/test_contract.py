@@ -219,6 +219,18 @@ async def test_list_label_selectors(store: Store, backend: Backend) -> None:
         await store.list(Machine, ns, label_selector="tier in (web")
 
 
+async def test_list_all_with_a_predicate(store: Store, backend: Backend) -> None:
+    ns = backend.namespace
+    for name, labels in [("web-a", {"tier": "web"}), ("web-b", {"tier": "web"}), ("db", {})]:
+        await store.create(machine(ns, name, labels=labels))
+    found = await store.list_all(Machine, ns, label_selector="tier=web",
+                                 where=lambda m: m.metadata.name.endswith("-b"))
+    assert [m.metadata.name for m in found] == ["web-b"]
+    found[0].status.phase = "Mine"  # a caller's copy, not the store's
+    again = await store.list_all(Machine, ns, where=lambda m: m.metadata.name == "web-b")
+    assert again[0].status.phase != "Mine"
+
+
 async def test_list_paging_covers_every_item_once(store: Store, backend: Backend) -> None:
     ns = backend.namespace
     names = {f"m{i:02d}" for i in range(11)}
