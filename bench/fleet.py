@@ -8,7 +8,8 @@ them. This process plays every node's agent: a ``shared.runtime.Controller`` on 
 starts an ``Agent`` (``services.lcm.agent.runner``, the same loop a node runs) as soon as
 the provider has given the Machine its providerID and addresses, and stops it when the
 Machine goes away. Items are applied by the node-root executor under ``--roots``; all
-agents share one HTTP session. Killing this process is an agent crash on every node: a
+agents share one HTTP session for their calls (``--connections``) and an unpooled one for
+their long-polls. Killing this process is an agent crash on every node: a
 restart resumes from each node's journal.
 """
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
-from services.lcm.agent.client import REQUEST_TIMEOUT, AgentClient, EndpointError, Unauthorized
+from services.lcm.agent.client import REQUEST_TIMEOUT, AgentClient
 from services.lcm.agent.executor import NodeRootExecutor
 from services.lcm.agent.runner import Agent
 from services.lcm.tokens import machine_token
@@ -39,44 +40,15 @@ from shared.store import NotFound, Store
 log = logging.getLogger("bench.fleet")
 
 
-class SharedSessionClient(AgentClient):
-    """An agent client on the fleet's one session (10,000 sessions would be 10,000 pools)."""
-
-    def __init__(self, session: aiohttp.ClientSession, endpoint: str, namespace: str,
-                 name: str, token: str) -> None:
-        super().__init__(endpoint, namespace, name, token)
-        self._shared = session
-
-    async def start(self) -> None:
-        self._session = self._shared
-
-    async def _call(self, method: str, url: str, body: bytes | None = None) -> bytes | None:
-        # the shared session carries no token: send this node's on every request
-        try:
-            async with self._shared.request(method, url, data=body,
-                                            headers=self._headers) as resp:
-                data = await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise EndpointError(f"{method} {url}: {type(e).__name__}: {e}") from None
-        if resp.status == 401:
-            raise Unauthorized(data.decode(errors="replace"))
-        if resp.status == 404:
-            return None
-        if resp.status >= 300:
-            raise EndpointError(f"{method} {url}: HTTP {resp.status}: {data[:200]!r}")
-        return data
-
-    async def close(self) -> None:
-        self._session = None
-
-
 class Fleet:
     """The Machine reconciler: one running agent per provisioned Machine."""
 
-    def __init__(self, store: Store, session: aiohttp.ClientSession, *, endpoint: str,
-                 secret: bytes, roots: Path, poll_interval: float) -> None:
+    def __init__(self, store: Store, session: aiohttp.ClientSession,
+                 poll_session: aiohttp.ClientSession, *, endpoint: str, secret: bytes,
+                 roots: Path, poll_interval: float) -> None:
         self.store = store
         self.session = session
+        self.poll_session = poll_session
         self.endpoint = endpoint
         self.secret = secret
         self.roots = roots
@@ -104,8 +76,9 @@ class Fleet:
         assert m.metadata.uid and m.metadata.namespace
         root = self.roots / m.metadata.namespace / m.metadata.name
         root.mkdir(parents=True, exist_ok=True)
-        client = SharedSessionClient(self.session, self.endpoint, m.metadata.namespace,
-                                     m.metadata.name, machine_token(self.secret, m.metadata.uid))
+        client = AgentClient(self.endpoint, m.metadata.namespace, m.metadata.name,
+                             machine_token(self.secret, m.metadata.uid),
+                             session=self.session, poll_session=self.poll_session)
         executor = NodeRootExecutor(root, hostname=m.metadata.name, ip=m.status.addresses[0])
         stop = asyncio.Event()
 
@@ -143,10 +116,14 @@ async def serve(args: argparse.Namespace) -> None:
     bus = Bus(nc, prefix=settings.prefix, service="fleet")
     await bus.start()
     store = await make_store(settings, nc, None)
-    connector = aiohttp.TCPConnector(limit=args.connections)
-    session = aiohttp.ClientSession(connector=connector,
-                                    timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT))
-    fleet = Fleet(store, session, endpoint=args.endpoint, secret=secret,
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.connections),
+                                    timeout=timeout)
+    # held details GETs: one connection each (as every real node has its own), unpooled so
+    # they never hold up reports and heartbeats
+    poll_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                         timeout=timeout)
+    fleet = Fleet(store, session, poll_session, endpoint=args.endpoint, secret=secret,
                   roots=Path(args.roots), poll_interval=args.poll_interval)
     ctrl = Controller("bench-fleet", Machine, fleet, store, bus, region=settings.region,
                       workers=4, resync_period=10.0)
@@ -157,6 +134,7 @@ async def serve(args: argparse.Namespace) -> None:
         await ctrl.stop()
         await fleet.stop()
         await session.close()
+        await poll_session.close()
         await bus.stop()
         await store.close()
         with contextlib.suppress(Exception):

@@ -13,7 +13,8 @@ from shared.service import Parts, Runtime, main
 
 async def build(rt: Runtime) -> Parts:
     settings = LCMSettings.from_env()
-    ep = service.endpoint(rt.store, settings, rt.settings.data_dir)
+    ep = service.endpoint(rt.store, rt.bus, settings, rt.settings.data_dir,
+                          region=rt.settings.region)
     ctrls = service.controllers(rt.store, rt.bus, settings, region=rt.settings.region)
     return Parts(always=[ep], leader=list(ctrls))
 

@@ -27,6 +27,15 @@ class LCMSettings(msgspec.Struct, kw_only=True):
     heartbeat_timeout: float = 45.0
     poll_interval: float = 5.0
 
+    @property
+    def heartbeat_write_interval(self) -> float:
+        """Least age of the stored heartbeat before the endpoint writes a newer one.
+
+        A live agent's stored heartbeat is then at most this plus ``heartbeat_interval``
+        old - well inside ``heartbeat_timeout`` - for one store write per interval.
+        """
+        return self.heartbeat_timeout / 3
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> LCMSettings:
         return settings_from_env(cls, "CCLOUD_LCM_", env, **overrides)

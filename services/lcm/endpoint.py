@@ -4,37 +4,53 @@ Routes (JSON bodies, see ``services.lcm.wire``), all with ``Authorization: Beare
 where the token is ``machine_token(regional secret, Machine uid)``:
 
 - ``GET  /lcm/v1/machines/<ns>/<name>``            deployment details (``MachineDetails``)
+  with an ``ETag``. Long-poll: with ``If-None-Match: <etag>`` and ``?wait=<seconds>`` (cut
+  to ``wire.MAX_WAIT``; not a number >= 0 is 400) the request is held until the details
+  change (200) or the wait runs out (304); without ``wait`` a match is 304 at once.
 - ``POST /lcm/v1/machines/<ns>/<name>/status``     item progress, hostname/IP, cordon ack
 - ``POST /lcm/v1/machines/<ns>/<name>/heartbeat``  liveness only
 
 HTTP rather than NATS subjects, because agents then need no NATS credentials at all and
 every ``<prefix>.>`` subject already belongs to the event stream. A token opens exactly one
-LCMMachine; an unknown machine is 404 (the agent waits for it), a wrong token 401. The
-agent writes only ``status.hostname/ip/heartbeat/stateItems/cordoned`` - phases and
-conditions stay with the controllers.
+LCMMachine (checked before any wait); an unknown machine is 404 (the agent waits for it), a
+wrong token 401. The agent writes only ``status.hostname/ip/heartbeat/stateItems/cordoned``
+- phases and conditions stay with the controllers.
+
+Cheap per agent, so one process serves thousands: held GETs wait on the region's
+LCMMachine change events (``services.lcm.changes``), not on store polling, and liveness
+(a heartbeat, or any details GET) writes ``status.heartbeat`` only once the stored one is
+``heartbeat_write_interval`` old - the controller's ``heartbeat_timeout`` check still
+holds, at one write per interval instead of one per heartbeat. Status reports always write.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import math
+import time
 
 import msgspec
 from aiohttp import web
 
-from services.lcm.clock import stamp
+from services.lcm.changes import ChangeHub, Key
+from services.lcm.clock import age, stamp
 from services.lcm.config import LCMSettings
 from services.lcm.items import item_hash, ordered
 from services.lcm.tokens import verify
-from services.lcm.wire import AgentReport, DetailItem, ErrorBody, MachineDetails
+from services.lcm.wire import MAX_WAIT, AgentReport, DetailItem, ErrorBody, MachineDetails
+from shared.bus import Bus
 from shared.models import LCMMachine
 from shared.runtime import update_status
-from shared.store import NotFound, Store
+from shared.store import Conflict, NotFound, Store
 
 log = logging.getLogger(__name__)
 
 _enc = msgspec.json.Encoder()
 _report = msgspec.json.Decoder(AgentReport)
 MAX_BODY = 1 << 20
+STALE_RETRY = 0.1  # re-read delay while the store answers older than a change event named
 
 
 def _json(obj: object, status: int = 200) -> web.Response:
@@ -43,6 +59,28 @@ def _json(obj: object, status: int = 200) -> web.Response:
 
 def _error(status: int, message: str) -> web.Response:
     return _json(ErrorBody(error=message), status)
+
+
+def wait_param(raw: str | None) -> float:
+    """Seconds to hold a conditional GET: absent is 0, more than ``MAX_WAIT`` is cut."""
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait) or wait < 0:
+        raise ValueError(f"wait must be a number of seconds >= 0, got {raw[:40]!r}")
+    return min(wait, MAX_WAIT)
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """``If-None-Match`` semantics (weak comparison): a listed tag or ``*`` matches."""
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
 
 
 def details_of(lm: LCMMachine, settings: LCMSettings) -> MachineDetails:
@@ -60,13 +98,24 @@ def details_of(lm: LCMMachine, settings: LCMSettings) -> MachineDetails:
 
 
 class Endpoint:
-    """aiohttp server component (``start``/``stop``); ``port`` is known after start."""
+    """aiohttp server component (``start``/``stop``); ``port`` is known after start.
 
-    def __init__(self, store: Store, secret: bytes, settings: LCMSettings) -> None:
+    ``region`` selects the LCMMachine change events held GETs wake on (None: all regions).
+    """
+
+    def __init__(
+        self, store: Store, secret: bytes, settings: LCMSettings, *, bus: Bus,
+        region: str | None,
+    ) -> None:
         self.store = store
         self._secret = secret
         self.settings = settings
         self.port = settings.port
+        self.changes = ChangeHub(
+            bus.nc, bus.subject(region or "*", LCMMachine.KIND), on_deleted=self._forget
+        )
+        # (namespace, name) -> monotonic time of this process's last heartbeat write
+        self._written: dict[Key, float] = {}
         self._runner: web.AppRunner | None = None
         self.app = web.Application(client_max_size=MAX_BODY)
         base = "/lcm/v1/machines/{ns}/{name}"
@@ -80,6 +129,7 @@ class Endpoint:
         return f"http://{self.settings.host}:{self.port}"
 
     async def start(self) -> None:
+        await self.changes.start()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
@@ -90,6 +140,7 @@ class Endpoint:
         log.info("lcm endpoint on %s", self.url)
 
     async def stop(self) -> None:
+        await self.changes.stop()  # held GETs answer now instead of holding the shutdown
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -97,12 +148,16 @@ class Endpoint:
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    async def _machine(self, request: web.Request) -> LCMMachine | web.Response:
-        ns, name = request.match_info["ns"], request.match_info["name"]
+    def _forget(self, key: Key) -> None:
+        self._written.pop(key, None)
+
+    @staticmethod
+    def _token(request: web.Request) -> str:
         auth = request.headers.get("Authorization", "")
-        token = auth[7:].strip() if auth.startswith("Bearer ") else ""
-        if not token:
-            return _error(401, "missing bearer token")
+        return auth[7:].strip() if auth.startswith("Bearer ") else ""
+
+    async def _load(self, request: web.Request, token: str) -> LCMMachine | web.Response:
+        ns, name = request.match_info["ns"], request.match_info["name"]
         try:
             lm = await self.store.get(LCMMachine, name, ns)
         except NotFound:
@@ -112,11 +167,74 @@ class Endpoint:
             return _error(401, "invalid token for this machine")
         return lm
 
+    async def _machine(self, request: web.Request) -> LCMMachine | web.Response:
+        token = self._token(request)
+        if not token:
+            return _error(401, "missing bearer token")
+        return await self._load(request, token)
+
+    def _encode(self, lm: LCMMachine) -> tuple[bytes, str]:
+        body = _enc.encode(details_of(lm, self.settings))
+        return body, f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+
     async def get_details(self, request: web.Request) -> web.Response:
-        lm = await self._machine(request)
-        if isinstance(lm, web.Response):
-            return lm
-        return _json(details_of(lm, self.settings))
+        try:
+            wait = wait_param(request.query.get("wait"))
+        except ValueError as e:
+            return _error(400, str(e))
+        inm = request.headers.get("If-None-Match", "")
+        key = (request.match_info["ns"], request.match_info["name"])
+        # Registered before the first read, so no change slips in between read and wait.
+        with self.changes.watch(key) as waiter:
+            lm = await self._machine(request)
+            if isinstance(lm, web.Response):
+                return lm
+            try:
+                await self._alive(lm)
+            except NotFound:
+                return _error(404, "machine is gone")
+            except Conflict as e:  # a lost sign of life is not worth failing the GET
+                log.info("lcm endpoint: heartbeat of %s/%s not written: %s", *key, e)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            while True:
+                body, etag = self._encode(lm)
+                if not inm or not etag_matches(inm, etag):
+                    return web.Response(body=body, content_type="application/json",
+                                        headers={"ETag": etag})
+                remaining = deadline - loop.time()
+                if remaining <= 0 or self.changes.closed:
+                    return web.Response(status=304, headers={"ETag": etag})
+                waiter.seen(lm.metadata.uid or "", lm.metadata.generation)
+                await waiter.wait(min(remaining, STALE_RETRY) if waiter.behind else remaining)
+                # Woken by a change, or the wait ran out: then this is the safety re-check.
+                lm = await self._load(request, self._token(request))
+                if isinstance(lm, web.Response):
+                    return lm
+
+    async def _alive(self, lm: LCMMachine) -> None:
+        """Record a sign of life: write status.heartbeat only when the stored one is old."""
+        key = (lm.metadata.namespace or "", lm.metadata.name)
+        every = self.settings.heartbeat_write_interval
+        now = time.monotonic()
+        if now - self._written.get(key, -math.inf) < every:
+            return
+        stored = age(lm.status.heartbeat)
+        if stored is not None and stored < every:
+            self._written[key] = now - max(stored, 0.0)
+            return
+
+        def mutate(obj: LCMMachine) -> None:
+            seen = age(obj.status.heartbeat)
+            if seen is None or seen >= every:  # a conflict's fresh copy may already be new
+                obj.status.heartbeat = stamp()
+
+        self._written[key] = now
+        try:
+            await update_status(self.store, lm, mutate)
+        except BaseException:
+            self._written.pop(key, None)
+            raise
 
     async def post_status(self, request: web.Request) -> web.Response:
         lm = await self._machine(request)
@@ -145,18 +263,15 @@ class Endpoint:
             await update_status(self.store, lm, mutate)
         except NotFound:
             return _error(404, "machine is gone")
+        self._written[(lm.metadata.namespace or "", lm.metadata.name)] = time.monotonic()
         return web.Response(status=204)
 
     async def post_heartbeat(self, request: web.Request) -> web.Response:
         lm = await self._machine(request)
         if isinstance(lm, web.Response):
             return lm
-
-        def mutate(obj: LCMMachine) -> None:
-            obj.status.heartbeat = stamp()
-
         try:
-            await update_status(self.store, lm, mutate)
+            await self._alive(lm)
         except NotFound:
             return _error(404, "machine is gone")
         return web.Response(status=204)

@@ -47,5 +47,7 @@ def controllers(
     ]
 
 
-def endpoint(store: Store, settings: LCMSettings, data_dir: str) -> Endpoint:
-    return Endpoint(store, load_secret(data_dir), settings)
+def endpoint(
+    store: Store, bus: Bus, settings: LCMSettings, data_dir: str, *, region: str | None
+) -> Endpoint:
+    return Endpoint(store, load_secret(data_dir), settings, bus=bus, region=region)

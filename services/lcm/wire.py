@@ -3,6 +3,9 @@
 ``MachineDetails`` is what an agent fetches: its items with their hashes in apply order,
 whether it must be cordoned, and the intervals it must keep. ``AgentReport`` is what it
 posts back; ``items`` holds only the items it knows about, keyed by name.
+
+A details GET may long-poll (``If-None-Match`` plus ``?wait=``): ``MAX_WAIT`` is the longest
+hold the endpoint grants; a longer ``wait`` is cut to it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from msgspec import Struct, field
 
 from shared.models import StateItem, StateItemStatus
+
+MAX_WAIT = 60.0
 
 
 class DetailItem(Struct, kw_only=True, rename="camel"):

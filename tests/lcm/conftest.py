@@ -212,7 +212,7 @@ async def lcm(nc: NATS, prefix: str, tmp_path: Path) -> AsyncIterator[Lcm]:
     )
     async with system(nc, prefix) as h:
         await ensure_default_releases(h.store)
-        ep = Endpoint(h.store, SECRET, settings)
+        ep = Endpoint(h.store, SECRET, settings, bus=h.bus, region=REGION)
         await ep.start()
         ctrls: list[Controller] = service.controllers(h.store, h.bus, settings, region=REGION)
         for c in ctrls:

@@ -4,6 +4,12 @@ Items run strictly in order and the loop stops at the first failure; a failed it
 retried with backoff (the node may be fixed meanwhile) and reported with its message.
 Finished items are recognised by hash in the on-node journal, so a restarted agent
 resumes at the first unfinished item. Heartbeats go out on their own task.
+
+A pass that leaves nothing to do (all done, or only a retry to wait for) is followed by a
+long-poll of the details (``max(poll_interval, LONG_POLL)``, never past the next retry), so
+an idle agent costs the endpoint one request per wait yet sees a new item or a cordon
+request at once; otherwise (a failed cordon, an unknown machine, an unreachable endpoint)
+the loop sleeps ``poll_interval`` and fetches again.
 """
 
 from __future__ import annotations
@@ -11,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -20,13 +29,17 @@ from services.lcm.agent.client import AgentClient, EndpointError, Unauthorized
 from services.lcm.agent.executor import Executor, ItemFailed
 from services.lcm.agent.journal import Journal
 from services.lcm.clock import stamp
-from services.lcm.wire import AgentReport, MachineDetails
+from services.lcm.wire import MAX_WAIT, AgentReport, MachineDetails
 from shared.models import StateItemStatus
 
 log = logging.getLogger(__name__)
 
 CORDON_FILE = "var/lib/ccloud/lcm-agent/cordoned"
 MAX_BACKOFF = 30.0
+LONG_POLL = 30.0  # an idle agent's details GET is held at least this long
+MIN_POLL = 1.0  # a retry due sooner than this is slept for, not polled for
+
+T = TypeVar("T")
 
 
 class Agent:
@@ -51,6 +64,9 @@ class Agent:
         self._facts_sent = False
         self._cordon_path = root / CORDON_FILE
         self.cordoned = self._cordon_path.exists()
+        # After a pass: None while work is left, else when the next retry is due (monotonic;
+        # inf: nothing at all to do).
+        self.idle_until: float | None = None
 
     # --- reporting -------------------------------------------------------------------------
 
@@ -82,9 +98,12 @@ class Agent:
 
     # --- the loop --------------------------------------------------------------------------
 
-    async def step(self) -> MachineDetails | None:
-        """One pass; returns the details it worked from (None if the machine is unknown)."""
-        details = await self.client.details()
+    async def step(self, details: MachineDetails | None = None) -> MachineDetails | None:
+        """One pass (on ``details`` if given, else fetched); returns the details it worked
+        from (None if the machine is unknown) and sets ``idle_until``."""
+        self.idle_until = None
+        if details is None:
+            details = await self.client.details()
         if details is None:
             return None
         self.poll_interval = self.poll_override or details.poll_interval
@@ -111,6 +130,7 @@ class Agent:
                 continue
             cur = self.status[name]
             if cur.state == "Failed" and time.monotonic() < self._retry_at.get(name, 0.0):
+                self.idle_until = self._retry_at[name]
                 break
             # A retry keeps the last failure's message until the item succeeds.
             self.status[name] = StateItemStatus(
@@ -130,6 +150,7 @@ class Agent:
                 self._retry_at[name] = time.monotonic() + backoff
                 log.warning("item %s failed (attempt %d): %s", name, attempts, e)
                 await self._report(details)
+                self.idle_until = self._retry_at[name]
                 break
             self.journal.mark(name, di.hash)
             self.status[name] = StateItemStatus(
@@ -138,7 +159,16 @@ class Agent:
             )
             log.info("item %s %s done", name, di.item.version)
             await self._report(details)
+        else:
+            self.idle_until = math.inf
         return details
+
+    def poll_wait(self) -> float | None:
+        """How long to long-poll after the last pass; None: sleep and fetch instead."""
+        if self.idle_until is None:
+            return None
+        wait = min(max(self.poll_interval, LONG_POLL), MAX_WAIT)
+        return min(wait, self.idle_until - time.monotonic())
 
     async def _heartbeats(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -153,29 +183,59 @@ class Agent:
             except EndpointError as e:
                 log.warning("heartbeat failed: %s", e)
 
+    @staticmethod
+    async def _until_stopped(
+        stop: asyncio.Event, coro: Coroutine[Any, Any, T]
+    ) -> tuple[bool, T | None]:
+        """Run ``coro`` unless ``stop`` comes first: (False, None) after cancelling it."""
+        task = asyncio.create_task(coro)
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not task.done():
+            task.cancel()  # stopping: an interrupted item simply runs again later
+            with contextlib.suppress(asyncio.CancelledError, EndpointError):
+                await task
+            return False, None
+        return True, task.result()
+
+    @staticmethod
+    async def _pause(stop: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max(seconds, 0.0))
+
     async def run(self, stop: asyncio.Event) -> None:
         beats = asyncio.create_task(self._heartbeats(stop))
+        details: MachineDetails | None = None
         try:
             while not stop.is_set():
                 if beats.done():
                     beats.result()
-                step = asyncio.create_task(self.step())
-                stopper = asyncio.create_task(stop.wait())
-                await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                if not step.done():
-                    step.cancel()  # stopping: an interrupted item simply runs again later
-                    with contextlib.suppress(asyncio.CancelledError, EndpointError):
-                        await step
-                    return
                 try:
-                    step.result()
-                except Unauthorized:
-                    raise
+                    going, _ = await self._until_stopped(stop, self.step(details))
                 except EndpointError as e:
+                    if isinstance(e, Unauthorized):
+                        raise
                     log.warning("endpoint: %s", e)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.poll_interval)
+                    self.idle_until, going = None, True
+                if not going:
+                    return
+                details = None
+                wait = self.poll_wait()
+                if wait is None or wait < MIN_POLL:
+                    await self._pause(stop, self.poll_interval if wait is None else wait)
+                    continue
+                try:
+                    going, details = await self._until_stopped(
+                        stop, self.client.details(wait=wait)
+                    )
+                except EndpointError as e:
+                    if isinstance(e, Unauthorized):
+                        raise
+                    log.warning("endpoint: %s", e)
+                    await self._pause(stop, self.poll_interval)
+                if not going:
+                    return
         finally:
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError, Unauthorized):

@@ -1,0 +1,291 @@
+"""The agent endpoint is cheap per agent: long-polled details woken by bus change events, and
+heartbeats written to the store at most once per write interval.
+
+Runs the endpoint alone (no LCM controllers) against a store + bus + bridge, with one
+LCMMachine written by the test; the agent tests run the real agent loop in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from nats.aio.client import Client as NATS
+
+from services.lcm.agent.client import AgentClient
+from services.lcm.agent.executor import NodeRootExecutor
+from services.lcm.agent.runner import Agent
+from services.lcm.changes import Waiter
+from services.lcm.clock import age
+from services.lcm.config import LCMSettings
+from services.lcm.endpoint import Endpoint, wait_param
+from services.lcm.tokens import machine_token
+from services.lcm.wire import MAX_WAIT
+from shared.bus import ChangeEvent
+from shared.models import LCMMachine, LCMMachineSpec, ObjectMeta, StateItem
+from shared.runtime import update_status
+from shared.store import Store
+from tests.harness import Harness, system
+from tests.lcm.conftest import NS, REGION, SECRET
+from tests.waiting import eventually
+
+NAME = "lp-0"
+UID = "machine-uid-lp-0"
+TOKEN = machine_token(SECRET, UID)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class CountingStore:
+    """The harness store, counting the status writes that reach it."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.status_writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def update_status(self, obj: Any) -> Any:
+        self.status_writes += 1
+        return await self._store.update_status(obj)
+
+
+@dataclass
+class Bare:
+    h: Harness
+    ep: Endpoint
+    store: CountingStore
+    http: aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        return f"{self.ep.url}/lcm/v1/machines/{NS}/{NAME}"
+
+    async def lm(self) -> LCMMachine:
+        return await self.h.store.get(LCMMachine, NAME, NS)
+
+    async def get(self, *, wait: str | None = None, etag: str = "",
+                  headers: dict[str, str] | None = None) -> tuple[int, bytes, str, float]:
+        """(status, body, ETag, seconds taken) of a details GET."""
+        hdrs = dict(AUTH if headers is None else headers)
+        if etag:
+            hdrs["If-None-Match"] = etag
+        params = {"wait": wait} if wait is not None else None
+        t0 = time.monotonic()
+        async with self.http.get(self.url, params=params, headers=hdrs) as r:
+            return r.status, await r.read(), r.headers.get("ETag", ""), time.monotonic() - t0
+
+    async def held(self) -> bool:
+        return self.ep.changes.waiting((NS, NAME)) == 1
+
+    async def edit_spec(self, mutate: Any) -> None:
+        lm = await self.lm()
+        mutate(lm.spec)
+        await self.h.store.update(lm)
+
+
+def file_item(name: str) -> StateItem:
+    return StateItem(name=name, phase="prepare", version="1", runner="file",
+                     params={"path": f"etc/test/{name}", "content": name})
+
+
+@pytest.fixture
+async def bare(nc: NATS, prefix: str) -> AsyncIterator[Bare]:
+    settings = LCMSettings(host="127.0.0.1", port=0, heartbeat_interval=0.3,
+                           heartbeat_timeout=3.0, poll_interval=0.2)
+    async with system(nc, prefix) as h:
+        store = CountingStore(h.store)
+        ep = Endpoint(store, SECRET, settings, bus=h.bus, region=REGION)  # type: ignore[arg-type]
+        await ep.start()
+        await h.store.create(LCMMachine(
+            metadata=ObjectMeta(name=NAME, namespace=NS),
+            spec=LCMMachineSpec(cluster="lp", machine=NAME, region=REGION, release="r1",
+                                state_items=[file_item("one")], machine_uid=UID),
+        ))
+        try:
+            async with aiohttp.ClientSession() as http:
+                yield Bare(h, ep, store, http)
+        finally:
+            await ep.stop()
+
+
+async def within(aw: Awaitable[Any], seconds: float) -> Any:
+    return await asyncio.wait_for(aw, seconds)
+
+
+async def test_long_poll_answers_at_once_when_the_spec_changes(bare: Bare) -> None:
+    status, body, etag, _ = await bare.get()
+    assert status == 200 and etag and b'"cordoned":false' in body
+    status, _, same, took = await bare.get(etag=etag)  # no wait: a plain conditional GET
+    assert (status, same) == (304, etag) and took < 5
+
+    poll = asyncio.create_task(bare.get(wait="30", etag=etag))
+    await eventually(bare.held, what="request held")
+    await bare.edit_spec(lambda spec: setattr(spec, "cordoned", True))
+    status, body, new, took = await within(poll, 10)
+    assert status == 200 and new != etag and b'"cordoned":true' in body
+    assert took < 10  # woken by the change event, not by the 30 s wait
+    assert bare.ep.changes.waiting((NS, NAME)) == 0
+
+
+async def test_long_poll_without_a_change_is_304_after_the_wait(bare: Bare) -> None:
+    _, _, etag, _ = await bare.get()
+    poll = asyncio.create_task(bare.get(wait="1.5", etag=etag))
+    await eventually(bare.held, what="request held")
+    # a status write (an event of its own) is no change of the details
+    await update_status(bare.h.store, await bare.lm(),
+                        lambda lm: setattr(lm.status, "hostname", "node-lp"))
+    status, body, same, took = await within(poll, 10)
+    assert (status, body, same) == (304, b"", etag)
+    assert 1.4 <= took < 10
+
+
+@pytest.mark.parametrize("wait", ["soon", "-1", "nan", "inf", "1e999"])
+async def test_bad_wait_is_400_with_a_reason(bare: Bare, wait: str) -> None:
+    _, _, etag, _ = await bare.get()
+    status, body, _, _ = await bare.get(wait=wait, etag=etag)
+    assert status == 400 and b"wait must be a number of seconds" in body
+
+
+def test_wait_is_cut_to_the_maximum() -> None:
+    assert wait_param(None) == 0.0 and wait_param("2.5") == 2.5
+    assert wait_param("3600") == MAX_WAIT
+
+
+def event(type_: str, uid: str, generation: int) -> ChangeEvent:
+    return ChangeEvent(id="x", type=type_, kind="LCMMachine", name=NAME, namespace=NS,  # type: ignore[arg-type]
+                       uid=uid, resource_version="1", generation=generation, region=REGION,
+                       time="")
+
+
+async def test_waiter_wakes_only_for_what_may_change_the_spec() -> None:
+    w = Waiter()
+    w.seen("u1", 2)
+    w.notify(event("MODIFIED", "u1", 2))  # a status write
+    assert not await w.wait(0) and not w.behind
+    w.notify(event("MODIFIED", "u1", 3))  # a spec write
+    assert await w.wait(0) and w.behind  # until a re-read shows generation 3
+    w.seen("u1", 3)
+    assert not w.behind
+    for ev in (event("DELETED", "u1", 3), event("ADDED", "u2", 1), None):
+        w.notify(ev)
+        assert await w.wait(0)
+    assert not await w.wait(0.01)
+
+
+async def test_bad_token_or_unknown_machine_is_refused_before_waiting(bare: Bare) -> None:
+    _, _, etag, _ = await bare.get()
+    status, _, _, took = await bare.get(
+        wait="30", etag=etag, headers={"Authorization": "Bearer " + "0" * 64})
+    assert status == 401 and took < 10
+    status, _, _, took = await bare.get(wait="30", etag=etag, headers={})
+    assert status == 401 and took < 10
+    async with bare.http.get(bare.url + "x", params={"wait": "30"},
+                             headers={**AUTH, "If-None-Match": etag}) as r:
+        assert r.status == 404
+    assert bare.ep.changes.waiting((NS, NAME)) == 0
+
+
+async def test_heartbeats_write_the_store_once_per_write_interval(bare: Bare) -> None:
+    every = bare.ep.settings.heartbeat_write_interval
+    assert (await bare.lm()).status.heartbeat == ""
+    t0 = time.monotonic()
+    for _ in range(10):
+        async with bare.http.post(bare.url + "/heartbeat", headers=AUTH, data=b"{}") as r:
+            assert r.status == 204
+    await bare.get()  # a details GET is a sign of life too, under the same rule
+    # 11 signs of life, one write per started interval (on any sane machine: exactly one)
+    assert 1 <= bare.store.status_writes <= 1 + int((time.monotonic() - t0) / every)
+    first = (await bare.lm()).status.heartbeat
+    assert first and (age(first) or 0.0) < every
+
+    async def written_again() -> bool:
+        async with bare.http.post(bare.url + "/heartbeat", headers=AUTH, data=b"{}") as r:
+            assert r.status == 204
+        return (await bare.lm()).status.heartbeat != first
+
+    await eventually(written_again, timeout=10, interval=0.1, what="next heartbeat write")
+    assert time.monotonic() - t0 >= every * 0.9
+
+    # item progress is not throttled
+    before = bare.store.status_writes
+    async with bare.http.post(bare.url + "/status", headers=AUTH,
+                              data=b'{"hostname": "node-lp"}') as r:
+        assert r.status == 204
+    assert bare.store.status_writes == before + 1
+
+
+@contextlib.asynccontextmanager
+async def agent(bare: Bare, root: Path, poll_interval: float) -> AsyncIterator[Agent]:
+    client = AgentClient(bare.ep.url, NS, NAME, TOKEN)
+    await client.start()
+    a = Agent(client, NodeRootExecutor(root, hostname="node-lp"), root,
+              poll_interval=poll_interval)
+    stop = asyncio.Event()
+    task = asyncio.create_task(a.run(stop))
+    try:
+        yield a
+    finally:
+        stop.set()
+        await within(task, 10)  # a held poll does not delay the stop
+        await client.close()
+
+
+async def test_idle_agent_long_polls_and_sees_a_new_item_at_once(
+    bare: Bare, tmp_path: Path
+) -> None:
+    root = tmp_path / "node"
+    # A poll interval far beyond the test's patience: only a long-poll can be this quick.
+    async with agent(bare, root, poll_interval=25.0):
+        await eventually(lambda: (root / "etc/test/one").exists(), what="item one")
+        await eventually(bare.held, what="idle agent long-polls")
+        await bare.edit_spec(lambda spec: spec.state_items.append(file_item("two")))
+        await eventually(lambda: (root / "etc/test/two").exists(), timeout=10,
+                         what="new item applied")
+        await eventually(bare.held, what="idle again")
+        await bare.edit_spec(lambda spec: setattr(spec, "cordoned", True))
+
+        async def cordoned() -> bool:
+            return (await bare.lm()).status.cordoned
+
+        await eventually(cordoned, timeout=10, what="cordon acknowledged")
+        lm = await bare.lm()
+        assert {k: v.state for k, v in lm.status.state_items.items()} == {
+            "one": "Done", "two": "Done"}
+
+
+async def test_failed_item_is_retried_on_time_while_long_polling(
+    bare: Bare, tmp_path: Path
+) -> None:
+    root = tmp_path / "node"
+    fail = root / "etc/ccloud/fail/one"
+    fail.parent.mkdir(parents=True)
+    fail.write_text("disk on fire")
+
+    async def attempts() -> int:
+        st = (await bare.lm()).status.state_items.get("one")
+        return st.attempts if st and st.state == "Failed" else 0
+
+    # backoff 0.6 s, 1.2 s, 2.4 s: from the second failure on the agent long-polls until
+    # the retry is due
+    async with agent(bare, root, poll_interval=0.6):
+        await eventually(lambda: _ge(attempts, 2), timeout=10, what="second failure")
+        await eventually(bare.held, timeout=5, what="long-poll during the backoff")
+        fail.unlink()
+
+        async def done() -> bool:
+            st = (await bare.lm()).status.state_items.get("one")
+            return st is not None and st.state == "Done"
+
+        await eventually(done, timeout=8, what="retried and done")
+
+
+async def _ge(probe: Any, n: int) -> bool:
+    return await probe() >= n
