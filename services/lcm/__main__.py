@@ -16,6 +16,7 @@ async def build(rt: Runtime) -> Parts:
     ep = service.endpoint(rt.store, rt.bus, settings, rt.settings.data_dir,
                           region=rt.settings.region)
     ctrls = service.controllers(rt.store, rt.bus, settings, region=rt.settings.region)
+    ctrls.append(service.region_controller(rt.store, rt.bus, rt.nc, rt.settings))
     return Parts(always=[ep], leader=list(ctrls))
 
 

@@ -1,14 +1,26 @@
-"""Assembly of the LCM service: three controllers (leader only) and the agent endpoint."""
+"""Assembly of the LCM service: its controllers (leader only) and the agent endpoint."""
 
 from __future__ import annotations
+
+from nats.aio.client import Client as NATS
 
 from services.lcm.cluster import ClusterReconciler
 from services.lcm.config import LCMSettings, load_secret
 from services.lcm.endpoint import Endpoint
 from services.lcm.lcmmachine import LCMMachineReconciler
 from services.lcm.machine import MachineReconciler
+from services.lcm.region import RegionReconciler
 from shared.bus import Bus, ChangeEvent
-from shared.models import CLUSTER_LABEL, Cluster, LCMCluster, LCMMachine, Machine, UpdateGroup
+from shared.config import Settings
+from shared.models import (
+    CLUSTER_LABEL,
+    Cluster,
+    LCMCluster,
+    LCMMachine,
+    Machine,
+    Region,
+    UpdateGroup,
+)
 from shared.runtime import Controller, Request, Watch, by_label
 from shared.store import Store
 
@@ -51,3 +63,14 @@ def endpoint(
     store: Store, bus: Bus, settings: LCMSettings, data_dir: str, *, region: str | None
 ) -> Endpoint:
     return Endpoint(store, load_secret(data_dir), settings, bus=bus, region=region)
+
+
+def region_controller(store: Store, bus: Bus, nc: NATS, settings: Settings) -> Controller:
+    """The Region's status; LCM runs it because every region has exactly one LCM."""
+    return Controller(
+        name="lcm-region", kind=Region, store=store, bus=bus, region=settings.region,
+        reconciler=RegionReconciler(
+            store, nc, leases_bucket=settings.leases_bucket, region=settings.region,
+            interval=settings.lease_seconds, leader_election=settings.leader_election,
+        ),
+    )

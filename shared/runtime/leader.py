@@ -113,3 +113,20 @@ class LeaderElector:
         with contextlib.suppress(Exception):
             await kv.delete(self.lease, last=self._rev)
         self._step_down()
+
+
+async def lease_holders(nc: NATS, bucket: str, leases: list[str]) -> dict[str, str | None]:
+    """Who holds each lease (None: nobody, the service has no live leader)."""
+    try:
+        kv = await nc.jetstream().key_value(bucket)
+    except BucketNotFoundError:
+        return dict.fromkeys(leases)
+    out: dict[str, str | None] = {}
+    for lease in leases:
+        try:
+            entry = await kv.get(lease)
+        except Exception:
+            out[lease] = None
+            continue
+        out[lease] = entry.value.decode() if entry.value else None
+    return out
