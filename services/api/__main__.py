@@ -9,6 +9,9 @@ Settings come from the shared ``CCLOUD_*`` environment (``shared.config.Settings
     --tokens-file  CCLOUD_TOKENS_FILE   <data-dir>/tokens.yaml (created on first start,
                                         with the operator token in <data-dir>/admin-token)
     --audit-log    CCLOUD_AUDIT_LOG     <data-dir>/audit.log
+    --access-log   CCLOUD_API_ACCESS_LOG  off; 1 logs a line per request (a cost on every
+                                        request; writes are audited and /metrics counts
+                                        every request anyway)
 
 Flags ``--nats-url``, ``--prefix`` and ``--data-dir`` override the shared settings.
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import msgspec
 from aiohttp import web
+from aiohttp.log import access_logger
 
 from services.api.app import create_app
 from services.api.auth import AuthConfigError, Authenticator, ensure_bootstrap
@@ -47,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=int(env("CCLOUD_API_PORT", "8443")))
     p.add_argument("--tokens-file", default=env("CCLOUD_TOKENS_FILE", ""))
     p.add_argument("--audit-log", default=env("CCLOUD_AUDIT_LOG", ""))
+    p.add_argument("--access-log", action="store_true",
+                   default=env("CCLOUD_API_ACCESS_LOG", "") not in ("", "0", "false"))
     return p.parse_args(argv)
 
 
@@ -76,7 +82,7 @@ async def serve(args: argparse.Namespace) -> None:
     app = create_app(
         store, auth, audit=args.audit_log or data / "audit.log", nc=nc, bus_prefix=settings.prefix
     )
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log=access_logger if args.access_log else None)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()

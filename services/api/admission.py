@@ -4,21 +4,70 @@ A Cluster may only name a ClusterRelease the management's KaaSRelease supports, 
 release change must be an upgrade path the compatibility matrix allows. The LCM
 controller checks again (it also sees writes that bypass the API); this check gives the
 user a 422 naming the field instead of a condition to discover later.
+
+Release data is read from the store on every check (never cached, so a release written a
+moment ago counts), but cheaply: concurrent checks share one list of the KaaSReleases
+(``FreshRead``: a shared list always starts after its callers arrived), and an accepted
+create reads only the ClusterRelease it names; the full list is read only to explain a
+refusal or to judge an upgrade path.
 """
 
 from __future__ import annotations
 
+from services.api.coalesce import FreshRead
 from services.api.errors import ApiError
 from services.release.compat import Matrix, UpgradeNotAllowed, latest_kaas
 from shared.models import Cluster, ClusterRelease, KaaSRelease, Resource
-from shared.store import Store
+from shared.store import Invalid, NotFound, Store
 
 RELEASE_FIELD = "spec.release"
 
 
-async def admit(store: Store, obj: Resource, stored: Resource | None = None) -> None:
-    if isinstance(obj, Cluster):
-        await _cluster(store, obj, stored if isinstance(stored, Cluster) else None)
+class Admission:
+    """Admission for one store: ``await admission(obj, stored)`` raises a 422 ``ApiError``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._kaas = FreshRead(lambda: store.list_all(KaaSRelease))
+        self._releases = FreshRead(lambda: store.list_all(ClusterRelease))
+
+    async def __call__(self, obj: Resource, stored: Resource | None = None) -> None:
+        if isinstance(obj, Cluster):
+            await self._cluster(obj, stored if isinstance(stored, Cluster) else None)
+
+    async def _cluster(self, obj: Cluster, stored: Cluster | None) -> None:
+        target = obj.spec.release
+        if stored is not None and stored.spec.release == target:
+            return
+        kaas = latest_kaas(await self._kaas())
+        if kaas is None:
+            return  # no release data loaded yet: nothing to judge against
+        if stored is None and await self._supported_release_exists(kaas, target):
+            return
+        matrix = Matrix(kaas, await self._releases())
+        if stored is None:
+            if not matrix.is_supported(target):
+                options = ", ".join(r.metadata.name for r in matrix.supported()) or "none"
+                raise _invalid(obj, f"ClusterRelease {target!r} is not supported by "
+                                    f"KaaSRelease {kaas.metadata.name} (supported: {options})")
+            return
+        current = stored.status.release or stored.spec.release
+        if target == current:
+            return  # taking back an upgrade that has not started
+        try:
+            matrix.check_upgrade(current, target)
+        except UpgradeNotAllowed as e:
+            raise _invalid(obj, str(e)) from None
+
+    async def _supported_release_exists(self, kaas: KaaSRelease, target: str) -> bool:
+        """``Matrix.is_supported(target)`` at the cost of one get instead of a full list."""
+        if not any(e.name == target for e in kaas.spec.supported_cluster_releases):
+            return False
+        try:
+            await self.store.get(ClusterRelease, target)
+        except (NotFound, Invalid):
+            return False  # the full check answers with the reason
+        return True
 
 
 def _invalid(obj: Resource, message: str) -> ApiError:
@@ -27,26 +76,3 @@ def _invalid(obj: Resource, message: str) -> ApiError:
         f"{obj.kind} {obj.metadata.name!r} is invalid: {RELEASE_FIELD}: {message}",
         causes=[{"field": RELEASE_FIELD, "message": message}],
     )
-
-
-async def _cluster(store: Store, obj: Cluster, stored: Cluster | None) -> None:
-    target = obj.spec.release
-    if stored is not None and stored.spec.release == target:
-        return
-    kaas = latest_kaas(await store.list_all(KaaSRelease))
-    if kaas is None:
-        return  # no release data loaded yet: nothing to judge against
-    matrix = Matrix(kaas, await store.list_all(ClusterRelease))
-    if stored is None:
-        if not matrix.is_supported(target):
-            options = ", ".join(r.metadata.name for r in matrix.supported()) or "none"
-            raise _invalid(obj, f"ClusterRelease {target!r} is not supported by KaaSRelease "
-                                f"{kaas.metadata.name} (supported: {options})")
-        return
-    current = stored.status.release or stored.spec.release
-    if target == current:
-        return  # taking back an upgrade that has not started
-    try:
-        matrix.check_upgrade(current, target)
-    except UpgradeNotAllowed as e:
-        raise _invalid(obj, str(e)) from None

@@ -127,7 +127,11 @@ def create_app(
         await watcher.shutdown()
         await feed.shutdown()
 
+    async def on_cleanup(_: web.Application) -> None:
+        audit_log.close()
+
     app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
     if mount_ui:
         _mount_ui(app)
     return app

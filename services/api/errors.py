@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.api.respond import json_response
 from shared.models import ValidationError
 from shared.store import StoreError
 
@@ -70,7 +71,7 @@ class ApiError(Exception):
         return status_body(self.code, self.message, reason=self.reason, details=self.details)
 
     def response(self) -> web.Response:
-        return web.json_response(self.body(), status=self.code, headers=self.headers)
+        return json_response(self.body(), status=self.code, headers=self.headers)
 
 
 def field_path(path: str) -> str:

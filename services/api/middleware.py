@@ -20,6 +20,7 @@ from services.api.audit import AuditLog
 from services.api.auth import Authenticator, User
 from services.api.context import AUDIT, USER
 from services.api.errors import ApiError, status_body
+from services.api.respond import json_response
 from shared.models import BY_PLURAL
 from shared.store import StoreError
 
@@ -117,12 +118,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = e.text if e.text and not e.text.startswith(f"{e.status}:") else e.reason
         if e.status == 404:
             message = f"the server could not find the requested resource ({request.path})"
-        return web.json_response(status_body(e.status, message), status=e.status)
+        return json_response(status_body(e.status, message), status=e.status)
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("unhandled error serving %s %s", request.method, request.path)
-        return web.json_response(
+        return json_response(
             status_body(500, "internal error; see the gateway log"), status=500
         )
 

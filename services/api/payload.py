@@ -16,6 +16,7 @@ from shared.models import API_VERSION, Resource, ValidationError, convert
 JSON_TYPES = frozenset({"application/json"})
 MERGE_PATCH = "application/merge-patch+json"
 PATCH_TYPES = frozenset({MERGE_PATCH})
+_BODY = web.RequestKey("decoded_body", tuple)
 
 
 async def read_json(request: web.Request, *, allowed: frozenset[str] = JSON_TYPES) -> Any:
@@ -25,11 +26,22 @@ async def read_json(request: web.Request, *, allowed: frozenset[str] = JSON_TYPE
             f"unsupported media type {request.content_type!r}; expected one of "
             + ", ".join(sorted(allowed)),
         )
-    raw = await request.read()
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError as e:
-        raise ApiError(400, f"malformed JSON body: {e}") from None
+    data, error = await decoded_body(request)
+    if error is not None:
+        raise ApiError(400, f"malformed JSON body: {error}")
+    return data
+
+
+async def decoded_body(request: web.Request) -> tuple[Any, str | None]:
+    """The body parsed as JSON, or the parse error; parsed once however often asked."""
+    memo = request.get(_BODY)
+    if memo is None:
+        try:
+            memo = (msgspec.json.decode(await request.read()), None)
+        except msgspec.DecodeError as e:
+            memo = (None, str(e))
+        request[_BODY] = memo
+    return memo
 
 
 def check_identity(

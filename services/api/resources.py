@@ -11,23 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from aiohttp import web
 
-from services.api.admission import admit
+from services.api.admission import Admission
 from services.api.auth import User
 from services.api.context import AUDIT, USER
 from services.api.errors import ApiError, status_body
 from services.api.payload import (
     PATCH_TYPES,
     check_identity,
+    decoded_body,
     keep_secrets,
     merge_patch,
     read_json,
     to_object,
 )
+from services.api.respond import json_response, object_response, wire
 from services.api.watch import WatchStreamer
-from shared.models import BY_PLURAL, GROUP, VERSION, Resource, redact, to_dict
+from shared.models import BY_PLURAL, GROUP, VERSION, Resource, to_dict
 from shared.store import Conflict, Invalid, Store, StoreError, selectors
 
 PATCH_RETRIES = 5
@@ -43,11 +44,6 @@ class Target:
     @property
     def plural(self) -> str:
         return self.cls.PLURAL
-
-
-def wire(obj: Resource) -> dict[str, Any]:
-    """The object as clients see it: camelCase builtins with secrets blanked."""
-    return redact(to_dict(obj), type(obj))
 
 
 def target_of(request: web.Request) -> Target:
@@ -112,10 +108,7 @@ def _query_int(request: web.Request, key: str) -> int | None:
 
 async def _note_attempted_name(request: web.Request) -> None:
     """Best-effort name of an object being created, so even refused creates are audited."""
-    try:
-        data = msgspec.json.decode(await request.read())
-    except (msgspec.DecodeError, ValueError):
-        return
+    data, _ = await decoded_body(request)
     meta = data.get("metadata") if isinstance(data, dict) else None
     name = meta.get("name") if isinstance(meta, dict) else None
     if isinstance(name, str):
@@ -128,6 +121,7 @@ class ResourceHandlers:
     def __init__(self, store: Store, watcher: WatchStreamer) -> None:
         self.store = store
         self.watcher = watcher
+        self.admit = Admission(store)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         ns = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
@@ -154,7 +148,7 @@ class ResourceHandlers:
         authorize(request, "get", t)
         assert t.name is not None
         obj = await self.store.get(t.cls, t.name, t.namespace)
-        return web.json_response(wire(obj))
+        return object_response(obj)
 
     async def collection(self, request: web.Request) -> web.StreamResponse:
         t = target_of(request)
@@ -185,12 +179,12 @@ class ResourceHandlers:
         meta: dict[str, Any] = {"resourceVersion": page.resource_version}
         if page.continue_token:
             meta["continue"] = page.continue_token
-        return web.json_response(
+        return json_response(
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": f"{t.cls.KIND}List",
                 "metadata": meta,
-                "items": [wire(o) for o in items],
+                "items": [wire(o) for o in items] if t.cls.SECRET_FIELDS else items,
             }
         )
 
@@ -204,10 +198,10 @@ class ResourceHandlers:
         authorize(request, "create", t)
         data = check_identity(await read_json(request), t.cls, namespace=t.namespace, name=None)
         obj = to_object(t.cls, data)
-        await admit(self.store, obj)
+        await self.admit(obj)
         created = await self.store.create(obj)
         note(request, obj=created)
-        return web.json_response(wire(created), status=201)
+        return object_response(created, status=201)
 
     async def update(self, request: web.Request) -> web.Response:
         t = target_of(request)
@@ -232,10 +226,10 @@ class ResourceHandlers:
             if t.cls.SECRET_FIELDS:
                 keep_secrets(data, to_dict(stored), t.cls)
                 obj = to_object(t.cls, data)
-            await admit(self.store, obj, stored)
+            await self.admit(obj, stored)
             out = await self.store.update(obj)
         note(request, obj=out)
-        return web.json_response(wire(out))
+        return object_response(out)
 
     async def patch(self, request: web.Request) -> web.Response:
         t = target_of(request)
@@ -260,14 +254,14 @@ class ResourceHandlers:
                 if t.subresource == "status":
                     out = await self.store.update_status(obj)
                 else:
-                    await admit(self.store, obj, stored)
+                    await self.admit(obj, stored)
                     out = await self.store.update(obj)
             except Conflict:
                 if precondition or attempt + 1 >= PATCH_RETRIES:
                     raise
                 continue
             note(request, obj=out)
-            return web.json_response(wire(out))
+            return object_response(out)
         raise AssertionError("unreachable")
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -284,9 +278,9 @@ class ResourceHandlers:
         remaining = await self.store.delete(t.cls, t.name, t.namespace, resource_version=rv)
         if remaining is not None:
             note(request, obj=remaining)
-            return web.json_response(wire(remaining), status=202)
+            return object_response(remaining, status=202)
         details = {"name": t.name, "group": GROUP, "kind": t.plural}
-        return web.json_response(
+        return json_response(
             status_body(200, f"{t.cls.KIND} {t.name!r} deleted", reason="", details=details)
         )
 
