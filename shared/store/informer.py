@@ -126,6 +126,10 @@ class Informer(Generic[R]):
         for bucket in self._objects.values():
             yield from bucket.values()
 
+    def find(self, namespace: str | None, name: str) -> R | None:
+        """The object as last applied (shared, may be behind the store)."""
+        return self._objects.get(namespace or "_", {}).get(name)
+
     @property
     def applied(self) -> int:
         return self._applied

@@ -99,18 +99,23 @@ class KVStore(Store):
 
     async def start(self) -> None:
         try:
-            self._kv = await self._js.key_value(self.bucket)
+            await self._js.key_value(self.bucket)
         except BucketNotFoundError:
             self._kv = await self._js.create_key_value(
                 api.KeyValueConfig(
-                    bucket=self.bucket, history=HISTORY, storage=api.StorageType.FILE
+                    bucket=self.bucket, history=HISTORY, storage=api.StorageType.FILE,
+                    direct=True,
                 )
             )
             return
         info = await self._js.stream_info(self._stream)
-        if info.config.max_msgs_per_subject != HISTORY:  # a bucket from an older version
+        # A bucket from an older version: keep enough history, and answer gets directly
+        # (raw message, no JSON + base64 + header parsing on every read).
+        if info.config.max_msgs_per_subject != HISTORY or not info.config.allow_direct:
             info.config.max_msgs_per_subject = HISTORY
+            info.config.allow_direct = True
             await self._js.update_stream(info.config)
+        self._kv = await self._js.key_value(self.bucket)
 
     async def close(self) -> None:
         informers, self._informers = list(self._informers.values()), {}
@@ -324,7 +329,10 @@ class KVStore(Store):
         key = _key(obj.kind, obj.metadata.namespace, obj.metadata.name)
         attempts = 1 if obj.metadata.resource_version else _UNCONDITIONAL_RETRIES
         for attempt in range(attempts):
-            stored = await self._get_entry(type(obj), obj.metadata.name, obj.metadata.namespace)
+            cached = self._stored(obj) if attempt == 0 else None
+            stored = cached or await self._get_entry(
+                type(obj), obj.metadata.name, obj.metadata.namespace
+            )
             out, remove = prepare(obj, stored)
             last = int(stored.metadata.resource_version or 0)
             try:
@@ -332,9 +340,24 @@ class KVStore(Store):
                 rev = await self._put(key, _without_rv(out), last=last, op=op)
                 return await self._committed(op, _with_rv(out, rev))
             except Conflict:
+                if cached is not None:  # the cache may not know yet: a gone object is NotFound
+                    await self._get_entry(type(obj), obj.metadata.name, obj.metadata.namespace)
                 if attempt + 1 >= attempts:
                     raise
         raise AssertionError("unreachable")
+
+    def _stored(self, obj: R) -> R | None:
+        """The stored version the caller read, from the informer when it holds exactly
+        that revision: saves a read per write. The put is compare-and-set on that
+        revision, so a newer write in between still fails as a conflict."""
+        informer = self._informers.get(obj.kind)
+        rv = obj.metadata.resource_version
+        if informer is None or not rv:
+            return None
+        cached = informer.find(obj.metadata.namespace, obj.metadata.name)
+        if cached is None or cached.metadata.resource_version != rv:
+            return None
+        return copy(cached)
 
     async def update(self, obj: R) -> R:
         return await self._write(obj, semantics.prepare_update)

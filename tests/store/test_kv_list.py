@@ -85,3 +85,39 @@ async def test_a_list_sees_every_write_finished_before_it(nats_server, nc, prefi
         await reader.close()
         await writer.close()
         await other.close()
+
+
+async def test_writes_through_a_listed_copy_keep_their_errors(nats_server, nc, prefix):
+    """A write may take the stored version from the informer instead of reading it: a
+    stale copy must still conflict, and a copy of a deleted object is NotFound."""
+    import nats
+
+    from shared.store.errors import Conflict, NotFound
+
+    other = await nats.connect(nats_server.url)
+    writer, reader = KVStore(other, bucket=prefix), KVStore(nc, bucket=prefix)
+    await writer.start()
+    await reader.start()
+    try:
+        for name in ("a", "b"):
+            await writer.create(Machine(metadata=ObjectMeta(name=name, namespace="ns"),
+                                        spec=MachineSpec(cluster="c", region="r")))
+        a, b = (await reader.list(Machine, "ns")).items
+        fresh = await writer.get(Machine, "a", "ns")
+        fresh.status.phase = "Theirs"
+        await writer.update_status(fresh)
+        a.status.phase = "Mine"
+        with pytest.raises(Conflict):
+            await reader.update_status(a)
+        await writer.delete(Machine, "b", "ns")
+        b.metadata.labels["x"] = "y"
+        with pytest.raises(NotFound):
+            await reader.update(b)
+        a = await reader.get(Machine, "a", "ns")
+        a.status.phase = "Mine"
+        assert (await reader.update_status(a)).status.phase == "Mine"
+        assert (await writer.get(Machine, "a", "ns")).status.phase == "Mine"
+    finally:
+        await reader.close()
+        await writer.close()
+        await other.close()
