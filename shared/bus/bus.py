@@ -8,6 +8,7 @@ explicitly after their handler succeeds and must be idempotent on redelivery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -39,6 +40,8 @@ DEFAULT_DUPLICATE_WINDOW = 600.0
 DEFAULT_MAX_AGE = 24 * 3600.0
 DEFAULT_ACK_WAIT = 30.0
 NAK_DELAY = 1.0
+ANNOUNCE_STALL = 5.0  # seconds a write waits for a free slot (4,000 unacked announces)
+ANNOUNCE_ACK_TIMEOUT = 30.0
 
 
 class Bus:
@@ -95,13 +98,36 @@ class Bus:
         return consumer
 
     async def announce(self, type_: EventType, obj: Resource) -> None:
-        """Store commit hook: publish the event for a write the store just committed."""
-        await self.publish(event_for(type_, obj))
+        """Store commit hook: publish the event for a write the store just committed.
+
+        The write path does not wait for the stream's ack (a round trip per write): the
+        bridge tailing the store republishes every event under the same id, so an event
+        lost here arrives a moment later instead, and the duplicate is dropped.
+        """
+        event = event_for(type_, obj)
+        ack = await self.js.publish_async(
+            self.subject(event.region, event.kind, event.verb),
+            encode_event(event),
+            headers={"Nats-Msg-Id": event.id},
+            wait_stall=ANNOUNCE_STALL,
+        )
+        # nats-py never gives up on an ack itself; an unanswered one would hold its slot.
+        timer = asyncio.get_running_loop().call_later(ANNOUNCE_ACK_TIMEOUT, ack.cancel)
+        ack.add_done_callback(lambda f: self._announced(f, event.kind, timer))
+
+    def _announced(self, ack: asyncio.Future, kind: str, timer: asyncio.TimerHandle) -> None:
+        timer.cancel()
+        if ack.cancelled() or ack.exception() is not None:
+            return  # the bridge publishes it
+        if not ack.result().duplicate:
+            metrics.EVENTS_OUT.labels(self.service, kind).inc()
 
     async def stop(self) -> None:
         for c in self._consumers:
             await c.stop()
         self._consumers.clear()
+        with contextlib.suppress(TimeoutError):  # let announced events reach the stream
+            await asyncio.wait_for(self.js.publish_async_completed(), ANNOUNCE_STALL)
 
 
 class Consumer:
