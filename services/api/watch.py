@@ -5,6 +5,13 @@ with the last version it saw loses nothing. A version the store no longer serves
 answered ``410 Gone`` when the store says so before the stream starts, or as a final
 ``ERROR`` event carrying a 410 Status once streaming (as the Kubernetes API server does).
 ``timeoutSeconds`` ends the stream cleanly.
+
+With a ``labelSelector``, an object whose labels stop matching is sent as ``DELETED`` and
+one that starts matching as ``ADDED``, as Kubernetes does, so a client's cache of the
+selected set stays right. A stream that starts from the current objects knows exactly what
+it has sent; a resumed one takes the objects matching when it resumes as already sent (a
+change to an object that stopped matching between the client's version and the resume
+shows as nothing rather than DELETED: the store keeps no old labels to tell).
 """
 
 from __future__ import annotations
@@ -60,11 +67,38 @@ class WatchStreamer:
         except ValueError:
             raise ApiError(400, f"timeoutSeconds must be a number, got {timeout!r}") from None
 
-        def visible(obj: Resource) -> bool:
-            if namespace is None and cls.NAMESPACED:
-                if not user.can("watch", cls, obj.metadata.namespace):
-                    return False
-            return match(obj.metadata.labels)
+        def readable(obj: Resource) -> bool:
+            return not (namespace is None and cls.NAMESPACED) or user.can(
+                "watch", cls, obj.metadata.namespace
+            )
+
+        selected = bool(request.query.get("labelSelector"))
+        shown: set[tuple[str | None, str]] = set()  # objects in the client's selected set
+        if selected and rv:
+            try:
+                current = await self.store.list_all(cls, namespace)
+            except StoreError as e:
+                raise ApiError.from_store(e) from None
+            shown = {(o.metadata.namespace, o.metadata.name)
+                     for o in current if readable(o) and match(o.metadata.labels)}
+
+        def outgoing(ev: WatchEvent) -> str | None:
+            """The event type to send for ``ev`` (None: nothing), tracking the set."""
+            obj = ev.object
+            if not readable(obj):
+                return None
+            if not selected:
+                return ev.type
+            key = (obj.metadata.namespace, obj.metadata.name)
+            if ev.type == "DELETED" or not match(obj.metadata.labels):
+                if key not in shown:
+                    return None
+                shown.discard(key)
+                return "DELETED"
+            if key in shown:
+                return ev.type
+            shown.add(key)
+            return "ADDED"
 
         events: AsyncIterator[WatchEvent] = aiter(
             self.store.watch(cls, namespace, resource_version=rv)
@@ -108,9 +142,10 @@ class WatchStreamer:
                     body = status_body(e.code, str(e), reason=e.reason)
                     await response.write(event_line("ERROR", body))
                     break
-                if visible(ev.object):
+                ev_type = outgoing(ev)
+                if ev_type is not None:
                     data = redact(to_dict(ev.object), cls)
-                    await response.write(event_line(ev.type, data))
+                    await response.write(event_line(ev_type, data))
                 pending = asyncio.ensure_future(anext(events))
             with contextlib.suppress(ConnectionResetError):
                 await response.write_eof()

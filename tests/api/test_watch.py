@@ -117,3 +117,38 @@ async def test_all_namespace_watch_only_shows_readable_namespaces(gateway: Gatew
     assert sorted(i["metadata"]["namespace"] for i in lst["items"]) == ["team-a", "team-b"]
     code, lst = await gateway.call("GET", "/apis/kaas.containercloud.dev/v1alpha1/clusters")
     assert len(lst["items"]) == 3
+
+
+async def test_label_selector_watch_sends_leaving_and_joining(gateway: Gateway) -> None:
+    """As Kubernetes does: an object whose labels stop matching is DELETED for the watcher,
+    one that starts matching is ADDED; objects never selected are not sent at all."""
+    gold = cluster("g1")
+    gold["metadata"]["labels"] = {"tier": "gold"}
+    _, g1 = await gateway.call("POST", ns_path("clusters"), json=gold)
+
+    async def relabel(tier: str) -> None:
+        code, _ = await gateway.call("PATCH", ns_path("clusters", name="g1"),
+                                     json={"metadata": {"labels": {"tier": tier}}},
+                                     content_type=MERGE)
+        assert code == 200
+
+    for query in ({}, {"resourceVersion": g1["metadata"]["resourceVersion"]}):
+        w = await open_watch(gateway, ns_path("clusters"), labelSelector="tier=gold", **query)
+        try:
+            if not query:
+                first = await w.next()  # the current set comes first
+                assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "g1")
+            await relabel("silver")
+            silver = cluster(f"s-{len(query)}")
+            silver["metadata"]["labels"] = {"tier": "silver"}
+            await gateway.call("POST", ns_path("clusters"), json=silver)
+            await relabel("gold")
+            await gateway.call("PATCH", ns_path("clusters", name="g1"),
+                               json={"spec": {"description": "still gold"}}, content_type=MERGE)
+            events = await w.take(3)
+        finally:
+            w.close()
+        assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+            ("DELETED", "g1"), ("ADDED", "g1"), ("MODIFIED", "g1"),
+        ], query
+        assert events[0]["object"]["metadata"]["labels"] == {"tier": "silver"}
