@@ -184,3 +184,34 @@ async def test_a_free_host_that_comes_on_late_is_powered_off(
             await hosts.stop()
     finally:
         await bmc.close()
+
+
+async def test_inventory_keeps_one_bmc_client_per_host(
+    h: Harness, redfish: SushyEmulator
+) -> None:
+    """Refreshes reuse the host's Redfish client; new BMC details get a new one."""
+    await h.store.create(bmh(redfish, 4, labels={}))
+    made: list[BareMetalProvider] = []
+
+    def factory(host: BareMetalHost) -> BareMetalProvider:
+        made.append(BareMetalProvider(host, timeout=10))
+        return made[-1]
+
+    rec = HostReconciler(h.store, region=REGION, factory=factory)
+    try:
+        for _ in range(3):
+            await rec.reconcile(Request("host-4", "default"))
+        assert len(made) == 1
+        host = await h.store.get(BareMetalHost, "host-4", "default")
+        assert host.status.power_state in ("on", "off") and cond.is_true(host.status,
+                                                                          BMC_REACHABLE)
+        host.spec.bmc.username = "someone-else"
+        await h.store.update(host)
+        await rec.reconcile(Request("host-4", "default"))
+        assert len(made) == 2 and made[0].bmc._client is None  # the old one was closed
+        await h.store.delete(BareMetalHost, "host-4", "default")
+        with pytest.raises(NotFound):
+            await rec.reconcile(Request("host-4", "default"))
+        assert made[1].bmc._client is None
+    finally:
+        await rec.close()

@@ -13,6 +13,7 @@ the EthernetInterfaces' ``IPv4Addresses`` when present, else from the host's
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import ClassVar
 
 import sushy
@@ -25,6 +26,9 @@ from shared.models import BareMetalHost, BareMetalMachineSpec
 from shared.models.kinds import ProviderName
 
 ADDRESSES_ANNOTATION = "baremetal.kaas.containercloud.dev/addresses"
+# Seconds before a power change still not applied is asked for again.
+POWER_RESEND = 30.0
+_POWER_REQUESTS: dict[tuple[str, bool], float] = {}  # (host, on) -> when it was asked
 DEFAULT_IMAGE_BASE_URL = "http://127.0.0.1:8089/images"
 
 
@@ -137,14 +141,29 @@ class BareMetalProvider:
             return "Off"
         return "Unknown"
 
-    def _power(self, on: bool) -> None:
-        system = self.bmc.system()
-        if self._power_state(system) == ("On" if on else "Off"):
+    def _request_power(self, system: System, on: bool) -> None:
+        """Ask the BMC for a power change, unless the same was asked a moment ago.
+
+        BMCs apply power changes seconds later; asking again meanwhile at best does
+        nothing and at worst restarts the transition (the Redfish emulator reschedules it),
+        so a host polled every few seconds might never get there.
+        """
+        key = (self._host_id, on)
+        if time.monotonic() - _POWER_REQUESTS.get(key, -POWER_RESEND) < POWER_RESEND:
             return
         self.bmc.call(
             "power on" if on else "power off",
             lambda: system.reset_system(sushy.RESET_ON if on else sushy.RESET_FORCE_OFF),
         )
+        _POWER_REQUESTS[key] = time.monotonic()
+        _POWER_REQUESTS.pop((self._host_id, not on), None)
+
+    def _power(self, on: bool) -> None:
+        system = self.bmc.system()
+        if self._power_state(system) == ("On" if on else "Off"):
+            _POWER_REQUESTS.pop((self._host_id, on), None)
+            return
+        self._request_power(system, on)
 
     def _addresses(self, system: System) -> list[str]:
         found: list[str] = []
@@ -176,8 +195,9 @@ class BareMetalProvider:
     def _deprovision(self) -> bool:
         system = self.bmc.system()
         if self._power_state(system) != "Off":
-            self.bmc.call("power off", lambda: system.reset_system(sushy.RESET_FORCE_OFF))
+            self._request_power(system, False)
             return False  # the BMC applies it later; the caller asks again
+        _POWER_REQUESTS.pop((self._host_id, False), None)
         cd = self._cd(system)
         if cd.inserted:
             self.bmc.call("eject media", cd.eject_media)

@@ -7,6 +7,10 @@ changes late, so a power-on asked for just before a deprovision can land after i
 free host must not keep running whatever it booted. Powering on stays with the Machine
 reconciler, which inserts the boot media first.
 
+Each host keeps one Redfish client between passes (a new client costs a session and a
+read of the service root on every refresh); it is replaced when the host's BMC details
+change and dropped after an error or when the host goes away.
+
 BMC trouble becomes ``BMCReachable=False`` with the provider's reason
 (``InvalidCredentials``, ``ProviderUnavailable``, ...) and a backoff retry; the BMC
 password never appears in status or logs.
@@ -17,13 +21,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import msgspec
+
 from services.providers.baremetal.adapter import BareMetalProvider
 from services.providers.errors import ProviderError
 from services.providers.steps import Backoff
 from shared.models import BareMetalHost, HardwareInfo
 from shared.runtime import Request, Result, TransientError, status_writer
 from shared.runtime import conditions as cond
-from shared.store import Store
+from shared.store import NotFound, Store
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +54,46 @@ class HostReconciler:
         self.power_poll_interval = power_poll_interval
         self.factory = factory or (lambda host: BareMetalProvider(host, timeout=15))
         self.backoff = backoff or Backoff(initial=2.0, cap=300.0)
+        self._clients: dict[str, tuple[bytes, BareMetalProvider]] = {}
 
     async def reconcile(self, req: Request) -> Result | None:
-        host = await self.store.get(BareMetalHost, req.name, req.namespace)
+        try:
+            host = await self.store.get(BareMetalHost, req.name, req.namespace)
+        except NotFound:
+            await self._drop(f"{req.namespace}/{req.name}")
+            raise
         if (self.region is not None and host.spec.region != self.region) or host.deleting:
+            await self._drop(_key(host))
             return None
         async with status_writer(self.store, host) as h:
             return await self.reconcile_normal(h)
 
+    async def _client(self, host: BareMetalHost) -> BareMetalProvider:
+        """This host's client, kept while its BMC details stay the same."""
+        fingerprint = msgspec.json.encode(host.spec.bmc)
+        cached = self._clients.get(_key(host))
+        if cached is not None and cached[0] == fingerprint:
+            cached[1].host = host
+            return cached[1]
+        provider = self.factory(host)
+        self._clients[_key(host)] = (fingerprint, provider)
+        if cached is not None:
+            await cached[1].close()
+        return provider
+
+    async def _drop(self, key: str) -> None:
+        cached = self._clients.pop(key, None)
+        if cached is not None:
+            await cached[1].close()
+
+    async def close(self) -> None:
+        for key in list(self._clients):
+            await self._drop(key)
+
     async def reconcile_normal(self, host: BareMetalHost) -> Result:
         st = host.status
         key = host.metadata.uid or host.metadata.name
-        provider = self.factory(host)
+        provider = await self._client(host)
         try:
             if st.hardware is None or st.observed_generation != host.metadata.generation:
                 st.provisioning_state = "inspecting"
@@ -87,9 +121,8 @@ class HostReconciler:
             delay = self.backoff.next(key, e)
             log.warning("host %s/%s: %s: %s (retry in %.1fs)", host.metadata.namespace,
                         host.metadata.name, e.reason, e, delay)
+            await self._drop(_key(host))  # reconnect from scratch next time
             raise TransientError(f"{e.reason}: {e}", delay=delay) from None
-        finally:
-            await provider.close()
         self.backoff.reset(key)
         cond.mark_true(st, BMC_REACHABLE, "Connected")
         st.consumer = host.spec.consumer
@@ -98,3 +131,7 @@ class HostReconciler:
         if powered and not host.spec.online:
             return Result(requeue_after=self.power_poll_interval)
         return Result(requeue_after=self.refresh_interval)
+
+
+def _key(host: BareMetalHost) -> str:
+    return f"{host.metadata.namespace}/{host.metadata.name}"
