@@ -318,11 +318,10 @@ def describe(cls: type[Resource], obj: dict[str, Any]) -> str:
         rows += [[c.get("type", ""), c.get("status", ""), c.get("reason", ""),
                   c.get("severity", ""), output.age(c.get("lastTransitionTime")),
                   c.get("message", "")] for c in conditions]
-        widths = [max(len(r[i]) for r in rows) for i in range(6)]
-        lines += ["  " + "   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
-                  for r in rows]
+        lines += ["  " + r for r in output.aligned(rows)]
     else:
         lines.append("  <none>")
+    lines += _state_items(obj)
     lines.append("Events:")
     recent = sorted((c for c in conditions if c.get("lastTransitionTime")),
                     key=lambda c: c["lastTransitionTime"], reverse=True)[:10]
@@ -335,6 +334,21 @@ def describe(cls: type[Resource], obj: dict[str, Any]) -> str:
     else:
         lines.append("  <none>")
     return "\n".join(lines)
+
+
+def _state_items(obj: dict[str, Any]) -> list[str]:
+    """An LCMMachine's items in the order the agent applies them, with each one's progress."""
+    items = (obj.get("spec") or {}).get("stateItems")
+    if not items:
+        return []
+    done = (obj.get("status") or {}).get("stateItems") or {}
+    rows = [["ITEM", "PHASE", "VERSION", "STATE", "ATTEMPTS", "MESSAGE"]]
+    for item in items:
+        st = done.get(item.get("name", "")) or {}
+        rows.append([item.get("name", ""), item.get("phase", ""), item.get("version", ""),
+                     st.get("state", "Pending"), str(st.get("attempts", 0)),
+                     st.get("message", "")])
+    return ["State items:"] + ["  " + r for r in output.aligned(rows)]
 
 
 def watch_events(

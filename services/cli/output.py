@@ -113,10 +113,14 @@ def table(
             row.append(",".join(f"{k}={v}" for k, v in (md.get("labels") or {}).items())
                        or "<none>")
         rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
-    return "\n".join(
-        "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
+    return "\n".join(aligned(rows))
+
+
+def aligned(rows: list[list[str]]) -> list[str]:
+    """Rows as kubectl prints them: columns padded to their widest cell, three spaces apart."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows]
 
 
 def ref(cls: type[Resource], name: str) -> str:

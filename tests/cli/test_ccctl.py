@@ -12,7 +12,18 @@ import msgspec
 import yaml
 
 from services.cli.main import main
-from shared.models import Cluster, Condition, OpenStackCredential, Region, now
+from shared.models import (
+    Cluster,
+    Condition,
+    LCMMachine,
+    LCMMachineSpec,
+    ObjectMeta,
+    OpenStackCredential,
+    Region,
+    StateItem,
+    StateItemStatus,
+    now,
+)
 from tests.cli.conftest import Ctl
 from tests.waiting import eventually
 
@@ -128,6 +139,35 @@ async def test_describe_shows_conditions_and_events(ctl: Ctl) -> None:
     cond = r.out.split("Conditions:")[1].split("Events:")[0]
     assert "Ready" in cond and "AllMachinesReady" in cond and "2/2 machines ready" in cond
     assert "AllMachinesReady: Ready=True" in r.out.split("Events:")[1]
+
+
+async def test_describe_lcmmachine_lists_state_items_in_order(ctl: Ctl) -> None:
+    items = [StateItem(name="prepare-host", phase="prepare", version="3.7.0"),
+             StateItem(name="install-runtime", phase="prepare", version="1.7"),
+             StateItem(name="mke-join", phase="deploy", version="3.7.0")]
+    lm = await ctl.gw.store.create(LCMMachine(
+        metadata=ObjectMeta(name="demo-cp-0", namespace="team-a"),
+        spec=LCMMachineSpec(cluster="demo", machine="demo-cp-0", region="local",
+                            state_items=items)))
+    lm.status.state_items = {
+        "prepare-host": StateItemStatus(state="Done", attempts=1),
+        "install-runtime": StateItemStatus(state="Failed", attempts=3,
+                                           message="dpkg: error processing containerd"),
+    }
+    await ctl.gw.store.update_status(lm)
+    r = await ctl("describe", "lcmmachine", "demo-cp-0")
+    assert r.code == 0, r.err
+    table = r.out.split("State items:\n")[1].split("Events:")[0].splitlines()
+    assert table[0].split() == ["ITEM", "PHASE", "VERSION", "STATE", "ATTEMPTS", "MESSAGE"]
+    assert [row.split()[:5] for row in table[1:]] == [
+        ["prepare-host", "prepare", "3.7.0", "Done", "1"],
+        ["install-runtime", "prepare", "1.7", "Failed", "3"],
+        ["mke-join", "deploy", "3.7.0", "Pending", "0"],
+    ]
+    assert table[2].endswith("dpkg: error processing containerd")
+    await ctl("apply", "-f", "-", stdin=MANIFEST)
+    r = await ctl("describe", "cluster", "demo")
+    assert r.code == 0 and "State items:" not in r.out
 
 
 async def test_delete_and_friendly_errors(ctl: Ctl) -> None:
