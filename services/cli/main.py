@@ -386,6 +386,7 @@ def cmd_watch(ctx: Ctx) -> int:
     wanted = set(names)
     fmt = ctx.args.output
     all_ns = ns is None and cls.NAMESPACED
+    widths: list[int] = []  # column widths so far: rows stay aligned as they stream
     first = True
     deadline = time.monotonic() + parse_duration(ctx.args.timeout) if ctx.args.timeout else None
     for ev in watch_events(ctx, cls, ns, selector=ctx.args.selector, resource_version="",
@@ -398,12 +399,13 @@ def cmd_watch(ctx: Ctx) -> int:
         elif fmt == "yaml":
             ctx.print("---\n" + output.as_yaml(ev))
         else:
-            text = output.table(cls, [obj], all_namespaces=all_ns, wide=fmt == "wide")
-            header, _, row = text.partition("\n")
+            header, row = output.table_rows(cls, [obj], all_namespaces=all_ns,
+                                            wide=fmt == "wide")
+            head, line = output.aligned([["EVENT", *header], [ev["type"], *row]], widths)
             if first:
-                ctx.print(f"{'EVENT':<9} {header}")
+                ctx.print(head)
                 first = False
-            ctx.print(f"{ev['type']:<9} {row}")
+            ctx.print(line)
     return 0
 
 

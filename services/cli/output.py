@@ -13,13 +13,16 @@ import yaml
 
 from shared.models import GROUP, Resource, ValidationError, convert
 
+# A computed column: an LCMMachine's state items done of those its spec holds.
+ITEMS_DONE = "<items-done>"
+
 # Extra columns per kind: header -> dotted path into the object.
 COLUMNS: dict[str, list[tuple[str, str]]] = {
     "Cluster": [("REGION", "spec.region"), ("PROVIDER", "spec.provider"),
                 ("RELEASE", "spec.release")],
     "Machine": [("CLUSTER", "spec.cluster"), ("ROLE", "spec.role"), ("REGION", "spec.region")],
     "LCMMachine": [("CLUSTER", "spec.cluster"), ("ROLE", "spec.role"),
-                   ("RELEASE", "status.release")],
+                   ("RELEASE", "status.release"), ("ITEMS", ITEMS_DONE)],
     "LCMCluster": [("CLUSTER", "spec.cluster"), ("RELEASE", "spec.release")],
     "ClusterRelease": [("VERSION", "spec.version"), ("MKE", "spec.mkeVersion")],
     "KaaSRelease": [("VERSION", "spec.version")],
@@ -55,9 +58,19 @@ def typed_dig(cls: type[Resource], obj: dict[str, Any], path: str) -> Any:
     return msgspec.to_builtins(node) if node is not None else None
 
 
+def items_done(obj: dict[str, Any]) -> str:
+    total = len(dig(obj, "spec.stateItems") or [])
+    states = (dig(obj, "status.stateItems") or {}).values()
+    return f"{sum(1 for s in states if s.get('state') == 'Done')}/{total}"
+
+
+def column(cls: type[Resource], obj: dict[str, Any], path: str) -> str:
+    return items_done(obj) if path == ITEMS_DONE else cell(typed_dig(cls, obj, path))
+
+
 def cell(value: Any) -> str:
     if value is None or value == "":
-        return "<none>" if value is None else ""
+        return "<none>"
     if isinstance(value, list):
         return ",".join(str(v) for v in value) or "<none>"
     if isinstance(value, bool):
@@ -97,6 +110,13 @@ def ready(obj: dict[str, Any]) -> str:
 def table(
     cls: type[Resource], items: Iterable[dict[str, Any]], *, all_namespaces: bool, wide: bool
 ) -> str:
+    return "\n".join(aligned(table_rows(cls, items, all_namespaces=all_namespaces, wide=wide)))
+
+
+def table_rows(
+    cls: type[Resource], items: Iterable[dict[str, Any]], *, all_namespaces: bool, wide: bool
+) -> list[list[str]]:
+    """The header row, then one row per object."""
     cols = COLUMNS.get(cls.KIND, []) + (WIDE.get(cls.KIND, []) if wide else [])
     headers = (["NAMESPACE"] if all_namespaces else []) + ["NAME"]
     headers += [h for h, _ in cols] + ["PHASE", "READY", "AGE"]
@@ -106,20 +126,29 @@ def table(
     for obj in items:
         md = obj.get("metadata", {})
         row = ([md.get("namespace", "")] if all_namespaces else []) + [md.get("name", "")]
-        row += [cell(typed_dig(cls, obj, p)) for _, p in cols]
+        row += [column(cls, obj, p) for _, p in cols]
         phase = dig(obj, "status.phase") or ("Deleting" if md.get("deletionTimestamp") else "")
         row += [phase or "<none>", ready(obj), age(md.get("creationTimestamp"))]
         if wide:
             row.append(",".join(f"{k}={v}" for k, v in (md.get("labels") or {}).items())
                        or "<none>")
         rows.append(row)
-    return "\n".join(aligned(rows))
+    return rows
 
 
-def aligned(rows: list[list[str]]) -> list[str]:
-    """Rows as kubectl prints them: columns padded to their widest cell, three spaces apart."""
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+def aligned(rows: list[list[str]], widths: list[int] | None = None) -> list[str]:
+    """Rows as kubectl prints them: columns padded to their widest cell, three spaces apart.
+
+    ``widths``, when given, holds the widths so far and grows in place, so a stream of rows
+    printed one at a time stays in columns that only widen.
+    """
+    if widths is None:
+        widths = []
+    for r in rows:
+        widths.extend([0] * (len(r) - len(widths)))
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(c))
+    return ["   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip()
             for r in rows]
 
 

@@ -165,6 +165,9 @@ async def test_describe_lcmmachine_lists_state_items_in_order(ctl: Ctl) -> None:
         ["mke-join", "deploy", "3.7.0", "Pending", "0"],
     ]
     assert table[2].endswith("dpkg: error processing containerd")
+    r = await ctl("get", "lcmmachines")
+    assert r.out.splitlines()[0].split()[4] == "ITEMS"
+    assert r.out.splitlines()[1].split()[:5] == ["demo-cp-0", "demo", "worker", "<none>", "1/3"]
     await ctl("apply", "-f", "-", stdin=MANIFEST)
     r = await ctl("describe", "cluster", "demo")
     assert r.code == 0 and "State items:" not in r.out
@@ -234,6 +237,26 @@ async def test_watch_streams_changes(ctl: Ctl) -> None:
     assert events[0]["type"] == "ADDED" and events[0]["object"]["metadata"]["name"] == "demo"
     assert any(e["type"] == "MODIFIED" and e["object"]["status"].get("phase") == "Ready"
                for e in events)
+
+
+async def test_watch_table_keeps_columns_aligned(ctl: Ctl) -> None:
+    """Rows stream one at a time; each starts its columns where the header's start."""
+    await ctl("apply", "-f", "-", stdin=MANIFEST.split("---\n")[1])
+    live = io.StringIO()
+    watcher = asyncio.create_task(ctl.run(live, "watch", "cl", "--timeout=3s"))
+    await eventually(lambda: "ADDED" in live.getvalue(), what="the initial ADDED row")
+    long_name = MANIFEST.split("---\n")[1].replace("name: demo", "name: a-much-longer-name")
+    await ctl("apply", "-f", "-", stdin=long_name)
+    r = await asyncio.wait_for(watcher, 30)
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0].split() == ["EVENT", "NAME", "REGION", "PROVIDER", "RELEASE", "PHASE",
+                                "READY", "AGE"]
+    assert [ln.split()[:2] for ln in lines[1:]] == [["ADDED", "demo"],
+                                                     ["ADDED", "a-much-longer-name"]]
+    # Each later row is padded at least as wide as the rows before it.
+    starts = [lines[1].index("local"), lines[2].index("local")]
+    assert starts[1] >= starts[0] >= lines[0].index("REGION")
 
 
 async def test_missing_config_is_a_clear_error(tmp_path: Path) -> None:
