@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 TOKEN_ENV = "CCLOUD_LCM_AGENT_TOKEN"
 IMAGES = ("ubuntu-22.04",)
+OWNER_FILE = ".machine-uid"  # in a node root: which machine's image is on this disk
 
 
 @dataclass
@@ -47,6 +49,19 @@ class Node:
 def system_url(bmc_address: str) -> str:
     """``redfish+http://h:p/redfish/v1/Systems/x`` -> ``http://h:p/redfish/v1/Systems/x``."""
     return bmc_address.split("+", 1)[1] if bmc_address.startswith("redfish+") else bmc_address
+
+
+def node_root(root: Path, machine_uid: str) -> Path:
+    """The host's disk for this machine: kept while the same machine owns the host (its
+    agent resumes from its journal), blank when another machine gets it, as provisioning
+    a real server writes a fresh image over whatever the last owner left."""
+    owner = root / OWNER_FILE
+    if root.exists() and (not owner.exists() or owner.read_text() != machine_uid):
+        log.info("node root %s belonged to another machine: starting from a blank disk", root)
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    owner.write_text(machine_uid)
+    return root
 
 
 class NodeLauncher:
@@ -124,8 +139,7 @@ class NodeLauncher:
 
     async def _start_agent(self, host: BareMetalHost, machine: Machine) -> Node:
         name = host.metadata.name
-        root = self.data_dir / "nodes" / name
-        root.mkdir(parents=True, exist_ok=True)
+        root = node_root(self.data_dir / "nodes" / name, machine.metadata.uid or "")
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         ip = host.metadata.annotations.get(ADDRESSES_ANNOTATION, "").split(",")[0].strip()
