@@ -138,7 +138,9 @@ def commands_for(item: StateItem, *, hostname: str = "") -> list[list[str]]:
         case "shell":
             return [["sh", "-c", p.get("command", "true")]]
         case "host":
-            line = f"deb {mirror}/debian stable main"
+            # The regional mirror regenerates its Release, so it is unsigned: trust it
+            # explicitly (files are sha256-checked against upstream when mirrored).
+            line = f"deb [trusted=yes] {mirror}/debian stable main"
             return [
                 ["sh", "-c", f"echo '{line}' > /etc/apt/sources.list.d/ccloud.list"],
                 ["apt-get", "update"],
@@ -148,14 +150,15 @@ def commands_for(item: StateItem, *, hostname: str = "") -> list[list[str]]:
             return [["apt-get", "install", "-y", "--allow-downgrades", *pkgs]] if pkgs else []
         case "images":
             host = mirror.split("://", 1)[-1]
-            return [["ctr", "-n", "k8s.io", "images", "pull", f"{host}/{n}:{v}"]
+            plain = ["--plain-http"] if mirror.startswith("http://") else []
+            return [["ctr", "-n", "k8s.io", "images", "pull", *plain, f"{host}/{n}:{v}"]
                     for n, v in _pairs(p.get("images", ""))]
         case "mke":
             role = p.get("role", "worker")
             return [["docker", "run", "--rm", "-v", "/var/run/docker.sock:/var/run/docker.sock",
                      f"mirantis/ucp:{item.version}", "join", "--role", role]]
         case "helm":
-            return [["helm", "upgrade", "--install", n, f"{mirror}/helm/{n}-{v}.tgz"]
+            return [["helm", "upgrade", "--install", n, f"{mirror}/helm/charts/{n}-{v}.tgz"]
                     for n, v in _pairs(p.get("charts", ""))]
         case "file":
             if not p.get("path"):
