@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from shared.models import (
+    CLUSTER_LABEL,
     ArtifactMirror,
     Cluster,
     Condition,
@@ -302,4 +303,45 @@ async def test_inventory_pages_are_live_and_never_show_secrets(console: Console,
     for section in ("hosts", "attached"):
         await page.click(f"a[data-nav={section}]")
         await expect(page.locator(".slot .empty")).to_be_visible()
+    assert page.js_errors == []  # type: ignore[attr-defined]
+
+
+async def test_cluster_page_events_follow_changes_to_the_clusters_objects(
+    console: Console, page: Page
+):
+    await console.store.create(cluster_obj("ev"))
+    await console.store.create(cluster_obj("other"))
+    for cluster in ("ev", "other"):
+        await console.store.create(convert(Machine, {
+            "metadata": {"name": f"{cluster}-cp-0", "namespace": "team-a",
+                         "labels": {CLUSTER_LABEL: cluster}},
+            "spec": {"cluster": cluster, "role": "control-plane", "region": "local",
+                     "simulated": {"flavor": "small"}},
+        }))
+    await sign_in(page, console)
+    await page.goto(console.url + "/ui/#/clusters/team-a/ev")
+    events = page.locator(".events")
+    await expect(events.locator(".empty")).to_have_text("No events yet.")
+    # Changes before the socket is subscribed are not streamed; wait for it to be live.
+    await expect(events).to_have_attribute("data-feed", "live")
+    await mark_page(page)
+
+    await set_status(console, Machine, "ev-cp-0", phase="Provisioning")
+    row = events.locator("[data-event-object='Machine/ev-cp-0'][data-event=MODIFIED]")
+    await expect(row).to_have_count(1)
+    await set_status(console, Cluster, "ev", phase="Provisioning")
+    await expect(events.locator("[data-event-object='Cluster/ev'][data-event=MODIFIED]")
+                 ).to_have_count(1)
+    # A condition transition of one of its machines is listed too.
+    await set_status(console, Machine, "ev-cp-0", conditions=ready())
+    await expect(events.locator("[data-event-object='Machine/ev-cp-0']"
+                                "[data-event='Ready=True (Ready)']")).to_have_count(1)
+    # Another cluster's machine changing leaves this page's events alone (the stream is
+    # ordered: once the later delete shows, the other machine's change was seen and dropped).
+    await set_status(console, Machine, "other-cp-0", phase="Provisioning")
+    await console.store.delete(Machine, "ev-cp-0", "team-a")
+    await expect(events.locator("[data-event-object='Machine/ev-cp-0'][data-event=DELETED]")
+                 ).to_have_count(1)
+    await expect(events.locator("[data-event-object='Machine/other-cp-0']")).to_have_count(0)
+    await assert_not_reloaded(page)
     assert page.js_errors == []  # type: ignore[attr-defined]

@@ -209,8 +209,9 @@ export function live(plural, namespace = "") {
   return collection;
 }
 
-// Change events (websocket): calls `onEvent(event)` per message; returns a closer.
-export function events(query, onEvent) {
+// Change events (websocket): calls `onEvent(event)` per message and `onState(connected)`
+// when the socket opens or drops (the view shows whether its feed is live); returns a closer.
+export function events(query, onEvent, onState = () => {}) {
   const params = new URLSearchParams(query);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const token = btoa(session.token).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -222,7 +223,7 @@ export function events(query, onEvent) {
     if (after) params.set("after", after);
     socket = new WebSocket(`${scheme}//${location.host}/apis/events?${params}`,
       ["ccloud.events.v1", `base64url.bearer.authorization.k8s.io.${token}`]);
-    socket.onopen = () => { failures = 0; };
+    socket.onopen = () => { failures = 0; onState(true); };
     socket.onmessage = (msg) => {
       const data = JSON.parse(msg.data);
       after = String(data.seq);
@@ -230,6 +231,7 @@ export function events(query, onEvent) {
     };
     socket.onclose = () => {
       failures += 1;
+      if (!closed) onState(false);
       // A gateway without a bus refuses the upgrade: give up quietly after a few tries.
       if (!closed && failures < 4) setTimeout(open, 1000 * failures);
     };

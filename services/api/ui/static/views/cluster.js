@@ -53,7 +53,7 @@ export function renderCluster(root, { namespace, name }) {
   const actions = h("div", { class: "card actions-card" });
   const machinesEl = h("div", {});
   const conditionsEl = h("div", {});
-  const eventsEl = h("div", {});
+  const eventsEl = h("div", { class: "events", "data-feed": "connecting" });
   const notice = h("p", { class: "notice", role: "status" });
   root.append(h("section", { "data-cluster-page": key }, header, notice, summary, actions,
     h("h3", {}, "Machines"), machinesEl,
@@ -181,7 +181,8 @@ export function renderCluster(root, { namespace, name }) {
       { title: "Object", render: (e) => e.object },
       { title: "Event", render: (e) => e.what },
       { title: "Message", render: (e) => e.message || "" },
-    ], rows, { empty: "No events yet." }));
+    ], rows, { empty: "No events yet.",
+      rowAttrs: (e) => ({ "data-event-object": e.object, "data-event": e.what }) }));
   }
 
   const all = () => {
@@ -203,7 +204,7 @@ export function renderCluster(root, { namespace, name }) {
       object: `${ev.kind}/${ev.name}`, what: ev.type, message: `resourceVersion ${ev.resourceVersion}` });
     feed.length = Math.min(feed.length, MAX_EVENTS);
     renderEvents();
-  });
+  }, (connected) => { eventsEl.dataset.feed = connected ? "live" : "reconnecting"; });
 
   return () => {
     clusters.close();
