@@ -56,6 +56,9 @@ UPGRADE_ALLOWED = "UpgradeAllowed"
 RELEASE_READY = "ReleaseReady"
 MACHINES_READY = "MachinesReady"
 UPGRADED = "Upgraded"
+CAPACITY = "Capacity"
+PROVIDER_READY = "ProviderReady"  # on the Machine, written by its provider
+NO_CAPACITY = "NoCapacity"
 
 
 def _failure(lm: LCMMachine) -> str:
@@ -66,6 +69,16 @@ def _failure(lm: LCMMachine) -> str:
     if hb is not None and hb.reason == "HeartbeatMissing":
         return hb.message
     return ""
+
+
+def capacity_shortfall(machines: list[Machine]) -> list[tuple[str, str]]:
+    """(name, provider message) of machines the provider has no node for yet."""
+    out = []
+    for m in machines:
+        c = cond.get(m.status, PROVIDER_READY)
+        if c is not None and c.status == "False" and c.reason == NO_CAPACITY:
+            out.append((m.metadata.name, c.message))
+    return sorted(out)
 
 
 class ClusterReconciler:
@@ -132,7 +145,8 @@ class ClusterReconciler:
         for v in views:
             await self._step(active[v.name], v, target, release, start=v.name in p.start)
 
-        self._aggregate(cluster, lcc, list(active.values()), p, target)
+        self._aggregate(cluster, lcc, list(active.values()), p, target,
+                        capacity_shortfall(list(live.values())))
         await self._write_lcm_status(lcc, cluster)
         return None
 
@@ -248,9 +262,19 @@ class ClusterReconciler:
     # --- status ---------------------------------------------------------------------------
 
     def _aggregate(
-        self, cluster: Cluster, lcc: LCMCluster, lms: list[LCMMachine], p: Plan, target: str
+        self, cluster: Cluster, lcc: LCMCluster, lms: list[LCMMachine], p: Plan, target: str,
+        short: list[tuple[str, str]],
     ) -> None:
         st = cluster.status
+        # Machines the provider found no node for: the cluster waits (Pending), saying why.
+        if short:
+            name, msg = short[0]
+            cond.mark_false(st, CAPACITY, NO_CAPACITY,
+                            f"{len(short)} of {len(lms)} machines "
+                            f"{'waits' if len(short) == 1 else 'wait'} for capacity; "
+                            f"{name}: {msg}", "Warning")
+        else:
+            cond.remove(st, CAPACITY)
         total = len(lms)
         ready = sum(1 for lm in lms if cond.is_true(lm.status, cond.READY) and not lm.spec.cordoned)
         st.total_machines, st.ready_machines = total, ready
@@ -284,11 +308,14 @@ class ClusterReconciler:
             cond.mark_false(st, UPGRADED, "Deploying", f"deploying {target}", "Info")
         if all_at_target and not upgrading:
             st.release = target
-        cond.summarize(st, [RELEASE_READY, MACHINES_READY, UPGRADED])
+        cond.summarize(st, [RELEASE_READY, MACHINES_READY, UPGRADED]
+                       + ([CAPACITY] if short else []))
         if p.failed:
             st.phase = "Failed"
         elif upgrading:
             st.phase = "Upgrading"
+        elif short:
+            st.phase = "Pending"
         elif not st.release:
             st.phase = "Provisioning"
         else:
@@ -302,9 +329,10 @@ class ClusterReconciler:
             s.release = c.release
             s.upgrade_in_progress = c.phase in ("Upgrading", "Failed") and bool(c.release)
             s.phase = c.phase
-            for t in (MACHINES_READY, UPGRADED, cond.READY):
+            for t in (MACHINES_READY, UPGRADED, CAPACITY, cond.READY):
                 src = cond.get(c, t)
                 if src is None:
+                    cond.remove(s, t)
                     continue
                 if src.status == "True":
                     cond.mark_true(s, t, src.reason, src.message)

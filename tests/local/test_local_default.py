@@ -103,6 +103,21 @@ def test_apply_restart_ready_upgrade_delete(tmp_path: Path) -> None:
 
         name, message = wait_for(shortfall, timeout=120, what="a NoCapacity condition")
         assert name.startswith("demo-extra-") and message
+
+        # The cluster says so too: Pending, with a Capacity condition naming the machine.
+        def cluster_pending():
+            st = get_json(up, "cluster", "demo").get("status") or {}
+            for c in st.get("conditions") or []:
+                if c["type"] == "Capacity" and c["reason"] == "NoCapacity":
+                    # One extra machine gets the one free host; the other one waits.
+                    one = c["message"].startswith("1 of 7 machines waits for capacity; ")
+                    return (st["phase"], c["message"]) if one else None
+            return None
+
+        phase, capacity = wait_for(cluster_pending, timeout=60, what="cluster Pending on capacity")
+        assert phase == "Pending" and f"{name}: {message}" in capacity, capacity
+        row = ctl(up, "get", "cluster", "demo").stdout.splitlines()[-1].split()
+        assert row[0] == "demo" and "Pending" in row, row
         ctl(up, "delete", "-f", str(extra))
         wait_for(lambda: len(get_json(up, "machines")["items"]) == 5, timeout=180,
                  what="extra machines gone")
