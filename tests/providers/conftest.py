@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from tests.providers.peers import ImageServer, SushyEmulator, Vcsim, fake_system
+from tests.providers.vcenter import admin_login, admin_logout
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,14 @@ def vcsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vcsim]:
     sim.start()
     yield sim
     sim.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(vcsim: Vcsim) -> Iterator[Any]:
+    """The vSphere admin's own session (content); also plays the guest's VMware tools."""
+    si = admin_login(vcsim)
+    yield si.RetrieveContent()
+    admin_logout(si)
 
 
 @pytest.fixture

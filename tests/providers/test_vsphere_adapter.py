@@ -6,11 +6,8 @@ import asyncio
 from typing import Any
 
 import pytest
-from pyVim.connect import Disconnect, SmartConnect
-from pyVim.task import WaitForTask
-from pyVmomi import vim
 
-from services.providers.contract import NodeRequest, wait_for
+from services.providers.contract import wait_for
 from services.providers.errors import (
     CredentialsError,
     InvalidSpecError,
@@ -18,57 +15,9 @@ from services.providers.errors import (
     ProviderUnavailable,
 )
 from services.providers.vsphere import VsphereProvider
-from shared.models import VsphereCredential, VsphereMachineSpec, convert
 from tests.providers.peers import Vcsim, free_port
+from tests.providers.vcenter import credential, report_guest_ip, request, vms_named
 from tests.waiting import eventually
-
-TEMPLATE = "DC0_C0_RP0_VM0"
-
-
-def credential(host: str, port: int, password: str) -> VsphereCredential:
-    return convert(
-        VsphereCredential,
-        {"metadata": {"name": "vc", "namespace": "default"},
-         "spec": {"region": "region-one", "server": host, "port": port, "protocol": "http",
-                  "username": "admin", "password": password}},
-    )
-
-
-@pytest.fixture(scope="module")
-def admin(vcsim: Vcsim) -> Any:
-    """A direct pyVmomi session playing the vSphere admin (and the guest's VMware tools)."""
-    si = SmartConnect(host=vcsim.host, port=vcsim.port, user="admin", pwd=vcsim.password,
-                      protocol="http")
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    vm = next(v for v in view.view if v.name == TEMPLATE)
-    if not vm.config.template:
-        if vm.runtime.powerState == "poweredOn":
-            WaitForTask(vm.PowerOffVM_Task())
-        vm.MarkAsTemplate()
-    yield content
-    Disconnect(si)
-
-
-def request(uid: str = "5e1f0000-aaaa-4000-8000-000000000001", **over: Any) -> NodeRequest:
-    fields: dict[str, Any] = {"template": TEMPLATE, "datacenter": "DC0", "cluster": "DC0_C0",
-                              "datastore": "LocalDS_1", "num_cpus": 4, "memory_mib": 8192}
-    fields.update(over)
-    return NodeRequest(machine_uid=uid, machine_name="cp-0", namespace="default", cluster="demo",
-                       region="region-one", spec=VsphereMachineSpec(**fields),
-                       user_data="#cloud-config\n")
-
-
-def vms_named(content: Any, name: str) -> list[Any]:
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    return [v for v in view.view if v.name == name]
-
-
-def report_guest_ip(vm: Any, ip: str) -> None:
-    """What VMware tools in the guest do; vcsim takes it as a SET.guest.* extraConfig."""
-    spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key="SET.guest.ipAddress",
-                                                                 value=ip)])
-    WaitForTask(vm.ReconfigVM_Task(spec))
 
 
 async def test_clone_power_ip_destroy(vcsim: Vcsim, admin: Any) -> None:

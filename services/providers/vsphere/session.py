@@ -1,7 +1,11 @@
 """A pyVmomi session built from a VsphereCredential, task waiting, and fault mapping.
 
 Sessions expire on the vCenter side (``NotAuthenticated``); ``Session.call`` logs in again
-once and retries before reporting a credentials error.
+once and retries before reporting a credentials error. The re-login happens on the *same*
+SOAP stub (as pyVmomi's ``SessionOrientedStub`` does): a managed object is a moref plus
+that stub, morefs outlive sessions, and the stub carries the session cookie, so every
+object an operation already holds (VM, task, template, folder) works again on the retry.
+Reconnecting with a new stub instead would leave those objects bound to the dead session.
 """
 
 from __future__ import annotations
@@ -68,8 +72,10 @@ class Session:
         self.cred = cred
         self.timeout = timeout
         self._si: Any = None
+        self._content: Any = None
         self._lock = threading.Lock()
         self._secrets = (cred.spec.password,)
+        self.logins = 0  # successful logins so far; a re-login is done once per expiry
 
     def _probe(self) -> None:
         """Bounded reachability check: SmartConnect's version discovery has no timeout."""
@@ -102,7 +108,18 @@ class Session:
         with self._lock:
             if self._si is None:
                 self._si = self.guard("login", self._connect)
-            return self._si.RetrieveContent()
+                self._content = self._si.RetrieveContent()
+                self.logins += 1
+            return self._content
+
+    def _relogin(self, seen: int) -> None:
+        """Log in again on the same stub, unless another thread did since ``seen``."""
+        with self._lock:
+            if self._si is None or self.logins != seen:
+                return
+            s = self.cred.spec
+            self.guard("login", lambda: self._content.sessionManager.Login(s.username, s.password))
+            self.logins += 1
 
     def guard(self, what: str, fn: Callable[[], T]) -> T:
         try:
@@ -111,12 +128,15 @@ class Session:
             raise translate(e, what=what, secrets=self._secrets) from None
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run fn; on an expired session log in again once and retry."""
+        """Run fn; on an expired session log in again once and retry it.
+
+        fn may use managed objects got earlier: they share the stub the re-login renews.
+        """
+        seen = self.logins
         try:
             return fn()
         except vim.fault.NotAuthenticated:
-            with self._lock:
-                self._si = None
+            self._relogin(seen)
             return self.guard(what, fn)
         except Exception as e:
             raise translate(e, what=what, secrets=self._secrets) from None
@@ -135,7 +155,7 @@ class Session:
 
     def close(self) -> None:
         with self._lock:
-            si, self._si = self._si, None
+            si, self._si, self._content = self._si, None, None
         if si is not None:
             try:
                 Disconnect(si)
