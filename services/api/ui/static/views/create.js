@@ -51,14 +51,24 @@ function defaultProfile(provider) {
   return Object.fromEntries((PROFILES[provider] || []).map((f) => [f.key, f.value]));
 }
 
+function selectorParts(text) {
+  return String(text || "").split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+// "k=v,k2=v2" -> {k: "v", k2: "v2"}; null when a part is not key=value.
 function parseSelector(text) {
   const out = {};
-  for (const part of String(text || "").split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const part of selectorParts(text)) {
     const [k, ...rest] = part.split("=");
+    if (!rest.length || !k.trim()) return null;
     out[k.trim()] = rest.join("=").trim();
   }
   return out;
 }
+
+// The host fits the selector as the bare metal provider judges it: every label equal.
+const matches = (host, selector) =>
+  Object.entries(selector).every(([k, v]) => (host.metadata.labels || {})[k] === v);
 
 async function listOrEmpty(plural) {
   try {
@@ -109,7 +119,7 @@ export function renderCreate(root) {
     if (state.errors[name]) control.setAttribute("aria-invalid", "true");
     return h("div", { class: `field${state.errors[name] ? " invalid" : ""}` },
       h("label", { for: control.id }, label), control, errorSpan(name),
-      hint ? h("small", { class: "hint" }, hint) : "");
+      !hint || hint instanceof Node ? hint || "" : h("small", { class: "hint" }, hint));
   }
 
   function input(value, onInput, attrs = {}) {
@@ -133,8 +143,16 @@ export function renderCreate(root) {
     const offered = region()?.spec?.providers || [];
     return offered.length ? offered : PROVIDERS;
   };
+  // Free hosts as the provider sees them: same project and region, unclaimed, not deleting.
+  const freeHosts = () => data.hosts.filter((b) => b.metadata.namespace === state.namespace &&
+    b.spec.region === state.region && !b.spec.consumer && !b.metadata.deletionTimestamp);
   const credentials = () => (data.credentials[state.provider] || []).filter((c) =>
     c.metadata.namespace === state.namespace && c.spec.region === state.region);
+
+  // A credential chosen for another project or region is not offered any more: forget it.
+  function dropStale() {
+    if (!credentials().some((c) => c.metadata.name === state.credential)) state.credential = "";
+  }
 
   function stepRegion() {
     return [
@@ -142,12 +160,16 @@ export function renderCreate(root) {
         input(state.name, (v) => { state.name = v; }, { placeholder: "demo" }),
         "Lower-case letters, digits and dashes."),
       field("Project", "metadata.namespace",
-        select(writable, state.namespace, (v) => { state.namespace = v; },
+        select(writable, state.namespace, (v) => { state.namespace = v; dropStale(); },
                { placeholder: "Choose a project" })),
       field("Region", "spec.region",
         select(data.regions.map((r) => r.metadata.name), state.region, (v) => {
           state.region = v;
-          if (!providers().includes(state.provider)) state.provider = "";
+          if (!providers().includes(state.provider)) {
+            state.provider = "";
+            state.machines = [];
+          }
+          dropStale();
         }, { placeholder: "Choose a region" }),
         data.regions.length ? "" : "No regions are registered yet."),
     ];
@@ -169,9 +191,8 @@ export function renderCreate(root) {
           (v) => { state.credential = v; }, { placeholder: "Choose a credential" }),
         creds.length ? "" : `No ${kind} in project ${state.namespace}, region ${state.region}.`));
     } else if (state.provider === "baremetal") {
-      const free = data.hosts.filter((b) => b.metadata.namespace === state.namespace &&
-        b.spec.region === state.region && !b.spec.consumer && !b.status?.consumer);
-      out.push(h("p", { class: "hint" }, `${free.length} free bare metal host(s) in this region.`));
+      out.push(h("p", { class: "hint" },
+        `${freeHosts().length} free bare metal host(s) in this project and region.`));
     } else if (state.provider) {
       out.push(h("p", { class: "hint" }, "No credential needed for this provider."));
     }
@@ -200,22 +221,39 @@ export function renderCreate(root) {
     ];
   }
 
+  // For a bare metal group: how many free hosts its host profile (selector) matches, live.
+  function hostMatch(m, i) {
+    const out = h("small", { class: "hint", "data-hosts-for": i });
+    const update = () => {
+      const selector = parseSelector(m.profile.hostSelector);
+      const n = selector ? freeHosts().filter((b) => matches(b, selector)).length : 0;
+      out.textContent = selector
+        ? `${n} free host(s) match${Number(m.count) > n ? `; ${m.count} wanted` : ""}.`
+        : "Use key=value pairs separated by commas.";
+    };
+    update();
+    return { el: out, update };
+  }
+
   function stepMachines() {
     const fields = PROFILES[state.provider] || [];
     return [
-      h("div", { class: "machines" }, state.machines.map((m, i) => h(
+      h("div", { class: "machines" }, state.machines.map((m, i) => {
+        const match = state.provider === "baremetal" ? hostMatch(m, i) : null;
+        const set = (key) => (v) => { m.profile[key] = v; match?.update(); };
+        return h(
         "fieldset", { class: "machine-row", "data-row": i },
         h("legend", {}, `Machine group ${i + 1}`),
         field("Role", `machines.${i}.role`, select(ROLES, m.role, (v) => { m.role = v; })),
-        field("Count", `machines.${i}.count`,
-          input(m.count, (v) => { m.count = v; }, { type: "number", min: "0", step: "1" })),
+        field("Count", `machines.${i}.count`, input(m.count, (v) => { m.count = v; match?.update(); },
+          { type: "number", min: "0", step: "1" })),
         fields.map((f) => field(f.label, `machines.${i}.${f.key}`, f.options
-          ? select(f.options, m.profile[f.key], (v) => { m.profile[f.key] = v; })
-          : input(m.profile[f.key], (v) => { m.profile[f.key] = v; },
-                  f.type ? { type: f.type } : {}))),
+          ? select(f.options, m.profile[f.key], set(f.key))
+          : input(m.profile[f.key], set(f.key), f.type ? { type: f.type } : {}),
+          f.key === "hostSelector" ? match.el : "")),
         h("button", { type: "button", class: "secondary small",
-          onclick: () => { state.machines.splice(i, 1); rerender(); } }, "Remove"),
-      ))),
+          onclick: () => { state.machines.splice(i, 1); rerender(); } }, "Remove"));
+      })),
       h("button", { type: "button", class: "secondary", onclick: () => {
         state.machines.push({ role: "worker", count: "1", profile: defaultProfile(state.provider) });
         rerender();
@@ -283,6 +321,10 @@ export function renderCreate(root) {
            "A whole number, 0 or more.");
       for (const f of PROFILES[state.provider] || []) {
         if (f.required) need(String(m.profile[f.key] || "").trim(), `machines.${i}.${f.key}`);
+      }
+      if (state.provider === "baremetal") {
+        need(parseSelector(m.profile.hostSelector), `machines.${i}.hostSelector`,
+             "Use key=value pairs separated by commas.");
       }
     });
     return errors;
