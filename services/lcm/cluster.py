@@ -132,7 +132,7 @@ class ClusterReconciler:
         for name, lm in sorted(active.items()):
             views.append(MachineView(
                 name=name,
-                role=lm.spec.role,
+                role=live[name].spec.role,
                 state=state_of(
                     spec_release=lm.spec.release, status_release=lm.status.release,
                     target=target, spec_cordoned=lm.spec.cordoned,
@@ -143,7 +143,8 @@ class ClusterReconciler:
             ))
         p = plan(views, groups)
         for v in views:
-            await self._step(active[v.name], v, target, release, start=v.name in p.start)
+            await self._step(active[v.name], live[v.name], v, target, release,
+                             start=v.name in p.start)
 
         self._aggregate(cluster, lcc, list(active.values()), p, target,
                         capacity_shortfall(list(live.values())))
@@ -226,15 +227,24 @@ class ClusterReconciler:
         return release_items(release, role, mirror_url=self.settings.mirror_url)
 
     async def _step(
-        self, lm: LCMMachine, v: MachineView, target: str, release: ClusterRelease, *, start: bool
+        self, lm: LCMMachine, m: Machine, v: MachineView, target: str, release: ClusterRelease,
+        *, start: bool,
     ) -> None:
-        """Move one machine one step along deploy/upgrade; each write is idempotent."""
-        items = self._items(release, lm.spec.role)
+        """Move one machine one step along deploy/upgrade; each write is idempotent.
+
+        The items always follow the Machine's current spec (its role), so a spec change
+        reaches the node as changed items: the agent re-applies exactly those
+        (Reconfigure). A machine waiting for its upgrade keeps its old items until drained.
+        """
+        role = m.spec.role
+        items = self._items(release, role)
 
         def set_release(obj: LCMMachine) -> bool:
-            if obj.spec.release == target and obj.spec.state_items == items:
+            if (obj.spec.release, obj.spec.role, obj.spec.state_items) == (target, role, items):
                 return False
-            obj.spec.release, obj.spec.state_items = target, items
+            if obj.spec.role != role:
+                log.info("reconfigure %s: role %s -> %s", obj.metadata.name, obj.spec.role, role)
+            obj.spec.release, obj.spec.role, obj.spec.state_items = target, role, items
             return True
 
         def cordon(on: bool) -> Callable[[LCMMachine], bool]:
@@ -246,7 +256,7 @@ class ClusterReconciler:
             return mutate
 
         match v.state:
-            case "deploying" | "current":
+            case "deploying" | "current" | "upgrading":
                 await patch(self.store, lm, set_release)  # also picks up reconfiguration
             case "waiting" if start:
                 log.info("upgrade: cordon and drain %s", lm.metadata.name)

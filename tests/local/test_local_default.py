@@ -144,9 +144,12 @@ def test_apply_restart_ready_upgrade_delete(tmp_path: Path) -> None:
             wait_for(lambda: not busy_hosts(), timeout=300, what="hosts released and powered off")
         except AssertionError as e:
             raise AssertionError(f"{e}; hosts still busy: {busy_hosts()}") from None
-        wait_for(lambda: "services.lcm.agent" not in subprocess.run(
-            ["ps", "-eo", "args"], capture_output=True, text=True).stdout.replace(
-            "ps -eo args", ""), timeout=60, what="agents stopped")
+        def our_agents() -> list[str]:  # this up's only: other tests run agents too
+            ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            return [ln for ln in ps.splitlines()
+                    if "services.lcm.agent" in ln and str(up.data) in ln]
+
+        wait_for(lambda: not our_agents(), timeout=60, what="agents stopped")
     finally:
         if up.proc and up.proc.poll() is None:
             assert up.stop() == 0
