@@ -12,7 +12,8 @@ const project = { title: "Project", render: (o) => o.metadata.namespace || "" };
 const region = { title: "Region", render: (o) => o.spec.region || "" };
 const phase = { title: "Status", render: (o) => badge(phaseOf(o)), cls: "phase" };
 
-// A page with one live table per section: [{title, plural, columns, filter}].
+// A page with one live table per section: [{title, plural, columns, uses}]. `uses` names
+// further live collections a column looks things up in: render(o, {plural: collection}).
 function page(title, sections) {
   return (root) => {
     const collections = [];
@@ -23,20 +24,55 @@ function page(title, sections) {
       if (sections.length > 1) root.append(h("h3", {}, section.title));
       root.append(slot);
       const col = live(section.plural);
-      collections.push(col);
-      col.subscribe(() => {
+      const lookups = Object.fromEntries((section.uses || []).map((p) => [p, live(p)]));
+      collections.push(col, ...Object.values(lookups));
+      const columns = section.columns.map((c) => ({ ...c, render: (o) => c.render(o, lookups) }));
+      const render = () => {
         if (col.error && !col.loaded) {
           replace(slot, h("p", { class: "error" }, col.error.message));
           return;
         }
-        replace(slot, table(section.columns, col.values().filter(inProject), {
+        if (!col.loaded) return;
+        replace(slot, table(columns, col.values().filter(inProject), {
           empty: `No ${section.title.toLowerCase()}.`,
           rowAttrs: (o) => ({ "data-name": o.metadata.name }),
         }));
-      });
+      };
+      col.subscribe(render);
+      Object.values(lookups).forEach((l) => l.subscribe(render));
     }
     return () => collections.forEach((c) => c.close());
   };
+}
+
+// An address without any user:password@ part, should an operator have written one there.
+function withoutUserinfo(address) {
+  return String(address || "").replace(/^([a-z][\w+.-]*:\/\/)[^/@]*@/i, "$1");
+}
+
+// A host's consumer is a Machine uid: shown as that machine, linked to its cluster.
+function consumer(host, { machines }) {
+  const uid = host.spec.consumer || host.status?.consumer;
+  if (!uid) return "";
+  const m = machines?.values().find((x) => x.metadata.uid === uid);
+  if (!m) return h("span", { class: "muted", title: uid }, "machine gone or not visible");
+  const link = `#/clusters/${encodeURIComponent(m.metadata.namespace)}/${
+    encodeURIComponent(m.spec.cluster)}`;
+  return h("a", { href: link }, m.metadata.name, h("small", { class: "muted" },
+    ` (cluster ${m.spec.cluster})`));
+}
+
+function attachedHealth(o) {
+  const s = o.status || {};
+  const phase = s.phase || (s.healthy ? "Healthy" : s.lastProbe ? "Unhealthy" : "Pending");
+  const why = (s.conditions || []).find((c) => c.type === "Healthy")?.message;
+  return h("span", { title: why || "" }, badge(phase === "Ready" ? "Healthy" : phase));
+}
+
+function attachedNodes(o) {
+  const s = o.status || {};
+  const total = (s.nodes || []).length;
+  return total ? `${s.readyNodes || 0}/${total} ready` : "";
 }
 
 function mirrorProgress(m) {
@@ -67,16 +103,17 @@ export const inventoryViews = {
   hosts: page("Bare metal hosts", [
     { title: "Bare metal hosts", plural: "baremetalhosts", columns: [
       name, project, region,
-      { title: "BMC", render: (o) => o.spec.bmc.address },
+      { title: "BMC", render: (o) => withoutUserinfo(o.spec.bmc.address), cls: "bmc" },
       { title: "Boot MAC", render: (o) => o.spec.bootMacAddress },
-      { title: "Provisioning", render: (o) => badge(o.status?.provisioningState || "—") },
-      { title: "Power", render: (o) => o.status?.powerState || "" },
+      { title: "State", render: (o) => badge(o.status?.provisioningState || "—"),
+        cls: "state" },
+      { title: "Power", render: (o) => o.status?.powerState || "", cls: "power" },
       { title: "Hardware", render: (o) => {
         const hw = o.status?.hardware;
         return hw ? `${hw.cpus} CPU, ${hw.memoryMib} MiB` : "";
       } },
-      { title: "Consumer", render: (o) => o.status?.consumer || o.spec.consumer || "" },
-    ] },
+      { title: "Consumer", render: consumer, cls: "consumer" },
+    ], uses: ["machines"] },
   ]),
   releases: page("Releases", [
     { title: "Cluster releases", plural: "clusterreleases", columns: [
@@ -114,10 +151,9 @@ export const inventoryViews = {
     { title: "Attached clusters", plural: "attachedclusters", columns: [
       name, project, region,
       { title: "Endpoint", render: (o) => o.spec.endpoint },
-      { title: "Health", render: (o) => badge(o.status?.healthy ? "Healthy" :
-        o.status?.lastProbe ? "Unhealthy" : "Pending") },
-      { title: "Kubernetes", render: (o) => o.status?.kubernetesVersion || "" },
-      { title: "Nodes", render: (o) => (o.status?.nodes || []).length },
+      { title: "Health", render: attachedHealth, cls: "health" },
+      { title: "Kubernetes", render: (o) => o.status?.kubernetesVersion || "", cls: "version" },
+      { title: "Nodes", render: attachedNodes, cls: "nodes" },
       { title: "Last probe", render: (o) => age(o.status?.lastProbe) },
     ] },
   ]),
