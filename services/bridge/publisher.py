@@ -6,7 +6,8 @@ writer that died between commit and publish; both use the same event id, so the 
 keeps one. One watch per kind resumes from a checkpoint kept in JetStream KV. Checkpoints are saved
 every ``checkpoint_interval`` rather than per event; after a crash the bridge replays from
 the last checkpoint and the bus drops the replays by message id, so each write still
-yields exactly one event.
+yields exactly one event. A checkpoint the store no longer keeps history for (``Gone``)
+is caught up from a list: one event per object changed since, at its latest version.
 """
 
 from __future__ import annotations
@@ -104,13 +105,32 @@ class EventPublisher:
             except asyncio.CancelledError:
                 raise
             except Gone:
-                log.warning("bridge %s: resume point %s expired; continuing from now "
-                            "(controllers resync)", kind.KIND, rv)
-                rv = None
+                log.warning("bridge %s: resume point %s expired; publishing the current "
+                            "state of what changed since", kind.KIND, rv)
+                try:
+                    rv = await self._catch_up(kind, rv)
+                except Exception as e:  # the next round meets Gone again and retries
+                    raise_if_cancelling()
+                    log.warning("bridge %s: catching up failed: %s; retrying", kind.KIND, e)
+                    await asyncio.sleep(RETRY_DELAY)
+                    continue
+                self._positions[kind.KIND] = rv
             except Exception as e:
                 raise_if_cancelling()
                 log.warning("bridge %s: watch failed: %s; retrying", kind.KIND, e)
                 await asyncio.sleep(RETRY_DELAY)
+
+    async def _catch_up(self, kind: type[Resource], expired: str | None) -> str:
+        """After an expired resume point: one event per object written since it, carrying
+        its latest version (intermediate versions are gone; a delete in between cannot be
+        told apart from an object that never existed). Returns the list's version."""
+        page = await self.store.list(kind)
+        after = _version(expired)
+        for obj in page.items:
+            if _version(obj.metadata.resource_version) > after:
+                await self.bus.publish(event_for("MODIFIED", obj))
+                self.published += 1
+        return page.resource_version
 
     async def _save_checkpoints(self) -> None:
         assert self._kv is not None
@@ -126,3 +146,11 @@ class EventPublisher:
                 await self._save_checkpoints()
             except Exception as e:
                 log.warning("bridge: checkpoint failed: %s", e)
+
+
+def _version(rv: str | None) -> int:
+    """A resourceVersion as a number (both backends use integers; anything else is 0)."""
+    try:
+        return int(rv or 0)
+    except ValueError:
+        return 0

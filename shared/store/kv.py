@@ -7,10 +7,14 @@ Each write carries a ``Ccloud-Op`` header so watchers can tell ADDED from MODIFI
 delete writes a KV tombstone whose payload is the final object, so DELETED events carry it.
 
 The bucket keeps the last few revisions per key (``HISTORY``), so a key rewritten while a
-list or watch reads it is not skipped; a watch resuming from an old revision receives at
-least the final state of every object changed since then (level-triggered consumers need
-no more). Only a revision from beyond the stream's end (a reset store)
-is ``Gone``.
+list or watch reads it is not skipped. A watch resumes only from a revision whose history
+it can prove complete, else it raises ``Gone`` (HTTP 410: the client relists), as the
+Kubernetes API does for a compacted version. Every write names the key's previous revision
+(``Ccloud-Prev``), so the first change of a key after the resume point that names a
+revision beyond that point, which is no longer delivered, proves a change was trimmed; so
+does a stream whose first kept sequence is past the point, a purge marker (it removed what
+came before it), or a revision beyond the stream's end (a reset store). The same check runs
+on the live part of the stream, so a watcher that fell behind a trim ends with ``Gone``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import api
 from nats.js.errors import APIError, BucketNotFoundError, KeyDeletedError, KeyNotFoundError
@@ -53,6 +58,7 @@ OnCommit = Callable[[EventType, Resource], Awaitable[object]]
 log = logging.getLogger(__name__)
 
 OP_HEADER = "Ccloud-Op"
+PREV_HEADER = "Ccloud-Prev"  # the key's revision this write replaced (0: none)
 _WRONG_LAST_SEQUENCE = 10071
 _UNCONDITIONAL_RETRIES = 8
 SNAPSHOT_CONSUMER_TTL = 2.0
@@ -273,7 +279,9 @@ class KVStore(Store):
     # --- writes -------------------------------------------------------------------------
 
     async def _put(self, key: str, payload: bytes, *, last: int, op: EventType) -> int:
-        headers = {"Nats-Expected-Last-Subject-Sequence": str(last), OP_HEADER: op}
+        headers = {
+            "Nats-Expected-Last-Subject-Sequence": str(last), OP_HEADER: op, PREV_HEADER: str(last),
+        }
         if op == "DELETED":
             headers["KV-Operation"] = "DEL"
         try:
@@ -447,9 +455,13 @@ class KVStore(Store):
                 start = int(resource_version)
             except ValueError:
                 raise Invalid(f"resourceVersion {resource_version!r} is not a version") from None
-            last = await self._last_seq()
-            if start > last:
-                raise Gone(f"resourceVersion {start} is beyond this store (at {last}): relist")
+            state = (await self._js.stream_info(self._stream)).state
+            if start > state.last_seq:
+                raise Gone(f"resourceVersion {start} is beyond this store (at {state.last_seq}): "
+                           "relist")
+            if state.first_seq > start + 1:
+                raise Gone(f"resourceVersion {start} is too old (the store keeps changes from "
+                           f"{state.first_seq - 1}): relist")
         subject = f"$KV.{self.bucket}.{cls.KIND}." + (f"{namespace}.>" if namespace else ">")
         sub = await self._js.subscribe(
             subject,
@@ -457,20 +469,72 @@ class KVStore(Store):
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
             config=api.ConsumerConfig(opt_start_seq=start + 1),
         )
+        history = _History(start, len(f"$KV.{self.bucket}."))
         try:
+            # Read what is already stored before yielding any of it, so an expired version
+            # fails before the first event (an HTTP 410 rather than an ERROR mid-stream).
+            backlog: list[Msg] = []
+            info = await sub.consumer_info()
+            total = info.delivered.consumer_seq + info.num_pending
+            while len(backlog) < total:
+                try:
+                    msg = await sub.next_msg(timeout=SNAPSHOT_TIMEOUT)
+                except NatsTimeoutError:
+                    raise Unavailable("the store stopped answering a watch") from None
+                history.check(msg)
+                backlog.append(msg)
+                if msg.metadata.num_pending == 0:
+                    break
+            for msg in backlog:
+                ev = _event(cls, msg)
+                if ev is not None:
+                    yield ev
+            backlog.clear()
             async for msg in sub.messages:
-                headers = msg.headers or {}
-                op = headers.get(OP_HEADER)
-                if not msg.data or op not in ("ADDED", "MODIFIED", "DELETED"):
-                    continue  # a purge or a write from outside the store
-                obj = _with_rv(decode(cls, msg.data), msg.metadata.sequence.stream)
-                yield WatchEvent(type=op, object=obj)
+                history.check(msg)
+                ev = _event(cls, msg)
+                if ev is not None:
+                    yield ev
         finally:
             # Clean up on the side: awaiting nats-py's unsubscribe inside a task that is
             # being cancelled can stall that task's exit.
             task = asyncio.get_running_loop().create_task(close_subscription(sub))
             _CLEANUPS.add(task)
             task.add_done_callback(_CLEANUPS.discard)
+
+
+def _event(cls: type[R], msg: Msg) -> WatchEvent[R] | None:
+    op = (msg.headers or {}).get(OP_HEADER)
+    if not msg.data or op not in ("ADDED", "MODIFIED", "DELETED"):
+        return None  # a purge or a write from outside the store
+    return WatchEvent(type=op, object=_with_rv(decode(cls, msg.data), msg.metadata.sequence.stream))
+
+
+class _History:
+    """Proves a watch from ``start`` sees every change after it, else raises ``Gone``.
+
+    Per key, the first message after ``start`` must replace a revision at or before
+    ``start`` and each later one the message before it; a write naming a revision that was
+    never delivered means that revision was trimmed (or skipped by a lagging consumer).
+    """
+
+    def __init__(self, start: int, prefix: int) -> None:
+        self.start = start
+        self._prefix = prefix
+        self._last: dict[str, int] = {}
+
+    def check(self, msg: Msg) -> None:
+        key = msg.subject[self._prefix:]
+        headers = msg.headers or {}
+        seen = self._last.get(key)
+        if headers.get("KV-Operation") == "PURGE" and seen is None:
+            raise Gone(f"resourceVersion {self.start} is too old: {key} was purged since; relist")
+        prev = headers.get(PREV_HEADER)
+        after = self.start if seen is None else seen
+        if prev is not None and prev.isdigit() and int(prev) > after:
+            raise Gone(f"resourceVersion {self.start} is too old: the change of {key} at "
+                       f"{prev} is no longer kept; relist")
+        self._last[key] = msg.metadata.sequence.stream
 
 
 class _Entry(msgspec.Struct):

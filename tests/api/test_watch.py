@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from services.api import watch as watch_module
+from shared.store.kv import HISTORY
 from tests.api.conftest import Gateway, cluster, ns_path, open_watch
 
 MERGE = "application/merge-patch+json"
@@ -74,6 +78,62 @@ async def test_watch_too_old_version_is_410(gateway: Gateway) -> None:
         assert w.status == 410
         body = await w.response.json()
         assert body["kind"] == "Status" and body["reason"] == "Expired" and body["code"] == 410
+    finally:
+        w.close()
+
+
+async def _expired_version(gateway: Gateway) -> str:
+    """A version whose history the store no longer keeps: one object patched more often
+    than the KV keeps revisions per key since then."""
+    _, base = await gateway.call("POST", ns_path("clusters"), json=cluster("base"))
+    await gateway.call("POST", ns_path("clusters"), json=cluster("busy"))
+    for i in range(HISTORY + 1):
+        code, _ = await gateway.call("PATCH", ns_path("clusters", name="busy"),
+                                     json={"metadata": {"labels": {"n": str(i)}}},
+                                     content_type=MERGE)
+        assert code == 200
+    return base["metadata"]["resourceVersion"]
+
+
+async def test_watch_from_a_compacted_version_is_410(gateway: Gateway) -> None:
+    rv = await _expired_version(gateway)
+    w = await open_watch(gateway, ns_path("clusters"), resourceVersion=rv)
+    try:
+        assert w.status == 410
+        body = await w.response.json()
+        assert (body["kind"], body["reason"], body["code"]) == ("Status", "Expired", 410)
+        assert "too old" in body["message"]
+    finally:
+        w.close()
+    # The client relists and watches from the list's version: that works.
+    code, lst = await gateway.call("GET", ns_path("clusters"))
+    assert code == 200 and len(lst["items"]) == 2
+    w = await open_watch(gateway, ns_path("clusters"),
+                         resourceVersion=lst["metadata"]["resourceVersion"])
+    try:
+        assert w.status == 200
+        await gateway.call("POST", ns_path("clusters"), json=cluster("late"))
+        ev = await w.next()
+        assert (ev["type"], ev["object"]["metadata"]["name"]) == ("ADDED", "late")
+    finally:
+        w.close()
+
+
+async def test_gone_after_the_stream_started_is_an_error_event(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once headers are out, an expiry arrives as a final ERROR event with a 410 Status, as
+    the Kubernetes API server sends it (here: the gateway does not wait for the store)."""
+    monkeypatch.setattr(watch_module, "START_WAIT", 0.0)
+    rv = await _expired_version(gateway)
+    w = await open_watch(gateway, ns_path("clusters"), resourceVersion=rv)
+    try:
+        assert w.status == 200
+        ev = await w.next()
+        assert ev["type"] == "ERROR"
+        assert (ev["object"]["kind"], ev["object"]["code"]) == ("Status", 410)
+        assert ev["object"]["reason"] == "Expired"
+        assert await w.response.content.readline() == b""  # the stream ends there
     finally:
         w.close()
 

@@ -112,3 +112,38 @@ async def test_bridge_publishes_writes_whose_writer_never_announced(nc, prefix):
         await silent.create(cluster("quiet"))
         events = await eventually(lambda: _n(stream_events(h), 1), what="bridge event")
         assert [(e.type, e.name) for _, e in events] == [("ADDED", "quiet")]
+
+
+async def test_an_expired_checkpoint_is_caught_up_from_a_list(nc, prefix):
+    """The bridge was away while an unannounced object changed more often than the store
+    keeps history for: its resume point is Gone, and the latest state is still published."""
+    from shared.store.kv import HISTORY, KVStore
+
+    async with system(nc, prefix) as h:
+        start = (await h.store.create(cluster("seen"))).metadata.resource_version
+        await eventually(lambda: _n(stream_events(h), 1), what="first event")
+        await h.publisher.stop()
+        kv = await nc.jetstream().key_value(f"{prefix}-bridge")
+        await kv.put("Cluster", start.encode())
+        silent = KVStore(nc, bucket=h.settings.objects_bucket)  # no commit hook
+        await silent.start()
+        quiet = await silent.create(cluster("quiet"))
+        for i in range(HISTORY + 1):
+            quiet.metadata.labels = {"n": str(i)}
+            quiet = await silent.update(quiet)
+
+        replay = EventPublisher(h.store, h.bus, nc, checkpoint_bucket=f"{prefix}-bridge")
+        await replay.start()
+        try:
+            events = await eventually(lambda: _n(stream_events(h), 2), what="caught-up event")
+            assert [(e.type, e.name, e.resource_version) for _, e in events] == [
+                ("ADDED", "seen", start),
+                ("MODIFIED", "quiet", quiet.metadata.resource_version),
+            ]
+            # It follows on from the list: a later write is published once, as usual.
+            await silent.delete(Cluster, "quiet", "team-a")
+            events = await eventually(lambda: _n(stream_events(h), 3), what="delete event")
+            assert [(e.type, e.name) for _, e in events][2:] == [("DELETED", "quiet")]
+        finally:
+            await replay.stop()
+            await silent.close()

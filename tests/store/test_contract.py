@@ -24,12 +24,14 @@ from shared.models.kinds import (
 from shared.store import (
     AlreadyExists,
     Conflict,
+    Gone,
     Invalid,
     NotFound,
     Store,
     StoreError,
     WatchEvent,
 )
+from shared.store import kv as kv_backend
 from tests.store.conftest import Backend
 
 EVENT_TIMEOUT = 10.0
@@ -356,6 +358,38 @@ async def test_watch_from_older_version_replays_what_followed(store: Store,
     try:
         got = [summary(await next_event(events)) for _ in expected]
         assert got == expected
+        await no_event(events)
+    finally:
+        await events.aclose()
+
+
+async def test_watch_from_a_version_whose_history_is_gone_raises_gone(
+    store: Store, backend: Backend
+) -> None:
+    """410 as Kubernetes does: one object rewritten more often than the backend keeps
+    history for, so a change after ``start`` is gone; the watch fails before any event."""
+    ns = backend.namespace
+    if backend.name == "kube-real":
+        pytest.skip("a real API server compacts on its own schedule")
+    if "server" in backend.extra:  # the fake API server keeps as many events as etcd is told
+        backend.extra["server"].set_history(kv_backend.HISTORY)
+    start = (await store.create(machine(ns, "early"))).metadata.resource_version
+    a = await store.create(machine(ns, "a"))
+    versions = []
+    for i in range(kv_backend.HISTORY + 1):
+        a = await store.update(replace_meta(a, labels={"n": str(i)}))
+        versions.append(a.metadata.resource_version)
+    events = store.watch(Machine, ns, resource_version=start)
+    try:
+        with pytest.raises(Gone):
+            await next_event(events)
+    finally:
+        await events.aclose()
+    # A version inside the kept history still resumes, with exactly what followed it.
+    events = store.watch(Machine, ns, resource_version=versions[-2])
+    try:
+        ev = await next_event(events)
+        assert (ev.type, ev.object.metadata.labels) == ("MODIFIED", {"n": str(kv_backend.HISTORY)})
         await no_event(events)
     finally:
         await events.aclose()
