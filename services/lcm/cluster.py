@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from services.lcm.config import LCMSettings
 from services.lcm.items import release_items
-from services.lcm.lcmmachine import HEARTBEAT, ITEMS_READY
+from services.lcm.lcmmachine import CORDON, HEARTBEAT, ITEMS_READY
 from services.lcm.objects import patch
 from services.lcm.rollout import Group, MachineView, Plan, plan, state_of
 from services.release.compat import UpgradeNotAllowed, check_upgrade, latest_kaas
@@ -62,8 +62,12 @@ NO_CAPACITY = "NoCapacity"
 
 
 def _failure(lm: LCMMachine) -> str:
+    """Why a machine is stuck: a failing item, cordon/drain/uncordon, or a silent agent."""
     c = cond.get(lm.status, ITEMS_READY)
     if c is not None and c.reason == "ItemFailed":
+        return c.message
+    c = cond.get(lm.status, CORDON)
+    if c is not None and c.status == "False":
         return c.message
     hb = cond.get(lm.status, HEARTBEAT)
     if hb is not None and hb.reason == "HeartbeatMissing":

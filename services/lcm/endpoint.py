@@ -8,13 +8,14 @@ where the token is ``machine_token(regional secret, Machine uid)``:
   to ``wire.MAX_WAIT``; not a number >= 0 is 400) the request is held until the details
   change (200) or the wait runs out (304); without ``wait`` a match is 304 at once.
 - ``POST /lcm/v1/machines/<ns>/<name>/status``     item progress, hostname/IP, cordon ack
+  or cordon failure
 - ``POST /lcm/v1/machines/<ns>/<name>/heartbeat``  liveness only
 
 HTTP rather than NATS subjects, because agents then need no NATS credentials at all and
 every ``<prefix>.>`` subject already belongs to the event stream. A token opens exactly one
 LCMMachine (checked before any wait); an unknown machine is 404 (the agent waits for it), a
-wrong token 401. The agent writes only ``status.hostname/ip/heartbeat/stateItems/cordoned``
-- phases and conditions stay with the controllers.
+wrong token 401. The agent writes only ``status.hostname/ip/heartbeat/stateItems/cordoned/
+cordonError`` - phases and conditions stay with the controllers.
 
 Cheap per agent, so one process serves thousands: held GETs wait on the region's
 LCMMachine change events (``services.lcm.changes``), not on store polling, and liveness
@@ -253,6 +254,8 @@ class Endpoint:
                 st.ip = report.ip
             if report.cordoned is not None:
                 st.cordoned = report.cordoned
+            if report.cordon_error is not None:
+                st.cordon_error = report.cordon_error
             known = {i.name for i in obj.spec.state_items}
             items = {k: v for k, v in st.state_items.items() if k in known}
             items.update({k: v for k, v in report.items.items() if k in known})

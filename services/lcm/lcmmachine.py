@@ -1,7 +1,7 @@
 """LCMMachine controller: phase, conditions and release from agent reports; heartbeat health.
 
 Agents write only their reports (``services.lcm.endpoint``); this controller turns them
-into ``status.phase``, the ``ItemsReady``/``Heartbeat``/``Ready`` conditions and
+into ``status.phase``, the ``ItemsReady``/``Heartbeat``/``Cordon``/``Ready`` conditions and
 ``status.release`` (set once every item of ``spec.release`` is finished). It requeues
 itself to notice a heartbeat that stops, and mirrors phase and node name onto the Machine.
 """
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 ITEMS_READY = "ItemsReady"
 HEARTBEAT = "Heartbeat"
+CORDON = "Cordon"  # present only while the agent fails to cordon/drain or uncordon
 LCM_READY = "LCMReady"  # on the Machine
 
 
@@ -69,7 +70,12 @@ class LCMMachineReconciler:
         else:
             cond.mark_true(st, HEARTBEAT, "AgentAlive")
             requeue = max(self.heartbeat_timeout - seen, 0.0) + 0.2
-        cond.summarize(st, [HEARTBEAT, ITEMS_READY])
+        if st.cordon_error:
+            reason = "DrainFailed" if lm.spec.cordoned else "UncordonFailed"
+            cond.mark_false(st, CORDON, reason, st.cordon_error, "Error")
+        else:
+            cond.remove(st, CORDON)
+        cond.summarize(st, [HEARTBEAT, ITEMS_READY] + ([CORDON] if st.cordon_error else []))
         st.observed_generation = lm.metadata.generation
         return requeue
 

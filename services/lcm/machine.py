@@ -74,6 +74,8 @@ class MachineReconciler:
                 m.status.lcm_phase = "Draining" if not drained else "Drained"
                 if drained:
                     cond.mark_true(m.status, DRAINED, how)
+                elif lm is not None and lm.status.cordon_error:
+                    cond.mark_false(m.status, DRAINED, "DrainFailed", how, "Error")
                 else:
                     cond.mark_false(m.status, DRAINED, "Draining", how, "Info")
             if not drained:
@@ -107,4 +109,4 @@ class MachineReconciler:
             return True
 
         await patch(self.store, lm, cordon)
-        return False, "waiting for the agent to cordon and drain the node"
+        return False, lm.status.cordon_error or "waiting for the agent to cordon and drain the node"

@@ -39,6 +39,8 @@ class AgentReport(Struct, kw_only=True, rename="camel", forbid_unknown_fields=Tr
     ip: str = ""
     items: dict[str, StateItemStatus] = field(default_factory=dict)
     cordoned: bool | None = None
+    # The last cordon/drain or uncordon failure ("": none); None: not reported.
+    cordon_error: str | None = None
 
 
 class ErrorBody(Struct, kw_only=True):

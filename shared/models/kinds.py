@@ -208,6 +208,8 @@ class LCMMachineStatus(Status, kw_only=True):
     state_items: dict[str, StateItemStatus] = field(default_factory=dict)
     # The agent's acknowledgement that the node is cordoned and drained (spec.cordoned).
     cordoned: bool = False
+    # Why the agent could not cordon/drain or uncordon the node as asked ("" if it could).
+    cordon_error: str = ""
 
 
 class LCMMachine(Resource, kw_only=True):

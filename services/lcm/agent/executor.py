@@ -7,9 +7,11 @@ Runners: ``host`` (point the package manager at the regional mirror), ``packages
 
 ``NodeRootExecutor`` applies items into a directory standing for the node's filesystem, so
 tests (and the local simulated default) can check exactly what was done; it also logs each
-start/finish to ``var/log/ccloud/applied.log``. Two control files under the root let tests
-steer it: ``etc/ccloud/fail/<item>`` makes that item fail with the file's text, and
-``etc/ccloud/hold/<item>`` keeps it running until the file is removed.
+start/finish to ``var/log/ccloud/applied.log``. Control files under the root let tests
+steer it: ``etc/ccloud/fail/<item>`` makes that item fail with the file's text,
+``etc/ccloud/hold/<item>`` keeps it running until the file is removed, and
+``etc/ccloud/fail/cordon`` / ``etc/ccloud/fail/uncordon`` make cordoning (with the drain) /
+uncordoning the node fail the same way.
 
 ``HostExecutor`` runs the real commands on the host. Failures leave either executor only as
 ``ItemFailed`` with a message fit for status.
@@ -126,6 +128,11 @@ class NodeRootExecutor:
                 raise ItemFailed(f"{item.name}: unknown runner {other!r}")
 
     async def cordon(self, on: bool) -> None:
+        what = "cordon" if on else "uncordon"
+        fail = self.root / "etc/ccloud/fail" / what
+        if fail.exists():
+            self._log(f"{what}-failed")
+            raise ItemFailed(fail.read_text().strip() or f"{what} failed")
         self._write("var/lib/ccloud/node-state", "cordoned\n" if on else "schedulable\n")
         self._log("cordon" if on else "uncordon")
 

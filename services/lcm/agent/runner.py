@@ -9,7 +9,8 @@ A pass that leaves nothing to do (all done, or only a retry to wait for) is foll
 long-poll of the details (``max(poll_interval, LONG_POLL)``, never past the next retry), so
 an idle agent costs the endpoint one request per wait yet sees a new item or a cordon
 request at once; otherwise (a failed cordon, an unknown machine, an unreachable endpoint)
-the loop sleeps ``poll_interval`` and fetches again.
+the loop sleeps ``poll_interval`` and fetches again. A failed cordon/drain or uncordon is
+reported as ``cordonError`` (no item runs meanwhile) and cleared once it succeeds.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Agent:
         self._facts_sent = False
         self._cordon_path = root / CORDON_FILE
         self.cordoned = self._cordon_path.exists()
+        self.cordon_error = ""  # the last failed cordon/drain or uncordon, until one succeeds
         # After a pass: None while work is left, else when the next retry is due (monotonic;
         # inf: nothing at all to do).
         self.idle_until: float | None = None
@@ -88,7 +90,8 @@ class Agent:
     async def _report(self, details: MachineDetails, *, force: bool = False) -> None:
         hostname, ip = self.executor.facts()
         report = AgentReport(
-            hostname=hostname, ip=ip, items=self._view(details), cordoned=self.cordoned
+            hostname=hostname, ip=ip, items=self._view(details), cordoned=self.cordoned,
+            cordon_error=self.cordon_error,
         )
         body = msgspec.json.encode(report)
         if body == self._sent and not force:
@@ -115,14 +118,21 @@ class Agent:
             try:
                 await self.executor.cordon(details.cordoned)
             except ItemFailed as e:
-                log.warning("cordon=%s failed: %s", details.cordoned, e)
+                # Reported, so the rollout stops on it; retried on the next pass.
+                what = "cordon and drain" if details.cordoned else "uncordon"
+                self.cordon_error = f"{what} failed: {e}"
+                log.warning("%s", self.cordon_error)
+                await self._report(details)
                 return details
-            self.cordoned = details.cordoned
+            self.cordoned, self.cordon_error = details.cordoned, ""
             self._cordon_path.parent.mkdir(parents=True, exist_ok=True)
             if self.cordoned:
                 self._cordon_path.touch()
             else:
                 self._cordon_path.unlink(missing_ok=True)
+            await self._report(details)
+        elif self.cordon_error:  # no longer asked for what failed
+            self.cordon_error = ""
             await self._report(details)
         for di in details.items:
             name = di.item.name
