@@ -90,9 +90,15 @@ class Bus:
         *,
         batch: int = 64,
         deliver_new: bool = True,
+        ack_wait: float = DEFAULT_ACK_WAIT,
     ) -> Consumer:
-        """Run ``handler`` for every event on ``subjects`` until the consumer is stopped."""
-        consumer = Consumer(self, durable, subjects, handler, batch=batch, deliver_new=deliver_new)
+        """Run ``handler`` for every event on ``subjects`` until the consumer is stopped.
+
+        ``ack_wait``: how long a delivered event may stay unacknowledged (its consumer
+        crashed or hangs) before JetStream delivers it again; set when the durable consumer
+        is created."""
+        consumer = Consumer(self, durable, subjects, handler, batch=batch,
+                            deliver_new=deliver_new, ack_wait=ack_wait)
         await consumer.start()
         self._consumers.append(consumer)
         return consumer
@@ -142,8 +148,10 @@ class Consumer:
         *,
         batch: int,
         deliver_new: bool,
+        ack_wait: float = DEFAULT_ACK_WAIT,
     ) -> None:
         self.bus = bus
+        self.ack_wait = ack_wait
         self.durable = durable.replace(".", "_")
         self.subjects = subjects
         self.handler = handler
@@ -169,7 +177,7 @@ class Consumer:
                     durable_name=self.durable,
                     filter_subjects=self.subjects,
                     ack_policy=api.AckPolicy.EXPLICIT,
-                    ack_wait=DEFAULT_ACK_WAIT,
+                    ack_wait=self.ack_wait,
                     deliver_policy=(
                         api.DeliverPolicy.NEW if self.deliver_new else api.DeliverPolicy.ALL
                     ),
