@@ -4,7 +4,12 @@ One aiohttp server on 127.0.0.1 serves three upstreams:
 
 - ``/debian``: an apt repository. ``dists/<suite>/Release`` lists the MD5Sum and SHA256 of
   ``main/binary-amd64/Packages`` (and ``.gz``); each stanza carries ``Filename``/``Size``/
-  ``SHA256`` of a real ar-format .deb under ``pool/``.
+  ``SHA256`` of a real ar-format .deb under ``pool/``. Like a real archive it also serves
+  ``InRelease`` (the Release clearsigned, RFC 4880 armor and dash-escaping) and
+  ``Release.gpg`` (an armored detached signature), unless built with ``signed=False``. The
+  signature packets are placeholders in the right armor (no key is made: the mirror carries
+  signatures, it does not verify them). ``Date`` is fixed per publish, so Release and
+  InRelease fetched a second apart agree.
 - ``/helm``: a Helm repository, ``index.yaml`` with a ``digest`` per chart version and real
   chart .tgz files, plus binaries by path with ``<path>.sha256`` files beside them.
 - ``/v2``: an OCI distribution registry (read API): ``/v2/`` ping, manifests by tag or
@@ -15,13 +20,16 @@ One aiohttp server on 127.0.0.1 serves three upstreams:
 Every file endpoint honours ``Range: bytes=N-`` (206 + Content-Range), as real CDNs do.
 Faults for tests: ``corrupt(path)`` serves different bytes than the indexes promise,
 ``truncate_once(path)`` drops the connection halfway through the next response, and
-``stall(path)`` sends half and then waits until the returned event is set. Every request
-is appended to ``requests`` (method, path, Range header).
+``stall(path)`` sends half and then waits until the returned event is set, and
+``lag_inrelease()`` freezes InRelease at the current Release while later ``add_*`` calls
+change Release (a half-published mirror). Every request is appended to ``requests``
+(method, path, Range header).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import hashlib
 import io
@@ -79,6 +87,28 @@ def make_deb(name: str, version: str, arch: str, payload: int) -> bytes:
     )
 
 
+def _crc24(data: bytes) -> int:
+    crc = 0xB704CE
+    for byte in data:
+        crc ^= byte << 16
+        for _ in range(8):
+            crc <<= 1
+            if crc & 0x1000000:
+                crc ^= 0x1864CFB
+    return crc & 0xFFFFFF
+
+
+def _armored_signature(text: bytes) -> str:
+    """An ASCII-armored signature block around a placeholder packet derived from ``text``."""
+    packet = b"\x89\x02\x33\x04\x00\x01\x0a\x00" + hashlib.sha512(text).digest() * 4
+    body = base64.b64encode(packet).decode()
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    crc = base64.b64encode(_crc24(packet).to_bytes(3, "big")).decode()
+    return "-----BEGIN PGP SIGNATURE-----\n\n" + "\n".join(lines) + (
+        f"\n={crc}\n-----END PGP SIGNATURE-----\n"
+    )
+
+
 @dataclass
 class Req:
     method: str
@@ -96,8 +126,18 @@ class _Image:
 class UpstreamCDN:
     """The fake upstream; build content with ``add_*`` before or after ``start()``."""
 
-    def __init__(self, *, suite: str = "stable", component: str = "main", arch: str = "amd64"):
+    def __init__(
+        self,
+        *,
+        suite: str = "stable",
+        component: str = "main",
+        arch: str = "amd64",
+        signed: bool = True,
+    ) -> None:
         self.suite, self.component, self.arch = suite, component, arch
+        self.signed = signed
+        self.date = time.strftime("%a, %d %b %Y %H:%M:%S UTC", time.gmtime())
+        self._lagging_inrelease: bytes | None = None
         self.files: dict[str, bytes] = {}  # URL path -> bytes (debs, charts, binaries)
         self.stanzas: list[dict[str, str]] = []
         self.charts: dict[str, list[dict]] = {}
@@ -287,13 +327,12 @@ class UpstreamCDN:
         pkgs_gz = gzip.compress(pkgs, mtime=0)
         rel = f"{self.component}/binary-{self.arch}/Packages"
         entries = [(rel, pkgs), (f"{rel}.gz", pkgs_gz)]
-        date = time.strftime("%a, %d %b %Y %H:%M:%S UTC", time.gmtime())
         lines = [
             "Origin: Mirantis",
             "Label: Mirantis",
             f"Suite: {self.suite}",
             f"Codename: {self.suite}",
-            f"Date: {date}",
+            f"Date: {self.date}",
             f"Architectures: {self.arch}",
             f"Components: {self.component}",
             "Description: Mirantis Container Cloud packages",
@@ -303,6 +342,19 @@ class UpstreamCDN:
         lines.append("SHA256:")
         lines += [f" {sha256(d)} {len(d):>16} {p}" for p, d in entries]
         return ("\n".join(lines) + "\n").encode()
+
+    def inrelease(self) -> bytes:
+        """The Release, clearsigned (or the frozen one after ``lag_inrelease()``)."""
+        text = (self._lagging_inrelease or self.release()).decode().rstrip("\n")
+        escaped = "\n".join(f"- {ln}" if ln.startswith("-") else ln for ln in text.split("\n"))
+        head = "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n"
+        return (head + escaped + "\n" + _armored_signature(text.encode())).encode()
+
+    def release_gpg(self) -> bytes:
+        return _armored_signature(self.release()).encode()
+
+    def lag_inrelease(self) -> None:
+        self._lagging_inrelease = self.release()
 
     def index_yaml(self) -> bytes:
         return yaml.safe_dump(
@@ -318,12 +370,16 @@ class UpstreamCDN:
         rel = f"{self.component}/binary-{self.arch}/Packages"
         docs = {
             f"{dist}/Release": self.release,
+            f"{dist}/InRelease": self.inrelease,
+            f"{dist}/Release.gpg": self.release_gpg,
             f"{dist}/{rel}": self.packages,
             f"{dist}/{rel}.gz": lambda: gzip.compress(self.packages(), mtime=0),
             "/helm/index.yaml": self.index_yaml,
         }
 
         async def doc(request: web.Request) -> web.StreamResponse:
+            if not self.signed and request.path.endswith(("/InRelease", "/Release.gpg")):
+                raise web.HTTPNotFound(text="404 page not found\n")
             return await self._send(request, request.path, docs[request.path](), "text/plain")
 
         for path in docs:

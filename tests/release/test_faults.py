@@ -117,6 +117,8 @@ async def test_cancelled_copy_resumes_without_refetching_finished_files(
     second = upstream.requests[first_run:]
     assert {r.path for r in second} == {
         "/debian/dists/stable/Release",
+        "/debian/dists/stable/InRelease",
+        "/debian/dists/stable/Release.gpg",
         "/debian/dists/stable/main/binary-amd64/Packages",
         deb,
     }, "finished files must not be fetched again"

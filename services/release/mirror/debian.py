@@ -2,7 +2,20 @@
 
 The chain of trust is the one apt uses: the Release file lists the SHA256 and size of each
 ``Packages`` index, every Packages stanza lists the ``Filename``, ``Size`` and ``SHA256`` of
-its .deb. Release signatures are not checked here (no keyring is shipped); the hashes are.
+its .deb; all of those hashes are checked.
+
+Signatures are carried, not verified. When the upstream publishes ``InRelease``
+(clearsigned) and/or ``Release.gpg`` (detached), they are copied with the ``Release`` and
+the ``Packages`` index it lists into ``debian/upstream/<suite>/<snapshot>/``, so whoever
+holds the vendor's key can check the whole chain offline (``gpgv`` on InRelease, then the
+Packages hash, then each .deb hash). The copier only checks that InRelease signs exactly
+the Release text it fetched (a mismatched pair fails every deb artifact with that reason)
+and that Release.gpg is OpenPGP data. Verifying the signatures themselves would need a
+vendor keyring per upstream, which ArtifactMirror does not carry yet, and ``gpgv``, which
+is not among the project's installed prerequisites; the sha256 chain above does not depend
+on either. Agents read the indexes the regional server regenerates (unsigned, listing only
+what was mirrored), never these copies: apt would prefer an InRelease next to them.
+
 Also holds the deb822 parser/writer the regional server uses to regenerate indexes.
 """
 
@@ -14,7 +27,12 @@ import hashlib
 
 import aiohttp
 
-from services.release.mirror.errors import BadUpstreamData, ChecksumMismatch, NotInUpstream
+from services.release.mirror.errors import (
+    BadUpstreamData,
+    ChecksumMismatch,
+    FetchError,
+    NotInUpstream,
+)
 from services.release.mirror.layout import FileRef, Record, normalize_sha, safe_relpath
 from services.release.mirror.resolve import RemoteFile, Resolved, fetch_bytes, join
 from shared.models import Artifact, Upstream
@@ -68,6 +86,27 @@ def release_hashes(release: Stanza) -> dict[str, tuple[str, int]]:
 
 
 
+CLEARSIGN_BEGIN = "-----BEGIN PGP SIGNED MESSAGE-----"
+SIGNATURE_BEGIN = "-----BEGIN PGP SIGNATURE-----"
+
+
+def clearsigned_text(doc: str) -> str:
+    """The signed text of a clearsigned document (RFC 4880 7.1), dash-escaping undone."""
+    lines = doc.replace("\r\n", "\n").split("\n")
+    try:
+        start = lines.index(CLEARSIGN_BEGIN)
+        blank = lines.index("", start)  # armor headers ("Hash: SHA512") end at a blank line
+        end = lines.index(SIGNATURE_BEGIN, blank)
+    except ValueError:
+        raise BadUpstreamData("not a clearsigned document (OpenPGP armor lines missing)") from None
+    return "\n".join(ln[2:] if ln.startswith("- ") else ln for ln in lines[blank + 1 : end])
+
+
+def is_openpgp_signature(data: bytes) -> bool:
+    """ASCII-armored signature, or binary OpenPGP packets (first byte has bit 7 set)."""
+    return data.lstrip().startswith(SIGNATURE_BEGIN.encode()) or (bool(data) and data[0] >= 0x80)
+
+
 class DebianReader:
     """Resolves deb artifacts against one Debian upstream; indexes are fetched once."""
 
@@ -76,6 +115,8 @@ class DebianReader:
         self.upstream = upstream
         self.base = upstream.url.rstrip("/")
         self._packages: dict[tuple[str, str], Stanza] | None = None
+        # The upstream's Release (+ InRelease, Release.gpg) and Packages, kept as provenance.
+        self._snapshot: list[RemoteFile] = []
         self._lock = asyncio.Lock()
         self._error: Exception | None = None
 
@@ -99,6 +140,7 @@ class DebianReader:
     async def _fetch_index(self) -> dict[tuple[str, str], Stanza]:
         dist = f"{self.base}/dists/{self.upstream.suite}"
         raw, _ = await fetch_bytes(self.session, f"{dist}/Release")
+        signed = await self._signatures(dist, raw)
         paragraphs = parse_deb822(raw.decode("utf-8", "replace"))
         if not paragraphs:
             raise BadUpstreamData(f"{dist}/Release is empty")
@@ -117,6 +159,8 @@ class DebianReader:
             raise ChecksumMismatch(
                 f"{dist}/{rel} (index listed in Release)", expected=sha, actual=actual
             )
+        self._snapshot = _snapshot(self.upstream.suite, [("Release", raw), *signed],
+                                   (rel, body), dist)
         text = (gzip.decompress(body) if rel.endswith(".gz") else body).decode("utf-8", "replace")
         index: dict[tuple[str, str], Stanza] = {}
         arch_ok = {self.upstream.architecture, "all"}
@@ -124,6 +168,39 @@ class DebianReader:
             if "Package" in st and "Version" in st and st.get("Architecture", "all") in arch_ok:
                 index[(st["Package"], st["Version"])] = st
         return index
+
+    async def _optional(self, url: str) -> bytes | None:
+        try:
+            body, _ = await fetch_bytes(self.session, url)
+        except FetchError as e:
+            if e.status == 404:
+                return None
+            raise
+        return body
+
+    async def _signatures(self, dist: str, release: bytes) -> list[tuple[str, bytes]]:
+        """InRelease and Release.gpg when published; each must belong to ``release``."""
+        out: list[tuple[str, bytes]] = []
+        inrelease = await self._optional(f"{dist}/InRelease")
+        if inrelease is not None:
+            try:
+                text = clearsigned_text(inrelease.decode("utf-8", "replace"))
+            except BadUpstreamData as e:
+                raise BadUpstreamData(f"{dist}/InRelease: {e}") from None
+            if text.rstrip("\n") != release.decode("utf-8", "replace").replace(
+                "\r\n", "\n"
+            ).rstrip("\n"):
+                raise BadUpstreamData(
+                    f"{dist}/InRelease signs a different text than {dist}/Release "
+                    "(a half-published upstream?); refusing both"
+                )
+            out.append(("InRelease", inrelease))
+        detached = await self._optional(f"{dist}/Release.gpg")
+        if detached is not None:
+            if not is_openpgp_signature(detached):
+                raise BadUpstreamData(f"{dist}/Release.gpg is not an OpenPGP signature")
+            out.append(("Release.gpg", detached))
+        return out
 
     async def resolve(self, artifact: Artifact) -> Resolved:
         index = await self._load()
@@ -161,4 +238,20 @@ class DebianReader:
             architecture=self.upstream.architecture,
         )
         url = join(self.base, filename)
-        return Resolved(artifact, [RemoteFile(url=url, path=path, sha256=sha, size=size)], record)
+        # The .deb stays first: bundles and pins check ``files[0]`` against the stanza.
+        files = [RemoteFile(url=url, path=path, sha256=sha, size=size), *self._snapshot]
+        return Resolved(artifact, files, record)
+
+
+def _snapshot(
+    suite: str, release_files: list[tuple[str, bytes]], packages: tuple[str, bytes], dist: str
+) -> list[RemoteFile]:
+    """The upstream's index files under a directory named by their content (immutable)."""
+    docs = [*release_files, packages]
+    snap = hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in docs)).hexdigest()
+    base = f"debian/upstream/{safe_relpath(suite)}/{snap[:16]}"
+    return [
+        RemoteFile(url=f"{dist}/{name}", path=f"{base}/{safe_relpath(name)}",
+                   sha256=hashlib.sha256(data).hexdigest(), size=len(data), data=data)
+        for name, data in docs
+    ]

@@ -3,8 +3,10 @@
 Serves the mirror directory in the three layouts agents already speak:
 
 - ``/debian/dists/<suite>/Release`` and ``.../<component>/binary-<arch>/Packages`` are
-  regenerated from the mirrored deb records (so they list exactly what was mirrored), and
-  ``/debian/pool/...`` serves the files;
+  regenerated from the mirrored deb records (so they list exactly what was mirrored, and
+  are unsigned: agents' apt sources say ``[trusted=yes]``), ``/debian/pool/...`` serves the
+  files, and ``/debian/upstream/<suite>/<snapshot>/`` the upstream's own Release,
+  InRelease, Release.gpg and Packages as copied (provenance; see ``debian.py``);
 - ``/helm/index.yaml`` is regenerated from the mirrored chart records; ``/helm/...`` serves
   charts and binaries;
 - ``/v2/`` is the OCI distribution read API: ping, manifests by tag or digest, blobs by
