@@ -4,7 +4,8 @@ Owners move before the objects they own, so management's garbage collector never
 orphan. Each copy is written with ``KVStore.restore`` (uid, creationTimestamp, generation,
 owner references, finalizers and status preserved) and lands *paused*: it carries the
 ``kaas.containercloud.dev/paused`` annotation and a Cluster has ``spec.paused`` set, so
-management's controllers leave the half-moved tree alone. The bootstrap set's own
+management's controllers leave the half-moved tree alone (the controller runtime skips
+paused objects: ``shared.runtime.paused``). The bootstrap set's own
 controllers are not running during the move (the driver has finished). Once everything is
 across, each copy is restored to its exact original content, which unpauses it.
 
@@ -21,12 +22,12 @@ import msgspec
 
 from services.bootstrap.state import BootstrapError, BootstrapState, ObjectRef
 from shared.models import ALL_KINDS, Cluster, Resource
+from shared.runtime.paused import PAUSED_ANNOTATION
 from shared.store import AlreadyExists, NotFound, Store
 from shared.store.kv import KVStore
 
 log = logging.getLogger(__name__)
 
-PAUSED_ANNOTATION = "kaas.containercloud.dev/paused"
 PAUSED_BY = "bootstrap-pivot"
 KINDS: dict[str, type[Resource]] = {k.KIND: k for k in ALL_KINDS}
 

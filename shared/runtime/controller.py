@@ -19,6 +19,7 @@ from shared import metrics
 from shared.bus import Bus, ChangeEvent, Consumer
 from shared.models import Resource
 from shared.runtime.errors import PermanentError, TransientError
+from shared.runtime.paused import PARENT_PAUSED_RECHECK, paused_by
 from shared.runtime.queue import ShutDown, WorkQueue
 from shared.store import NotFound, Store
 from shared.tasks import cancel_all, raise_if_cancelling
@@ -173,7 +174,12 @@ class Controller:
         start = time.perf_counter()
         outcome = "success"
         try:
-            result = await self.reconciler.reconcile(req) or Result()
+            paused = await paused_by(self.store, self.kind, req.name, req.namespace)
+            if paused is None:
+                result = await self.reconciler.reconcile(req) or Result()
+            else:  # left alone; unpausing the object is a write, so its event follows
+                outcome = "paused"
+                result = Result(None if paused == "object" else PARENT_PAUSED_RECHECK)
         except asyncio.CancelledError:
             raise
         except NotFound:
