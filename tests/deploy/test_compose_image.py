@@ -102,6 +102,8 @@ def test_compose_service_matches_the_manifest(
     if landed(svc.module):
         unknown = set(env) - code.env_read(svc.module)
         assert not unknown, f"{svc.name}: compose sets {sorted(unknown)} the code never reads"
+        local = code.unset_loopback(svc.module, env)
+        assert not local, f"{svc.name}: compose leaves {local} at a loopback default"
 
 
 def test_compose_passes_unset_settings_from_the_shell() -> None:

@@ -11,8 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy import helm
-from tests.deploy.test_manifest import MANIFEST, SERVICES, generate
+from tests.deploy import code, helm
+from tests.deploy.test_manifest import MANIFEST, SERVICES, generate, require_landed
 from tests.fakes.kube_cluster import FakeKubeCluster, validate
 
 LINTED = ["ccloud-lib", "nats", *MANIFEST.services, "container-cloud"]
@@ -176,6 +176,23 @@ def test_deployment_follows_the_manifest(runs: Runs, svc: generate.Service) -> N
     for k, v in svc.env.items():
         assert env[k] == v.replace("{release}", "cc-")
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=lambda s: s.name)
+def test_rendered_env_is_what_the_code_reads(runs: Runs, svc: generate.Service) -> None:
+    """Both ways: the chart sets no setting the code ignores, and every setting whose
+    default is a loopback address is set (to something else) for the service reading it."""
+    require_landed(svc.module)
+    for cluster in ("mgmt-kv", "regional-kube"):
+        if ("management" if cluster == "mgmt-kv" else "regional") not in svc.sets:
+            continue
+        installed(runs, cluster)
+        d = objects(runs, cluster, "Deployment")[f"cc-{svc.name}"]
+        env = {e["name"]: e["value"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+        unknown = set(env) - code.env_read(svc.module)
+        assert not unknown, f"{cluster} {svc.name}: sets {sorted(unknown)} the code never reads"
+        local = code.unset_loopback(svc.module, env)
+        assert not local, f"{cluster} {svc.name}: leaves {local} at a loopback default"
 
 
 @pytest.mark.parametrize("svc", SERVICES, ids=lambda s: s.name)

@@ -112,3 +112,38 @@ def test_service_env_is_read_by_the_code(svc: generate.Service) -> None:
     require_landed(svc.module)
     unknown = set(svc.env) - code.env_read(svc.module)
     assert not unknown, f"{svc.name}: the code reads none of {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=lambda s: s.name)
+def test_loopback_defaults_are_set_by_the_manifest(svc: generate.Service) -> None:
+    """A default of 127.0.0.1 names the container itself: the deployment must set it (the
+    shared settings come from the charts' and compose's common env, checked there)."""
+    require_landed(svc.module)
+    own = code.loopback_settings(svc.module) - code.SHARED_ENV
+    missing = sorted(own - set(svc.env))
+    assert not missing, f"{svc.name}: services.yaml leaves {missing} at a loopback default"
+    assert not [k for k in own if code.is_loopback(svc.env[k])], svc.name
+
+
+def test_loopback_scan_finds_the_settings_and_flags_a_deployment_missing_them() -> None:
+    """The scan reads defaults from the code in all its forms, so the checks above bite."""
+    assert {"CCLOUD_NATS_URL", "CCLOUD_HEALTH_HOST", "CCLOUD_API_HOST"} <= code.loopback_settings(
+        "services.api")  # shared Settings and an argparse env default
+    assert "CCLOUD_LCM_MIRROR_URL" in code.loopback_settings("services.lcm")  # settings Struct
+    assert "CCLOUD_BAREMETAL_IMAGE_BASE_URL" in code.loopback_settings(
+        "services.providers.baremetal")  # os.environ.get with a named constant
+    assert "CCLOUD_PREFIX" not in code.loopback_settings("services.api")
+    assert code.unset_loopback("services.api", {
+        "CCLOUD_NATS_URL": "nats://nats:4222", "CCLOUD_HEALTH_HOST": "0.0.0.0",
+        "CCLOUD_API_HOST": "localhost"}) == ["CCLOUD_API_HOST"]
+    assert "CCLOUD_BAREMETAL_IMAGE_BASE_URL" in code.unset_loopback(
+        "services.providers.baremetal", {})
+
+
+@pytest.mark.parametrize(("value", "loopback"), [
+    ("127.0.0.1", True), ("nats://127.0.0.1:4222", True), ("http://localhost:8480/x", True),
+    ("http://[::1]:80", True), ("127.3.4.5", True), ("0.0.0.0", False), ("", False),
+    ("nats://nats:4222", False), ("http://cc-release:8480", False), ("10.0.0.1", False),
+])
+def test_is_loopback(value: str, loopback: bool) -> None:
+    assert code.is_loopback(value) is loopback

@@ -85,6 +85,10 @@ def test_bmc_address_forms() -> None:
     assert image_url("http://x/y.iso", "http://img") == "http://x/y.iso"
     with pytest.raises(InvalidSpecError):
         image_url("../etc", "http://img")
+    # A deployment without an image server still takes URLs; a name says what is missing.
+    assert image_url("http://x/y.iso", "") == "http://x/y.iso"
+    with pytest.raises(InvalidSpecError, match="CCLOUD_BAREMETAL_IMAGE_BASE_URL"):
+        image_url("ubuntu", "")
 
 
 async def test_provision_power_and_deprovision(

@@ -38,6 +38,10 @@ def image_url(image: str, base_url: str) -> str:
         return image
     if not image or "/" in image:
         raise InvalidSpecError(f"invalid image name {image!r}", provider=PROVIDER)
+    if not base_url:  # a deployment that did not say where its images are served
+        raise InvalidSpecError(
+            f"image {image!r} is a name but no image server is configured: give a URL or set"
+            " CCLOUD_BAREMETAL_IMAGE_BASE_URL on the bare-metal provider", provider=PROVIDER)
     return f"{base_url.rstrip('/')}/{image}.iso"
 
 
