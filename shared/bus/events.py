@@ -45,8 +45,19 @@ class ChangeEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
         return VERBS[self.type]
 
 
+_TRACE_NAMESPACE = uuid.UUID("7c0f3f4e-2a53-4f51-9a55-6c1c0d1e7a10")
+
+
+def trace_id_for(obj: Resource) -> str:
+    """The trace id of one write, derived from it (kind, uid, resourceVersion): the writer's
+    announce and the bridge's republish of the same write carry the same one."""
+    md = obj.metadata
+    return uuid.uuid5(_TRACE_NAMESPACE, f"{obj.kind}:{md.uid}:{md.resource_version}").hex
+
+
 def event_for(type_: EventType, obj: Resource, *, trace_id: str = "") -> ChangeEvent:
-    """Build the event for one committed write; the id makes republishing idempotent."""
+    """Build the event for one committed write. Id and trace id derive from the write, so
+    every copy of its event is the same (republishing is idempotent, traces join up)."""
     md = obj.metadata
     return ChangeEvent(
         id=f"{obj.kind}:{md.uid}:{md.resource_version}:{type_}",
@@ -59,7 +70,7 @@ def event_for(type_: EventType, obj: Resource, *, trace_id: str = "") -> ChangeE
         generation=md.generation,
         region=obj.region(),
         time=now(),
-        trace_id=trace_id or uuid.uuid4().hex,
+        trace_id=trace_id or trace_id_for(obj),
         labels=dict(md.labels),
         owners=tuple(OwnerRef(kind=o.kind, name=o.name, uid=o.uid) for o in md.owner_references),
     )

@@ -147,3 +147,32 @@ async def test_an_expired_checkpoint_is_caught_up_from_a_list(nc, prefix):
         finally:
             await replay.stop()
             await silent.close()
+
+
+async def test_both_copies_of_a_write_carry_one_event_id_and_trace_id(nc, prefix):
+    """The writer announces a write and the bridge republishes it: a subscriber seeing both
+    copies sees the same event id and trace id; the stream keeps one."""
+    async with system(nc, prefix) as h:
+        copies: list[ChangeEvent] = []
+
+        async def seen(msg) -> None:
+            copies.append(msgspec.json.decode(msg.data, type=ChangeEvent))
+
+        sub = await nc.subscribe(f"{prefix}.>", cb=seen)
+        try:
+            c = await h.store.create(cluster("traced"))
+            c.spec.release = "mke-3-7-1"
+            c = await h.store.update(c)
+            await eventually(lambda: len(copies) >= 4, what="announce + republish of 2 writes")
+        finally:
+            await sub.unsubscribe()
+        by_id: dict[str, set[str]] = {}
+        for ev in copies:
+            by_id.setdefault(ev.id, set()).add(ev.trace_id)
+        assert len(by_id) == 2 and all(len(t) == 1 for t in by_id.values()), copies
+        traces = {next(iter(t)) for t in by_id.values()}
+        assert len(traces) == 2  # one trace per write, not per kind or object
+        assert all(len(t) == 32 for t in traces)
+        stored = await eventually(lambda: _n(stream_events(h), 2), what="stream events")
+        first = {e.type: (e.id, e.trace_id) for e in reversed(copies)}
+        assert [(e.id, e.trace_id) for _, e in stored] == [first["ADDED"], first["MODIFIED"]]
