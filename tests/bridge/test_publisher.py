@@ -176,3 +176,33 @@ async def test_both_copies_of_a_write_carry_one_event_id_and_trace_id(nc, prefix
         stored = await eventually(lambda: _n(stream_events(h), 2), what="stream events")
         first = {e.type: (e.id, e.trace_id) for e in reversed(copies)}
         assert [(e.id, e.trace_id) for _, e in stored] == [first["ADDED"], first["MODIFIED"]]
+
+
+async def test_global_kinds_travel_under_the_global_region_token(nc, prefix):
+    """Releases belong to no region: ``<prefix>.global.<kind>.<verb>``. A Region's own
+    events travel under its name (docs/api.md), so a region's services hear of it."""
+    from shared.models import (
+        ClusterRelease,
+        ClusterReleaseSpec,
+        KaaSRelease,
+        KaaSReleaseSpec,
+        Region,
+        RegionSpec,
+    )
+
+    async with system(nc, prefix) as h:
+        cr = await h.store.create(ClusterRelease(
+            metadata=ObjectMeta(name="mke-3-7-0"),
+            spec=ClusterReleaseSpec(version="3.7.0", mke_version="3.7.0")))
+        await h.store.create(KaaSRelease(metadata=ObjectMeta(name="kaas-1-0-0"),
+                                         spec=KaaSReleaseSpec(version="1.0.0")))
+        await h.store.create(Region(metadata=ObjectMeta(name="east"),
+                                    spec=RegionSpec(providers=["simulated"])))
+        await h.store.delete(ClusterRelease, cr.metadata.name)
+        events = await eventually(lambda: _n(stream_events(h), 4), what="4 events")
+        assert [(s, e.region) for s, e in events] == [
+            (f"{prefix}.global.clusterrelease.created", "global"),
+            (f"{prefix}.global.kaasrelease.created", "global"),
+            (f"{prefix}.east.region.created", "east"),
+            (f"{prefix}.global.clusterrelease.deleted", "global"),
+        ]
