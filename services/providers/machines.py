@@ -202,10 +202,13 @@ class MachineReconciler:
         return Result(requeue_after=self.resync_interval)
 
     def _check_timeout(self, st, name: str) -> None:  # noqa: ANN001
-        waited = S.seconds_in_state(S.get_step(st, name))
+        """A step in progress longer than ``provision_timeout`` fails with what it awaited."""
+        step = S.get_step(st, name)
+        waited = S.seconds_in_state(step)
         if waited > self.provision_timeout:
+            awaited = f": {step.message}" if step is not None and step.message else ""
             raise ProviderTimeout(
-                f"step {name} not done after {int(waited)}s", provider=self.provider
+                f"step {name} not done after {int(waited)}s{awaited}", provider=self.provider
             )
 
     async def _provider(self, machine: Machine, cluster: Cluster | None, *, claim: bool

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.aio.client import Client as NATS
 
+from services.providers.errors import QuotaError
 from services.providers.machines import LCM_FINALIZER, MachineReconciler, finalizer_for
 from services.providers.simulated import SimulatedConfig, SimulatedProvider
 from services.providers.steps import PROVIDER_READY, Backoff
@@ -118,12 +119,15 @@ async def test_rerun_and_restart_never_make_a_second_node(h: Harness) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fail_with", "reason", "severity"),
-    [("credentials", "InvalidCredentials", "Error"), ("quota", "QuotaExceeded", "Warning"),
-     ("timeout", "ProviderTimeout", "Warning")],
+    ("fail_with", "reason", "severity", "delays"),
+    # Credentials (60 s) and quota (30 s) ask for long waits, capped here at 0.5 s; a
+    # timeout asks for nothing and gets the doubling backoff.
+    [("credentials", "InvalidCredentials", "Error", [0.5, 0.5]),
+     ("quota", "QuotaExceeded", "Warning", [0.5, 0.5]),
+     ("timeout", "ProviderTimeout", "Warning", [0.1, 0.2])],
 )
 async def test_provider_errors_become_conditions(
-    h: Harness, fail_with: str, reason: str, severity: str
+    h: Harness, fail_with: str, reason: str, severity: str, delays: list[float]
 ) -> None:
     provider = SimulatedProvider(SimulatedConfig(fail_with=fail_with))  # type: ignore[arg-type]
     rec = reconciler(h, provider)
@@ -133,13 +137,43 @@ async def test_provider_errors_become_conditions(
         await rec.reconcile(Request("m1", "default"))
     with pytest.raises(TransientError) as second:
         await rec.reconcile(Request("m1", "default"))
-    assert second.value.delay >= first.value.delay  # backoff grows (or honours retry_after)
+    assert [first.value.delay, second.value.delay] == pytest.approx(delays)
     m = await get(h, "m1")
     c = cond.get(m.status, PROVIDER_READY)
     assert c is not None and (c.status, c.reason, c.severity) == ("False", reason, severity)
     assert m.status.provider_steps[0].name == "Create"
     assert m.status.provider_steps[0].state == "Failed"
     assert "simulated:" in m.status.provider_steps[0].message
+
+
+def test_backoff_doubles_to_its_cap_and_honours_retry_after() -> None:
+    b = Backoff(initial=1.0, cap=10.0)
+    assert [b.next("m") for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert b.next("other") == 1.0, "each object has its own count"
+    b.reset("m")
+    assert b.next("m") == 1.0
+    slow = Backoff(initial=1.0, cap=120.0)
+    quota = QuotaError("full", provider="simulated")  # asks for 30 s
+    assert [slow.next("q", quota) for _ in range(8)] == [30, 30, 30, 30, 30, 32, 64, 120]
+
+
+async def test_retry_delays_grow_until_success_resets_them(h: Harness) -> None:
+    provider = SimulatedProvider(SimulatedConfig(fail_with="timeout"))  # no retry_after
+    rec = MachineReconciler(h.store, "simulated", SingleTarget(provider), region=REGION,
+                            poll_interval=0.1, backoff=Backoff(initial=0.1, cap=10.0))
+    await h.store.create(cluster("sim", "simulated"))
+    await h.store.create(machine("m1", "sim"))
+
+    async def delay() -> float:
+        with pytest.raises(TransientError) as err:
+            await rec.reconcile(Request("m1", "default"))
+        return err.value.delay
+
+    assert [await delay() for _ in range(4)] == pytest.approx([0.1, 0.2, 0.4, 0.8])
+    provider.config = SimulatedConfig()
+    await rec.reconcile(Request("m1", "default"))  # a success resets the count
+    provider.config = SimulatedConfig(fail_with="timeout")
+    assert await delay() == pytest.approx(0.1)
 
 
 async def test_delete_waits_for_lcm_drain(h: Harness) -> None:

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from pyVmomi import vim
 
 from services.providers.contract import wait_for
 from services.providers.errors import (
@@ -13,8 +14,10 @@ from services.providers.errors import (
     InvalidSpecError,
     ProviderTimeout,
     ProviderUnavailable,
+    QuotaError,
 )
 from services.providers.vsphere import VsphereProvider
+from services.providers.vsphere.session import Session, translate
 from tests.providers.peers import Vcsim, free_port
 from tests.providers.vcenter import credential, report_guest_ip, request, vms_named
 from tests.waiting import eventually
@@ -91,3 +94,56 @@ async def test_silent_vcenter_times_out(silent_port: int) -> None:
     provider = VsphereProvider(credential("127.0.0.1", silent_port, "x"), timeout=1)
     with pytest.raises(ProviderTimeout):
         await provider.find(request())
+
+
+def make_folder(admin: Any, path: str) -> Any:
+    """What the vSphere admin does before handing a folder to a cluster."""
+    dc = next(e for e in admin.rootFolder.childEntity if e.name == "DC0")
+    folder = dc.vmFolder
+    for part in path.split("/"):
+        sub = next((f for f in folder.childEntity if f.name == part), None)
+        folder = sub or folder.CreateFolder(part)
+    return folder
+
+
+async def test_clone_into_named_folder(vcsim: Vcsim, admin: Any) -> None:
+    target = await asyncio.to_thread(make_folder, admin, "ccloud/workers")
+    provider = VsphereProvider(credential(vcsim.host, vcsim.port, vcsim.password))
+    req = request(uid="f01de700-0000-4000-8000-000000000001", folder="/ccloud/workers/")
+    try:
+        ref = await provider.create(req)
+        [vm] = vms_named(admin, req.node_name)
+        assert vm.parent == target and vm.parent.parent.name == "ccloud"
+        assert await provider.find(req) == ref
+        # The folder is part of where the node lives: the datacenter root has no such VM.
+        elsewhere = request(uid=req.machine_uid, folder="")
+        assert await provider.find(elsewhere) is None
+        assert await provider.delete(ref) is True
+        assert vms_named(admin, req.node_name) == []
+    finally:
+        await provider.close()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [vim.fault.InsufficientResourcesFault(msg="Insufficient memory resources on DC0_C0"),
+     vim.fault.NoDiskSpace(msg="No space on LocalDS_1", datastore="LocalDS_1")],
+)
+def test_vcenter_capacity_faults_are_quota(fault: Exception) -> None:
+    """vcsim never raises these: checked where pyVmomi hands them to the adapter."""
+    session = Session(credential("127.0.0.1", 1, "s3cret-vc-pw"), timeout=1)
+
+    def clone() -> None:
+        raise fault
+
+    with pytest.raises(QuotaError) as err:
+        session.call("clone", clone)
+    assert err.value.reason == "QuotaExceeded" and err.value.transient
+    assert err.value.code == type(fault).__name__.rpartition(".")[2]
+    assert str(err.value).startswith("vsphere: clone: ") and fault.msg in str(err.value)
+
+
+def test_fault_text_echoing_the_password_is_scrubbed() -> None:
+    fault = vim.fault.InsufficientResourcesFault(msg="quota for login s3cret-vc-pw exceeded")
+    err = translate(fault, what="clone", secrets=("s3cret-vc-pw",))
+    assert isinstance(err, QuotaError) and "s3cret-vc-pw" not in str(err) and "***" in str(err)
