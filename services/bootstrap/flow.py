@@ -3,8 +3,9 @@
     started -> cluster-created -> pivoting -> pivoted -> verified -> cleaned
 
 ``create`` starts from nothing; ``resume`` continues from the recorded phase (every phase
-is safe to repeat); ``rollback`` removes from management what the pivot moved (by uid),
-releases the provider's nodes and deletes the bootstrap set and its data.
+is safe to repeat); ``rollback`` removes from management what the pivot moved (objects by
+uid, provider node records by Machine uid), releases the provider's nodes and deletes the
+bootstrap set and its data.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from services.bootstrap.bootset import BootstrapSet
 from services.bootstrap.driver import create_management_cluster, delete_nodes
 from services.bootstrap.state import BootstrapError, BootstrapState, Target
 from services.providers.simulated import SimulatedProvider
+from services.providers.simulated.nodes import KVNodes
 from shared.models import Resource
 from shared.store import NotFound
 from shared.store.kv import KVStore
@@ -43,8 +45,16 @@ class Outcome:
     message: str
 
 
+@dataclass
+class ManagementSet:
+    """What the pivot writes to: management's store and its simulated provider's nodes."""
+
+    store: KVStore
+    nodes: KVNodes
+
+
 @contextlib.asynccontextmanager
-async def management(target: Target) -> AsyncIterator[KVStore]:
+async def management(target: Target) -> AsyncIterator[ManagementSet]:
     try:
         nc: NATS = await nats.connect(
             target.management_url, name="ccloud-bootstrap-pivot", connect_timeout=5,
@@ -57,7 +67,9 @@ async def management(target: Target) -> AsyncIterator[KVStore]:
     try:
         store = KVStore(nc, bucket=f"{target.prefix}-objects")
         await store.start()
-        yield store
+        nodes = KVNodes(nc, bucket=f"{target.prefix}-simulated-nodes")
+        await nodes.start()
+        yield ManagementSet(store, nodes)
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
@@ -117,7 +129,8 @@ class Bootstrap:
             if not st.reached("pivoted"):
                 if st.phase != "pivoting":
                     self._advance(st, "pivoting")
-                await pivot.move(bootset.store, mgmt, st, save=self._save,
+                await pivot.move_nodes(bootset.nodes, mgmt.nodes, st, save=self._save)
+                await pivot.move(bootset.store, mgmt.store, st, save=self._save,
                                  fail_after=self.fail_after)
                 self._advance(st, "pivoted")
             if not st.reached("verified"):
@@ -135,9 +148,10 @@ class Bootstrap:
             shutil.rmtree(self.data, ignore_errors=True)
             return Outcome("rolled-back", 0, f"nothing recorded in {self.data}; folder removed")
         removed = 0
-        if st.moved:
+        if st.moved or st.nodes:
             async with management(st.target) as mgmt:
-                removed = await pivot.undo(mgmt, st)
+                removed = await pivot.undo(mgmt.store, st)
+                await pivot.undo_nodes(mgmt.nodes, st)
         bootset = BootstrapSet(self.data)
         await bootset.start()
         try:
@@ -149,14 +163,15 @@ class Bootstrap:
                        f"released {released} nodes, deleted {self.data}")
 
 
-async def verify(source: KVStore, mgmt: KVStore, st: BootstrapState) -> None:
+async def verify(source: KVStore, mgmt: ManagementSet, st: BootstrapState) -> None:
     """Every moved object is in management with its uid and owners, unpaused; every
-    management health endpoint answers ready."""
+    moved Machine's node is in management's node table; every management health endpoint
+    answers ready."""
     originals = {o.metadata.uid: o for o in await pivot.everything(source)}
     for ref in st.moved:
         cls = pivot.KINDS[ref.kind]
         try:
-            got: Resource = await mgmt.get(cls, ref.name, ref.namespace)
+            got: Resource = await mgmt.store.get(cls, ref.name, ref.namespace)
         except NotFound:
             raise BootstrapError(f"{ref.kind} {ref.name} is missing in management") from None
         want = originals.get(ref.uid)
@@ -169,6 +184,9 @@ async def verify(source: KVStore, mgmt: KVStore, st: BootstrapState) -> None:
     missing = set(originals) - {r.uid for r in st.moved}
     if missing:
         raise BootstrapError(f"{len(missing)} bootstrap objects were not moved")
+    for uid in st.nodes:
+        if await mgmt.nodes.get(uid) is None:
+            raise BootstrapError(f"the node of machine {uid} is missing in management")
     await _healthy(st.target.health_urls)
 
 

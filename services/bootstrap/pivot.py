@@ -9,8 +9,14 @@ paused objects: ``shared.runtime.paused``). The bootstrap set's own
 controllers are not running during the move (the driver has finished). Once everything is
 across, each copy is restored to its exact original content, which unpauses it.
 
-Progress is saved after every object; re-running skips nothing and duplicates nothing,
-because restoring an object whose uid is already there overwrites it in place.
+The simulated provider's node records move too (``move_nodes``, before the objects):
+from the bootstrap set's ``bootstrap-simulated-nodes`` bucket into management's
+``<prefix>-simulated-nodes``, keyed by Machine uid like the provider keys them, so once a
+moved Machine is unpaused management's provider finds its node instead of making one.
+
+Progress is saved after every object and node; re-running skips nothing and duplicates
+nothing, because restoring an object whose uid is already there overwrites it in place and
+a node record whose Machine uid is already there is kept as it is.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from collections.abc import Callable
 import msgspec
 
 from services.bootstrap.state import BootstrapError, BootstrapState, ObjectRef
+from services.providers.simulated.nodes import NodeTable
 from shared.models import ALL_KINDS, Cluster, Resource
 from shared.runtime.paused import PAUSED_ANNOTATION
 from shared.store import AlreadyExists, NotFound, Store
@@ -116,6 +123,34 @@ async def move(
         current = await target.get(type(obj), obj.metadata.name, obj.metadata.namespace)
         await target.restore(obj, resource_version=current.metadata.resource_version)
     return objs
+
+
+async def move_nodes(
+    source: NodeTable,
+    dest: NodeTable,
+    state: BootstrapState,
+    *,
+    save: Callable[[BootstrapState], None],
+) -> int:
+    """Copy every provider node record into management; returns how many are there."""
+    done = set(state.nodes)
+    for node in await source.all():
+        await dest.create(node)  # keeps a record already there (a resumed move)
+        if node.machine_uid not in done:
+            state.nodes.append(node.machine_uid)
+            done.add(node.machine_uid)
+            save(state)
+    return len(done)
+
+
+async def undo_nodes(dest: NodeTable, state: BootstrapState) -> int:
+    """Remove from management the node records the pivot copied there (by Machine uid)."""
+    removed = 0
+    for uid in state.nodes:
+        if await dest.get(uid) is not None:
+            await dest.remove(uid)
+            removed += 1
+    return removed
 
 
 async def undo(dest: Store, state: BootstrapState) -> int:

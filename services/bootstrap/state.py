@@ -47,6 +47,8 @@ class BootstrapState(msgspec.Struct, kw_only=True):
     phase: Phase = "started"
     target: Target
     moved: list[ObjectRef] = msgspec.field(default_factory=list)
+    # Machine uids whose simulated-provider node record was copied into management.
+    nodes: list[str] = msgspec.field(default_factory=list)
     error: str = ""
 
     def reached(self, phase: Phase) -> bool:

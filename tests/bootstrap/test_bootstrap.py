@@ -206,3 +206,71 @@ async def test_cli_create_interrupted_then_resumed(
     assert "4 objects moved" in done.stdout
     assert not data_dir.exists()
     assert len(await mgmt.objects()) == 4
+
+
+async def test_pivot_moves_provider_nodes_and_management_takes_over(
+    tmp_path: Path, prefix: str, mgmt: Management
+) -> None:
+    """With management's provider and LCM running, the half-moved copies stay paused and
+    untouched; after the pivot the provider adopts the moved nodes instead of making new."""
+    from services.bootstrap.bootset import BootstrapSet
+    from services.providers.machines import finalizer_for
+    from tests.bootstrap.controllers import running
+    from tests.waiting import eventually
+
+    data = tmp_path / "boot"
+    async with running(mgmt.sys, "region-one") as ctl:
+        with pytest.raises(pivot.InjectedFailure):
+            await Bootstrap(data, fail_after=3).create(mgmt.target(prefix, machines=3))
+        boot = BootstrapSet(data)
+        await boot.start()
+        try:
+            assert boot.nodes is not None
+            made = {n.machine_uid: n for n in await boot.nodes.all()}
+        finally:
+            await boot.stop()
+        assert len(made) == 3
+        # The nodes moved before any object, whatever the interruption.
+        assert {n.machine_uid: n for n in await ctl.nodes.all()} == made
+        half = [o for o in await mgmt.objects() if isinstance(o, Machine)]
+        assert half, "at least one Machine landed before the interruption"
+        await eventually(lambda: ctl.machines.reconciled >= len(half), timeout=10,
+                         what="the provider saw the paused machines")
+        for m in half:
+            got = await mgmt.sys.store.get(Machine, m.metadata.name, m.metadata.namespace)
+            assert got.metadata.finalizers == [] and got.status == m.status
+
+        outcome = await Bootstrap(data).resume()
+        assert outcome.phase == "cleaned"
+
+        async def adopted() -> bool:
+            machines = await mgmt.sys.store.list_all(Machine)
+            return len(machines) == 3 and all(
+                finalizer_for("simulated") in m.metadata.finalizers
+                and m.status.phase == "Running" and m.status.provider_steps
+                for m in machines)
+
+        await eventually(adopted, timeout=15, what="management's provider took the machines")
+        nodes = {n.machine_uid: n for n in await ctl.nodes.all()}
+        # Same three records (created before the pivot), none made twice or anew.
+        assert set(nodes) == set(made)
+        assert all(nodes[u].created_at == made[u].created_at for u in made)
+        for m in await mgmt.sys.store.list_all(Machine):
+            assert m.status.provider_id == f"simulated:///{made[m.metadata.uid or ''].id}"
+
+
+async def test_rollback_removes_moved_nodes_from_management(
+    tmp_path: Path, prefix: str, mgmt: Management
+) -> None:
+    from services.providers.simulated.nodes import KVNodes
+
+    nodes = KVNodes(mgmt.sys.nc, bucket=f"{prefix}-simulated-nodes")
+    await nodes.start()
+    data = tmp_path / "boot"
+    with pytest.raises(pivot.InjectedFailure):
+        await Bootstrap(data, fail_after=1).create(mgmt.target(prefix, machines=2))
+    st = state.load(data)
+    assert st is not None and len(st.nodes) == 2
+    assert {n.machine_uid for n in await nodes.all()} == set(st.nodes)
+    await Bootstrap(data).rollback()
+    assert await nodes.all() == []
