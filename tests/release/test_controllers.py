@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
 
+from services.release.bundle import export_bundle, import_bundle
 from services.release.controllers import (
     RELEASE_WATCHES,
     ArtifactMirrorReconciler,
     AvailableUpgradesReconciler,
 )
 from services.release.defaults import ensure_default_releases
+from services.release.mirror.copier import mirror_release
 from shared.models import (
     ArtifactMirror,
     ArtifactMirrorSpec,
@@ -37,12 +40,12 @@ async def harness(nc: NATS, prefix: str) -> AsyncIterator[Harness]:
         yield h
 
 
-async def _mirror_controller(h: Harness, directory: Path) -> Controller:
+async def _mirror_controller(h: Harness, directory: Path, retry: float = 30) -> Controller:
     ctl = Controller(
         name="release-artifactmirror",
         kind=ArtifactMirror,
         reconciler=ArtifactMirrorReconciler(
-            h.store, directory, progress_interval=0.05, retry_interval=30
+            h.store, directory, progress_interval=0.05, retry_interval=retry
         ),
         store=h.store,
         bus=h.bus,
@@ -145,6 +148,54 @@ async def test_mirror_controller_lists_failures(
         assert await eventually(ghost, what="ghost condition") == (
             "ClusterRelease mke-0-0-0 does not exist"
         )
+    finally:
+        await ctl.stop()
+
+
+async def test_mirror_without_upstreams_is_ready_after_airgap_import(
+    harness: Harness, upstream: UpstreamCDN, release: ClusterRelease, tmp_path: Path
+) -> None:
+    store = harness.store
+    await store.create(release)
+    # Connected side: mirror the release and export it.
+    assert (await mirror_release(release, upstreams_of(upstream), tmp_path / "src")).failures == {}
+    bundle = tmp_path / "release.tar"
+    await asyncio.to_thread(export_bundle, release, tmp_path / "src", bundle)
+    fetched = len(upstream.requests)
+
+    # Air-gapped side: a mirror object with no upstreams fails until the bundle arrives...
+    ctl = await _mirror_controller(harness, tmp_path / "airgap", retry=0.5)
+    try:
+        await store.create(
+            ArtifactMirror(
+                metadata=ObjectMeta(name="airgap", namespace="default"),
+                spec=ArtifactMirrorSpec(region="local", release=release.metadata.name),
+            )
+        )
+
+        async def get() -> ArtifactMirror:
+            return await store.get(ArtifactMirror, "airgap", "default")
+
+        async def failed() -> ArtifactMirror | None:
+            m = await get()
+            return m if m.status.phase == "Failed" else None
+        before = (await eventually(failed, what="mirror Failed before the import")).status
+        assert len(before.failures) == len(release.spec.artifacts)
+        assert all("upstream configured" in f.reason for f in before.failures)
+
+        # ...and becomes Ready on its next retry once the bundle is imported, untouched.
+        await asyncio.to_thread(import_bundle, bundle, tmp_path / "airgap")
+
+        async def ready() -> ArtifactMirror | None:
+            m = await get()
+            return m if cond.is_true(m.status, cond.READY) else None
+        done = await eventually(ready, what="mirror Ready after the import")
+        st = done.status
+        assert st.phase == "Ready" and st.failures == []
+        assert st.items_done == st.items_total == len(release.spec.artifacts)
+        assert st.bytes_done == st.bytes_total > 0
+        assert done.metadata.generation == 1
+        assert len(upstream.requests) == fetched, "the air-gapped mirror reached upstream"
     finally:
         await ctl.stop()
 
