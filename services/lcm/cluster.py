@@ -127,9 +127,10 @@ class ClusterReconciler:
                 UpdateGroup, ns, where=lambda g: g.spec.cluster == cluster.metadata.name)
         }
 
+        manager = self._manager(lcc, live, lms)
         for name, m in sorted(live.items()):
             if name not in lms:
-                lms[name] = await self._create_lcm_machine(cluster, lcc, m, release)
+                lms[name] = await self._create_lcm_machine(cluster, lcc, m, release, manager[1])
 
         active = {n: lm for n, lm in lms.items() if n in live}
         views: list[MachineView] = []
@@ -147,13 +148,38 @@ class ClusterReconciler:
             ))
         p = plan(views, groups)
         for v in views:
-            await self._step(active[v.name], live[v.name], v, target, release,
+            await self._step(active[v.name], live[v.name], v, target, release, manager[1],
                              start=v.name in p.start)
 
         self._aggregate(cluster, lcc, list(active.values()), p, target,
                         capacity_shortfall(list(live.values())))
-        await self._write_lcm_status(lcc, cluster)
+        await self._write_lcm_status(lcc, cluster, manager)
         return None
+
+    @staticmethod
+    def _manager(
+        lcc: LCMCluster, live: dict[str, Machine], lms: dict[str, LCMMachine]
+    ) -> tuple[str, str]:
+        """(machine, address) every node joins MKE through: the one pinned on the LCMCluster
+        while it stays a live control-plane node with an address (so adding nodes never
+        re-joins the others), else the first such by name; ("", "") while none has one."""
+
+        def address(name: str) -> str:
+            m = live.get(name)
+            if m is None or m.spec.role != "control-plane":
+                return ""
+            if m.status.addresses:
+                return m.status.addresses[0]
+            lm = lms.get(name)
+            return lm.status.ip if lm is not None else ""
+
+        pinned = lcc.status.manager_machine
+        if pinned and (a := address(pinned)):
+            return pinned, a
+        for name in sorted(live):
+            if a := address(name):
+                return name, a
+        return "", ""
 
     async def _lcm_cluster(self, cluster: Cluster) -> LCMCluster | None:
         ns, name = cluster.metadata.namespace, cluster.metadata.name
@@ -206,7 +232,8 @@ class ClusterReconciler:
         return None
 
     async def _create_lcm_machine(
-        self, cluster: Cluster, lcc: LCMCluster, m: Machine, release: ClusterRelease
+        self, cluster: Cluster, lcc: LCMCluster, m: Machine, release: ClusterRelease,
+        manager: str,
     ) -> LCMMachine:
         ns = cluster.metadata.namespace
         lm = LCMMachine(
@@ -218,7 +245,7 @@ class ClusterReconciler:
             spec=LCMMachineSpec(
                 cluster=cluster.metadata.name, machine=m.metadata.name, region=m.spec.region,
                 role=m.spec.role, release=release.metadata.name,
-                state_items=self._items(release, m.spec.role),
+                state_items=self._items(release, m.spec.role, manager),
                 machine_uid=m.metadata.uid or "",
             ),
         )
@@ -227,21 +254,25 @@ class ClusterReconciler:
         except AlreadyExists:
             return await self.store.get(LCMMachine, m.metadata.name, ns)
 
-    def _items(self, release: ClusterRelease, role: MachineRole) -> list[StateItem]:
-        return release_items(release, role, mirror_url=self.settings.mirror_url)
+    def _items(
+        self, release: ClusterRelease, role: MachineRole, manager: str
+    ) -> list[StateItem]:
+        return release_items(release, role, mirror_url=self.settings.mirror_url,
+                             manager=manager)
 
     async def _step(
         self, lm: LCMMachine, m: Machine, v: MachineView, target: str, release: ClusterRelease,
-        *, start: bool,
+        manager: str, *, start: bool,
     ) -> None:
         """Move one machine one step along deploy/upgrade; each write is idempotent.
 
-        The items always follow the Machine's current spec (its role), so a spec change
-        reaches the node as changed items: the agent re-applies exactly those
-        (Reconfigure). A machine waiting for its upgrade keeps its old items until drained.
+        The items always follow the Machine's current spec (its role) and the cluster's
+        manager address, so a change reaches the node as changed items: the agent re-applies
+        exactly those (Reconfigure). A machine waiting for its upgrade keeps its old items
+        until drained.
         """
         role = m.spec.role
-        items = self._items(release, role)
+        items = self._items(release, role, manager)
 
         def set_release(obj: LCMMachine) -> bool:
             if (obj.spec.release, obj.spec.role, obj.spec.state_items) == (target, role, items):
@@ -336,9 +367,12 @@ class ClusterReconciler:
             st.phase = "Ready" if ready == total else "Degraded"
         st.observed_generation = cluster.metadata.generation
 
-    async def _write_lcm_status(self, lcc: LCMCluster, cluster: Cluster) -> None:
+    async def _write_lcm_status(
+        self, lcc: LCMCluster, cluster: Cluster, manager: tuple[str, str]
+    ) -> None:
         async with status_writer(self.store, lcc) as obj:
             s, c = obj.status, cluster.status
+            s.manager_machine, s.manager_address = manager
             s.ready_nodes, s.total_nodes = c.ready_machines, c.total_machines
             s.release = c.release
             s.upgrade_in_progress = c.phase in ("Upgrading", "Failed") and bool(c.release)

@@ -15,7 +15,9 @@ HTTP rather than NATS subjects, because agents then need no NATS credentials at 
 every ``<prefix>.>`` subject already belongs to the event stream. A token opens exactly one
 LCMMachine (checked before any wait); an unknown machine is 404 (the agent waits for it), a
 wrong token 401. The agent writes only ``status.hostname/ip/heartbeat/stateItems/cordoned/
-cordonError`` - phases and conditions stay with the controllers.
+cordonError`` - phases and conditions stay with the controllers. Details also carry the secrets the
+machine's items name by reference (its cluster's MKE join token, derived from the uid of
+the LCMCluster owning the LCMMachine), so no secret is ever stored or published.
 
 Cheap per agent, so one process serves thousands: held GETs wait on the region's
 LCMMachine change events (``services.lcm.changes``), not on store polling, and liveness
@@ -39,7 +41,7 @@ from services.lcm.changes import ChangeHub, Key
 from services.lcm.clock import age, stamp
 from services.lcm.config import LCMSettings
 from services.lcm.items import item_hash, ordered
-from services.lcm.tokens import verify
+from services.lcm.tokens import JOIN_TOKEN_REF, join_token, verify
 from services.lcm.wire import MAX_WAIT, AgentReport, DetailItem, ErrorBody, MachineDetails
 from shared.bus import Bus
 from shared.models import LCMMachine
@@ -84,7 +86,14 @@ def etag_matches(header: str, etag: str) -> bool:
     return False
 
 
-def details_of(lm: LCMMachine, settings: LCMSettings) -> MachineDetails:
+def details_of(
+    lm: LCMMachine, settings: LCMSettings, secret: bytes | None = None
+) -> MachineDetails:
+    """What the agent gets; with ``secret``, the secrets its items reference, resolved."""
+    secrets: dict[str, str] = {}
+    lcc = next((o for o in lm.metadata.owner_references if o.kind == "LCMCluster"), None)
+    if secret is not None and lcc is not None and lcc.uid:
+        secrets[JOIN_TOKEN_REF] = join_token(secret, lcc.uid)
     return MachineDetails(
         namespace=lm.metadata.namespace or "",
         name=lm.metadata.name,
@@ -95,6 +104,7 @@ def details_of(lm: LCMMachine, settings: LCMSettings) -> MachineDetails:
         cordoned=lm.spec.cordoned,
         heartbeat_interval=settings.heartbeat_interval,
         poll_interval=settings.poll_interval,
+        secrets=secrets,
     )
 
 
@@ -175,7 +185,7 @@ class Endpoint:
         return await self._load(request, token)
 
     def _encode(self, lm: LCMMachine) -> tuple[bytes, str]:
-        body = _enc.encode(details_of(lm, self.settings))
+        body = _enc.encode(details_of(lm, self.settings, self._secret))
         return body, f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
 
     async def get_details(self, request: web.Request) -> web.Response:

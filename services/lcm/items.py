@@ -2,7 +2,9 @@
 
 Every node: prepare the host from the regional mirror, install the container runtime
 packages, pre-pull the MKE images (phase ``prepare``); then join MKE as manager or worker
-(phase ``deploy``). Control-plane nodes also deploy the release's addons (Helm charts).
+(phase ``deploy``) through the cluster's manager address, authenticated by the cluster's
+join token - named by reference (``tokenRef``), never by value. Control-plane nodes also
+deploy the release's addons (Helm charts).
 An item's ``version`` follows the release part it installs, so an upgrade re-runs exactly
 the items whose content changed; ``item_hash`` identifies an item's full content.
 """
@@ -13,6 +15,7 @@ import hashlib
 
 import msgspec
 
+from services.lcm.tokens import JOIN_TOKEN_REF
 from shared.models import ClusterRelease, StateItem
 from shared.models.kinds import MachineRole
 
@@ -36,8 +39,9 @@ def _join(pairs: list[tuple[str, str]]) -> str:
 
 
 def release_items(
-    release: ClusterRelease, role: MachineRole, *, mirror_url: str
+    release: ClusterRelease, role: MachineRole, *, mirror_url: str, manager: str = ""
 ) -> list[StateItem]:
+    """``manager``: the address of the control-plane node every node joins through."""
     spec = release.spec
     debs = [(a.name, a.version) for a in spec.artifacts if a.type == "deb"]
     images = [(a.name, a.version) for a in spec.artifacts if a.type == "image"]
@@ -70,7 +74,8 @@ def release_items(
             phase="deploy",
             version=spec.mke_version,
             runner="mke",
-            params={"role": "manager" if role == "control-plane" else "worker"},
+            params={"role": "manager" if role == "control-plane" else "worker",
+                    "manager": manager, "tokenRef": JOIN_TOKEN_REF},
         ),
     ]
     if role == "control-plane" and charts:

@@ -1,8 +1,10 @@
 """Typed messages of the agent API (``services.lcm.endpoint``), shared with the agent.
 
 ``MachineDetails`` is what an agent fetches: its items with their hashes in apply order,
-whether it must be cordoned, and the intervals it must keep. ``AgentReport`` is what it
-posts back; ``items`` holds only the items it knows about, keyed by name.
+whether it must be cordoned, the intervals it must keep, and the secrets its items name by
+reference (``tokenRef``), keyed by that reference - sent to this machine's agent only, never
+stored. ``AgentReport`` is what it posts back; ``items`` holds only the items it knows
+about, keyed by name.
 
 A details GET may long-poll (``If-None-Match`` plus ``?wait=``): ``MAX_WAIT`` is the longest
 hold the endpoint grants; a longer ``wait`` is cut to it.
@@ -32,6 +34,7 @@ class MachineDetails(Struct, kw_only=True, rename="camel"):
     cordoned: bool = False
     heartbeat_interval: float = 10.0
     poll_interval: float = 5.0
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 class AgentReport(Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):

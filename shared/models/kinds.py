@@ -170,6 +170,9 @@ class LCMClusterStatus(Status, kw_only=True):
     total_nodes: NonNegative = 0
     release: str = ""
     upgrade_in_progress: bool = False
+    # The control-plane machine every node joins MKE through, and its address.
+    manager_machine: str = ""
+    manager_address: str = ""
 
 
 class LCMCluster(Resource, kw_only=True):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from services.lcm.items import item_hash
+from services.lcm.tokens import join_token
 from services.release.defaults import cluster_release
 from shared.models import LCMCluster, LCMMachine, Machine
 from shared.runtime import conditions as cond
-from tests.lcm.conftest import NS, Lcm
+from tests.lcm.conftest import NS, SECRET, Lcm
 from tests.waiting import eventually
 
 
@@ -26,6 +29,11 @@ async def test_three_plus_five_cluster_goes_ready(lcm: Lcm) -> None:
     lcc = await lcm.store.get(LCMCluster, "alpha", NS)
     assert (lcc.status.ready_nodes, lcc.status.total_nodes, lcc.status.release) == (
         8, 8, "mke-3-7-1")
+    # Every node joined through the first control-plane node with the cluster's token,
+    # which only the nodes hold: the stored objects name it by reference.
+    assert (lcc.status.manager_machine, lcc.status.manager_address) == ("alpha-cp0", "10.250.0.1")
+    assert lcc.metadata.uid
+    token = join_token(SECRET, lcc.metadata.uid)
 
     release = cluster_release("mke-3-7-1")
     debs = {a.name: a.version for a in release.spec.artifacts if a.type == "deb"}
@@ -47,6 +55,10 @@ async def test_three_plus_five_cluster_goes_ready(lcm: Lcm) -> None:
             assert (root / f"var/lib/ccloud/packages/{pkg}").read_text().strip() == version
         role = "manager" if "-cp" in n else "worker"
         assert (root / "etc/ccloud/mke").read_text().split() == [role, "3.7.1"]
+        assert (root / "etc/ccloud/mke-manager").read_text().strip() == "10.250.0.1"
+        held = root / "etc/ccloud/mke-join-token"
+        assert held.read_text() == token and held.stat().st_mode & 0o777 == 0o600
+        assert token.encode() not in msgspec.json.encode(lm)
         installed = {p.name for p in (root / "var/lib/ccloud/charts").glob("*")} if (
             root / "var/lib/ccloud/charts").exists() else set()
         assert installed == (charts if role == "manager" else set())

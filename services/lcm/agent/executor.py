@@ -2,7 +2,8 @@
 
 Runners: ``host`` (point the package manager at the regional mirror), ``packages``
 (install ``name=version`` Debian packages), ``images`` (pull container images), ``mke``
-(join MKE as manager or worker), ``helm`` (install charts), ``shell`` (run
+(join MKE as ``params.role`` through ``params.manager`` with the token ``params.tokenRef``
+names, which the endpoint sends beside the details), ``helm`` (install charts), ``shell`` (run
 ``params.command``), ``file`` (write ``params.content`` to ``params.path``).
 
 ``NodeRootExecutor`` applies items into a directory standing for the node's filesystem, so
@@ -14,7 +15,7 @@ steer it: ``etc/ccloud/fail/<item>`` makes that item fail with the file's text,
 uncordoning the node fail the same way.
 
 ``HostExecutor`` runs the real commands on the host. Failures leave either executor only as
-``ItemFailed`` with a message fit for status.
+``ItemFailed`` with a message fit for status, with secret values masked.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ import asyncio
 import os
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
 from shared.models import StateItem
 
 COMMAND_TIMEOUT = 1800.0
+MKE_PORT = 443
+MASK = "******"
 
 
 class ItemFailed(Exception):
@@ -40,9 +44,24 @@ class Executor(Protocol):
         """(hostname, ip) of the node."""
         ...
 
-    async def apply(self, item: StateItem, hash_: str) -> None: ...
+    async def apply(
+        self, item: StateItem, hash_: str, *, secrets: Mapping[str, str] | None = None
+    ) -> None:
+        """Apply ``item``; ``secrets`` resolves the references in its params."""
+        ...
 
     async def cordon(self, on: bool) -> None: ...
+
+
+def join_secret(item: StateItem, secrets: Mapping[str, str] | None) -> str:
+    """The join token ``item`` references; ItemFailed if the endpoint did not send it."""
+    ref = item.params.get("tokenRef", "")
+    if not ref:
+        return ""
+    value = (secrets or {}).get(ref, "")
+    if not value:
+        raise ItemFailed(f"{item.name}: secret {ref!r} was not provided by the LCM endpoint")
+    return value
 
 
 def _pairs(value: str) -> list[tuple[str, str]]:
@@ -87,7 +106,9 @@ class NodeRootExecutor:
             ip = f.read_text().strip() if f.exists() else "127.0.0.1"
         return hostname, ip
 
-    async def apply(self, item: StateItem, hash_: str) -> None:
+    async def apply(
+        self, item: StateItem, hash_: str, *, secrets: Mapping[str, str] | None = None
+    ) -> None:
         self._log(f"start {item.name} {item.version} {hash_}")
         fail = self.root / "etc/ccloud/fail" / item.name
         if fail.exists():
@@ -95,11 +116,11 @@ class NodeRootExecutor:
         hold = self.root / "etc/ccloud/hold" / item.name
         while hold.exists():  # noqa: ASYNC110 - a test holds the item by a file
             await asyncio.sleep(0.05)
-        self._effect(item)
+        self._effect(item, secrets)
         self._write(f"etc/ccloud/items/{item.name}", f"{item.version} {hash_}\n")
         self._log(f"done {item.name} {item.version} {hash_}")
 
-    def _effect(self, item: StateItem) -> None:
+    def _effect(self, item: StateItem, secrets: Mapping[str, str] | None) -> None:
         p = item.params
         match item.runner:
             case "host":
@@ -113,7 +134,12 @@ class NodeRootExecutor:
                 for name, version in _pairs(p.get("images", "")):
                     self._write(f"var/lib/ccloud/images/{name.replace('/', '_')}", f"{version}\n")
             case "mke":
+                token = join_secret(item, secrets)
                 self._write("etc/ccloud/mke", f"{p.get('role', 'worker')} {item.version}\n")
+                self._write("etc/ccloud/mke-manager", f"{p.get('manager', '')}\n")
+                if token:  # where a node keeps its join credential: owner-only
+                    self._write("etc/ccloud/mke-join-token", token)
+                    self._path("etc/ccloud/mke-join-token").chmod(0o600)
             case "helm":
                 for name, version in _pairs(p.get("charts", "")):
                     self._write(f"var/lib/ccloud/charts/{name}", f"{version}\n")
@@ -137,7 +163,38 @@ class NodeRootExecutor:
         self._log("cordon" if on else "uncordon")
 
 
-def commands_for(item: StateItem, *, hostname: str = "") -> list[list[str]]:
+def _with_port(address: str, port: int = MKE_PORT) -> str:
+    """``host:port``, adding MKE's port when ``address`` names none (IPv6 bracketed)."""
+    if address.startswith("[") and "]:" in address:
+        return address
+    if address.startswith("["):
+        return f"{address}:{port}"
+    if address.count(":") == 1:
+        return address
+    if ":" in address:  # a bare IPv6 address
+        return f"[{address}]:{port}"
+    return f"{address}:{port}"
+
+
+def mke_join_command(
+    *, version: str, role: str, manager: str, token: str
+) -> list[str]:
+    """Join MKE as ``role`` through the manager at ``manager`` (host or host:port)."""
+    if not manager:
+        raise ItemFailed("mke-join: no manager address yet (the first control-plane node "
+                         "has none)")
+    if not token:
+        raise ItemFailed("mke-join: no join token")
+    if role not in ("manager", "worker"):
+        raise ItemFailed(f"mke-join: unknown role {role!r} (manager or worker)")
+    return ["docker", "run", "--rm", "-v", "/var/run/docker.sock:/var/run/docker.sock",
+            f"mirantis/ucp:{version}", "join", "--role", role, "--manager", _with_port(manager),
+            "--token", token]
+
+
+def commands_for(
+    item: StateItem, *, hostname: str = "", secrets: Mapping[str, str] | None = None
+) -> list[list[str]]:
     """The commands ``HostExecutor`` runs for ``item`` (pure, so it can be checked)."""
     p = item.params
     mirror = p.get("mirror", "")
@@ -161,9 +218,9 @@ def commands_for(item: StateItem, *, hostname: str = "") -> list[list[str]]:
             return [["ctr", "-n", "k8s.io", "images", "pull", *plain, f"{host}/{n}:{v}"]
                     for n, v in _pairs(p.get("images", ""))]
         case "mke":
-            role = p.get("role", "worker")
-            return [["docker", "run", "--rm", "-v", "/var/run/docker.sock:/var/run/docker.sock",
-                     f"mirantis/ucp:{item.version}", "join", "--role", role]]
+            return [mke_join_command(version=item.version, role=p.get("role", "worker"),
+                                     manager=p.get("manager", ""),
+                                     token=join_secret(item, secrets))]
         case "helm":
             return [["helm", "upgrade", "--install", n, f"{mirror}/helm/charts/{n}-{v}.tgz"]
                     for n, v in _pairs(p.get("charts", ""))]
@@ -194,7 +251,17 @@ class HostExecutor:
                 ip = "127.0.0.1"
         return self._hostname, ip
 
-    async def _run(self, argv: list[str]) -> None:
+    async def _run(self, argv: list[str], *, hide: tuple[str, ...] = ()) -> None:
+        """Run ``argv``; ``hide`` are secret values masked in any failure message."""
+        try:
+            await self._exec(argv)
+        except ItemFailed as e:
+            message = str(e)
+            for value in filter(None, hide):
+                message = message.replace(value, MASK)
+            raise ItemFailed(message) from None
+
+    async def _exec(self, argv: list[str]) -> None:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -215,9 +282,12 @@ class HostExecutor:
             detail = "; ".join(tail) or "no output"
             raise ItemFailed(f"{argv[0]} exited with {proc.returncode}: {detail}")
 
-    async def apply(self, item: StateItem, hash_: str) -> None:
-        for argv in commands_for(item, hostname=self._hostname):
-            await self._run(argv)
+    async def apply(
+        self, item: StateItem, hash_: str, *, secrets: Mapping[str, str] | None = None
+    ) -> None:
+        hide = tuple((secrets or {}).values())
+        for argv in commands_for(item, hostname=self._hostname, secrets=secrets):
+            await self._run(argv, hide=hide)
 
     async def cordon(self, on: bool) -> None:
         if on:

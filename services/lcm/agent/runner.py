@@ -149,7 +149,7 @@ class Agent:
             )
             await self._report(details)
             try:
-                await self.executor.apply(di.item, di.hash)
+                await self.executor.apply(di.item, di.hash, secrets=details.secrets)
             except ItemFailed as e:
                 attempts = self.status[name].attempts
                 self.status[name] = StateItemStatus(
