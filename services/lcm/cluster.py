@@ -4,9 +4,13 @@ Per pass: accept the Cluster's release (initially, or as an upgrade the compatib
 matrix allows), make one LCMMachine per Machine carrying the state items of the accepted
 release, drive the rolling upgrade one step (``services.lcm.rollout`` decides who may
 start; each machine goes cordon -> new items -> uncordon), and aggregate machine states
-into LCMCluster and Cluster status. A Cluster delete removes its Machines (each runs its
-own drain/deprovision flow) and then the LCM objects. Everything is level-triggered: every
-pass recomputes from the store.
+into LCMCluster and Cluster status. Items follow each Machine's current spec (its role) and
+the cluster's MKE manager address, so a change there reconfigures the node. Machines the
+provider has no node for (``ProviderReady`` False, ``NoCapacity``) keep the cluster
+Pending with ``Capacity`` False saying how many wait and why. A failing item, cordon/drain
+or uncordon on a machine in flight stops the rollout until it succeeds. A Cluster delete
+removes its Machines (each runs its own drain/deprovision flow) and then the LCM objects.
+Everything is level-triggered: every pass recomputes from the store.
 """
 
 from __future__ import annotations
