@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from shared.models import BY_KIND
+from shared.models.kinds import ALL_KINDS
 from shared.models.registry import BY_PLURAL
 from tests.deploy import code
 
@@ -104,7 +107,73 @@ def test_gateway_and_bridge_see_every_kind() -> None:
     every = set(BY_PLURAL)
     for name in ("api", "bridge"):
         assert set(MANIFEST.services[name].rbac) >= every, name
-    assert all("delete" in v for v in MANIFEST.services["bridge"].rbac.values())
+    bridge = MANIFEST.services["bridge"].rbac
+    assert {p for p, v in bridge.items() if "delete" in v} == {p for p, _ in OWNER_GC}
+
+
+WRITE_VERBS = {"create", "update", "patch", "delete"}
+# Writes whose kind the code picks at run time, and where that set comes from in the code:
+# the owner GC deletes the kinds some kind OWNS; the release service creates the kinds of
+# its release data files. The gateway writes whatever its users may write (its grants are
+# that policy), and the region link works on the embedded store only (no RBAC at all).
+OWNER_GC = {(BY_KIND[k].PLURAL, "delete") for cls in ALL_KINDS for k in cls.OWNS}
+RELEASE_DATA = {(BY_KIND[doc["kind"]].PLURAL, "create")
+                for p in (code.ROOT / "services" / "release" / "data").glob("*.yaml")
+                for doc in yaml.safe_load_all(p.read_text()) if doc}
+GENERIC_SITES = {"services.api": "services/api/resources.py",
+                 "services.bridge": "services/bridge/gc.py",
+                 "services.release": "services/release/defaults.py",
+                 "services.regional": "services/regional/link.py"}
+
+
+def granted_writes(svc: generate.Service) -> set[tuple[str, str]]:
+    return {(res, verb) for res, verbs in svc.rbac.items() for verb in verbs
+            if verb in WRITE_VERBS}
+
+
+def performed_writes(svc: generate.Service) -> set[tuple[str, str]]:
+    """The service's store writes as grants: the scan's, plus its run-time-kind writes."""
+    writes, unresolved = code.store_writes(svc.module)
+    site = GENERIC_SITES.get(svc.module)
+    stray = [u for u in unresolved if not site or not u.startswith(site + ":")]
+    assert not stray, f"{svc.name}: writes of a kind the scan cannot tell: {stray}"
+    if svc.module == "services.api":
+        return writes | granted_writes(svc)
+    return writes | {"services.bridge": OWNER_GC, "services.release": RELEASE_DATA}.get(
+        svc.module, set())
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=lambda s: s.name)
+def test_rbac_grants_no_write_the_code_does_not_make(svc: generate.Service) -> None:
+    """Least privilege, the other way round: every create/update/delete granted (and every
+    status update) is a store write the service's code makes, found by scanning it."""
+    require_landed(svc.module)
+    unused = granted_writes(svc) - performed_writes(svc)
+    assert not unused, f"{svc.name} may {sorted(unused)} but its code never does"
+
+
+@pytest.mark.parametrize("svc", [s for s in SERVICES if s.rbac], ids=lambda s: s.name)
+def test_rbac_grants_every_write_the_code_makes(svc: generate.Service) -> None:
+    require_landed(svc.module)
+    missing = performed_writes(svc) - granted_writes(svc)
+    assert not missing, f"{svc.name} writes {sorted(missing)} without a grant"
+
+
+def test_write_scan_sees_each_form_of_write() -> None:
+    """The scan behind the two checks above finds writes in all the forms the code uses."""
+    lcm, _ = code.store_writes("services.lcm")
+    assert {("lcmclusters", "create"),          # store.create(lcc), lcc = LCMCluster(...)
+            ("updategroups", "delete"),         # self._delete(UpdateGroup, ...)
+            ("regions/status", "update"),       # status_writer(self.store, region)
+            ("lcmmachines/status", "update"),   # update_status(self.store, lm, mutate)
+            ("clusters", "update")} <= lcm      # ensure_finalizer(self.store, cluster, ...)
+    bm, _ = code.store_writes("services.providers.baremetal")
+    assert ("baremetalhosts", "update") in bm   # host = free[0]; store.update(host)
+    attach, unresolved = code.store_writes("services.attach")
+    assert attach == {("attachedclusters", "update"), ("attachedclusters/status", "update")}
+    assert unresolved == []
+    _, generic = code.store_writes("services.bridge")
+    assert generic and all(g.startswith("services/bridge/gc.py:") for g in generic)
 
 
 @pytest.mark.parametrize("svc", SERVICES, ids=lambda s: s.name)
