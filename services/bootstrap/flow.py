@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import nats
@@ -90,6 +91,7 @@ class Bootstrap:
         log.info("bootstrap: %s", phase)
 
     async def create(self, target: Target) -> Outcome:
+        check_health_urls(target.health_urls)
         existing = state.load(self.data)
         if existing is not None:
             raise BootstrapError(
@@ -190,7 +192,22 @@ async def verify(source: KVStore, mgmt: ManagementSet, st: BootstrapState) -> No
     await _healthy(st.target.health_urls)
 
 
+def check_health_urls(urls: list[str]) -> None:
+    """The bootstrap may only remove itself once management is proven healthy, so at least
+    one health URL is required, and each must be an http(s) URL."""
+    if not urls:
+        raise BootstrapError(
+            "at least one --health URL is required (e.g. http://<management-api>/readyz): "
+            "the bootstrap removes itself only once management answers ready"
+        )
+    for url in urls:
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise BootstrapError(f"--health {url!r} is not an http(s) URL")
+
+
 async def _healthy(urls: list[str]) -> None:
+    check_health_urls(urls)
     deadline = time.monotonic() + VERIFY_TIMEOUT
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
         for url in urls:

@@ -1,5 +1,8 @@
 """``ccloud up``: the whole local region on this machine, on the embedded defaults.
 
+(``ccloud bootstrap create|resume|rollback`` is the bootstrap of a management cluster:
+``services.bootstrap.cli``.)
+
 Starts a JetStream nats-server bound to 127.0.0.1 with its data under ``--data``, the
 embedded store (JetStream KV), every service as a supervised process, and the API on a
 printed localhost port. Ctrl-C stops everything cleanly; a second ``up`` reuses the data.
@@ -20,6 +23,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+from services.bootstrap import cli as bootstrap_cli
 from services.lcm.config import load_secret
 from services.local.plan import LOCAL_SERVICES, runnable
 from services.local.redfish import emulator_argv, emulator_config, fake_system, system_address
@@ -70,6 +74,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name, default, what in PORTS:
         up.add_argument(f"--{name}-port", type=int, default=default,
                         help=f"{what} port (default {default})")
+    boot = sub.add_parser("bootstrap", help="create the management cluster from this "
+                          "machine (create|resume|rollback)")
+    bootstrap_cli.add_commands(boot)
+    boot.set_defaults(bootstrap=True)
     return p.parse_args(argv)
 
 
@@ -259,6 +267,8 @@ async def up(args: argparse.Namespace, prep: Prepared) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if getattr(args, "bootstrap", False):
+        sys.exit(bootstrap_cli.execute(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         code = asyncio.run(up(args, Prepared(args)))

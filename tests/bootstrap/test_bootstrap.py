@@ -1,68 +1,27 @@
 """Bootstrap end to end against a stand-in management set on its own nats-server.
 
-The management set is real parts: a second nats-server, the KV store, the bus, the bridge
-(publisher + owner GC) and a health server whose /readyz reflects its NATS connection.
+The management set (``tests/bootstrap/management.py``, fixture ``mgmt``) is real parts: a
+second nats-server, the KV store, the bus, the bridge (publisher + owner GC) and a health
+server whose /readyz reflects its NATS connection.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import nats
 import pytest
 
 from services.bootstrap import pivot, state
 from services.bootstrap.flow import Bootstrap
 from services.bootstrap.state import BootstrapError, Target
-from shared.health import HealthServer
 from shared.models import Cluster, Machine, Region, Resource
-from shared.natsserver import NatsServer
 from shared.store import NotFound
-from tests.harness import Harness, system
+from tests.bootstrap.management import Management
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Management:
-    server: NatsServer
-    sys: Harness
-    health: HealthServer
-
-    @property
-    def readyz(self) -> str:
-        return f"http://127.0.0.1:{self.health.port}/readyz"
-
-    def target(self, prefix: str, **kw: object) -> Target:
-        return Target(management_url=self.server.url, prefix=prefix,
-                      health_urls=[self.readyz], **kw)  # type: ignore[arg-type]
-
-    async def objects(self) -> list[Resource]:
-        return await pivot.everything(self.sys.store)
-
-
-@pytest.fixture
-async def mgmt(tmp_path: Path, prefix: str) -> AsyncIterator[Management]:
-    server = NatsServer(tmp_path / "management-nats", server_name="management")
-    await server.astart()
-    nc = await nats.connect(server.url)
-    health = HealthServer()
-    health.add_check("nats", lambda: None if nc.is_connected else "nats disconnected")
-    await health.start()
-    try:
-        async with system(nc, prefix) as h:
-            yield Management(server, h, health)
-    finally:
-        await health.stop()
-        with contextlib.suppress(Exception):
-            await nc.close()
-        await server.astop()
 
 
 def _by_uid(objs: list[Resource]) -> dict[str, Resource]:
@@ -169,7 +128,8 @@ async def test_refuses_a_second_create_and_an_unreachable_management(
     tmp_path: Path, prefix: str, mgmt: Management
 ) -> None:
     data = tmp_path / "boot"
-    target = Target(management_url="nats://127.0.0.1:1", prefix=prefix, machines=1)
+    target = Target(management_url="nats://127.0.0.1:1", prefix=prefix, machines=1,
+                    health_urls=[mgmt.readyz])
     with pytest.raises(BootstrapError, match="cannot reach the management set"):
         await Bootstrap(data).create(target)
     st = state.load(data)
