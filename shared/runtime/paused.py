@@ -13,7 +13,7 @@ through its Machine or Cluster is re-checked every ``PARENT_PAUSED_RECHECK`` sec
 from __future__ import annotations
 
 from shared.models import Cluster, Machine, Resource
-from shared.store import NotFound, Store
+from shared.store import Invalid, NotFound, Store
 
 PAUSED_ANNOTATION = "kaas.containercloud.dev/paused"
 PARENT_PAUSED_RECHECK = 5.0
@@ -47,10 +47,12 @@ def parents(obj: Resource) -> list[tuple[type[Resource], str]]:
 async def paused_by(store: Store, kind: type[Resource], name: str,
                     namespace: str | None) -> str | None:
     """Why the object is paused ("object", or the paused parent's kind), or None. A
-    missing object or parent is not paused: the reconciler deals with absence."""
+    missing object or parent is not paused: the reconciler deals with absence; nor is a
+    request naming no single object (e.g. a "recompute all" sentinel): the reconciler
+    checks each object it then reads with ``is_paused``."""
     try:
         obj = await store.get(kind, name, namespace)
-    except NotFound:
+    except (NotFound, Invalid):
         return None
     if is_paused(obj):
         return "object"

@@ -113,3 +113,40 @@ async def test_machines_of_a_paused_cluster_wait_for_its_unpause(h: Harness) -> 
         assert finalizer_for("simulated") in done.metadata.finalizers
         c = await h.store.get(Cluster, "mgmt", NS)
         assert c.metadata.finalizers, "LCM reconciles the unpaused Cluster"
+
+
+async def test_release_sweep_of_all_clusters_skips_a_paused_one(h: Harness) -> None:
+    """The upgrades controller's "recompute every Cluster" request names no object: the
+    runtime lets it through and the reconciler itself leaves the paused Cluster alone."""
+    from services.release.controllers.upgrades import (
+        RELEASE_WATCHES,
+        AvailableUpgradesReconciler,
+    )
+    from services.release.defaults import ensure_default_releases
+    from shared.models import KaaSRelease
+    from shared.runtime import Controller
+
+    await ensure_default_releases(h.store)
+    await h.store.create(cluster("paused", paused=True))
+    await h.store.create(cluster("live"))
+    ctl = Controller(name="release-upgrades", kind=Cluster, store=h.store, bus=h.bus,
+                     reconciler=AvailableUpgradesReconciler(h.store), resync_period=None,
+                     watches=list(RELEASE_WATCHES))
+    await ctl.start()
+    try:
+        async def upgrades(name: str) -> list[str]:
+            return (await h.store.get(Cluster, name, NS)).status.available_upgrades
+
+        await eventually(lambda: upgrades("live"), timeout=10, what="live cluster computed")
+        kaas = (await h.store.list_all(KaaSRelease))[0]
+        entry = next(s for s in kaas.spec.supported_cluster_releases if s.name == "mke-3-7-0")
+        entry.available_upgrades = ["mke-3-7-1", "mke-3-8-0"]
+        await h.store.update(kaas)
+
+        async def widened() -> bool:
+            return await upgrades("live") == ["mke-3-7-1", "mke-3-8-0"]
+
+        await eventually(widened, timeout=10, what="the sweep after the KaaS change")
+        assert await upgrades("paused") == []
+    finally:
+        await ctl.stop()

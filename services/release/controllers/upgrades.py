@@ -16,6 +16,7 @@ from services.release.compat import Matrix, latest_kaas
 from shared.bus import ChangeEvent
 from shared.models import Cluster, ClusterRelease, KaaSRelease
 from shared.runtime import Request, Result, Watch, update_status
+from shared.runtime.paused import is_paused
 from shared.store import NotFound, Store
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class AvailableUpgradesReconciler:
         return Result.done()
 
     async def _publish(self, cluster: Cluster, matrix: Matrix | None) -> None:
-        if cluster.deleting:
+        if cluster.deleting or is_paused(cluster):  # the "all" request reads each itself
             return
 
         def mutate(c: Cluster) -> None:
