@@ -2,8 +2,9 @@
 
 Every replica serves the regional mirror over HTTP (``CCLOUD_MIRROR_HOST``/``_PORT``, files
 in ``CCLOUD_MIRROR_DIR``, default ``<data_dir>/mirror/<region>``). The leader loads the
-default releases if missing and runs the ArtifactMirror controller (this region) and the
-available-upgrades controller (all Clusters).
+default releases if missing and runs the ArtifactMirror controller and the
+available-upgrades controller, both for this region only (releases are global: their
+events reach every region).
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ async def build(rt: Runtime) -> Parts:
     upgrades = Controller(
         name="release-upgrades",
         kind=Cluster,
-        reconciler=AvailableUpgradesReconciler(rt.store),
+        reconciler=AvailableUpgradesReconciler(rt.store, region=rt.settings.region),
         store=rt.store,
         bus=rt.bus,
+        region=rt.settings.region,
         watches=list(RELEASE_WATCHES),
     )
     return Parts(always=[server], leader=[DefaultReleases(rt.store), mirrors, upgrades])

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from shared import metrics
 from shared.bus import Bus, ChangeEvent, Consumer
-from shared.models import Resource
+from shared.models import GLOBAL_REGION, Resource
 from shared.runtime.errors import PermanentError, TransientError
 from shared.runtime.paused import PARENT_PAUSED_RECHECK, paused_by
 from shared.runtime.queue import ShutDown, WorkQueue
@@ -98,6 +98,12 @@ class Controller:
     def _subjects(self, kind: type[Resource]) -> list[str]:
         return [self.bus.subject(self.region or "*", kind.KIND)]
 
+    def _watch_subjects(self, kind: type[Resource]) -> list[str]:
+        """A regional controller's watches also hear global objects (e.g. releases)."""
+        if self.region is None or self.region == GLOBAL_REGION:
+            return self._subjects(kind)
+        return [*self._subjects(kind), self.bus.subject(GLOBAL_REGION, kind.KIND)]
+
     def in_scope(self, obj: Resource) -> bool:
         return self.region is None or obj.region() == self.region
 
@@ -111,7 +117,7 @@ class Controller:
             self._consumers.append(
                 await self.bus.consume(
                     f"{durable}-w{i}-{w.kind.KIND.lower()}",
-                    self._subjects(w.kind),
+                    self._watch_subjects(w.kind),
                     self._mapped(w.mapper),
                 )
             )

@@ -4,7 +4,7 @@ The answer comes from the compatibility matrix of the newest KaaSRelease. This r
 owns exactly one Cluster status field: it re-reads the Cluster on conflict and changes only
 ``availableUpgrades``, so the other controllers writing Cluster status are never undone.
 A change to any KaaSRelease or ClusterRelease enqueues ``ALL_CLUSTERS``, which recomputes
-every Cluster.
+every Cluster of this region (the release service runs per region, like the mirror).
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ RELEASE_WATCHES = [Watch(KaaSRelease, _all_clusters), Watch(ClusterRelease, _all
 
 
 class AvailableUpgradesReconciler:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, region: str | None = None) -> None:
         self.store = store
+        self.region = region  # this release service's region: only its Clusters
 
     async def _matrix(self) -> Matrix | None:
         kaas = latest_kaas(await self.store.list_all(KaaSRelease))
@@ -57,6 +58,8 @@ class AvailableUpgradesReconciler:
 
     async def _publish(self, cluster: Cluster, matrix: Matrix | None) -> None:
         if cluster.deleting or is_paused(cluster):  # the "all" request reads each itself
+            return
+        if self.region is not None and cluster.spec.region != self.region:
             return
 
         def mutate(c: Cluster) -> None:
