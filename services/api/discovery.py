@@ -20,6 +20,7 @@ SHORT_NAMES: dict[str, tuple[str, ...]] = {
     "ClusterRelease": ("cr",),
     "OpenStackCredential": ("osc",),
     "VsphereCredential": ("vsc",),
+    "BareMetalHostCredential": ("bmhc",),
     "BareMetalHost": ("bmh",),
     "PublicKey": ("pk",),
     "AttachedCluster": ("ac",),

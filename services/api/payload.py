@@ -110,7 +110,12 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def keep_secrets(new: dict[str, Any], stored: dict[str, Any], cls: type[Resource]) -> None:
-    """Write-only secrets: an empty secret field in ``new`` keeps the stored value."""
+    """Write-only secrets: an empty secret field in ``new`` keeps the stored value.
+
+    When ``new`` names a credential object in the secret's place (``SECRET_REFERENCES``),
+    the stored secret is dropped instead, also where a merge patch carried it over: the
+    writer switches to the reference and cannot have seen (or resent) the stored value.
+    """
     for path in cls.SECRET_FIELDS:
         *parents, leaf = path.split(".")
         src: Any = stored.get("spec")
@@ -120,5 +125,16 @@ def keep_secrets(new: dict[str, Any], stored: dict[str, Any], cls: type[Resource
             dst = dst.get(p) if isinstance(dst, dict) else None
         if not isinstance(src, dict) or not isinstance(dst, dict):
             continue
+        reference = cls.SECRET_REFERENCES.get(path)
+        if reference and _dig(new.get("spec"), reference):
+            if dst.get(leaf) and dst.get(leaf) == src.get(leaf):
+                del dst[leaf]
+            continue
         if src.get(leaf) and not dst.get(leaf):
             dst[leaf] = src[leaf]
+
+
+def _dig(node: Any, path: str) -> Any:
+    for p in path.split("."):
+        node = node.get(p) if isinstance(node, dict) else None
+    return node

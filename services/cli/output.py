@@ -28,6 +28,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "KaaSRelease": [("VERSION", "spec.version")],
     "BareMetalHost": [("STATE", "status.provisioningState"), ("POWER", "status.powerState"),
                       ("CONSUMER", "spec.consumer")],
+    "BareMetalHostCredential": [("REGION", "spec.region"), ("USERNAME", "spec.username")],
     "Region": [("PROVIDERS", "spec.providers")],
 }
 WIDE: dict[str, list[tuple[str, str]]] = {

@@ -316,12 +316,39 @@ class VsphereCredential(Resource, kw_only=True):
     status: Status = field(default_factory=Status)
 
 
+class BareMetalHostCredentialSpec(_Spec, kw_only=True):
+    region: DNSLabel
+    username: str
+    password: str = ""
+
+
+# BMC credentials the BareMetalHosts of one namespace share by name (Mirantis Container
+# Cloud's kind; Metal3 keeps them in a Secret its hosts name in bmc.credentialsName).
+class BareMetalHostCredential(Resource, kw_only=True):
+    KIND: ClassVar[str] = "BareMetalHostCredential"
+    PLURAL: ClassVar[str] = "baremetalhostcredentials"
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("password",)
+    spec: BareMetalHostCredentialSpec
+    status: Status = field(default_factory=Status)
+
+
+# A host's BMC credentials are either inline (username/password, kept for compatibility)
+# or the BareMetalHostCredential credentialsName names in the host's namespace, never both.
 class BMCDetails(_Spec, kw_only=True):
     address: str
     username: str = ""
     password: str = ""
+    credentials_name: Annotated[str, Meta(
+        pattern=r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?$", max_length=253)] = ""
     system_id: str = ""
     verify: bool = False
+
+    def __post_init__(self) -> None:
+        if self.credentials_name and (self.password or self.username):
+            given = "password" if self.password else "username"
+            raise ValueError(
+                f"credentialsName and an inline {given} are mutually exclusive: name a "
+                "BareMetalHostCredential or give username/password inline, not both")
 
 
 class BareMetalHostSpec(_Spec, kw_only=True):
@@ -351,6 +378,7 @@ class BareMetalHost(Resource, kw_only=True):
     KIND: ClassVar[str] = "BareMetalHost"
     PLURAL: ClassVar[str] = "baremetalhosts"
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("bmc.password",)
+    SECRET_REFERENCES: ClassVar[dict[str, str]] = {"bmc.password": "bmc.credentialsName"}
     spec: BareMetalHostSpec
     status: BareMetalHostStatus = field(default_factory=BareMetalHostStatus)
 
@@ -451,6 +479,7 @@ ALL_KINDS: tuple[type[Resource], ...] = (
     ClusterRelease,
     OpenStackCredential,
     VsphereCredential,
+    BareMetalHostCredential,
     BareMetalHost,
     PublicKey,
     AttachedCluster,

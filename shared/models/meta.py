@@ -94,6 +94,9 @@ class Resource(Struct, kw_only=True, rename="camel", forbid_unknown_fields=True)
     OWNS: ClassVar[tuple[str, ...]] = ()
     # Fields in spec that carry secrets: write-only through the API, never logged.
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ()
+    # Secret field -> spec field naming a credential object that replaces it: a write
+    # setting the reference does not keep the stored secret (switching to a reference).
+    SECRET_REFERENCES: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         if not self.kind:
