@@ -1,7 +1,8 @@
 """``python -m services.providers.baremetal``: bare-metal provider and host inventory.
 
 Runs the Machine controller (claims a BareMetalHost, provisions it over Redfish) and the
-BareMetalHost controller (inspection, power state) for this region.
+BareMetalHost controller (inspection, power state; re-run for the hosts naming a
+BareMetalHostCredential when it changes) for this region.
 ``CCLOUD_BAREMETAL_IMAGE_BASE_URL`` is where image names resolve to ``<name>.iso``.
 """
 
@@ -31,15 +32,17 @@ async def targets(rt: Runtime) -> Targets:
 
 
 def hosts(rt: Runtime) -> list[Controller]:
+    reconciler = HostReconciler(rt.store, region=rt.settings.region)
     return [
         Controller(
             name="provider-baremetal-host",
             kind=BareMetalHost,
-            reconciler=HostReconciler(rt.store, region=rt.settings.region),
+            reconciler=reconciler,
             store=rt.store,
             bus=rt.bus,
             region=rt.settings.region,
             workers=4,
+            watches=[reconciler.credential_watch()],
         )
     ]
 

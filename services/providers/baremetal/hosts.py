@@ -5,6 +5,8 @@ label of ``spec.baremetal.hostSelector`` and has no consumer. The claim is
 ``spec.consumer = <machine uid>`` written with the host's resourceVersion, so two services
 racing for one host cannot both win (the loser gets Conflict and tries the next host).
 A host already claimed by the Machine is always preferred: re-runs never claim twice.
+The adapter gets the host with the BareMetalHostCredential it names resolved in memory
+(``credentials.py``); a missing one fails the step with ``CredentialsNotFound``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 
 from services.providers.baremetal.adapter import BareMetalProvider
 from services.providers.baremetal.bmc import PROVIDER
+from services.providers.baremetal.credentials import resolve
 from services.providers.errors import NoCapacityError
 from shared.models import BareMetalHost, BareMetalMachineSpec, Cluster, Machine
 from shared.store import Conflict, NotFound, Store
@@ -85,7 +88,7 @@ class HostTargets:
             host = claimed_by(await self._hosts(machine), machine.metadata.uid or "")
             if host is None:
                 return None
-        return self.factory(host)
+        return self.factory((await resolve(self.store, host)).host)
 
     async def release(self, machine: Machine) -> None:
         uid = machine.metadata.uid or ""

@@ -9,25 +9,30 @@ reconciler, which inserts the boot media first.
 
 Each host keeps one Redfish client between passes (a new client costs a session and a
 read of the service root on every refresh); it is replaced when the host's BMC details
-change and dropped after an error or when the host goes away.
+or the resourceVersion of the BareMetalHostCredential it names change (a rotated
+password takes effect on the next pass) and dropped after an error or when the host goes
+away. A change to a credential re-triggers the hosts that name it (``credential_watch``),
+so a host waiting for a missing or fixed credential recovers at once.
 
 BMC trouble becomes ``BMCReachable=False`` with the provider's reason
-(``InvalidCredentials``, ``ProviderUnavailable``, ...) and a backoff retry; the BMC
-password never appears in status or logs.
+(``InvalidCredentials``, ``CredentialsNotFound``, ``ProviderUnavailable``, ...) and a
+backoff retry; the BMC password never appears in status or logs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
 from services.providers.baremetal.adapter import BareMetalProvider
+from services.providers.baremetal.credentials import reference, resolve
 from services.providers.errors import ProviderError
 from services.providers.steps import Backoff
-from shared.models import BareMetalHost, HardwareInfo
-from shared.runtime import Request, Result, TransientError, status_writer
+from shared.bus import ChangeEvent
+from shared.models import BareMetalHost, BareMetalHostCredential, HardwareInfo
+from shared.runtime import Request, Result, TransientError, Watch, status_writer
 from shared.runtime import conditions as cond
 from shared.store import NotFound, Store
 
@@ -55,27 +60,56 @@ class HostReconciler:
         self.factory = factory or (lambda host: BareMetalProvider(host, timeout=15))
         self.backoff = backoff or Backoff(initial=2.0, cap=300.0)
         self._clients: dict[str, tuple[bytes, BareMetalProvider]] = {}
+        # (namespace, credential name) -> names of the hosts naming it, as last reconciled.
+        self._users: dict[tuple[str, str], set[str]] = {}
+        self._named: dict[tuple[str, str], tuple[str, str]] = {}  # host -> its credential
+
+    def credential_watch(self) -> Watch:
+        """Credential events enqueue the hosts that name the credential."""
+        return Watch(BareMetalHostCredential, self.hosts_using)
+
+    def hosts_using(self, ev: ChangeEvent) -> Iterable[Request]:
+        names = self._users.get((ev.namespace or "default", ev.name), ())
+        return [Request(n, ev.namespace) for n in sorted(names)]
+
+    def _note_reference(self, namespace: str | None, name: str, host: BareMetalHost | None) -> None:
+        """Keep ``_users`` current for one host (None: the host is gone)."""
+        key = (namespace or "default", name)
+        old = self._named.pop(key, None)
+        if old is not None:
+            self._users[old].discard(name)
+            if not self._users[old]:
+                del self._users[old]
+        ref = reference(host) if host is not None else None
+        if ref is not None:
+            self._named[key] = ref
+            self._users.setdefault(ref, set()).add(name)
 
     async def reconcile(self, req: Request) -> Result | None:
         try:
             host = await self.store.get(BareMetalHost, req.name, req.namespace)
         except NotFound:
+            self._note_reference(req.namespace, req.name, None)
             await self._drop(f"{req.namespace}/{req.name}")
             raise
         if (self.region is not None and host.spec.region != self.region) or host.deleting:
+            self._note_reference(req.namespace, req.name, None)
             await self._drop(_key(host))
             return None
+        self._note_reference(req.namespace, req.name, host)
         async with status_writer(self.store, host) as h:
             return await self.reconcile_normal(h)
 
     async def _client(self, host: BareMetalHost) -> BareMetalProvider:
-        """This host's client, kept while its BMC details stay the same."""
-        fingerprint = msgspec.json.encode(host.spec.bmc)
+        """This host's client, kept while its BMC details and named credential stay the
+        same (the credential's resourceVersion is part of the key: rotation takes effect)."""
+        resolved = await resolve(self.store, host)
+        fingerprint = msgspec.json.encode([host.spec.bmc, resolved.credential_version])
         cached = self._clients.get(_key(host))
         if cached is not None and cached[0] == fingerprint:
-            cached[1].host = host
+            cached[1].host = resolved.host
             return cached[1]
-        provider = self.factory(host)
+        provider = self.factory(resolved.host)
         self._clients[_key(host)] = (fingerprint, provider)
         if cached is not None:
             await cached[1].close()
@@ -93,8 +127,8 @@ class HostReconciler:
     async def reconcile_normal(self, host: BareMetalHost) -> Result:
         st = host.status
         key = host.metadata.uid or host.metadata.name
-        provider = await self._client(host)
         try:
+            provider = await self._client(host)
             if st.hardware is None or st.observed_generation != host.metadata.generation:
                 st.provisioning_state = "inspecting"
                 info = await provider.inspect_host()
