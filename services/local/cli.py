@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
@@ -33,6 +34,8 @@ from shared.config import Settings
 from shared.models import (
     REGION_LABEL,
     BareMetalHost,
+    BareMetalHostCredential,
+    BareMetalHostCredentialSpec,
     BareMetalHostSpec,
     BMCDetails,
     ObjectMeta,
@@ -135,8 +138,24 @@ async def wait_ready(url: str, supervisor: Supervisor, timeout: float) -> None:
     raise UpError(f"the API did not become ready in {timeout:.0f}s; see {api and api.log_path}")
 
 
+def bmc_credential_name(region: str) -> str:
+    return f"{region}-bmc"
+
+
+def bmc_credential(region: str) -> BareMetalHostCredential:
+    """The BMC login every host of the region names (the emulator checks none; the random
+    password exercises the write-only path and stays in the store)."""
+    return BareMetalHostCredential(
+        metadata=ObjectMeta(name=bmc_credential_name(region), namespace="default",
+                            labels={REGION_LABEL: region}),
+        spec=BareMetalHostCredentialSpec(region=region, username="admin",
+                                         password=secrets.token_urlsafe(18)),
+    )
+
+
 def bare_metal_hosts(args: argparse.Namespace) -> list[BareMetalHost]:
-    """One BareMetalHost per emulated server, registered as an operator would."""
+    """One BareMetalHost per emulated server, registered as an operator would: each names
+    its region's BareMetalHostCredential (``bmc_credential``)."""
     hosts = []
     for i in range(args.hosts):
         system = fake_system(i)
@@ -148,7 +167,8 @@ def bare_metal_hosts(args: argparse.Namespace) -> list[BareMetalHost]:
             ),
             spec=BareMetalHostSpec(
                 region=args.region,
-                bmc=BMCDetails(address=system_address(args.redfish_port, system["uuid"])),
+                bmc=BMCDetails(address=system_address(args.redfish_port, system["uuid"]),
+                               credentials_name=bmc_credential_name(args.region)),
                 boot_mac_address=system["nics"][0]["mac"],
             ),
         ))
@@ -156,7 +176,8 @@ def bare_metal_hosts(args: argparse.Namespace) -> list[BareMetalHost]:
 
 
 async def seed(settings: Settings, hosts: list[BareMetalHost]) -> None:
-    """Objects the local region needs: the Region and its bare-metal inventory."""
+    """Objects the local region needs: the Region and its bare-metal inventory (the hosts'
+    BMC credential first). Existing objects are kept: a second ``up`` changes nothing."""
     import nats
 
     from shared.store import AlreadyExists
@@ -176,6 +197,9 @@ async def seed(settings: Settings, hosts: list[BareMetalHost]) -> None:
                 spec=RegionSpec(providers=["baremetal", "simulated"],
                                 description="local region on this machine"),
             ))
+        for region in sorted({h.spec.region for h in hosts if h.spec.bmc.credentials_name}):
+            with contextlib.suppress(AlreadyExists):
+                await store.create(bmc_credential(region))
         for host in hosts:
             with contextlib.suppress(AlreadyExists):
                 await store.create(host)
