@@ -52,6 +52,7 @@ from shared.store.errors import (
     Unavailable,
 )
 from shared.store.informer import Informer
+from shared.tasks import raise_if_cancelling
 
 R = TypeVar("R", bound=Resource)
 OnCommit = Callable[[EventType, Resource], Awaitable[object]]
@@ -490,6 +491,9 @@ class KVStore(Store):
                 if ev is not None:
                     yield ev
             backlog.clear()
+            # A cancellation that raced a server answer above may have been swallowed
+            # (asyncio.wait_for in 3.11): waiting for live changes would then never end.
+            raise_if_cancelling()
             async for msg in sub.messages:
                 history.check(msg)
                 ev = _event(cls, msg)
