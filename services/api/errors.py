@@ -12,7 +12,7 @@ from aiohttp import web
 
 from services.api.respond import json_response
 from shared.models import ValidationError
-from shared.store import StoreError
+from shared.store import Invalid, StoreError
 
 REASONS = {
     400: "BadRequest",
@@ -53,7 +53,9 @@ class ApiError(Exception):
 
     @classmethod
     def from_store(cls, err: StoreError, **details: Any) -> ApiError:
-        return cls(err.code, str(err), reason=err.reason, details=details or None)
+        causes = err.causes if isinstance(err, Invalid) else None
+        return cls(err.code, str(err), reason=err.reason, details=details or None,
+                   causes=causes or None)
 
     @classmethod
     def from_validation(cls, err: ValidationError, *, kind: str = "") -> ApiError:

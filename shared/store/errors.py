@@ -35,8 +35,19 @@ class Gone(StoreError):
 
 
 class Invalid(StoreError):
+    """A value the store refuses; ``field`` names it (``metadata.name``) when it is one
+    field, so the API can answer with a Kubernetes-style cause."""
+
     code = 422
     reason = "Invalid"
+
+    def __init__(self, message: str, *, field: str = "",
+                 causes: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.causes: list[dict[str, str]] = list(causes or [])
+        if field and not self.causes:
+            self.causes = [{"field": field, "message": message, "reason": "FieldValueInvalid"}]
 
 
 class Unavailable(StoreError):

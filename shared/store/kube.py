@@ -90,7 +90,11 @@ def map_error(e: ApiException | dict[str, Any]) -> StoreError:
     if code == 410:
         return Gone(message)
     if code in (400, 422):
-        return Invalid(message)
+        causes = (body.get("details") or {}).get("causes") or []
+        return Invalid(message, causes=[
+            {k: str(c[k]) for k in ("field", "message", "reason") if c.get(k)}
+            for c in causes if isinstance(c, dict)
+        ])
     if code == 0 or code >= 500 or code == 429:
         return Unavailable(message or "kubernetes API unavailable")
     err = StoreError(f"kubernetes API answered {code} {reason}: {message}")
@@ -203,7 +207,8 @@ class KubeStore(Store):
 
     def _list_fn(self, cls: type[Resource], namespace: str | None) -> tuple[Any, tuple]:
         if namespace and not cls.NAMESPACED:
-            raise Invalid(f"{cls.KIND} is cluster-scoped: metadata.namespace must be empty")
+            raise Invalid(f"{cls.KIND} is cluster-scoped: metadata.namespace must be empty",
+                          field="metadata.namespace")
         if namespace:
             return self.api.list_namespaced_custom_object, (
                 self.group, self.version, namespace, cls.PLURAL)
@@ -242,7 +247,8 @@ class KubeStore(Store):
         namespace = obj.metadata.namespace
         semantics.check_namespace(cls, namespace)
         if obj.metadata.resource_version:
-            raise Invalid("metadata.resourceVersion must not be set on create")
+            raise Invalid("metadata.resourceVersion must not be set on create",
+                          field="metadata.resourceVersion")
         body = self._body(obj)
         body["metadata"].pop("uid", None)
         body.pop("status", None)

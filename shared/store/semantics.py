@@ -36,25 +36,29 @@ def check_namespace(cls: type[Resource], namespace: str | None) -> None:
     """Namespaces are DNS labels, as in Kubernetes: no dots, so ``<Kind>.<ns>.<name>``
     keys can never make two (namespace, name) pairs address one object."""
     if cls.NAMESPACED and not namespace:
-        raise Invalid(f"{cls.KIND} is namespaced: metadata.namespace is required")
+        raise Invalid(f"{cls.KIND} is namespaced: metadata.namespace is required",
+                      field="metadata.namespace")
     if not cls.NAMESPACED and namespace:
-        raise Invalid(f"{cls.KIND} is cluster-scoped: metadata.namespace must be empty")
+        raise Invalid(f"{cls.KIND} is cluster-scoped: metadata.namespace must be empty",
+                      field="metadata.namespace")
     if namespace and not _DNS_LABEL.match(namespace):
         raise Invalid(f"invalid namespace {namespace!r}: must be a DNS label "
-                      "(lower-case letters, digits and '-', at most 63)")
+                      "(lower-case letters, digits and '-', at most 63)",
+                      field="metadata.namespace")
 
 
 def check_name(cls: type[Resource], name: str) -> None:
     if not _NAME.match(name or ""):
         raise Invalid(f"invalid {cls.KIND} name {name!r}: must be a DNS subdomain "
-                      "(lower-case letters, digits, '-' and '.')")
+                      "(lower-case letters, digits, '-' and '.')", field="metadata.name")
 
 
 def prepare_create(obj: R) -> R:
     check_namespace(type(obj), obj.metadata.namespace)
     check_name(type(obj), obj.metadata.name)
     if obj.metadata.resource_version:
-        raise Invalid("metadata.resourceVersion must not be set on create")
+        raise Invalid("metadata.resourceVersion must not be set on create",
+                      field="metadata.resourceVersion")
     md = msgspec.structs.replace(
         obj.metadata,
         uid=str(uuid.uuid4()),
@@ -83,11 +87,12 @@ def prepare_update(new: R, stored: R) -> tuple[R, bool]:
     """
     _check_rv(new, stored)
     if stored.deleting and len(new.metadata.finalizers) > len(stored.metadata.finalizers):
-        raise Invalid("cannot add finalizers to an object being deleted")
+        raise Invalid("cannot add finalizers to an object being deleted",
+                      field="metadata.finalizers")
     generation = stored.metadata.generation
     if _spec_bytes(new) != _spec_bytes(stored):
         if stored.deleting:
-            raise Invalid("spec is immutable while the object is being deleted")
+            raise Invalid("spec is immutable while the object is being deleted", field="spec")
         generation += 1
     md = msgspec.structs.replace(
         new.metadata,

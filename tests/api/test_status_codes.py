@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+import contextlib
+from pathlib import Path
 
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from nats.aio.client import Client as NATS
+
+from services.api import create_app
+from services.api.auth import Authenticator
 from shared.models import Cluster
 from shared.store import NotFound
-from tests.api.conftest import BASE, Gateway, cluster, ns_path, region
+from shared.store.kv import KVStore
+from tests.api.conftest import BASE, TOKENS, Gateway, cluster, ns_path, region, users_doc
 
 
 def assert_status(body: dict, code: int, reason: str) -> None:
@@ -222,6 +231,27 @@ async def test_422_field_path_and_no_partial_write(gateway: Gateway) -> None:
     assert code == 422 and body["details"]["causes"][0]["field"] == "metadata.resourceVersion"
 
 
+async def test_422_from_the_store_names_the_field(gateway: Gateway) -> None:
+    """Namespaces and names in the URL are checked by the store (DNS rules), not by the
+    schema: they come back as 422 with the field in ``details.causes``, as schema errors
+    do (a name in a body is caught by the schema, with the same field)."""
+    code, body = await gateway.call("POST", ns_path("clusters", ns="Team_A"),
+                                    json=cluster(ns="Team_A"))
+    assert_status(body, 422, "Invalid")
+    [cause] = body["details"]["causes"]
+    assert cause["field"] == "metadata.namespace" and "DNS label" in cause["message"]
+    for method in ("GET", "DELETE"):
+        code, body = await gateway.call(method, ns_path("clusters", name="Bad_Name"))
+        assert_status(body, 422, "Invalid")
+        [cause] = body["details"]["causes"]
+        assert cause["field"] == "metadata.name" and "DNS subdomain" in cause["message"]
+    code, body = await gateway.call("GET", ns_path("clusters", ns="Team_A", name="c1"))
+    assert code == 422 and body["details"]["causes"][0]["field"] == "metadata.namespace"
+    code, body = await gateway.call("POST", ns_path("clusters"), json=cluster("Bad_Name"))
+    assert code == 422 and body["details"]["causes"][0]["field"] == "metadata.name"
+    assert (await gateway.store.list(Cluster)).items == []
+
+
 async def test_merge_patch_semantics(gateway: Gateway) -> None:
     c = cluster()
     c["metadata"]["labels"] = {"a": "1", "b": "2"}
@@ -295,3 +325,31 @@ async def test_health_ready_metrics_openapi_discovery(gateway: Gateway) -> None:
     code, res = await gateway.call("GET", BASE, user="nobody")
     assert code == 200
     assert any(r["name"] == "clusters" and "cl" in r["shortNames"] for r in res["resources"])
+
+
+async def test_503_before_the_store_is_ready_and_without_a_bus(
+    nc: NATS, prefix: str, tmp_path: Path
+) -> None:
+    """``/readyz`` says 503 while the store cannot answer (its bucket does not exist yet)
+    and 200 once it can; the events websocket is 503 on a gateway without a bus."""
+    store = KVStore(nc, bucket=f"{prefix}-late")  # not started: no bucket yet
+    app = create_app(store, Authenticator.from_dict(users_doc()), audit=tmp_path / "audit.log",
+                     nc=None, mount_ui=False)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(server.make_url("/readyz")) as r:
+                assert r.status == 503 and "store unavailable" in await r.text()
+            async with session.get(server.make_url("/apis/events"),
+                                   headers={"Authorization": f"Bearer {TOKENS['ops']}"}) as r:
+                assert r.status == 503
+                assert_status(await r.json(), 503, "ServiceUnavailable")
+            await store.start()
+            async with session.get(server.make_url("/readyz")) as r:
+                assert r.status == 200
+    finally:
+        await server.close()
+        await store.close()
+        with contextlib.suppress(Exception):
+            await nc.jetstream().delete_key_value(f"{prefix}-late")
