@@ -6,8 +6,8 @@ region, and a region's total cost grew as N^2. The informer follows the kind's s
 with one ordered consumer for the life of the process and answers lists from memory.
 
 It is never stale: before answering, ``fresh()`` proves that everything committed before
-the call has been applied (the stream's last sequence is already applied, or the consumer
-reports nothing of this kind pending beyond what was applied), so a list is still a
+the call has been applied (the stream's last sequence is already applied, or the stream
+holds no message of this kind between what was applied and that sequence), so a list is a
 consistent cut that includes every write that finished before it started — exactly what
 the snapshot read gave, at two small server calls instead of a full read.
 """
@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
 
 from shared.models import Resource, ValidationError, decode
 from shared.natsutil import close_subscription
@@ -40,6 +41,7 @@ class Informer(Generic[R]):
     ) -> None:
         self._js = js
         self._cls = cls
+        self._stream = f"KV_{bucket}"
         self._subject = f"$KV.{bucket}.{cls.KIND}.>"
         self._prefix = len(f"$KV.{bucket}.{cls.KIND}.")
         self._last_seq = last_seq
@@ -47,8 +49,6 @@ class Informer(Generic[R]):
         # Stored objects that no longer decode: a list over them fails as the snapshot did.
         self._broken: dict[tuple[str, str], ValidationError] = {}
         self._applied = 0  # stream sequence of the last message applied
-        self._consumer = ""  # (consumer, consumer sequence) of the last message received
-        self._received = 0
         self._advanced = asyncio.Event()
         self._sub: Any = None
         self._starting: asyncio.Lock = asyncio.Lock()
@@ -69,9 +69,7 @@ class Informer(Generic[R]):
             await close_subscription(sub)
 
     async def _on_msg(self, msg: Msg) -> None:
-        meta = msg.metadata
-        self._consumer, self._received = meta.consumer, meta.sequence.consumer
-        seq = meta.sequence.stream
+        seq = msg.metadata.sequence.stream
         if seq <= self._applied:
             return  # redelivered after the ordered consumer reset itself
         ns, _, name = msg.subject[self._prefix:].partition(".")
@@ -99,13 +97,17 @@ class Informer(Generic[R]):
         target = await self._last_seq()
         deadline = asyncio.get_running_loop().time() + FRESH_TIMEOUT
         while self._applied < target:
-            # Later messages may all be of other kinds: ask the consumer whether it has
-            # anything of ours left to deliver, or delivered more than we have received.
-            info = await self._sub.consumer_info()
-            if info.num_pending == 0 and (
-                info.delivered.consumer_seq == 0
-                or (info.name == self._consumer and self._received >= info.delivered.consumer_seq)
-            ):
+            # Later messages may all be of other kinds: ask the stream for the first message
+            # of ours after what was applied. The consumer's own pending count would be
+            # cheaper but lags a write the server has already acknowledged.
+            try:
+                following = await self._js.get_msg(
+                    self._stream, seq=self._applied + 1, subject=self._subject, next=True,
+                    direct=True,
+                )
+            except NotFoundError:
+                return
+            if following.seq is None or following.seq > target:
                 return
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
