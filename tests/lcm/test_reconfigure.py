@@ -49,7 +49,11 @@ async def test_role_change_reconfigures_the_node(lcm: Lcm) -> None:
     assert lm.spec.role == "control-plane" and lm.spec.release == "mke-3-7-1"
     join = next(i for i in lm.spec.state_items if i.name == "mke-join")
     assert join.params["role"] == "manager"
-    assert not (await lcm.cluster("rc")).status.ready_machines == 2
+
+    async def counted_not_ready() -> bool:
+        return (await lcm.cluster("rc")).status.ready_machines == 1
+
+    await eventually(counted_not_ready, timeout=20, what="the cluster counting it not ready")
 
     hold.unlink()
     await eventually(lambda: lcm.ready("rc"), timeout=30, what="Ready after reconfigure")
