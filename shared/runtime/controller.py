@@ -18,6 +18,7 @@ from typing import Protocol
 from shared import metrics
 from shared.bus import Bus, ChangeEvent, Consumer
 from shared.models import GLOBAL_REGION, Resource
+from shared.runtime import recorder as events
 from shared.runtime.errors import PermanentError, TransientError
 from shared.runtime.paused import PARENT_PAUSED_RECHECK, paused_by
 from shared.runtime.queue import ShutDown, WorkQueue
@@ -94,6 +95,11 @@ class Controller:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _consumers: list[Consumer] = field(default_factory=list)
     reconciled: int = 0
+    # Condition changes this controller writes are recorded as events (reportingController
+    # = ``name``); None with ``record_events`` takes the process's shared recorder.
+    recorder: events.Recorder | None = None
+    record_events: bool = True
+    _own_recorder: bool = False
 
     def _subjects(self, kind: type[Resource]) -> list[str]:
         return [self.bus.subject(self.region or "*", kind.KIND)]
@@ -109,6 +115,10 @@ class Controller:
 
     async def start(self) -> None:
         self.queue = WorkQueue()
+        if self.recorder is None and self.record_events:
+            self.recorder = events.acquire(self.bus.nc, self.bus.prefix,
+                                           self.bus.service or self.name)
+            self._own_recorder = True
         durable = f"{self.name}-{self.region or 'all'}"
         self._consumers.append(
             await self.bus.consume(durable, self._subjects(self.kind), self._on_primary)
@@ -136,6 +146,9 @@ class Controller:
         await self.queue.shutdown()
         await cancel_all(self._tasks)
         self._tasks.clear()
+        if self._own_recorder and self.recorder is not None:
+            await events.release(self.recorder)
+            self.recorder, self._own_recorder = None, False
 
     async def resync(self) -> None:
         for obj in await self.store.list_all(self.kind):
@@ -165,6 +178,7 @@ class Controller:
         return handler
 
     async def _worker(self) -> None:
+        events.bind(self.recorder, self.name)  # this task's status writes report as us
         while True:
             try:
                 req = await self.queue.get()

@@ -1,4 +1,8 @@
-"""Object helpers for reconcilers: status writes with conflict retry, finalizers."""
+"""Object helpers for reconcilers: status writes with conflict retry, finalizers.
+
+Every successful status write reports its condition changes to the bound event recorder
+(``shared.runtime.recorder``), fire-and-forget.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import TypeVar
 import msgspec
 
 from shared.models import Resource, Status
+from shared.runtime import recorder
 from shared.store import Conflict, NotFound, Store
 
 R = TypeVar("R", bound=Resource)
@@ -31,11 +36,16 @@ async def update_status(
         if _enc.encode(current.status) == before:  # type: ignore[attr-defined]
             return current
         try:
-            return await store.update_status(current)
+            out = await store.update_status(current)
         except Conflict:
             if attempt + 1 == STATUS_RETRIES:
                 raise
             current = await store.get(type(obj), obj.metadata.name, obj.metadata.namespace)
+            continue
+        if recorder.current() is not None:
+            old = msgspec.json.decode(before, type=type(current.status))  # type: ignore[attr-defined]
+            recorder.record_status_change(out, old, current.status)  # type: ignore[attr-defined]
+        return out
     raise AssertionError("unreachable")
 
 
@@ -78,7 +88,7 @@ async def write_status(store: Store, obj: R, before: Status | None = None) -> R:
     current = obj
     for attempt in range(STATUS_RETRIES):
         try:
-            return await store.update_status(current)
+            out = await store.update_status(current)
         except Conflict:
             if attempt + 1 == STATUS_RETRIES:
                 raise
@@ -87,6 +97,11 @@ async def write_status(store: Store, obj: R, before: Status | None = None) -> R:
                 current.status = obj.status  # type: ignore[attr-defined]
             else:
                 _merge(current.status, before, obj.status)  # type: ignore[attr-defined]
+            continue
+        # What this pass changed is ``before`` -> ours; the conditions of other writers
+        # merged in on conflict are theirs to report.
+        recorder.record_status_change(out, before, obj.status)  # type: ignore[attr-defined]
+        return out
     raise AssertionError("unreachable")
 
 
