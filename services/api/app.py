@@ -28,6 +28,7 @@ from services.api.middleware import (
     auth_middleware,
     error_middleware,
 )
+from services.api.recorded import RecordedEvents
 from services.api.resources import ResourceHandlers
 from services.api.watch import WatchStreamer
 from shared.models import Region
@@ -63,7 +64,8 @@ def create_app(
     extra_routes: Iterable[web.AbstractRouteDef] = (),
     mount_ui: bool = True,
 ) -> web.Application:
-    """Build the gateway; ``nc`` enables the ``/apis/events`` websocket."""
+    """Build the gateway; ``nc`` enables the ``/apis/events`` websocket and the objects'
+    recorded events (``.../<name>/events``)."""
     audit_log = audit if isinstance(audit, AuditLog) else AuditLog(audit)
     registry = CollectorRegistry()
     metrics = RequestMetrics(registry)
@@ -119,6 +121,7 @@ def create_app(
             web.get("/apis/events", feed.handle),
             web.get("/apis/{group}/{version}", resources),
             *handlers.routes(),
+            *RecordedEvents(store, nc, prefix=bus_prefix).routes(),
             *extra_routes,
         ]
     )

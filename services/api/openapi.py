@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from shared.models import ALL_KINDS, API_VERSION, GROUP, VERSION, Resource
+from shared.runtime.recorder import Event
 
 REF = "#/components/schemas/{name}"
 
@@ -57,6 +58,19 @@ _WATCH_EVENT = {
         "object": {"type": "object"},
     },
     "required": ["type", "object"],
+}
+
+_EVENT_LIST = {
+    "type": "object",
+    "title": "EventList",
+    "description": "An object's recorded events, newest first.",
+    "properties": {
+        "apiVersion": {"type": "string", "const": API_VERSION},
+        "kind": {"type": "string", "const": "EventList"},
+        "metadata": {"type": "object"},
+        "items": {"type": "array", "items": {"$ref": REF.format(name="Event")}},
+    },
+    "required": ["items"],
 }
 
 
@@ -191,6 +205,22 @@ def _kind_paths(cls: type[Resource]) -> dict[str, Any]:
                           "application/merge-patch+json": {"schema": {"type": "object"}}}},
                       "responses": {"200": ok, **_errors(400, 401, 403, 404, 409, 415, 422)}},
         },
+        item + "/events": {
+            "parameters": _params(*scope, "name"),
+            "get": {
+                "operationId": f"list{kind}Events",
+                "tags": [kind],
+                "summary": f"Recent events of one {kind}, newest first",
+                "description": "Condition changes recorded by controllers (kept about an "
+                "hour); readable by whoever may read the object. limit: default 50, at "
+                "most 500.",
+                "parameters": _params("limit"),
+                "responses": {
+                    "200": {"description": "EventList", "content": _json(_ref("EventList"))},
+                    **_errors(400, 401, 403, 404),
+                },
+            },
+        },
     }
     if cls.NAMESPACED:
         paths[f"{prefix}/{plural}"] = {
@@ -226,8 +256,9 @@ def _list_schema(cls: type[Resource]) -> dict[str, Any]:
 
 @functools.cache
 def document() -> dict[str, Any]:
-    _, components = msgspec.json.schema_components(ALL_KINDS, ref_template=REF)
+    _, components = msgspec.json.schema_components((*ALL_KINDS, Event), ref_template=REF)
     components["Status"] = _STATUS_SCHEMA
+    components["EventList"] = _EVENT_LIST
     components["WatchEvent"] = _WATCH_EVENT
     paths: dict[str, Any] = {}
     for cls in ALL_KINDS:
