@@ -283,13 +283,48 @@ def cmd_describe(ctx: Ctx) -> int:
         names = [o["metadata"]["name"] for o in list_all(ctx, cls, ns, ctx.args.selector)[0]]
     for i, name in enumerate(names):
         obj = ctx.client.request("GET", object_path(cls, ns, name))
+        events = recorded_events(ctx, object_path(cls, ns, name))
         if i:
             ctx.print()
-        ctx.print(describe(cls, obj))
+        ctx.print(describe(cls, obj, events))
     return 0
 
 
-def describe(cls: type[Resource], obj: dict[str, Any]) -> str:
+EVENTS_SHOWN = 50
+
+
+def recorded_events(ctx: Ctx, path: str) -> list[dict[str, Any]] | str | None:
+    """The object's recorded events; None when the server does not serve them (an older
+    gateway answers 404, one without NATS 503), a reason when fetching them failed."""
+    try:
+        body = ctx.client.request("GET", path + "/events", params={"limit": str(EVENTS_SHOWN)})
+    except ApiFailure as e:
+        if e.code in (404, 503):
+            return None
+        return str(e).splitlines()[0]
+    items = body.get("items")
+    return [e for e in items if isinstance(e, dict)] if isinstance(items, list) else None
+
+
+def event_lines(events: list[dict[str, Any]]) -> list[str]:
+    """kubectl's Events table: oldest first, repeats as ``2m (x3 over 10m)``. The server
+    sends them newest first (its order breaks same-second ties, timestamps cannot)."""
+    rows = [["TYPE", "REASON", "AGE", "FROM", "MESSAGE"]]
+    for e in reversed(events):
+        age = output.age(e.get("lastTimestamp"))
+        count = e.get("count") or 1
+        if isinstance(count, int) and count > 1:
+            age += f" (x{count} over {output.age(e.get('firstTimestamp'))})"
+        rows.append([str(e.get("type", "")), str(e.get("reason", "")), age,
+                     str(e.get("reportingController", "")), str(e.get("message", ""))])
+    return ["  " + r for r in output.aligned(rows)]
+
+
+def describe(
+    cls: type[Resource], obj: dict[str, Any], events: list[dict[str, Any]] | str | None = None
+) -> str:
+    """kubectl-style details; ``events`` as ``recorded_events`` returns them (None: an
+    older server, so recent condition transitions stand in for events)."""
     md = obj.get("metadata", {})
     status = obj.get("status") or {}
     lines = [f"Name:         {md.get('name')}"]
@@ -323,6 +358,12 @@ def describe(cls: type[Resource], obj: dict[str, Any]) -> str:
         lines.append("  <none>")
     lines += _state_items(obj)
     lines.append("Events:")
+    if isinstance(events, str):
+        lines.append(f"  <unavailable: {events}>")
+        return "\n".join(lines)
+    if events is not None:
+        lines += event_lines(events) if events else ["  <none>"]
+        return "\n".join(lines)
     recent = sorted((c for c in conditions if c.get("lastTransitionTime")),
                     key=lambda c: c["lastTransitionTime"], reverse=True)[:10]
     if recent:

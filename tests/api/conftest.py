@@ -87,6 +87,8 @@ class Gateway:
     audit: AuditLog
     audit_path: Path
     session: aiohttp.ClientSession
+    nc: NATS | None = None
+    prefix: str = ""  # the bus prefix the gateway serves (recorded events live under it)
 
     def headers(self, user: str | None = "ops", **extra: str) -> dict[str, str]:
         h = dict(extra)
@@ -142,7 +144,7 @@ async def gateway(store: KVStore, tmp_path: Path, nc: NATS, prefix: str) -> Asyn
     async with aiohttp.ClientSession() as session:
         yield Gateway(
             url=str(server.make_url("")).rstrip("/"), store=store, audit=audit,
-            audit_path=audit_path, session=session,
+            audit_path=audit_path, session=session, nc=nc, prefix=prefix,
         )
     await server.close()
 

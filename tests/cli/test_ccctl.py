@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import json
@@ -11,7 +12,7 @@ from pathlib import Path
 import msgspec
 import yaml
 
-from services.cli.main import main
+from services.cli.main import Ctx, describe, main, object_path, recorded_events
 from shared.models import (
     Cluster,
     Condition,
@@ -24,6 +25,9 @@ from shared.models import (
     StateItemStatus,
     now,
 )
+from shared.runtime import conditions, status_writer
+from shared.runtime import recorder as rec
+from tests.api.conftest import TOKENS
 from tests.cli.conftest import Ctl
 from tests.waiting import eventually
 
@@ -129,16 +133,58 @@ async def test_get_table_yaml_json_aliases(ctl: Ctl) -> None:
     assert r.code == 1 and "gizmos" in r.err
 
 
+async def _transitions(ctl: Ctl, *ready: bool) -> None:
+    """Status writes as the LCM cluster controller makes them, recording events."""
+    recorder = rec.Recorder(ctl.gw.nc, prefix=ctl.gw.prefix, source="test")
+    with rec.recording(recorder, "lcm-cluster"):
+        for up in ready:
+            obj = await ctl.gw.store.get(Cluster, "demo", "team-a")
+            async with status_writer(ctl.gw.store, obj) as c:
+                if up:
+                    conditions.mark_true(c.status, "Ready", "AllMachinesReady",
+                                         "2/2 machines ready")
+                else:
+                    conditions.mark_false(c.status, "Ready", "NoCapacity", "1 machine waits")
+    await recorder.stop()
+
+
 async def test_describe_shows_conditions_and_events(ctl: Ctl) -> None:
     await ctl("apply", "-f", "-", stdin=MANIFEST)
-    await _ready(ctl)
+    r = await ctl("describe", "cluster", "demo")
+    assert r.out.split("Events:\n")[1].strip() == "<none>"
+    await _transitions(ctl, True, False, True, False)
     r = await ctl("describe", "cluster", "demo")
     assert r.code == 0, r.err
     assert "Name:         demo" in r.out and "Namespace:    team-a" in r.out
     assert "release: mke-1-0" in r.out
     cond = r.out.split("Conditions:")[1].split("Events:")[0]
-    assert "Ready" in cond and "AllMachinesReady" in cond and "2/2 machines ready" in cond
-    assert "AllMachinesReady: Ready=True" in r.out.split("Events:")[1]
+    assert "Ready" in cond and "NoCapacity" in cond and "1 machine waits" in cond
+    table = r.out.split("Events:\n")[1].splitlines()
+    assert table[0].split() == ["TYPE", "REASON", "AGE", "FROM", "MESSAGE"]
+    rows = [line.split(None, 2) for line in table[1:]]
+    # kubectl's order, oldest first; the repeated transition is one row counted twice.
+    assert [row[:2] for row in rows] == [["Normal", "AllMachinesReady"],
+                                         ["Normal", "AllMachinesReady"],
+                                         ["Warning", "NoCapacity"]]
+    assert table[1].endswith("lcm-cluster   Ready True: 2/2 machines ready")
+    assert table[2].endswith("Ready True (was False): 2/2 machines ready")
+    assert "(x2 over " in table[3] and table[3].endswith("Ready False (was True): 1 machine waits")
+    assert "(x" not in table[1] + table[2]
+
+
+async def test_describe_falls_back_to_conditions_without_served_events(ctl: Ctl) -> None:
+    """An older gateway has no events path (404): recent transitions stand in for events."""
+    await ctl("apply", "-f", "-", stdin=MANIFEST)
+    await _ready(ctl)
+    cli = Ctx(argparse.Namespace(config=str(ctl.config), server=None, token=TOKENS["ops"],
+                                 request_timeout=10.0), io.StringIO(), io.StringIO())
+    absent = await asyncio.to_thread(recorded_events, cli, object_path(Cluster, "team-a", "nope"))
+    assert absent is None
+    obj = await asyncio.to_thread(cli.client.request, "GET",
+                                  object_path(Cluster, "team-a", "demo"))
+    text = describe(Cluster, obj, absent)
+    assert "AllMachinesReady: Ready=True 2/2 machines ready" in text.split("Events:")[1]
+    assert "<unavailable: boom>" in describe(Cluster, obj, "boom")
 
 
 async def test_describe_lcmmachine_lists_state_items_in_order(ctl: Ctl) -> None:
