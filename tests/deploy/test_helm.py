@@ -45,10 +45,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
         {"global": {"store": "kube", "natsUrl": "nats://nats.example:4222"}}))
     mgmt = str(helm.UMBRELLA / "values-management.yaml")
     regional = str(helm.UMBRELLA / "values-regional.yaml")
+    leaf = tmp / "leaf.yaml"  # values-regional.yaml leaves the per-region hub URL to set
+    leaf.write_text(yaml.safe_dump({"nats": {"managementLeafURL": "nats-leaf://mgmt:7422"}}))
     installs = {
         "mgmt-kv": (helm.UMBRELLA, [mgmt]),
         "mgmt-kube": (helm.UMBRELLA, [mgmt, str(kube)]),
-        "regional-kube": (helm.UMBRELLA, [regional, str(kube)]),
+        "regional-kube": (helm.UMBRELLA, [regional, str(leaf), str(kube)]),
         "invalid": (invalid, []),
     }
     jobs: list[dict[str, Any]] = [{"action": "lint", "chart": str(helm.CHARTS / c), "id": c}
