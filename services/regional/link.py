@@ -170,6 +170,9 @@ async def apply(store: KVStore, action: merge.Action) -> bool:
                 return False
         case merge.Remove(obj=obj):
             await remove(store, obj)
+        case merge.Replace(old=old, obj=obj):
+            await remove(store, old)
+            await store.restore(obj)
     log.debug("region link applied %s", type(action).__name__)
     return True
 

@@ -9,7 +9,8 @@ made while the link was down) merge instead of overwriting each other:
   ``status`` and ``metadata.finalizers`` (its controllers write them).
 - *region-homed* kinds (made by regional controllers: LCMCluster, LCMMachine): the region
   owns everything; management may only request deletion.
-- *global* objects (releases): management owns them whole; they only flow down.
+- *global* objects (releases): management owns them whole; they only flow down, and
+  management's copy replaces one the region made itself under the same name.
 
 Neither direction resurrects: an object is only created on the far side by its home, and a
 removal (by uid) on one side removes it on the other.
@@ -52,7 +53,16 @@ class RequestDelete:
     obj: Resource
 
 
-Action = Restore | Remove | RequestDelete | None
+@dataclass(frozen=True)
+class Replace:
+    """Remove ``old`` (another object under the same name, matched by uid) and write ``obj``
+    in its place: only for global objects, which management owns whole."""
+
+    old: Resource
+    obj: Resource
+
+
+Action = Restore | Remove | RequestDelete | Replace | None
 
 
 def same(a: Resource, b: Resource) -> bool:
@@ -103,6 +113,9 @@ def down(mgmt: Resource | None, local: Resource | None, *, uid: str,
             return None  # never resurrect: only the home creates
         return Restore(mgmt, None)
     if local.metadata.uid != mgmt.metadata.uid:
+        if is_global(mgmt) and not mgmt.deleting:
+            # e.g. a release the regional release service seeded before management's arrived
+            return Replace(local, mgmt)
         return None  # a different object under the same name: left to its owners
     if is_global(mgmt):
         return _write(mgmt, local)

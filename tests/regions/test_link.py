@@ -30,6 +30,7 @@ from tests.regions.proxy import Partitionable
 from tests.waiting import eventually
 
 NS = "default"
+RELEASE_NAME = "mke-3-7-0"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -239,6 +240,33 @@ async def test_deletion_requested_at_management_completes_in_the_region(
 
         await eventually(gone_everywhere, timeout=15, what="removal at management")
         assert c.metadata.uid
+
+
+async def test_management_releases_replace_a_regional_seed(tmp_path: Path, prefix: str) -> None:
+    """Releases are global: management owns them whole. A copy the region made itself (the
+    regional release service seeds the defaults) gives way to management's, uid included,
+    and later edits at management keep flowing down."""
+    from services.release.defaults import cluster_release
+    from shared.models import ClusterRelease
+
+    async with topology(tmp_path, prefix) as t:
+        seeded = await t.region.store.create(cluster_release(RELEASE_NAME))
+        rel = await t.mgmt.store.create(cluster_release(RELEASE_NAME))
+        assert seeded.metadata.uid != rel.metadata.uid
+
+        async def replaced():
+            got = await _get(t.region.store, ClusterRelease, RELEASE_NAME, None)
+            return got if got and got.metadata.uid == rel.metadata.uid else None
+
+        await eventually(replaced, timeout=15, what="management's release in the region")
+        md = msgspec.structs.replace(rel.metadata, labels={"edited": "yes"})
+        await t.mgmt.store.update(msgspec.structs.replace(rel, metadata=md))
+
+        async def edited() -> bool:
+            got = await replaced()
+            return bool(got and got.metadata.labels.get("edited") == "yes")
+
+        await eventually(edited, timeout=15, what="management's edit in the region")
 
 
 @pytest.mark.parametrize("region", ["global"])

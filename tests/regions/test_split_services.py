@@ -3,8 +3,8 @@ partition from management (on the hub) and catches up after it heals.
 
 Every service runs as a process (``bench.common.Stack``, as in ``tests/faults``):
 management is the hub nats-server with its bridge and release service; the region is the
-leaf nats-server with its bridge, LCM, the simulated provider, the region link and
-simulated agents (``bench.fleet``). The leafnode and the link's connection to management go
+leaf nats-server with its bridge, release service, LCM, the simulated provider, the region
+link and simulated agents (``bench.fleet``). The leafnode and the link's connection to management go
 through loopback forwarders the test cuts. The test writes at management like the API
 would (a store that announces its commits) and reads both stores directly.
 """
@@ -107,6 +107,7 @@ async def split(tmp: Path, prefix: str) -> AsyncIterator[Split]:
         mgmt_stack.spawn("mgmt-release", ["-m", "services.release"])
         lcm_port = free_port()
         region_stack.spawn("bridge", ["-m", "services.bridge"])
+        region_stack.spawn("release", ["-m", "services.release"])
         region_stack.spawn("lcm", ["-m", "services.lcm"], CCLOUD_LCM_PORT=str(lcm_port))
         region_stack.spawn("provider", ["-m", "services.providers.simulated"])
         region_stack.spawn("region-link", ["-m", "services.regional"],
@@ -225,6 +226,15 @@ async def test_regional_services_provision_through_a_partition(tmp_path: Path, p
         region_w1 = await s.region.get(Machine, "c1-w1", NS)
         mgmt_w1 = await s.mgmt.get(Machine, "c1-w1", NS)
         assert mgmt_w1.status.provider_id == region_w1.status.provider_id
+        # Both release services seed the default releases; whichever seeded the region
+        # first, the region ends up with management's (same uid).
+        mgmt_rel = await s.mgmt.get(ClusterRelease, RELEASE, None)
+
+        async def management_release() -> bool:
+            got = await _get(s.region, ClusterRelease, RELEASE, None)
+            return bool(got and got.metadata.uid == mgmt_rel.metadata.uid)
+
+        await eventually(management_release, timeout=15, what="management's release")
         # One provider node per machine, none made twice.
         nodes = await s.nodes.all()
         node_uids = [n.machine_uid for n in nodes]
