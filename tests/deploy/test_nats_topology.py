@@ -25,6 +25,7 @@ from shared.natsserver import NatsServer, binary, free_port
 from tests.deploy import helm
 from tests.deploy.test_compose_image import compose
 from tests.deploy.test_manifest import generate
+from tests.waiting import eventually
 
 LEAF_URL = "nats-leaf://nats-leafnodes.mgmt.example:7422"
 NS = "ccloud"
@@ -230,8 +231,6 @@ async def test_compose_leaf_config_joins_a_hub(tmp_path: Path, monkeypatch: pyte
                 except Exception:  # noqa: BLE001 - not linked yet
                     return None
                 return info.domain
-
-            from tests.waiting import eventually
 
             assert await eventually(management_answers, timeout=15,
                                     what="management's JetStream through the leafnode") == (
