@@ -344,12 +344,12 @@ def record_status_change(obj: Resource, before: Status | None, after: Status) ->
         log.warning("recording events for %s %s failed: %s", obj.KIND, obj.metadata.name, e)
 
 
-_shared: dict[int, tuple[Recorder, int]] = {}
+_shared: dict[tuple[int, str], tuple[Recorder, int]] = {}
 
 
 def acquire(nc: NATS, prefix: str, source: str) -> Recorder:
     """The process's recorder for one NATS connection and prefix (reference counted)."""
-    key = hash((id(nc), prefix))
+    key = (id(nc), prefix)
     rec, refs = _shared.get(key, (None, 0))
     if rec is None:
         rec = Recorder(nc, prefix=prefix, source=source)
@@ -359,7 +359,7 @@ def acquire(nc: NATS, prefix: str, source: str) -> Recorder:
 
 
 async def release(recorder: Recorder) -> None:
-    key = hash((id(recorder.nc), recorder.prefix))
+    key = (id(recorder.nc), recorder.prefix)
     rec, refs = _shared.get(key, (None, 0))
     if rec is not recorder:
         return

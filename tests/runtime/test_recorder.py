@@ -184,3 +184,34 @@ async def test_full_queue_drops_without_blocking_the_reconcile(
     assert stuck.dropped >= 20 - 4 - 1  # the pump may have taken one off the queue
     assert rec.DROPPED.labels("queue_full")._value.get() - dropped_before == stuck.dropped
     assert reconciler.write_seconds[0] < 1.0  # far below one publish timeout
+
+
+class MarksReady:
+    def __init__(self, store: KVStore) -> None:
+        self.store = store
+
+    async def reconcile(self, req: Request) -> None:
+        obj = await self.store.get(Region, req.name)
+        async with status_writer(self.store, obj) as r:
+            conditions.mark_true(r.status, "Ready", "Serving", "all services up")
+
+
+async def test_controllers_record_as_themselves_by_default(nc, prefix) -> None:
+    async with system(nc, prefix) as h:
+        ctl = Controller(name="region-ready", kind=Region, reconciler=MarksReady(h.store),
+                         store=h.store, bus=h.bus)
+        await ctl.start()
+        try:
+            assert ctl.recorder is not None and rec.current() == (ctl.recorder, "test")
+            r1 = await h.store.create(Region(metadata=ObjectMeta(name="r1"),
+                                             spec=RegionSpec(providers=["simulated"])))
+
+            async def recorded() -> list[rec.Event]:
+                return await rec.read(nc, prefix, "Region", None, "r1", uid=r1.metadata.uid)
+
+            evs = await eventually(recorded, what="the Ready event")
+        finally:
+            await ctl.stop()
+        assert [(e.reason, e.message, e.reporting_controller) for e in evs] == [
+            ("Serving", "Ready True: all services up", "region-ready")]
+        assert ctl.recorder is None and rec.current() is None  # released with the controller
