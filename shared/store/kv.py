@@ -59,6 +59,7 @@ OnCommit = Callable[[EventType, Resource], Awaitable[object]]
 log = logging.getLogger(__name__)
 
 OP_HEADER = "Ccloud-Op"
+ORIGIN_KEY = "_origin"  # see KVStore._mark_origin; no kind's keys start with "_"
 PREV_HEADER = "Ccloud-Prev"  # the key's revision this write replaced (0: none)
 _WRONG_LAST_SEQUENCE = 10071
 _UNCONDITIONAL_RETRIES = 8
@@ -114,6 +115,7 @@ class KVStore(Store):
                     direct=True,
                 )
             )
+            await self._mark_origin()
             return
         info = await self._js.stream_info(self._stream)
         # A bucket from an older version: keep enough history, and answer gets directly
@@ -123,6 +125,17 @@ class KVStore(Store):
             info.config.allow_direct = True
             await self._js.update_stream(info.config)
         self._kv = await self._js.key_value(self.bucket)
+        if info.state.last_seq == 0:
+            await self._mark_origin()
+
+    async def _mark_origin(self) -> None:
+        """Write one entry no kind reads, so no list ever answers resourceVersion "0".
+
+        To the Kubernetes API "0" means "any version": a watch from it starts with a fresh
+        snapshot, not exactly there. An empty bucket's list would say "0", and a watcher
+        resuming from that (the bridge) would fold writes made meanwhile into the snapshot.
+        """
+        await self.kv.put(ORIGIN_KEY, b"")
 
     async def close(self) -> None:
         informers, self._informers = list(self._informers.values()), {}

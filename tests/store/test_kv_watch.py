@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 
 from shared.models import Machine, MachineSpec, ObjectMeta
 from shared.store import Gone
-from shared.store.kv import KVStore
+from shared.store.kv import ORIGIN_KEY, KVStore
 
 NS = "ns"
 EVENT_TIMEOUT = 10.0
@@ -56,9 +56,8 @@ async def test_a_change_removed_without_a_marker_is_gone(store: KVStore, nc: NAT
     await store.create(machine("y"))
     last = await store.create(machine("z"))
     js = nc.jetstream()
-    for name in ("x", "y"):
-        await js.purge_stream(f"KV_{store.bucket}",
-                              subject=f"$KV.{store.bucket}.Machine.{NS}.{name}")
+    for key in (ORIGIN_KEY, f"Machine.{NS}.x", f"Machine.{NS}.y"):  # all before z
+        await js.purge_stream(f"KV_{store.bucket}", subject=f"$KV.{store.bucket}.{key}")
     with pytest.raises(Gone, match="too old"):
         await first(store, start)  # y's creation, after start, is gone
     # From the first kept version on, the history is complete again.
