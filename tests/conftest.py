@@ -12,6 +12,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from shared.natsserver import NatsServer
+from shared.store.kv import KVStore
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +36,14 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[NATS]:
     # Bounded: a client whose subscriptions were abandoned mid-cancel can stall close().
     with contextlib.suppress(Exception):
         await asyncio.wait_for(conn.close(), 10)
+
+
+@pytest.fixture
+async def kv_store(nc: NATS, prefix: str) -> AsyncIterator[KVStore]:
+    """The embedded store on a bucket of this test's own, removed afterwards."""
+    store = KVStore(nc, bucket=prefix)
+    await store.start()
+    yield store
+    await store.close()
+    with contextlib.suppress(Exception):
+        await nc.jetstream().delete_key_value(prefix)

@@ -126,11 +126,8 @@ class Gateway:
 
 
 @pytest.fixture
-async def store(nc: NATS, prefix: str) -> AsyncIterator[KVStore]:
-    s = KVStore(nc, bucket=prefix)
-    await s.start()
-    yield s
-    await nc.jetstream().delete_key_value(prefix)
+def store(kv_store: KVStore) -> KVStore:
+    return kv_store
 
 
 @pytest.fixture

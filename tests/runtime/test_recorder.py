@@ -26,12 +26,8 @@ NS = "team-a"
 
 
 @pytest.fixture
-async def store(nc: NATS, prefix: str) -> AsyncIterator[KVStore]:
-    s = KVStore(nc, bucket=prefix)
-    await s.start()
-    yield s
-    await s.close()
-    await nc.jetstream().delete_key_value(prefix)
+def store(kv_store: KVStore) -> KVStore:
+    return kv_store
 
 
 @pytest.fixture

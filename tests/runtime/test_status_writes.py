@@ -3,10 +3,7 @@ writer bumps the resourceVersion between our read and our write, and neither wri
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from nats.aio.client import Client as NATS
 
 from shared.models import Machine, MachineSpec, ObjectMeta
 from shared.runtime import conditions, status_writer, update_status, write_status
@@ -16,12 +13,8 @@ NS = "team-a"
 
 
 @pytest.fixture
-async def store(nc: NATS, prefix: str) -> AsyncIterator[KVStore]:
-    s = KVStore(nc, bucket=prefix)
-    await s.start()
-    yield s
-    await s.close()
-    await nc.jetstream().delete_key_value(prefix)
+def store(kv_store: KVStore) -> KVStore:
+    return kv_store
 
 
 async def stale_machine(store: KVStore) -> tuple[Machine, Machine]:

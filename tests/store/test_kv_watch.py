@@ -26,12 +26,8 @@ def machine(name: str) -> Machine:
 
 
 @pytest.fixture
-async def store(nc: NATS, prefix: str):
-    s = KVStore(nc, bucket=prefix)
-    await s.start()
-    yield s
-    await s.close()
-    await nc.jetstream().delete_key_value(prefix)
+def store(kv_store: KVStore) -> KVStore:
+    return kv_store
 
 
 async def first(store: KVStore, rv: str):
