@@ -1,18 +1,37 @@
-"""``python -m services.bridge``: the store -> bus event publisher and the owner GC."""
+"""``python -m services.bridge``: the store -> bus event publisher and the owner GC.
+
+``CCLOUD_GC_SWEEP_SECONDS`` (default 300) sets how often the owner GC sweeps the whole
+store besides the sweeps delete events trigger (see ``services.bridge.gc``).
+"""
 
 from __future__ import annotations
 
-from services.bridge.gc import GarbageCollector
+import os
+
+from services.bridge.gc import DEFAULT_SWEEP_SECONDS, GarbageCollector
 from services.bridge.publisher import EventPublisher
 from shared.service import Parts, Runtime, main
+
+
+def sweep_interval() -> float:
+    raw = os.environ.get("CCLOUD_GC_SWEEP_SECONDS", "")
+    try:
+        value = float(raw) if raw else DEFAULT_SWEEP_SECONDS
+    except ValueError:
+        raise SystemExit(f"invalid CCLOUD_GC_SWEEP_SECONDS {raw!r}: not a number") from None
+    if not value > 0:
+        raise SystemExit(f"invalid CCLOUD_GC_SWEEP_SECONDS {raw!r}: must be positive")
+    return value
 
 
 async def build(rt: Runtime) -> Parts:
     publisher = EventPublisher(
         rt.store, rt.bus, rt.nc, checkpoint_bucket=f"{rt.settings.prefix}-bridge"
     )
-    return Parts(leader=[publisher, GarbageCollector(rt.store, rt.bus)])
+    gc = GarbageCollector(rt.store, rt.bus, sweep_interval=sweep_interval())
+    return Parts(leader=[publisher, gc])
 
 
 if __name__ == "__main__":
+    sweep_interval()  # a bad setting stops here, before anything connects
     main("bridge", build)

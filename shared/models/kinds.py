@@ -66,7 +66,6 @@ class ClusterStatus(Status, kw_only=True):
 class Cluster(Resource, kw_only=True):
     KIND: ClassVar[str] = "Cluster"
     PLURAL: ClassVar[str] = "clusters"
-    OWNS: ClassVar[tuple[str, ...]] = ("Machine", "LCMCluster", "UpdateGroup")
     spec: ClusterSpec
     status: ClusterStatus = field(default_factory=ClusterStatus)
 
@@ -178,7 +177,6 @@ class LCMClusterStatus(Status, kw_only=True):
 class LCMCluster(Resource, kw_only=True):
     KIND: ClassVar[str] = "LCMCluster"
     PLURAL: ClassVar[str] = "lcmclusters"
-    OWNS: ClassVar[tuple[str, ...]] = ("LCMMachine",)
     spec: LCMClusterSpec
     status: LCMClusterStatus = field(default_factory=LCMClusterStatus)
 

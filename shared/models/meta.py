@@ -90,8 +90,6 @@ class Resource(Struct, kw_only=True, rename="camel", forbid_unknown_fields=True)
     KIND: ClassVar[str] = ""
     PLURAL: ClassVar[str] = ""
     NAMESPACED: ClassVar[bool] = True
-    # Kinds whose objects this kind may own (for cascade delete).
-    OWNS: ClassVar[tuple[str, ...]] = ()
     # Fields in spec that carry secrets: write-only through the API, never logged.
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ()
     # Secret field -> spec field naming a credential object that replaces it: a write

@@ -113,10 +113,11 @@ def test_gateway_and_bridge_see_every_kind() -> None:
 
 WRITE_VERBS = {"create", "update", "patch", "delete"}
 # Writes whose kind the code picks at run time, and where that set comes from in the code:
-# the owner GC deletes the kinds some kind OWNS; the release service creates the kinds of
-# its release data files. The gateway writes whatever its users may write (its grants are
-# that policy), and the region link works on the embedded store only (no RBAC at all).
-OWNER_GC = {(BY_KIND[k].PLURAL, "delete") for cls in ALL_KINDS for k in cls.OWNS}
+# the owner GC deletes objects of any kind (whatever their owners are); the release service
+# creates the kinds of its release data files. The gateway writes whatever its users may
+# write (its grants are that policy), and the region link works on the embedded store only
+# (no RBAC at all).
+OWNER_GC = {(cls.PLURAL, "delete") for cls in ALL_KINDS}
 RELEASE_DATA = {(BY_KIND[doc["kind"]].PLURAL, "create")
                 for p in (code.ROOT / "services" / "release" / "data").glob("*.yaml")
                 for doc in yaml.safe_load_all(p.read_text()) if doc}
