@@ -1,4 +1,4 @@
-"""Request body handling: JSON parsing, route/body consistency, merge patch, secrets.
+"""Request body handling: JSON parsing, route/body consistency, secrets.
 
 Everything here runs before a write, so a rejected payload never reaches the store.
 """
@@ -94,19 +94,6 @@ def to_object(cls: type[Resource], data: dict[str, Any]) -> Resource:
         return convert(cls, data)
     except ValidationError as e:
         raise ApiError.from_validation(e, kind=cls.KIND) from None
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch; returns a new value, ``target`` is left unchanged."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def keep_secrets(new: dict[str, Any], stored: dict[str, Any], cls: type[Resource]) -> None:

@@ -22,12 +22,12 @@ from services.api.payload import (
     check_identity,
     decoded_body,
     keep_secrets,
-    merge_patch,
     read_json,
     to_object,
 )
 from services.api.respond import json_response, object_response, wire
 from services.api.watch import WatchStreamer
+from shared.mergepatch import merge_patch
 from shared.models import BY_PLURAL, GROUP, VERSION, Resource, to_dict
 from shared.store import Conflict, Invalid, Store, StoreError, selectors
 

@@ -8,6 +8,10 @@ Semantics follow the Kubernetes API for custom resources with a status subresour
   resourceVersion to match (else ``Conflict``) and bumps generation only when spec changed.
   Removing the last finalizer of an object being deleted removes it.
 - ``update_status`` writes status only, with the same precondition.
+- ``patch_status`` applies a JSON merge patch (RFC 7386) to the stored status, as
+  ``PATCH .../status`` with ``application/merge-patch+json``: spec and metadata stay as
+  they are, generation too; a status the patch makes invalid raises ``Invalid`` and writes
+  nothing.
 - ``delete`` sets deletionTimestamp while finalizers remain, else removes the object.
 - ``watch`` yields changes after ``resource_version`` (exclusive); with none it first yields
   every current object as ADDED. A version the backend no longer keeps raises ``Gone``.
@@ -18,15 +22,20 @@ from __future__ import annotations
 import abc
 import base64
 from collections.abc import AsyncIterator, Callable
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from shared.models import Resource
+from shared.mergepatch import merge_patch
+from shared.models import Resource, ValidationError, convert, to_dict
+from shared.store.errors import Conflict, Invalid
 
 R = TypeVar("R", bound=Resource)
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+# Read-merge-write rounds of ``Store.patch_status`` that may lose to concurrent writers.
+PATCH_ATTEMPTS = 8
 
 
 class WatchEvent(msgspec.Struct, Generic[R], frozen=True):
@@ -50,12 +59,29 @@ def encode_continue(after: str, rv: str) -> str:
 
 
 def decode_continue(token: str) -> _Continue:
-    from shared.store.errors import Invalid
-
     try:
         return msgspec.json.decode(base64.urlsafe_b64decode(token.encode()), type=_Continue)
     except Exception:
         raise Invalid("invalid continue token") from None
+
+
+def check_status_patch(patch: Any) -> None:
+    if not isinstance(patch, dict):
+        raise Invalid(f"a status patch must be a JSON object, not {type(patch).__name__}",
+                      field="status")
+
+
+def patched_status(stored: R, patch: dict[str, Any]) -> R:
+    """``stored`` with ``patch`` merged into its status (its resourceVersion kept, as the
+    precondition of the write); ``Invalid`` naming the field if the result does not fit."""
+    data = to_dict(stored)
+    data["status"] = merge_patch(data.get("status") or {}, patch)
+    try:
+        return convert(type(stored), data)
+    except ValidationError as e:
+        field = e.path.removeprefix("$.")
+        raise Invalid(f"{stored.kind} {stored.metadata.name!r} is invalid: {field}: {e.reason}",
+                      field=field) from None
 
 
 def object_key(obj: Resource) -> str:
@@ -94,6 +120,29 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def update_status(self, obj: R) -> R: ...
+
+    async def patch_status(
+        self, cls: type[R], name: str, namespace: str | None, patch: dict[str, Any]
+    ) -> R:
+        """Merge ``patch`` (wire names, ``null`` removes a field) into the stored status.
+
+        This default reads the object, merges, and writes with ``update_status`` on the
+        version it read, retrying on ``Conflict`` a bounded number of times: concurrent
+        writers of other status fields are not lost. Backends with a server-side patch
+        override it.
+        """
+        check_status_patch(patch)
+        for attempt in range(PATCH_ATTEMPTS):
+            stored = await self.get(cls, name, namespace)
+            patched = patched_status(stored, patch)
+            if patched.status == stored.status:  # type: ignore[attr-defined]
+                return stored  # a no-op writes nothing, as on the API server
+            try:
+                return await self.update_status(patched)
+            except Conflict:
+                if attempt + 1 >= PATCH_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     @abc.abstractmethod
     async def delete(

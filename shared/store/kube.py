@@ -34,7 +34,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from shared.models import GROUP, VERSION, ObjectMeta, Resource, convert, to_dict
 from shared.store import semantics
-from shared.store.base import ListResult, Store, WatchEvent
+from shared.store.base import ListResult, Store, WatchEvent, check_status_patch
 from shared.store.errors import (
     AlreadyExists,
     Conflict,
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 _META_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(ObjectMeta))
 _UNCONDITIONAL_RETRIES = 8
+MERGE_PATCH = "application/merge-patch+json"
 # Seconds a single watch request may stay open before we reconnect from the last version.
 WATCH_TIMEOUT_SECONDS = 300
 
@@ -294,6 +295,24 @@ class KubeStore(Store):
 
     async def update_status(self, obj: R) -> R:
         return await self._replace(obj, status=True)
+
+    async def patch_status(
+        self, cls: type[R], name: str, namespace: str | None, patch: dict[str, Any]
+    ) -> R:
+        """``PATCH .../status`` with ``application/merge-patch+json``: the API server merges
+        and validates against the CRD schema (a refusal is ``Invalid``, nothing written)."""
+        semantics.check_namespace(cls, namespace)
+        check_status_patch(patch)
+        body = {"status": patch}
+        if cls.NAMESPACED:
+            raw = await self._call(self.api.patch_namespaced_custom_object_status, self.group,
+                                   self.version, namespace, cls.PLURAL, name, body,
+                                   _content_type=MERGE_PATCH)
+        else:
+            raw = await self._call(self.api.patch_cluster_custom_object_status, self.group,
+                                   self.version, cls.PLURAL, name, body,
+                                   _content_type=MERGE_PATCH)
+        return self._decode(cls, raw)
 
     async def delete(
         self,

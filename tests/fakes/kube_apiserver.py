@@ -13,13 +13,19 @@ behaviour the backend relies on, with the real server's status codes, reasons an
 - resourceVersion preconditions (409 Conflict; updates without one are 422 Invalid, as
   for custom resources), 409 AlreadyExists, finalizers (DELETE marks deletionTimestamp
   and bumps generation; an update that removes the last finalizer deletes the object);
-- list with labelSelector and limit/continue, merge and JSON patches;
+- list with labelSelector and limit/continue, merge and JSON patches (on ``/status`` they
+  change the status only: spec and metadata in the body are ignored, generation stays);
+- status writes (PUT or PATCH on ``/status``) checked against the kind's structural schema
+  when one was registered (``register_kinds`` takes the CRD schema generated from our
+  models): unknown fields are pruned, a wrong type, enum value, minimum or missing required
+  field is 422 Invalid naming the field, and nothing is written;
 - ``?watch=true`` streams of newline-delimited events from a bounded event history: a
   resourceVersion older than the history gets an ERROR event with a 410 Expired Status;
 - discovery (``/version``, ``/api``, ``/apis``), ``/api/v1/nodes`` from a settable list,
   and optional bearer-token auth.
 
-Known simplifications: namespaces need not exist; no schema validation or pruning; a
+Known simplifications: namespaces need not exist; creates and main-resource updates are
+not checked against a schema (tests store payloads our models reject through them); a
 continued list reads the current state after the last key rather than a snapshot.
 """
 
@@ -261,6 +267,66 @@ def json_patch(doc: Any, ops: list[Obj]) -> Any:
     return doc
 
 
+# --- structural schemas (status writes) ----------------------------------------------------
+
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+}
+
+
+def _json_type(value: Any) -> str:
+    for name in ("boolean", "integer", "number", "string", "array", "object"):
+        if _JSON_TYPES[name](value):
+            return name
+    return "null"
+
+
+def check_schema(schema: Obj, value: Any, path: str) -> list[tuple[str, str]]:
+    """Validate ``value`` against an OpenAPI v3 structural schema as the API server does,
+    pruning fields the schema does not know from objects in place. Returns (field, problem)
+    pairs, empty when valid."""
+    if value is None:
+        if schema.get("nullable"):
+            return []
+        want = schema.get("type", "object")
+        return [(path, f'Invalid value: "null": {path} in body must be of type {want}: '
+                       '"null"')]
+    want = schema.get("type")
+    if want and not _JSON_TYPES[want](value):
+        got = _json_type(value)
+        return [(path, f'Invalid value: "{got}": {path} in body must be of type {want}: '
+                       f'"{got}"')]
+    if "enum" in schema and value not in schema["enum"]:
+        allowed = ", ".join(json.dumps(v) for v in schema["enum"])
+        return [(path, f"Unsupported value: {json.dumps(value)}: supported values: {allowed}")]
+    if "minimum" in schema and isinstance(value, int | float) and value < schema["minimum"]:
+        return [(path, f"Invalid value: {value}: {path} in body should be greater than or "
+                       f"equal to {schema['minimum']}")]
+    problems: list[tuple[str, str]] = []
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            problems += check_schema(schema["items"], item, f"{path}[{i}]")
+    if isinstance(value, dict):
+        props: Obj = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key in list(value):
+            if key in props:
+                problems += check_schema(props[key], value[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                problems += check_schema(extra, value[key], f"{path}.{key}")
+            elif not schema.get("x-kubernetes-preserve-unknown-fields") and extra is not True:
+                del value[key]  # pruned, as for a structural schema
+        for key in schema.get("required") or ():
+            if key not in value:
+                problems.append((f"{path}.{key}", "Required value"))
+    return problems
+
+
 # --- watch plumbing -------------------------------------------------------------------------
 
 
@@ -314,6 +380,7 @@ class FakeKubeApiServer:
         self.token = token
         self.git_version = git_version
         self._types: dict[tuple[str, str, str], ResourceType] = {}
+        self._status_schemas: dict[ResourceType, Obj] = {}
         self._objects: dict[tuple[str, str, str, str], Obj] = {}
         self._rv = 0
         self._events: deque[_Event] = deque(maxlen=max(1, history))
@@ -329,19 +396,27 @@ class FakeKubeApiServer:
     # --- configuration ----------------------------------------------------------------
 
     def register(
-        self, *, group: str, version: str, kind: str, plural: str, namespaced: bool
+        self, *, group: str, version: str, kind: str, plural: str, namespaced: bool,
+        status_schema: Obj | None = None,
     ) -> ResourceType:
+        """Serve a kind; ``status_schema`` (OpenAPI v3) checks its status writes."""
         rt = ResourceType(group, version, kind, plural, namespaced)
         self._types[(group, version, plural)] = rt
+        if status_schema is not None:
+            self._status_schemas[rt] = copy.deepcopy(status_schema)
         return rt
 
     def register_kinds(self, kinds: Iterable[Any]) -> None:
-        """Register model classes carrying ``KIND``, ``PLURAL``, ``NAMESPACED``."""
+        """Register model classes carrying ``KIND``, ``PLURAL``, ``NAMESPACED``, with the
+        status schema of the CRD generated from them (as a real cluster has installed)."""
+        from shared.models.crd import openapi_schema
+
         for k in kinds:
             group, version = _split_api_version(k)
+            status = (openapi_schema(k).get("properties") or {}).get("status")
             self.register(
                 group=group, version=version, kind=k.KIND, plural=k.PLURAL,
-                namespaced=k.NAMESPACED,
+                namespaced=k.NAMESPACED, status_schema=status,
             )
 
     def set_nodes(self, nodes: Iterable[Obj | str]) -> None:
@@ -742,6 +817,7 @@ class FakeKubeApiServer:
             out = copy.deepcopy(old)
             if "status" in new:
                 out["status"] = copy.deepcopy(new["status"])
+                self._check_status(rt, name, out["status"])
             else:
                 out.pop("status", None)
         else:
@@ -777,6 +853,20 @@ class FakeKubeApiServer:
         if out["metadata"].get("deletionTimestamp") and not out["metadata"].get("finalizers"):
             self._remove(rt, namespace, name)
         return copy.deepcopy(out)
+
+    def _check_status(self, rt: ResourceType, name: str, status: Any) -> None:
+        schema = self._status_schemas.get(rt)
+        if schema is None:
+            return
+        problems = check_schema(schema, status, "status")
+        if problems:
+            causes = [{"reason": "FieldValueInvalid", "message": m, "field": f}
+                      for f, m in problems]
+            listed = ", ".join(f"{f}: {m}" for f, m in problems)
+            if len(problems) > 1:
+                listed = f"[{listed}]"
+            raise ApiError(422, "Invalid", f'{rt.kind}.{rt.group} "{name}" is invalid: {listed}',
+                           _details(rt, name) | {"kind": rt.kind, "causes": causes})
 
     def _remove(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
         last = self._objects.pop(self._key(rt, namespace, name))

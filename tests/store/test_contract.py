@@ -188,6 +188,73 @@ async def test_status_subresource_isolation(store: Store, backend: Backend) -> N
         assert got.metadata.generation == 2
 
 
+async def test_patch_status_merges_into_the_status_only(store: Store, backend: Backend) -> None:
+    ns = backend.namespace
+    obj = await store.create(machine(ns, "m1", labels={"tier": "web"}))
+    obj.status.phase = "Provisioning"
+    obj.status.node_name = "node-1"
+    obj.status.addresses = ["10.0.0.1", "10.0.0.2"]
+    obj = await store.update_status(obj)
+    patched = await store.patch_status(Machine, "m1", ns, {
+        "phase": "Ready", "providerId": "simulated:///m1",  # set
+        "nodeName": None,  # null removes
+        "addresses": ["10.0.0.9"],  # arrays are replaced whole
+    })
+    stored = await store.get(Machine, "m1", ns)
+    for got in (patched, stored):
+        assert got.status.phase == "Ready" and got.status.provider_id == "simulated:///m1"
+        assert got.status.node_name == "" and got.status.addresses == ["10.0.0.9"]
+        assert got.spec == obj.spec and got.metadata.labels == {"tier": "web"}
+        assert got.metadata.generation == obj.metadata.generation == 1
+        assert got.metadata.uid == obj.metadata.uid
+    assert patched.metadata.resource_version == stored.metadata.resource_version
+    assert patched.metadata.resource_version != obj.metadata.resource_version
+    # A patch that changes nothing writes nothing.
+    same = await store.patch_status(Machine, "m1", ns, {"phase": "Ready", "nodeName": None})
+    assert same.metadata.resource_version == patched.metadata.resource_version
+    # Cluster-scoped kinds too.
+    name = backend.cluster_name("r1")
+    await store.create(Region(metadata=ObjectMeta(name=name), spec=RegionSpec()))
+    region = await store.patch_status(Region, name, None, {"phase": "Ready"})
+    assert region.status.phase == "Ready" and region.metadata.generation == 1
+
+
+async def test_concurrent_status_patches_of_different_fields_all_land(
+    store: Store, backend: Backend
+) -> None:
+    ns = backend.namespace
+    await store.create(machine(ns, "m1"))
+    patches = [{"phase": "Ready"}, {"providerId": "p"}, {"nodeName": "n"},
+               {"lcmPhase": "Deploy"}, {"observedGeneration": 1}]
+    await asyncio.gather(*(store.patch_status(Machine, "m1", ns, p) for p in patches))
+    st = (await store.get(Machine, "m1", ns)).status
+    assert (st.phase, st.provider_id, st.node_name, st.lcm_phase, st.observed_generation) == (
+        "Ready", "p", "n", "Deploy", 1)
+
+
+async def test_patch_status_refusals_write_nothing(store: Store, backend: Backend) -> None:
+    ns = backend.namespace
+    with pytest.raises(NotFound):
+        await store.patch_status(Machine, "ghost", ns, {"phase": "Ready"})
+    obj = await store.create(machine(ns, "m1"))
+    obj.status.phase = "Provisioning"
+    obj = await store.update_status(obj)
+    for bad, field in [
+        ({"phase": 5}, "status.phase"),  # wrong type
+        ({"conditions": [{"type": "Ready", "status": "Maybe"}]}, "status.conditions"),  # enum
+        ({"conditions": [{"type": "Ready"}]}, "status.conditions"),  # required field missing
+    ]:
+        with pytest.raises(Invalid) as refused:
+            await store.patch_status(Machine, "m1", ns, bad)
+        assert field in str(refused.value), (bad, str(refused.value))
+        assert any(c.get("field", "").startswith(field) for c in refused.value.causes), bad
+    with pytest.raises(Invalid, match="JSON object"):
+        await store.patch_status(Machine, "m1", ns, ["phase"])  # type: ignore[arg-type]
+    stored = await store.get(Machine, "m1", ns)
+    assert stored.metadata.resource_version == obj.metadata.resource_version
+    assert stored.status == obj.status
+
+
 # --- list --------------------------------------------------------------------------------
 
 SELECTOR_CASES = [

@@ -255,6 +255,43 @@ async def test_fake_statuses_patches_and_discovery(
     assert "regions" in [r.name for r in resources.resources]
 
 
+async def test_fake_merge_patch_on_status_subresource(
+    fake_kube: FakeKubeApiServer, api_client: client.ApiClient, kube: KubeStore
+) -> None:
+    """What the real API server does with a merge patch on /status, and what the store's
+    patch_status sends it."""
+    api = client.CustomObjectsApi(api_client)
+    created = await kube.create(machine(NS, "m1"))
+    rv = int(created.metadata.resource_version)
+    before = await api.get_namespaced_custom_object(GROUP, VERSION, NS, "machines", "m1")
+    out = await api.patch_namespaced_custom_object_status(
+        GROUP, VERSION, NS, "machines", "m1",
+        {"spec": {"role": "control-plane"}, "metadata": {"labels": {"x": "y"}},
+         "status": {"phase": "Ready", "notInSchema": 1}},
+        _content_type="application/merge-patch+json")
+    assert out["status"] == {"phase": "Ready"}  # unknown fields pruned
+    assert out["spec"] == before["spec"] and "labels" not in out["metadata"]
+    assert out["metadata"]["generation"] == 1 and int(out["metadata"]["resourceVersion"]) > rv
+    with pytest.raises(ApiException) as info:
+        await api.patch_namespaced_custom_object_status(
+            GROUP, VERSION, NS, "machines", "m1", {"status": {"observedGeneration": "one"}},
+            _content_type="application/merge-patch+json")
+    err = json.loads(info.value.body)
+    assert (info.value.status, err["reason"]) == (422, "Invalid")
+    assert err["details"]["causes"][0]["field"] == "status.observedGeneration"
+    # The store's patch_status is one merge-patch request on /status (no read first).
+    fake_kube.requests.clear()
+    await kube.patch_status(Machine, "m1", NS, {"nodeName": "n1"})
+    assert fake_kube.requests == [
+        ("PATCH", f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/machines/m1/status")]
+    region = await kube.create(Region(metadata=ObjectMeta(name="r1")))
+    fake_kube.requests.clear()
+    patched = await kube.patch_status(Region, "r1", None, {"phase": "Ready"})
+    assert fake_kube.requests == [("PATCH", f"/apis/{GROUP}/{VERSION}/regions/r1/status")]
+    assert patched.status.phase == "Ready"
+    assert patched.metadata.generation == region.metadata.generation
+
+
 async def test_label_selector_transitions_in_watch(
     fake_kube: FakeKubeApiServer, api_client: client.ApiClient, kube: KubeStore
 ) -> None:
