@@ -49,6 +49,7 @@ class Informer(Generic[R]):
         # Stored objects that no longer decode: a list over them fails as the snapshot did.
         self._broken: dict[tuple[str, str], ValidationError] = {}
         self._applied = 0  # stream sequence of the last message applied
+        self._proven = 0  # stream sequence fresh() proved everything up to is applied
         self._advanced = asyncio.Event()
         self._sub: Any = None
         self._starting: asyncio.Lock = asyncio.Lock()
@@ -106,9 +107,9 @@ class Informer(Generic[R]):
                     direct=True,
                 )
             except NotFoundError:
-                return
+                break
             if following.seq is None or following.seq > target:
-                return
+                break
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 raise Unavailable(f"the {self._cls.KIND} cache is not catching up")
@@ -116,6 +117,7 @@ class Informer(Generic[R]):
                 await asyncio.wait_for(self._advanced.wait(), min(remaining, 0.5))
             except TimeoutError:
                 pass
+        self._proven = max(self._proven, target)
 
     def objects(self, namespace: str | None) -> Iterator[R]:
         """Live objects (shared, not copies: callers must copy what they hand out)."""
@@ -133,5 +135,8 @@ class Informer(Generic[R]):
         return self._objects.get(namespace or "_", {}).get(name)
 
     @property
-    def applied(self) -> int:
-        return self._applied
+    def cut(self) -> int:
+        """The stream sequence the last ``fresh()`` proved this cache complete up to: a
+        list's resourceVersion, exact to resume a watch from (not merely the last write of
+        this kind, which is 0 for a kind with no objects: "any version" to the API)."""
+        return max(self._applied, self._proven)

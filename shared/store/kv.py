@@ -245,7 +245,7 @@ class KVStore(Store):
         if self.use_informers:
             informer = await self._informer(cls, namespace)
             items = [o for o in informer.objects(namespace) if match(o.metadata.labels)]
-            rv = informer.applied
+            rv = informer.cut
         else:
             items, rv = await self._snapshot(cls, namespace)
             items = [o for o in items if match(o.metadata.labels)]
