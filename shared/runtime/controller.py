@@ -22,7 +22,7 @@ from shared.runtime import recorder as events
 from shared.runtime.errors import PermanentError, TransientError
 from shared.runtime.paused import PARENT_PAUSED_RECHECK, paused_by
 from shared.runtime.queue import ShutDown, WorkQueue
-from shared.store import NotFound, Store
+from shared.store import NotFound, Store, prefetch
 from shared.tasks import cancel_all, raise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -194,12 +194,13 @@ class Controller:
         start = time.perf_counter()
         outcome = "success"
         try:
-            paused = await paused_by(self.store, self.kind, req.name, req.namespace)
-            if paused is None:
-                result = await self.reconciler.reconcile(req) or Result()
-            else:  # left alone; unpausing the object is a write, so its event follows
-                outcome = "paused"
-                result = Result(None if paused == "object" else PARENT_PAUSED_RECHECK)
+            with prefetch.scope():  # the reconcile's first reads reuse the pause check's
+                paused = await paused_by(self.store, self.kind, req.name, req.namespace)
+                if paused is None:
+                    result = await self.reconciler.reconcile(req) or Result()
+                else:  # left alone; unpausing the object is a write, so its event follows
+                    outcome = "paused"
+                    result = Result(None if paused == "object" else PARENT_PAUSED_RECHECK)
         except asyncio.CancelledError:
             raise
         except NotFound:

@@ -13,7 +13,7 @@ through its Machine or Cluster is re-checked every ``PARENT_PAUSED_RECHECK`` sec
 from __future__ import annotations
 
 from shared.models import Cluster, Machine, Resource
-from shared.store import Invalid, NotFound, Store
+from shared.store import Invalid, NotFound, Store, prefetch
 
 PAUSED_ANNOTATION = "kaas.containercloud.dev/paused"
 PARENT_PAUSED_RECHECK = 5.0
@@ -49,17 +49,21 @@ async def paused_by(store: Store, kind: type[Resource], name: str,
     """Why the object is paused ("object", or the paused parent's kind), or None. A
     missing object or parent is not paused: the reconciler deals with absence; nor is a
     request naming no single object (e.g. a "recompute all" sentinel): the reconciler
-    checks each object it then reads with ``is_paused``."""
+    checks each object it then reads with ``is_paused``. Inside a ``prefetch.scope()`` the
+objects read are offered to the reconcile's own first reads of them."""
     try:
         obj = await store.get(kind, name, namespace)
     except (NotFound, Invalid):
         return None
     if is_paused(obj):
         return "object"
+    prefetch.offer(obj)
     for parent_kind, parent in parents(obj):
         try:
-            if is_paused(await store.get(parent_kind, parent, obj.metadata.namespace)):
-                return parent_kind.KIND
+            found = await store.get(parent_kind, parent, obj.metadata.namespace)
         except NotFound:
             continue
+        if is_paused(found):
+            return parent_kind.KIND
+        prefetch.offer(found)
     return None

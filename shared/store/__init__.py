@@ -1,5 +1,6 @@
 """System of record: the store interface, its errors and backends."""
 
+from shared.store import prefetch
 from shared.store.base import ListResult, Store, WatchEvent, object_key
 from shared.store.errors import (
     AlreadyExists,
@@ -13,5 +14,5 @@ from shared.store.errors import (
 
 __all__ = [
     "AlreadyExists", "Conflict", "Gone", "Invalid", "ListResult", "NotFound", "Store",
-    "StoreError", "Unavailable", "WatchEvent", "object_key",
+    "StoreError", "Unavailable", "WatchEvent", "object_key", "prefetch",
 ]

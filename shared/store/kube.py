@@ -33,7 +33,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from shared.models import GROUP, VERSION, ObjectMeta, Resource, convert, to_dict
-from shared.store import semantics
+from shared.store import prefetch, semantics
 from shared.store.base import ListResult, Store, WatchEvent, check_status_patch
 from shared.store.errors import (
     AlreadyExists,
@@ -198,6 +198,8 @@ class KubeStore(Store):
 
     async def get(self, cls: type[R], name: str, namespace: str | None = None) -> R:
         semantics.check_namespace(cls, namespace)
+        if (offered := prefetch.take(cls, name, namespace)) is not None:
+            return offered
         if cls.NAMESPACED:
             raw = await self._call(self.api.get_namespaced_custom_object,
                                    self.group, self.version, namespace, cls.PLURAL, name)
@@ -244,6 +246,7 @@ class KubeStore(Store):
     # --- writes --------------------------------------------------------------------------
 
     async def create(self, obj: R) -> R:
+        prefetch.writing()
         cls = type(obj)
         namespace = obj.metadata.namespace
         semantics.check_namespace(cls, namespace)
@@ -262,6 +265,7 @@ class KubeStore(Store):
         return self._decode(cls, raw)
 
     async def _replace(self, obj: R, *, status: bool) -> R:
+        prefetch.writing()
         cls = type(obj)
         namespace = obj.metadata.namespace
         semantics.check_namespace(cls, namespace)
@@ -303,6 +307,7 @@ class KubeStore(Store):
         and validates against the CRD schema (a refusal is ``Invalid``, nothing written)."""
         semantics.check_namespace(cls, namespace)
         check_status_patch(patch)
+        prefetch.writing()
         body = {"status": patch}
         if cls.NAMESPACED:
             raw = await self._call(self.api.patch_namespaced_custom_object_status, self.group,
@@ -323,6 +328,7 @@ class KubeStore(Store):
         resource_version: str | None = None,
     ) -> R | None:
         semantics.check_namespace(cls, namespace)
+        prefetch.writing()
         body = client.V1DeleteOptions(
             preconditions=client.V1Preconditions(resource_version=resource_version)
             if resource_version else None,

@@ -34,7 +34,7 @@ from nats.js.errors import APIError, BucketNotFoundError, KeyDeletedError, KeyNo
 
 from shared.models import Resource, copy, decode, encode
 from shared.natsutil import close_subscription
-from shared.store import selectors, semantics
+from shared.store import prefetch, selectors, semantics
 from shared.store.base import (
     EventType,
     ListResult,
@@ -160,6 +160,8 @@ class KVStore(Store):
     async def get(self, cls: type[R], name: str, namespace: str | None = None) -> R:
         semantics.check_namespace(cls, namespace)
         semantics.check_name(cls, name)
+        if (offered := prefetch.take(cls, name, namespace)) is not None:
+            return offered
         return await self._get_entry(cls, name, namespace)
 
     async def _last_seq(self) -> int:
@@ -293,6 +295,7 @@ class KVStore(Store):
     # --- writes -------------------------------------------------------------------------
 
     async def _put(self, key: str, payload: bytes, *, last: int, op: EventType) -> int:
+        prefetch.writing()
         headers = {
             "Nats-Expected-Last-Subject-Sequence": str(last), OP_HEADER: op, PREV_HEADER: str(last),
         }

@@ -7,6 +7,7 @@ server, and on a real cluster when ``KUBECONFIG`` is set (see ``conftest.py``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -30,6 +31,7 @@ from shared.store import (
     Store,
     StoreError,
     WatchEvent,
+    prefetch,
 )
 from shared.store import kv as kv_backend
 from tests.store.conftest import Backend
@@ -75,6 +77,38 @@ def summary(ev: WatchEvent) -> tuple[str, str, str]:
 
 
 # --- create / get -----------------------------------------------------------------------
+
+
+async def _outside(coro):
+    """Run ``coro`` as another writer would: in a task outside this reconcile's scope."""
+    return await asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
+
+
+async def test_a_prefetched_read_serves_one_get_until_a_write(store: Store,
+                                                              backend: Backend) -> None:
+    ns = backend.namespace
+    first = await store.create(machine(ns, "m1"))
+    await store.create(machine(ns, "m2"))
+    with prefetch.scope():
+        prefetch.offer(first)
+        newer = await _outside(store.update(replace_meta(first, labels={"v": "2"})))
+        # The first get takes the offered read, as if it had happened a moment earlier...
+        assert (await store.get(Machine, "m1", ns)).metadata.resource_version == \
+            first.metadata.resource_version
+        # ...and only that one: the next asks the store.
+        assert await store.get(Machine, "m1", ns) == newer
+        prefetch.offer(newer)
+        # Any write in the scope drops what was offered: a reconcile reads back its writes.
+        await store.update(replace_meta(newer, labels={"v": "3"}))
+        assert (await store.get(Machine, "m1", ns)).metadata.labels == {"v": "3"}
+        other = await store.get(Machine, "m2", ns)
+        prefetch.offer(other)
+        await _outside(store.update(replace_meta(other, labels={"v": "x"})))
+        await store.delete(Machine, "m1", ns)
+        assert (await store.get(Machine, "m2", ns)).metadata.labels == {"v": "x"}
+    # Outside a scope nothing is kept.
+    prefetch.offer(other)
+    assert (await store.get(Machine, "m2", ns)).metadata.labels == {"v": "x"}
 
 
 async def test_create_get_and_duplicate(backend: Backend, store: Store) -> None:
