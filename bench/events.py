@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             load, probe = probe_and_load(
                 stack, f"api{rate}",
                 ["controller", "--prefix", stack.prefix, "--count", str(count),
+                 "--only", f"ev{rate}-",
                  "--workers", str(args.workers), "--timeout", str(args.seconds + 60)],
                 ["http", "POST", url, "--body", cluster_body(f"ev{rate}"),
                  "--token", stack.token, "--rate", str(rate), "--count", str(count),

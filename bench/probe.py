@@ -151,7 +151,7 @@ async def controller_mode(args: argparse.Namespace) -> dict[str, object]:
             reconciles += 1
             obj = await store.get(Cluster, req.name, req.namespace)
             sent = obj.metadata.annotations.get(SENT_ANNOTATION)
-            if sent and req.name not in latencies:
+            if sent and req.name.startswith(args.only) and req.name not in latencies:
                 latencies[req.name] = started - float(sent)
                 if len(latencies) >= args.count:
                     done.set()
@@ -181,6 +181,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prefix", default="bench")
     p.add_argument("--region", default="local")
     p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--only", default="",
+                   help="count only objects whose name starts with this (a step's own writes: "
+                        "the resync on start also reconciles earlier steps' objects)")
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--ready", required=True)
