@@ -15,6 +15,7 @@ must fix, such as bad credentials, since fixing a credential sends no Machine ev
 from __future__ import annotations
 
 import logging
+import random
 
 from services.providers import steps as S
 from services.providers.contract import (
@@ -68,7 +69,7 @@ class MachineReconciler:
         region: str | None = None,
         poll_interval: float = 2.0,
         provision_timeout: float = 900.0,
-        resync_interval: float = 60.0,
+        resync_interval: float = 600.0,
         backoff: S.Backoff | None = None,
     ) -> None:
         self.store = store
@@ -199,7 +200,9 @@ class MachineReconciler:
         st.node_name = st.node_name or machine.metadata.name
         st.phase = "Running"
         cond.mark_true(st, S.PROVIDER_READY, S.REASON_RUNNING, f"node {ref.name} is running")
-        return Result(requeue_after=self.resync_interval)
+        # Every running node re-checked on one fixed period is a region-wide wave of provider
+        # calls, and a cost per second that grows with the fleet: spread it (+-20%).
+        return Result(requeue_after=self.resync_interval * random.uniform(0.8, 1.2))
 
     def _check_timeout(self, st, name: str) -> None:  # noqa: ANN001
         """A step in progress longer than ``provision_timeout`` fails with what it awaited."""

@@ -3,7 +3,9 @@
 Each ``python -m services.providers.<name>`` calls :func:`run` with a function that makes
 its ``Targets``; the controllers take only their own region's events (``CCLOUD_REGION``).
 ``CCLOUD_PROVIDER_POLL_INTERVAL`` and ``CCLOUD_PROVIDER_PROVISION_TIMEOUT`` (seconds) tune
-how often a provisioning node is polled and when a step counts as timed out.
+how often a provisioning node is polled and when a step counts as timed out;
+``CCLOUD_PROVIDER_RESYNC_INTERVAL`` how often a running node is re-checked at the provider
+with no event asking for it (drift: a node removed behind our back).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def machine_controller(rt: Runtime, provider: ProviderName, targets: Targets) ->
         region=rt.settings.region,
         poll_interval=seconds("CCLOUD_PROVIDER_POLL_INTERVAL", 2.0),
         provision_timeout=seconds("CCLOUD_PROVIDER_PROVISION_TIMEOUT", 900.0),
+        resync_interval=seconds("CCLOUD_PROVIDER_RESYNC_INTERVAL", 600.0),
     )
     return Controller(
         name=f"provider-{provider}-machine",

@@ -152,7 +152,9 @@ class KVStore(Store):
 
     async def _get_entry(self, cls: type[R], name: str, namespace: str | None) -> R:
         try:
-            entry = await self.kv.get(_key(cls.KIND, namespace, name))
+            # Names were checked against the Kubernetes name rules (a subset of valid keys):
+            # nats-py's own per-call regex check of the key is skipped.
+            entry = await self.kv.get(_key(cls.KIND, namespace, name), validate_keys=False)
         except (KeyNotFoundError, KeyDeletedError):
             raise NotFound(f"{cls.KIND} {_ref(namespace, name)} not found") from None
         return _with_rv(decode(cls, entry.value), entry.revision)
@@ -322,7 +324,7 @@ class KVStore(Store):
     async def _tombstone_rev(self, key: str) -> int:
         """Revision of a delete marker left at ``key`` (0 if the key never existed)."""
         try:
-            await self.kv.get(key)
+            await self.kv.get(key, validate_keys=False)
         except KeyDeletedError as e:
             return e.entry.revision
         except KeyNotFoundError as e:

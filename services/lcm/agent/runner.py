@@ -8,9 +8,11 @@ resumes at the first unfinished item. Heartbeats go out on their own task.
 A pass that leaves nothing to do (all done, or only a retry to wait for) is followed by a
 long-poll of the details (``max(poll_interval, LONG_POLL)``, never past the next retry), so
 an idle agent costs the endpoint one request per wait yet sees a new item or a cordon
-request at once; otherwise (a failed cordon, an unknown machine, an unreachable endpoint)
-the loop sleeps ``poll_interval`` and fetches again. A failed cordon/drain or uncordon is
-reported as ``cordonError`` (no item runs meanwhile) and cleared once it succeeds.
+request at once; otherwise (a failed cordon, an unknown machine) the loop sleeps
+``poll_interval`` and fetches again. An unreachable or overloaded endpoint is retried with
+jittered exponential backoff, reset by the first call that succeeds. A failed cordon/drain
+or uncordon is reported as ``cordonError`` (no item runs meanwhile) and cleared once it
+succeeds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -69,6 +72,7 @@ class Agent:
         # After a pass: None while work is left, else when the next retry is due (monotonic;
         # inf: nothing at all to do).
         self.idle_until: float | None = None
+        self.unreachable = 0  # endpoint calls failed in a row (sets the retry backoff)
 
     # --- reporting -------------------------------------------------------------------------
 
@@ -173,6 +177,15 @@ class Agent:
             self.idle_until = math.inf
         return details
 
+    def unreachable_delay(self) -> float:
+        """Wait before calling an endpoint that just failed: doubling per failure in a row
+        (capped like item retries) and jittered, so a region's agents do not come back in
+        step after an endpoint restart or overload and knock it over again."""
+        self.unreachable += 1
+        delay = min(self.poll_interval * 2 ** (self.unreachable - 1), MAX_BACKOFF,
+                    self.poll_interval * 8)
+        return delay * random.uniform(0.5, 1.0)
+
     def poll_wait(self) -> float | None:
         """How long to long-poll after the last pass; None: sleep and fetch instead."""
         if self.idle_until is None:
@@ -227,9 +240,12 @@ class Agent:
                     if isinstance(e, Unauthorized):
                         raise
                     log.warning("endpoint: %s", e)
-                    self.idle_until, going = None, True
+                    self.idle_until, details = None, None
+                    await self._pause(stop, self.unreachable_delay())
+                    continue
                 if not going:
                     return
+                self.unreachable = 0
                 details = None
                 wait = self.poll_wait()
                 if wait is None or wait < MIN_POLL:
@@ -243,9 +259,11 @@ class Agent:
                     if isinstance(e, Unauthorized):
                         raise
                     log.warning("endpoint: %s", e)
-                    await self._pause(stop, self.poll_interval)
+                    await self._pause(stop, self.unreachable_delay())
+                    continue
                 if not going:
                     return
+                self.unreachable = 0
         finally:
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError, Unauthorized):

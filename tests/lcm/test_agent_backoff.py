@@ -1,0 +1,68 @@
+"""An unreachable or overloaded endpoint is retried with jittered exponential backoff, so a
+region's agents back off together instead of hammering an endpoint that is struggling."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from services.lcm.agent.client import AgentClient
+from services.lcm.agent.executor import NodeRootExecutor
+from services.lcm.agent.runner import MAX_BACKOFF, Agent
+from tests.waiting import eventually
+
+
+def make_agent(url: str, root: Path, poll_interval: float) -> tuple[AgentClient, Agent]:
+    client = AgentClient(url, "ns", "m-0", "token")
+    return client, Agent(client, NodeRootExecutor(root, hostname="m-0"), root,
+                         poll_interval=poll_interval)
+
+
+def test_delay_doubles_per_failure_in_a_row_jittered_and_capped(tmp_path: Path) -> None:
+    random.seed(7)
+    _, agent = make_agent("http://127.0.0.1:1", tmp_path, poll_interval=2.0)
+    delays = [agent.unreachable_delay() for _ in range(8)]
+    for n, delay in enumerate(delays, start=1):
+        full = min(2.0 * 2 ** (n - 1), MAX_BACKOFF, 2.0 * 8)
+        assert full * 0.5 <= delay <= full, (n, delay)
+    assert max(delays) <= 16.0
+    assert len({round(d, 6) for d in delays[4:]}) > 1  # jittered, not in lock step
+    agent.unreachable = 0  # what the loop does after a call that succeeds
+    assert agent.unreachable_delay() <= 2.0
+
+
+async def test_agent_backs_off_from_an_endpoint_answering_503(tmp_path: Path) -> None:
+    arrivals: list[float] = []
+
+    async def overloaded(request: web.Request) -> web.Response:
+        if request.method == "GET":  # the details fetches (heartbeats are POSTs of their own)
+            arrivals.append(time.monotonic())
+        return web.Response(status=503, text="overloaded")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", overloaded)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client, agent = make_agent(f"http://127.0.0.1:{port}", tmp_path / "node", poll_interval=0.2)
+    await client.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await eventually(lambda: len(arrivals) >= 6, timeout=20, what="six attempts")
+        gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+        # The 4th and 5th waits are at least half of 0.2 * 2**3 = 1.6 s: the backoff grew
+        # (a fixed poll interval would retry every 0.2 s).
+        assert min(gaps[3:5]) >= 0.8 - 0.05, gaps
+        assert agent.unreachable >= 5
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await client.close()
+        await runner.cleanup()
