@@ -50,6 +50,17 @@ from shared.store import Conflict, NotFound, Store
 
 log = logging.getLogger(__name__)
 
+
+@web.middleware
+async def _client_gone(request: web.Request, handler) -> web.StreamResponse:  # noqa: ANN001
+    """An agent that gave up (its timeout, or its node went away) mid-request is routine at
+    scale: one line at debug level, not aiohttp's traceback at error level per request."""
+    try:
+        return await handler(request)
+    except ConnectionResetError:
+        log.debug("%s %s: the agent went away", request.method, request.path)
+        return web.Response(status=499)  # nginx's "client closed request"; nobody reads it
+
 _enc = msgspec.json.Encoder()
 _report = msgspec.json.Decoder(AgentReport)
 MAX_BODY = 1 << 20
@@ -128,7 +139,7 @@ class Endpoint:
         # (namespace, name) -> monotonic time of this process's last heartbeat write
         self._written: dict[Key, float] = {}
         self._runner: web.AppRunner | None = None
-        self.app = web.Application(client_max_size=MAX_BODY)
+        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[_client_gone])
         base = "/lcm/v1/machines/{ns}/{name}"
         self.app.router.add_get(base, self.get_details)
         self.app.router.add_post(base + "/status", self.post_status)

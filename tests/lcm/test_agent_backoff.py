@@ -35,12 +35,27 @@ def test_delay_doubles_per_failure_in_a_row_jittered_and_capped(tmp_path: Path) 
     assert agent.unreachable_delay() <= 2.0
 
 
+def test_heartbeats_are_jittered_and_back_off_after_failures(tmp_path: Path) -> None:
+    random.seed(11)
+    _, agent = make_agent("http://127.0.0.1:1", tmp_path, poll_interval=1.0)
+    agent.heartbeat_interval = 10.0
+    steady = [agent.heartbeat_delay(0) for _ in range(50)]
+    assert all(8.0 <= d <= 12.0 for d in steady) and len(set(steady)) > 1
+    for failures in range(1, 7):
+        full = 10.0 * min(2 ** failures, 8)
+        assert full * 0.5 <= agent.heartbeat_delay(failures) <= full
+    assert max(agent.heartbeat_delay(10) for _ in range(50)) <= 80.0
+
+
 async def test_agent_backs_off_from_an_endpoint_answering_503(tmp_path: Path) -> None:
     arrivals: list[float] = []
+    beats: list[str] = []
 
     async def overloaded(request: web.Request) -> web.Response:
-        if request.method == "GET":  # the details fetches (heartbeats are POSTs of their own)
+        if request.method == "GET":  # the details fetches
             arrivals.append(time.monotonic())
+        else:
+            beats.append(request.path)
         return web.Response(status=503, text="overloaded")
 
     app = web.Application()
@@ -52,6 +67,7 @@ async def test_agent_backs_off_from_an_endpoint_answering_503(tmp_path: Path) ->
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     client, agent = make_agent(f"http://127.0.0.1:{port}", tmp_path / "node", poll_interval=0.2)
     await client.start()
+    agent.heartbeat_interval = 0.05  # would beat ~60 times during the test if it beat early
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
     try:
@@ -61,6 +77,8 @@ async def test_agent_backs_off_from_an_endpoint_answering_503(tmp_path: Path) ->
         # (a fixed poll interval would retry every 0.2 s).
         assert min(gaps[3:5]) >= 0.8 - 0.05, gaps
         assert agent.unreachable >= 5
+        # No details yet, so no heartbeats: they would only add to the endpoint's load.
+        assert beats == []
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)

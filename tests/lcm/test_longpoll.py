@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -289,3 +290,26 @@ async def test_failed_item_is_retried_on_time_while_long_polling(
 
 async def _ge(probe: Any, n: int) -> bool:
     return await probe() >= n
+
+
+async def test_an_agent_gone_mid_request_is_a_debug_line_not_a_traceback(
+    bare: Bare, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="services.lcm.endpoint")
+    port = bare.ep.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # A status report whose body never arrives: the agent timed out and closed its socket.
+    writer.write((f"POST /lcm/v1/machines/{NS}/{NAME}/status HTTP/1.1\r\n"
+                  f"Host: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+                  "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"host").encode())
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+    def noted() -> bool:
+        return any("went away" in r.getMessage() for r in caplog.records)
+
+    await eventually(noted, timeout=10, what="the endpoint noticed the agent left")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    status, _, _, _ = await bare.get()  # and it goes on serving
+    assert status == 200

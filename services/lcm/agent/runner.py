@@ -73,6 +73,7 @@ class Agent:
         # inf: nothing at all to do).
         self.idle_until: float | None = None
         self.unreachable = 0  # endpoint calls failed in a row (sets the retry backoff)
+        self._connected = asyncio.Event()  # set by the first details fetched
 
     # --- reporting -------------------------------------------------------------------------
 
@@ -115,6 +116,7 @@ class Agent:
             return None
         self.poll_interval = self.poll_override or details.poll_interval
         self.heartbeat_interval = details.heartbeat_interval
+        self._connected.set()
         self._view(details)
         await self._report(details, force=not self._facts_sent)
         self._facts_sent = True
@@ -193,17 +195,30 @@ class Agent:
         wait = min(max(self.poll_interval, LONG_POLL), MAX_WAIT)
         return min(wait, self.idle_until - time.monotonic())
 
+    def heartbeat_delay(self, failures: int) -> float:
+        """The wait before the next beat: the interval, jittered so a region's agents started
+        together do not beat in step; after failures in a row, doubling (up to 8 intervals),
+        so an overloaded endpoint is not kept down by the beats it cannot answer."""
+        if not failures:
+            return self.heartbeat_interval * random.uniform(0.8, 1.2)
+        return self.heartbeat_interval * min(2 ** failures, 8) * random.uniform(0.5, 1.0)
+
     async def _heartbeats(self, stop: asyncio.Event) -> None:
+        """Beats start with the first details (they carry the interval): before that the
+        machine has nothing to be alive for, and the loop's own calls are retrying."""
+        await self._until_stopped(stop, self._connected.wait())
+        failures = 0
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.heartbeat_interval)
+            await self._pause(stop, self.heartbeat_delay(failures))
             if stop.is_set():
                 return
             try:
                 await self.client.heartbeat()
+                failures = 0
             except Unauthorized:
                 raise
             except EndpointError as e:
+                failures += 1
                 log.warning("heartbeat failed: %s", e)
 
     @staticmethod
