@@ -26,6 +26,9 @@ class LCMSettings(msgspec.Struct, kw_only=True):
     heartbeat_interval: float = 10.0
     heartbeat_timeout: float = 45.0
     poll_interval: float = 5.0
+    # Reconciles in flight per controller. A reconcile mostly waits on store round trips,
+    # so a region with thousands of machines needs more than a handful in flight.
+    workers: int = 16
 
     @property
     def heartbeat_write_interval(self) -> float:

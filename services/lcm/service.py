@@ -34,8 +34,10 @@ def cluster_of(ev: ChangeEvent) -> list[Request]:
 
 
 def controllers(
-    store: Store, bus: Bus, settings: LCMSettings, *, region: str | None, workers: int = 4
+    store: Store, bus: Bus, settings: LCMSettings, *, region: str | None,
+    workers: int | None = None,
 ) -> list[Controller]:
+    workers = workers or settings.workers
     return [
         Controller(
             name="lcm-cluster", kind=Cluster, store=store, bus=bus, region=region,

@@ -5,7 +5,8 @@ its ``Targets``; the controllers take only their own region's events (``CCLOUD_R
 ``CCLOUD_PROVIDER_POLL_INTERVAL`` and ``CCLOUD_PROVIDER_PROVISION_TIMEOUT`` (seconds) tune
 how often a provisioning node is polled and when a step counts as timed out;
 ``CCLOUD_PROVIDER_RESYNC_INTERVAL`` how often a running node is re-checked at the provider
-with no event asking for it (drift: a node removed behind our back).
+with no event asking for it (drift: a node removed behind our back);
+``CCLOUD_PROVIDER_WORKERS`` how many Machines are reconciled at once.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ def seconds(name: str, default: float) -> float:
     if value < 0:
         raise SystemExit(f"invalid {name} {raw!r}: must not be negative")
     return value
+
+
+def count(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise SystemExit(f"invalid {name} {raw!r}: must be a whole number of at least 1")
+    return int(raw)
 
 
 class _Closing:
@@ -62,7 +72,7 @@ def machine_controller(rt: Runtime, provider: ProviderName, targets: Targets) ->
         store=rt.store,
         bus=rt.bus,
         region=rt.settings.region,
-        workers=8,
+        workers=count("CCLOUD_PROVIDER_WORKERS", 16),
     )
 
 
