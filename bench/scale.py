@@ -166,7 +166,7 @@ def one_size(clusters: int, per_cluster: int, per_namespace: int, timeout: float
             stack.spawn(name, args, CCLOUD_HEALTH_PORT=str(health[name]), **common)
         stack.spawn("fleet", ["-m", "bench.fleet", "--endpoint", f"http://127.0.0.1:{lcm_port}",
                               "--roots", str(stack.workdir / "nodes"), "--poll-interval",
-                              str(poll), "--connections", "64"], **common)
+                              str(poll), "--connections", "1024"], **common)
         stack.wait_http(f"http://127.0.0.1:{health['lcm']}/healthz")
         stack.wait_http(f"http://127.0.0.1:{health['provider']}/healthz")
         time.sleep(2.0)  # let the leaders take their leases before the first write
