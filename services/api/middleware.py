@@ -104,6 +104,9 @@ def audit_middleware(audit: AuditLog):
     return middleware
 
 
+CLIENT_CLOSED_REQUEST = 499  # nginx's code for it; recorded, never read by the client
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -121,6 +124,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_response(status_body(e.status, message), status=e.status)
     except asyncio.CancelledError:
         raise
+    except ConnectionResetError:
+        # The client went away mid-request (its own timeout, a closed laptop): nothing was
+        # written and nothing is wrong here, so no 500 in the metrics, the audit or the log.
+        log.debug("%s %s: the client went away", request.method, request.path)
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
     except Exception:
         log.exception("unhandled error serving %s %s", request.method, request.path)
         return json_response(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import logging
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from nats.aio.client import Client as NATS
 
@@ -16,6 +20,7 @@ from shared.models import Cluster
 from shared.store import NotFound
 from shared.store.kv import KVStore
 from tests.api.conftest import BASE, TOKENS, Gateway, cluster, ns_path, region, users_doc
+from tests.waiting import eventually
 
 
 def assert_status(body: dict, code: int, reason: str) -> None:
@@ -353,3 +358,43 @@ async def test_503_before_the_store_is_ready_and_without_a_bus(
         await store.close()
         with contextlib.suppress(Exception):
             await nc.jetstream().delete_key_value(f"{prefix}-late")
+
+
+async def test_a_client_gone_mid_body_is_no_server_error(
+    store: KVStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A create whose body never arrives (the client timed out and closed): nothing written,
+    audited as 499 (client closed request), no 500 and no error traceback in the log."""
+    caplog.set_level(logging.DEBUG, logger="services.api")
+    audit_path = tmp_path / "audit.log"
+    app = create_app(store, Authenticator.from_dict(users_doc()), audit=audit_path,
+                     mount_ui=False)
+    # Served as the gateway's entry point serves it (aiohttp's TestServer would instead
+    # cancel the handler when the client goes).
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def audited() -> list[int]:
+        if not audit_path.exists():
+            return []
+        return [json.loads(line)["code"] for line in audit_path.read_text().splitlines()]
+
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write((f"POST {ns_path('clusters')} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      f"Authorization: Bearer {TOKENS['ops']}\r\n"
+                      "Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n"
+                      '{"metadata": {"name": "half').encode())
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+        await eventually(lambda: audited() == [499], timeout=10,
+                         what="the abandoned create audited as 499")
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+        assert (await store.list(Cluster, "team-a")).items == []
+    finally:
+        await runner.cleanup()
