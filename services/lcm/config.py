@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -28,7 +29,7 @@ class LCMSettings(msgspec.Struct, kw_only=True):
     poll_interval: float = 5.0
     # Reconciles in flight per controller. A reconcile mostly waits on store round trips,
     # so a region with thousands of machines needs more than a handful in flight.
-    workers: int = 16
+    workers: Annotated[int, msgspec.Meta(ge=1)] = 16
 
     @property
     def heartbeat_write_interval(self) -> float:

@@ -34,10 +34,9 @@ def cluster_of(ev: ChangeEvent) -> list[Request]:
 
 
 def controllers(
-    store: Store, bus: Bus, settings: LCMSettings, *, region: str | None,
-    workers: int | None = None,
+    store: Store, bus: Bus, settings: LCMSettings, *, region: str | None
 ) -> list[Controller]:
-    workers = workers or settings.workers
+    workers = settings.workers
     return [
         Controller(
             name="lcm-cluster", kind=Cluster, store=store, bus=bus, region=region,

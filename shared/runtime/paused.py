@@ -50,7 +50,7 @@ async def paused_by(store: Store, kind: type[Resource], name: str,
     missing object or parent is not paused: the reconciler deals with absence; nor is a
     request naming no single object (e.g. a "recompute all" sentinel): the reconciler
     checks each object it then reads with ``is_paused``. Inside a ``prefetch.scope()`` the
-objects read are offered to the reconcile's own first reads of them."""
+    objects read are offered to the reconcile's own first reads of them."""
     try:
         obj = await store.get(kind, name, namespace)
     except (NotFound, Invalid):

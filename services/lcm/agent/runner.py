@@ -161,9 +161,7 @@ class Agent:
                 self.status[name] = StateItemStatus(
                     hash=di.hash, state="Failed", message=str(e), attempts=attempts
                 )
-                backoff = min(self.poll_interval * 2 ** (attempts - 1), MAX_BACKOFF,
-                              self.poll_interval * 8)
-                self._retry_at[name] = time.monotonic() + backoff
+                self._retry_at[name] = time.monotonic() + self._backoff(attempts)
                 log.warning("item %s failed (attempt %d): %s", name, attempts, e)
                 await self._report(details)
                 self.idle_until = self._retry_at[name]
@@ -179,14 +177,17 @@ class Agent:
             self.idle_until = math.inf
         return details
 
+    def _backoff(self, failures: int) -> float:
+        """The poll interval doubled per failure in a row, capped at ``MAX_BACKOFF`` and at
+        8 intervals: how long a failed item or a failed endpoint call waits."""
+        return min(self.poll_interval * 2 ** (failures - 1), MAX_BACKOFF, self.poll_interval * 8)
+
     def unreachable_delay(self) -> float:
-        """Wait before calling an endpoint that just failed: doubling per failure in a row
-        (capped like item retries) and jittered, so a region's agents do not come back in
-        step after an endpoint restart or overload and knock it over again."""
+        """Wait before calling an endpoint that just failed: the item backoff, jittered, so a
+        region's agents do not come back in step after an endpoint restart or overload and
+        knock it over again."""
         self.unreachable += 1
-        delay = min(self.poll_interval * 2 ** (self.unreachable - 1), MAX_BACKOFF,
-                    self.poll_interval * 8)
-        return delay * random.uniform(0.5, 1.0)
+        return self._backoff(self.unreachable) * random.uniform(0.5, 1.0)
 
     def poll_wait(self) -> float | None:
         """How long to long-poll after the last pass; None: sleep and fetch instead."""
