@@ -48,8 +48,8 @@ async def running(h: Harness, region: str) -> AsyncIterator[ManagementController
                                      region=region, poll_interval=0.1,
                                      backoff=Backoff(initial=0.1, cap=0.5)),
     )
-    lcm = lcm_service.controllers(h.store, h.bus, LCMSettings(poll_interval=0.2),
-                                  region=region, workers=2)
+    lcm = lcm_service.controllers(h.store, h.bus, LCMSettings(poll_interval=0.2, workers=2),
+                                  region=region)
     started: list[Controller] = []
     try:
         for c in [machines, *lcm]:
