@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import signal
 import socket
@@ -42,7 +43,31 @@ def die_with_parent() -> None:
         pass
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A loopback port free now, for a server started a moment later.
+
+    Chosen below the kernel's ephemeral range: a port from ``bind(0)`` comes from that
+    range, so an outgoing connection made before the server binds can take it (seen in
+    CI as "address already in use"). Ports handed out by this process are not repeated.
+    """
+    floor = _ephemeral_floor()
+    low = 10000 if floor > 11000 else 1024
+    for _ in range(200):
+        port = random.randrange(low, floor)
+        if port in _handed_out or port_in_use(port):
+            continue
+        _handed_out.add(port)
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

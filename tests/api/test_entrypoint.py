@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import stat
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import aiohttp
 import pytest
 
 from services.api.auth import AuthConfigError, Authenticator, ensure_bootstrap
-from shared.natsserver import NatsServer
+from shared.natsserver import NatsServer, free_port
 from tests.waiting import eventually
 
 
@@ -50,9 +49,7 @@ REPO = Path(__file__).resolve().parents[2]
 async def test_module_entrypoint_serves_with_bootstrap_token(
     nats_server: NatsServer, tmp_path: Path, prefix: str
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.api", "--nats-url", nats_server.url,
         "--prefix", prefix, "--port", str(port),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -15,19 +14,13 @@ from nats.aio.client import Client as NATS
 from services.lcm.tokens import machine_token
 from services.release.defaults import ensure_default_releases
 from shared.models import Cluster, ClusterSpec, Machine, MachineSpec, ObjectMeta
-from shared.natsserver import NatsServer
+from shared.natsserver import NatsServer, free_port
 from shared.runtime import conditions as cond
 from tests.harness import system
 from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "entrypoint-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_service_and_agent_processes(

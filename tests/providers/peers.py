@@ -14,7 +14,6 @@ import contextlib
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 from typing import Any
@@ -29,17 +28,12 @@ from services.local.redfish import (
     system_address,
     wait_http,
 )
+from shared.natsserver import free_port
 
 __all__ = ["ImageServer", "SushyEmulator", "Vcsim", "fake_system", "free_port", "running"]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 VENV_BIN = pathlib.Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_http(

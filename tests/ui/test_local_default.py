@@ -16,7 +16,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import pytest
 
+from shared.natsserver import free_port
 from tests.ui.conftest import needs_chromium, screenshot
 from tests.waiting import eventually
 
@@ -64,12 +64,6 @@ pytestmark = [
     needs_chromium,
     pytest.mark.skipif(bool(_missing_services()), reason=_missing_services() or "ready"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_runner(data: Path, port: int, nats_port: int, log: Path) -> subprocess.Popen:
