@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from bench.common import percentile
+from shared import eventloop
 
 Shot = Callable[[int], Awaitable[int]]
 
@@ -174,7 +175,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     runner = {"http": http_mode, "js": js_mode, "js-flood": js_flood}[args.mode]
-    result = asyncio.run(runner(args))
+    result = eventloop.run(runner(args))
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

@@ -19,6 +19,7 @@ from typing import Protocol
 import nats
 from nats.aio.client import Client as NATS
 
+from shared import eventloop
 from shared.bus import Bus
 from shared.config import Settings
 from shared.health import HealthServer
@@ -181,4 +182,4 @@ def main(name: str, build: Build) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(name, build, settings))
+        eventloop.run(serve(name, build, settings))

@@ -33,6 +33,7 @@ from aiohttp.log import access_logger
 
 from services.api.app import create_app
 from services.api.auth import AuthConfigError, Authenticator, ensure_bootstrap
+from shared import eventloop
 from shared.bus import Bus
 from shared.config import Settings
 from shared.service import connect, make_store
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parse_args(argv)
     try:
-        asyncio.run(serve(args))
+        eventloop.run(serve(args))
     except AuthConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
