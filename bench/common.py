@@ -134,7 +134,6 @@ class Stack:
     procs: dict[str, Proc] = field(default_factory=dict)
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     api_port: int = 0
-    base_env: dict[str, str] = field(default_factory=dict)  # e.g. CCLOUD_EVENT_LOOP
 
     def start_nats(self) -> NatsServer:
         self.nats = NatsServer(self.workdir / "nats", server_name="bench")
@@ -155,7 +154,6 @@ class Stack:
             "CCLOUD_DATA_DIR": str(self.workdir / "data"),
             "CCLOUD_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
-            **self.base_env,
             **extra,
         }
 

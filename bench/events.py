@@ -1,13 +1,12 @@
 """(b) Event latency: API write -> controller reconcile start, next to raw JetStream.
 
-``python -m bench.events [--rates 200,1000] [--seconds 10] [--loops uvloop,asyncio]``
+``python -m bench.events [--rates 200,1000] [--seconds 10]``
 
 Runs nats-server, the API gateway and the bridge as processes, and a probe process with a
 ``shared.runtime.Controller`` on Cluster. A separate load process POSTs Clusters at a fixed
 rate, each carrying its send time (``perf_counter``) in the ``bench/sent`` annotation; the
 probe's reconciler records the time its reconcile starts. At each rate the same run also
-measures raw JetStream publish -> consume between two processes, the ceiling. Each event
-loop named in ``--loops`` gets its own stack, one after the other in the same run.
+measures raw JetStream publish -> consume between two processes, the ceiling.
 """
 
 from __future__ import annotations
@@ -30,11 +29,16 @@ def cluster_body(prefix: str) -> str:
     return json.dumps(body)
 
 
-def measure(args: argparse.Namespace, rates: list[int], loop: str
-            ) -> tuple[list[list[object]], list[tuple[str, float, float]]]:
-    """Every rate on one fresh stack whose processes all run on ``loop``."""
-    stack = Stack(prefix="bench", base_env={"CCLOUD_EVENT_LOOP": loop})
-    rows: list[list[object]] = []
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.events", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=10.0, help="per rate")
+    p.add_argument("--rates", default="200,1000")
+    p.add_argument("--workers", type=int, default=4, help="probe controller workers")
+    args = p.parse_args(argv)
+    rates = [int(r) for r in args.rates.split(",")]
+    stack = Stack(prefix="bench")
+    rows = []
     try:
         stack.start_nats()
         stack.start_api()
@@ -50,7 +54,7 @@ def measure(args: argparse.Namespace, rates: list[int], loop: str
                 ["js", f"raw.ev{rate}", "--nats-url", stack.nats_url, "--rate", str(rate),
                  "--count", str(count), "--duration", str(args.seconds + 5), "--size", "400"],
             )
-            rows.append([loop, "raw JetStream pub -> consume", f"{rate}/s", load["sent"],
+            rows.append(["raw JetStream pub -> consume", f"{rate}/s", load["sent"],
                          f"{load['rate']:.0f}", "-", "-", probe["received"],
                          ms(probe["p50"]), ms(probe["p99"]), ms(probe["max"])])
             load, probe = probe_and_load(
@@ -64,42 +68,24 @@ def measure(args: argparse.Namespace, rates: list[int], loop: str
                 timeout=args.seconds + 120,
             )
             created = load["statuses"].get("201", 0)
-            rows.append([loop, "API POST -> reconcile start", f"{rate}/s", load["sent"],
+            rows.append(["API POST -> reconcile start", f"{rate}/s", load["sent"],
                          f"{load['rate']:.0f}", ms(load["p50"]), ms(load["p99"]),
                          f"{probe['received']}/{created}", ms(probe["p50"]), ms(probe["p99"]),
                          ms(probe["max"])])
             if created != load["sent"]:
-                rows.append(["", f"  (answers: {load['statuses']})", "", "", "", "", "", "",
-                             "", "", ""])
-        return rows, stack.footprint()
+                rows.append([f"  (answers: {load['statuses']})", "", "", "", "", "", "", "", "",
+                             ""])
+        footprint = stack.footprint()
     finally:
         stack.stop()
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.events", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=float, default=10.0, help="per rate")
-    p.add_argument("--rates", default="200,1000")
-    p.add_argument("--workers", type=int, default=4, help="probe controller workers")
-    p.add_argument("--loops", default="uvloop,asyncio",
-                   help="event loops to compare (CCLOUD_EVENT_LOOP of every process)")
-    args = p.parse_args(argv)
-    rates = [int(r) for r in args.rates.split(",")]
-    rows: list[list[object]] = []
-    footprints: list[list[object]] = []
-    for loop in args.loops.split(","):
-        loop_rows, footprint = measure(args, rates, loop)
-        rows += loop_rows
-        footprints += [[loop, n, f"{r:.0f}", f"{c:.1f}"] for n, r, c in footprint]
     print(machine_line())
     print()
     print(table(f"Event latency ({args.seconds:.0f} s per rate; ms; target {TARGET})",
-                ["loop", "path", "rate", "sent", "achieved/s", "HTTP p50", "HTTP p99", "seen",
+                ["path", "rate", "sent", "achieved/s", "HTTP p50", "HTTP p99", "seen",
                  "p50", "p99", "max"], rows))
     print()
-    print(table("Footprint (whole run, per loop)", ["loop", "process", "peak RSS MiB", "CPU s"],
-                footprints))
+    print(table("Footprint (whole run)", ["process", "peak RSS MiB", "CPU s"],
+                [[n, f"{r:.0f}", f"{c:.1f}"] for n, r, c in footprint]))
     return 0
 
 

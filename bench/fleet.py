@@ -31,7 +31,6 @@ from services.lcm.agent.client import REQUEST_TIMEOUT, AgentClient
 from services.lcm.agent.executor import NodeRootExecutor
 from services.lcm.agent.runner import Agent
 from services.lcm.tokens import machine_token
-from shared import eventloop
 from shared.bus import Bus
 from shared.config import Settings
 from shared.models import Machine
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=os.environ.get("CCLOUD_LOG_LEVEL", "WARNING").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        eventloop.run(serve(args))
+        asyncio.run(serve(args))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from bench.common import percentile
-from shared import eventloop
 
 Shot = Callable[[int], Awaitable[int]]
 
@@ -175,7 +174,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     runner = {"http": http_mode, "js": js_mode, "js-flood": js_flood}[args.mode]
-    result = eventloop.run(runner(args))
+    result = asyncio.run(runner(args))
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

@@ -23,7 +23,6 @@ import sys
 import time
 
 from bench.common import percentile
-from shared import eventloop
 
 SENT_ANNOTATION = "bench/sent"
 RAW_STREAM = "BENCHRAW"
@@ -195,7 +194,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     runner = {"js": js_mode, "js-drain": js_drain, "controller": controller_mode}[args.mode]
-    result = eventloop.run(runner(args))
+    result = asyncio.run(runner(args))
     write_out(args.out, result)
     return 0
 

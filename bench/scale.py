@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import nats
 
 from bench.common import Stack, machine_line, table
-from shared import eventloop
 from shared.bus import Bus
 from shared.models import (
     CLUSTER_LABEL,
@@ -171,7 +170,7 @@ def one_size(clusters: int, per_cluster: int, per_namespace: int, timeout: float
         stack.wait_http(f"http://127.0.0.1:{health['lcm']}/healthz")
         stack.wait_http(f"http://127.0.0.1:{health['provider']}/healthz")
         time.sleep(2.0)  # let the leaders take their leases before the first write
-        eventloop.run(drive(stack, run, timeout))
+        asyncio.run(drive(stack, run, timeout))
         for name in SERVICES:
             for ctrl, n in scrape(health[name]).items():
                 run.reconciles[ctrl] = n

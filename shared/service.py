@@ -19,7 +19,6 @@ from typing import Protocol
 import nats
 from nats.aio.client import Client as NATS
 
-from shared import eventloop
 from shared.bus import Bus
 from shared.config import Settings
 from shared.health import HealthServer
@@ -182,4 +181,4 @@ def main(name: str, build: Build) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     with contextlib.suppress(KeyboardInterrupt):
-        eventloop.run(serve(name, build, settings))
+        asyncio.run(serve(name, build, settings))

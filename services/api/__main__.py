@@ -33,7 +33,6 @@ from aiohttp.log import access_logger
 
 from services.api.app import create_app
 from services.api.auth import AuthConfigError, Authenticator, ensure_bootstrap
-from shared import eventloop
 from shared.bus import Bus
 from shared.config import Settings
 from shared.service import connect, make_store
@@ -106,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parse_args(argv)
     try:
-        eventloop.run(serve(args))
+        asyncio.run(serve(args))
     except AuthConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,7 +20,6 @@ from pathlib import Path
 from services.lcm.agent.client import AgentClient, Unauthorized
 from services.lcm.agent.executor import Executor, HostExecutor, NodeRootExecutor
 from services.lcm.agent.runner import Agent
-from shared import eventloop
 
 TOKEN_ENV = "CCLOUD_LCM_AGENT_TOKEN"
 
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         format=f"%(asctime)s %(levelname)s lcm-agent[{args.name}]: %(message)s",
     )
     with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(eventloop.run(run(args)))
+        sys.exit(asyncio.run(run(args)))
 
 
 if __name__ == "__main__":
