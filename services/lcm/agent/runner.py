@@ -5,6 +5,12 @@ retried with backoff (the node may be fixed meanwhile) and reported with its mes
 Finished items are recognised by hash in the on-node journal, so a restarted agent
 resumes at the first unfinished item. Heartbeats go out on their own task.
 
+Progress is reported at most once per ``progress_interval`` (1 s) while a pass runs: an item
+shows Running once it has run that long, finished items ride on the next report, and the
+end of a pass or a failure is reported at once. Every report is a store write that wakes
+the LCMMachine and Cluster controllers; an item that takes milliseconds would otherwise cost
+two of them for a state nobody could see (the kubelet batches node status the same way).
+
 A pass that leaves nothing to do (all done, or only a retry to wait for) is followed by a
 long-poll of the details (``max(poll_interval, LONG_POLL)``, never past the next retry), so
 an idle agent costs the endpoint one request per wait yet sees a new item or a cordon
@@ -33,7 +39,7 @@ from services.lcm.agent.client import AgentClient, EndpointError, Unauthorized
 from services.lcm.agent.executor import Executor, ItemFailed
 from services.lcm.agent.journal import Journal
 from services.lcm.clock import stamp
-from services.lcm.wire import MAX_WAIT, AgentReport, MachineDetails
+from services.lcm.wire import MAX_WAIT, AgentReport, DetailItem, MachineDetails
 from shared.models import StateItemStatus
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,7 @@ CORDON_FILE = "var/lib/ccloud/lcm-agent/cordoned"
 MAX_BACKOFF = 30.0
 LONG_POLL = 30.0  # an idle agent's details GET is held at least this long
 MIN_POLL = 1.0  # a retry due sooner than this is slept for, not polled for
+PROGRESS_INTERVAL = 1.0  # least time between two progress reports within a pass
 
 T = TypeVar("T")
 
@@ -54,6 +61,7 @@ class Agent:
         root: Path,
         *,
         poll_interval: float | None = None,
+        progress_interval: float = PROGRESS_INTERVAL,
     ) -> None:
         self.client = client
         self.executor = executor
@@ -62,6 +70,8 @@ class Agent:
         self.poll_override = poll_interval
         self.poll_interval = poll_interval or 5.0
         self.heartbeat_interval = 10.0
+        self.progress_interval = progress_interval
+        self._reported_at = -math.inf  # monotonic time of the last report sent
         self.status: dict[str, StateItemStatus] = {}
         self._retry_at: dict[str, float] = {}
         self._sent: bytes = b""
@@ -103,6 +113,24 @@ class Agent:
             return
         await self.client.report(report)
         self._sent = body
+        self._reported_at = time.monotonic()
+
+    def _progress_due(self) -> float:
+        """Seconds until progress may be reported again (0: now)."""
+        return max(self._reported_at + self.progress_interval - time.monotonic(), 0.0)
+
+    async def _apply(self, details: MachineDetails, di: DetailItem) -> None:
+        """Apply one item; if it runs past the progress interval, report it Running."""
+        task = asyncio.ensure_future(
+            self.executor.apply(di.item, di.hash, secrets=details.secrets))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._progress_due())
+            if not done:
+                await self._report(details)
+            await task
+        finally:
+            if not task.done():
+                task.cancel()  # the pass was stopped: the item runs again later
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -153,9 +181,8 @@ class Agent:
                 hash=di.hash, state="Running", attempts=cur.attempts + 1,
                 message=cur.message if cur.state == "Failed" else "",
             )
-            await self._report(details)
             try:
-                await self.executor.apply(di.item, di.hash, secrets=details.secrets)
+                await self._apply(details, di)
             except ItemFailed as e:
                 attempts = self.status[name].attempts
                 self.status[name] = StateItemStatus(
@@ -172,9 +199,11 @@ class Agent:
                 finished_at=stamp(),
             )
             log.info("item %s %s done", name, di.item.version)
-            await self._report(details)
+            if not self._progress_due():
+                await self._report(details)
         else:
             self.idle_until = math.inf
+        await self._report(details)  # the pass's outcome (no call if nothing changed)
         return details
 
     def _backoff(self, failures: int) -> float:
