@@ -39,6 +39,7 @@ from shared.models import (
     Resource,
     StateItem,
     UpdateGroup,
+    copy,
 )
 from shared.models.kinds import MachineRole
 from shared.runtime import (
@@ -120,11 +121,14 @@ class ClusterReconciler:
             raise TransientError(f"ClusterRelease {target} not found", delay=5.0) from None
         cond.mark_true(cluster.status, RELEASE_READY, "Found")
 
+        # Shared, not copied (a reconcile per machine event, each listing every machine):
+        # read here, and copied in _step before a change.
         machines = await self.store.list_all(
-            Machine, ns, where=lambda m: m.spec.cluster == cluster.metadata.name)
+            Machine, ns, where=lambda m: m.spec.cluster == cluster.metadata.name, shared=True)
         live = {m.metadata.name: m for m in machines if not m.deleting}
         lms = {lm.metadata.name: lm for lm in await self.store.list_all(
-            LCMMachine, ns, label_selector=f"{CLUSTER_LABEL}={cluster.metadata.name}")}
+            LCMMachine, ns, label_selector=f"{CLUSTER_LABEL}={cluster.metadata.name}",
+            shared=True)}
         groups = {
             g.metadata.name: Group(g.metadata.name, g.spec.index, g.spec.concurrent_updates)
             for g in await self.store.list_all(
@@ -278,8 +282,11 @@ class ClusterReconciler:
         role = m.spec.role
         items = self._items(release, role, manager)
 
+        def release_due(obj: LCMMachine) -> bool:
+            return (obj.spec.release, obj.spec.role, obj.spec.state_items) != (target, role, items)
+
         def set_release(obj: LCMMachine) -> bool:
-            if (obj.spec.release, obj.spec.role, obj.spec.state_items) == (target, role, items):
+            if not release_due(obj):
                 return False
             if obj.spec.role != role:
                 log.info("reconfigure %s: role %s -> %s", obj.metadata.name, obj.spec.role, role)
@@ -294,17 +301,19 @@ class ClusterReconciler:
                 return True
             return mutate
 
+        # ``lm`` is the store cache's shared object: changes are made to a copy.
         match v.state:
             case "deploying" | "current" | "upgrading":
-                await patch(self.store, lm, set_release)  # also picks up reconfiguration
+                if release_due(lm):  # also picks up reconfiguration
+                    await patch(self.store, copy(lm), set_release)
             case "waiting" if start:
                 log.info("upgrade: cordon and drain %s", lm.metadata.name)
-                await patch(self.store, lm, cordon(True))
+                await patch(self.store, copy(lm), cordon(True))
             case "draining" if lm.status.cordoned:
                 log.info("upgrade: %s drained, applying %s", lm.metadata.name, target)
-                await patch(self.store, lm, set_release)
+                await patch(self.store, copy(lm), set_release)
             case "uncordoning":
-                await patch(self.store, lm, cordon(False))
+                await patch(self.store, copy(lm), cordon(False))
             case _:
                 pass
 

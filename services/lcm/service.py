@@ -33,6 +33,11 @@ def cluster_of(ev: ChangeEvent) -> list[Request]:
     return [Request(o.name, ev.namespace) for o in ev.owners if o.kind == "Cluster"]
 
 
+# A cluster's machines change in bursts (every node reporting, the provider and LCM both
+# writing a Machine): gather a burst into one Cluster reconcile, which lists them all.
+CHILD_BATCH = 0.2
+
+
 def controllers(
     store: Store, bus: Bus, settings: LCMSettings, *, region: str | None
 ) -> list[Controller]:
@@ -42,8 +47,8 @@ def controllers(
             name="lcm-cluster", kind=Cluster, store=store, bus=bus, region=region,
             workers=workers, reconciler=ClusterReconciler(store, settings),
             watches=[
-                Watch(Machine, cluster_of),
-                Watch(LCMMachine, by_label(CLUSTER_LABEL)),
+                Watch(Machine, cluster_of, delay=CHILD_BATCH),
+                Watch(LCMMachine, by_label(CLUSTER_LABEL), delay=CHILD_BATCH),
                 Watch(LCMCluster, cluster_of),
                 Watch(UpdateGroup, cluster_of),
             ],

@@ -55,10 +55,17 @@ Mapper = Callable[[ChangeEvent], Iterable[Request]]
 
 @dataclass(frozen=True)
 class Watch:
-    """Events of ``kind`` that enqueue the requests ``mapper`` returns."""
+    """Events of ``kind`` that enqueue the requests ``mapper`` returns.
+
+    ``delay`` batches: a request is enqueued that long after the first event mapped to it,
+    and later events within the window join it. A parent whose children change in bursts
+    (a cluster's machines all progressing at once) is then reconciled once per burst, not
+    once per child write, each of which lists all the children again.
+    """
 
     kind: type[Resource]
     mapper: Mapper
+    delay: float = 0.0
 
 
 def owned_by(owner_kind: str) -> Mapper:
@@ -128,7 +135,7 @@ class Controller:
                 await self.bus.consume(
                     f"{durable}-w{i}-{w.kind.KIND.lower()}",
                     self._watch_subjects(w.kind),
-                    self._mapped(w.mapper),
+                    self._mapped(w.mapper, w.delay),
                 )
             )
         await self.resync()
@@ -170,10 +177,10 @@ class Controller:
         self.queue.add(Request(ev.name, ev.namespace))
         metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
 
-    def _mapped(self, mapper: Mapper):
+    def _mapped(self, mapper: Mapper, delay: float = 0.0):
         async def handler(ev: ChangeEvent) -> None:
             for req in mapper(ev):
-                self.queue.add(req)
+                self.queue.add_after(req, delay)
 
         return handler
 

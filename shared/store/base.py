@@ -171,11 +171,15 @@ class Store(abc.ABC):
         *,
         label_selector: str | None = None,
         where: Callable[[R], bool] | None = None,
+        shared: bool = False,
     ) -> list[R]:
         """Every page of a list, for controllers that need the whole set.
 
         ``where`` filters further (e.g. on a spec field); a backend that holds the objects
         in memory applies it before copying them, so it must only read the object.
+        ``shared=True`` lets such a backend hand out its cached objects themselves: for a
+        reconciler that only reads them (and copies one before changing it), as
+        controller-runtime's cache reader does without its deep copy.
         """
         items: list[R] = []
         token: str | None = None

@@ -272,14 +272,17 @@ class KVStore(Store):
         *,
         label_selector: str | None = None,
         where: Callable[[R], bool] | None = None,
+        shared: bool = False,
     ) -> list[R]:
         if not self.use_informers:
             return await super().list_all(cls, namespace, label_selector=label_selector,
                                           where=where)
         match = selectors.parse(label_selector)
         informer = await self._informer(cls, namespace)
-        items = [copy(o) for o in informer.objects(namespace)
+        items = [o for o in informer.objects(namespace)
                  if match(o.metadata.labels) and (where is None or where(o))]
+        if not shared:
+            items = [copy(o) for o in items]
         items.sort(key=_sort_key)
         return items
 

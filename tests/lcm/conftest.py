@@ -17,7 +17,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -39,10 +39,12 @@ from shared.models import (
     SimulatedMachineSpec,
     UpdateGroup,
     UpdateGroupSpec,
+    encode,
 )
 from shared.runtime import Controller, update_status
 from shared.runtime import conditions as cond
 from shared.store import NotFound
+from shared.store.kv import KVStore
 from tests.harness import Harness, system
 
 NS = "default"
@@ -204,6 +206,27 @@ class Lcm:
         return False
 
 
+class SharedGuard:
+    """Records every object a ``list_all(shared=True)`` hands out, with its encoding then:
+    those are the store cache's own objects, so a reconciler that changed one in place
+    would corrupt what every later read returns."""
+
+    def __init__(self, store: KVStore) -> None:
+        self.handed: list[tuple[Resource, bytes]] = []
+        self._list_all = store.list_all
+        store.list_all = self.list_all  # type: ignore[method-assign]
+
+    async def list_all(self, cls: type[R], namespace: str | None = None, **kw: Any) -> list[R]:
+        items = await self._list_all(cls, namespace, **kw)
+        if kw.get("shared"):
+            self.handed.extend((o, encode(o)) for o in items)
+        return items
+
+    def changed(self) -> list[str]:
+        return [f"{o.KIND} {o.metadata.name}" for o, before in self.handed
+                if encode(o) != before]
+
+
 @pytest.fixture
 async def lcm(nc: NATS, prefix: str, tmp_path: Path) -> AsyncIterator[Lcm]:
     settings = LCMSettings(
@@ -212,6 +235,7 @@ async def lcm(nc: NATS, prefix: str, tmp_path: Path) -> AsyncIterator[Lcm]:
     )
     async with system(nc, prefix) as h:
         await ensure_default_releases(h.store)
+        guard = SharedGuard(h.store)
         ep = Endpoint(h.store, SECRET, settings, bus=h.bus, region=REGION)
         await ep.start()
         ctrls: list[Controller] = service.controllers(h.store, h.bus, settings, region=REGION)
@@ -228,3 +252,4 @@ async def lcm(nc: NATS, prefix: str, tmp_path: Path) -> AsyncIterator[Lcm]:
             for c in reversed(ctrls):
                 await c.stop()
             await ep.stop()
+        assert not guard.changed(), f"cached objects changed in place: {guard.changed()}"

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from shared.models import ObjectMeta, Region, RegionSpec
-from shared.runtime import Controller, Request, Result, TransientError
+from shared.runtime import Controller, Request, Result, TransientError, Watch
 from shared.store import AlreadyExists
 from tests.harness import system
 from tests.waiting import eventually
@@ -150,3 +150,33 @@ def _fields(ev):
 
 async def _names(h):
     return "p-child" in {r.metadata.name for r in await h.store.list_all(Region)}
+
+
+async def test_a_batching_watch_gathers_a_burst_into_one_reconcile(nc, prefix):
+    """Child events within a watch's delay reach the parent as one reconcile."""
+    async with system(nc, prefix) as h:
+        await h.store.create(region("parent"))
+        rec = Recorder()
+        ctl = Controller(
+            name="regions", kind=Region, reconciler=rec, store=h.store, bus=h.bus,
+            watches=[Watch(Region, lambda ev: [Request("parent", None)]
+                           if ev.name != "parent" else [], delay=1.0)],
+        )
+        await ctl.start()
+        try:
+            await eventually(lambda: len(rec.calls) == 1, what="resync of the parent")
+            first = time.monotonic()
+            # A burst of child writes (unbatched, each would reconcile the parent).
+            await asyncio.gather(*(h.store.create(region(f"child-{i}")) for i in range(5)))
+            await eventually(lambda: any(n == "parent" for t, n in rec.calls if t > first),
+                             timeout=10, what="the parent reconciled after the burst")
+            calls_then = sum(n == "parent" for _, n in rec.calls)
+            # The children's own (primary) reconciles show every event has been handled;
+            # the parent's batch has fired, so no further parent reconcile is pending.
+            await eventually(lambda: {f"child-{i}" for i in range(5)}
+                             <= {n for _, n in rec.calls}, what="children reconciled")
+            assert calls_then == 2, rec.calls  # resync + one for the whole burst
+            after = [t for t, n in rec.calls if n == "parent" and t > first]
+            assert after[0] - first >= 1.0 - 0.05  # held for the window, not run at once
+        finally:
+            await ctl.stop()

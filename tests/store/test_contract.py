@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from shared.models import ObjectMeta, ValidationError
+from shared.models import ObjectMeta, ValidationError, encode
 from shared.models.kinds import (
     ClusterRelease,
     ClusterReleaseSpec,
@@ -332,6 +332,19 @@ async def test_list_all_with_a_predicate(store: Store, backend: Backend) -> None
     found[0].status.phase = "Mine"  # a caller's copy, not the store's
     again = await store.list_all(Machine, ns, where=lambda m: m.metadata.name == "web-b")
     assert again[0].status.phase != "Mine"
+
+
+async def test_a_shared_list_answers_as_a_copied_one(store: Store, backend: Backend) -> None:
+    ns = backend.namespace
+    for name in ("a", "b"):
+        await store.create(machine(ns, name, labels={"tier": "web"}))
+    b = await store.get(Machine, "b", ns)
+    b.spec.role = "control-plane"
+    await store.update(b)
+    copied = await store.list_all(Machine, ns, label_selector="tier=web")
+    shared = await store.list_all(Machine, ns, label_selector="tier=web", shared=True)
+    assert [encode(m) for m in shared] == [encode(m) for m in copied]
+    assert shared[1].spec.role == "control-plane" and shared[1].metadata.resource_version
 
 
 async def test_list_paging_covers_every_item_once(store: Store, backend: Backend) -> None:
