@@ -46,7 +46,11 @@ log = logging.getLogger(__name__)
 
 CORDON_FILE = "var/lib/ccloud/lcm-agent/cordoned"
 MAX_BACKOFF = 30.0
-LONG_POLL = 30.0  # an idle agent's details GET is held at least this long
+# An idle agent's details GET is held at least this long. Each held poll that runs out costs
+# the endpoint a store read, so a region's idle cost is (agents / LONG_POLL) reads per
+# second; a change answers a held poll at once, so a longer hold costs no reaction time.
+# Below the 60 s idle timeout common to HTTP proxies and load balancers.
+LONG_POLL = 55.0
 MIN_POLL = 1.0  # a retry due sooner than this is slept for, not polled for
 PROGRESS_INTERVAL = 1.0  # least time between two progress reports within a pass
 
