@@ -234,7 +234,10 @@ async def test_regional_services_provision_through_a_partition(tmp_path: Path, p
             got = await _get(s.region, ClusterRelease, RELEASE, None)
             return bool(got and got.metadata.uid == mgmt_rel.metadata.uid)
 
-        await eventually(management_release, timeout=15, what="management's release")
+        try:
+            await eventually(management_release, timeout=45, what="management's release")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{s.logs()}") from None
         # One provider node per machine, none made twice.
         nodes = await s.nodes.all()
         node_uids = [n.machine_uid for n in nodes]
