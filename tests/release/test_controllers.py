@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -88,9 +89,11 @@ async def test_mirror_controller_reports_progress_then_ready(
         assert not cond.is_true(mid, cond.READY)
         gate.set()
 
-        async def ready() -> ArtifactMirror | None:
+        async def ready() -> ArtifactMirror:
             m = await get()
-            return m if cond.is_true(m.status, cond.READY) else None
+            # Not yet: say where it stands, so a timeout shows it.
+            assert cond.is_true(m.status, cond.READY), msgspec.json.encode(m.status).decode()
+            return m
         done = await eventually(ready, what="mirror Ready")
         st = done.status
         assert st.phase == "Ready" and st.failures == []
