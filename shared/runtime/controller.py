@@ -177,7 +177,7 @@ class Controller:
         self.queue.add(Request(ev.name, ev.namespace))
         metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
 
-    def _mapped(self, mapper: Mapper, delay: float = 0.0):
+    def _mapped(self, mapper: Mapper, delay: float):
         async def handler(ev: ChangeEvent) -> None:
             for req in mapper(ev):
                 self.queue.add_after(req, delay)

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import io
 import json
-import socket
 from pathlib import Path
 
 import msgspec
@@ -25,6 +24,7 @@ from shared.models import (
     StateItemStatus,
     now,
 )
+from shared.natsserver import free_port
 from shared.runtime import conditions, status_writer
 from shared.runtime import recorder as rec
 from tests.api.conftest import TOKENS
@@ -234,10 +234,7 @@ async def test_delete_and_friendly_errors(ctl: Ctl) -> None:
     assert "unchanged" in r.out
     r = await ctl("get", "cl", "--token", "wrong")
     assert r.code == 1 and "Unauthorized" in r.err and "check the token" in r.err
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    r = await ctl("get", "cl", "--server", f"http://127.0.0.1:{port}")
+    r = await ctl("get", "cl", "--server", f"http://127.0.0.1:{free_port()}")
     assert r.code == 1 and "cannot reach the API server" in r.err
     assert "Traceback" not in r.err
 
