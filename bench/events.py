@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from bench.common import Stack, machine_line, ms, probe_and_load, table
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = [int(r) for r in args.rates.split(",")]
     stack = Stack(prefix="bench")
     rows = []
+    costs: list[tuple[int, dict, dict[str, float]]] = []  # (rate, load summary, CPU s)
     try:
         stack.start_nats()
         stack.start_api()
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(["raw JetStream pub -> consume", f"{rate}/s", load["sent"],
                          f"{load['rate']:.0f}", "-", "-", probe["received"],
                          ms(probe["p50"]), ms(probe["p99"]), ms(probe["max"])])
+            before = {n: c for n, _, c in stack.footprint()}
             load, probe = probe_and_load(
                 stack, f"api{rate}",
                 ["controller", "--prefix", stack.prefix, "--count", str(count),
@@ -68,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=args.seconds + 120,
             )
             created = load["statuses"].get("201", 0)
+            spent = {n: c - before.get(n, 0.0) for n, _, c in stack.footprint()}
+            spent["probe"], spent["load generator"] = probe["cpu"], load["cpu"]
+            costs.append((rate, load, spent))
             rows.append(["API POST -> reconcile start", f"{rate}/s", load["sent"],
                          f"{load['rate']:.0f}", ms(load["p50"]), ms(load["p99"]),
                          f"{probe['received']}/{created}", ms(probe["p50"]), ms(probe["p99"]),
@@ -84,9 +90,26 @@ def main(argv: list[str] | None = None) -> int:
                 ["path", "rate", "sent", "achieved/s", "HTTP p50", "HTTP p99", "seen",
                  "p50", "p99", "max"], rows))
     print()
+    print(cpu_table(costs))
+    print()
     print(table("Footprint (whole run)", ["process", "peak RSS MiB", "CPU s"],
                 [[n, f"{r:.0f}", f"{c:.1f}"] for n, r, c in footprint]))
     return 0
+
+
+def cpu_table(costs: list[tuple[int, dict, dict[str, float]]]) -> str:
+    """CPU ms per API write of every process in the path, and how many of the machine's
+    cores the step kept busy: near the core count, latency is queueing, not the path."""
+    names = list(dict.fromkeys(n for _, _, spent in costs for n in spent))
+    rows = []
+    for rate, load, spent in costs:
+        writes = max(load["sent"], 1)
+        busy = sum(spent.values()) / max(load["seconds"], 1e-9)
+        rows.append([f"{rate}/s", *(f"{1000 * spent.get(n, 0.0) / writes:.2f}" for n in names),
+                     f"{1000 * sum(spent.values()) / writes:.2f}",
+                     f"{busy:.2f} of {os.cpu_count()}"])
+    return table("CPU ms per API write, each process (API steps only)",
+                 ["rate", *names, "total", "cores busy"], rows)
 
 
 if __name__ == "__main__":

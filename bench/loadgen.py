@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     runner = {"http": http_mode, "js": js_mode, "js-flood": js_flood}[args.mode]
     result = asyncio.run(runner(args))
+    result["cpu"] = time.process_time()  # this process's own CPU s, for per-write costs
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

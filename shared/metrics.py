@@ -21,4 +21,8 @@ QUEUE_DEPTH = Gauge(
 )
 EVENTS_IN = Counter("ccloud_events_in_total", "Bus events consumed", ["service", "kind"])
 EVENTS_OUT = Counter("ccloud_events_out_total", "Bus events published", ["service", "kind"])
+BRIDGE_RESENDS = Counter(
+    "ccloud_bridge_resends_total",
+    "Bridge tails restarted from the last acknowledged event after an ack failed", ["kind"],
+)
 LEADER = Gauge("ccloud_leader", "1 while this replica holds the lease", ["lease"])

@@ -15,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 
 from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
+from shared import metrics
 from shared.bus import Bus, event_for
 from shared.models import ALL_KINDS, Resource
-from shared.store import Gone, Store
+from shared.store import Gone, Store, WatchEvent
 from shared.tasks import cancel_all, raise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,8 @@ class EventPublisher:
         self.kinds = kinds
         self.checkpoint_bucket = checkpoint_bucket
         self.checkpoint_interval = checkpoint_interval
-        self.published = 0
+        self.published = 0  # events acknowledged by the stream (duplicates included)
+        self.resends = 0  # tails restarted after a failed ack
         self._kv = None
         self._tasks: list[asyncio.Task[None]] = []
         self._positions: dict[str, str] = {}
@@ -79,6 +83,10 @@ class EventPublisher:
         with contextlib.suppress(Exception):
             await self._save_checkpoints()
 
+    def position(self, kind: str) -> str | None:
+        """The resume point of ``kind``: every write up to it has an acknowledged event."""
+        return self._positions.get(kind)
+
     async def _load(self, kind: str) -> str | None:
         assert self._kv is not None
         try:
@@ -96,12 +104,17 @@ class EventPublisher:
                 if rv is None:
                     rv = await self._now(kind)
                     self._positions[kind.KIND] = rv
-                async for ev in self.store.watch(kind, resource_version=rv):
-                    await self.bus.publish(event_for(ev.type, ev.object))
-                    self.published += 1
-                    rv = ev.object.metadata.resource_version or rv
-                    self._positions[kind.KIND] = rv
-                await asyncio.sleep(RETRY_DELAY)  # the watch ended (server closed it)
+                pipe = _Pipeline(rv, lambda at, k=kind.KIND: self._acked(k, at))
+                try:
+                    await self._tail(kind, pipe)
+                finally:
+                    rv = pipe.close()
+                if pipe.failure is not None:
+                    self.resends += 1
+                    metrics.BRIDGE_RESENDS.labels(kind.KIND).inc()
+                    log.warning("bridge %s: publishing failed: %r; resending from %s",
+                                kind.KIND, pipe.failure, rv)
+                await asyncio.sleep(RETRY_DELAY)  # the watch ended, or an event was not acked
             except asyncio.CancelledError:
                 raise
             except Gone:
@@ -119,6 +132,28 @@ class EventPublisher:
                 raise_if_cancelling()
                 log.warning("bridge %s: watch failed: %s; retrying", kind.KIND, e)
                 await asyncio.sleep(RETRY_DELAY)
+
+    async def _tail(self, kind: type[Resource], pipe: _Pipeline) -> None:
+        """Send an event per write without waiting for each ack, until the watch ends or an
+        ack fails (then the caller resends from the last event acked in order)."""
+        watch = self.store.watch(kind, resource_version=pipe.acked)
+        sending = asyncio.ensure_future(self._send_all(watch, pipe))
+        failed = asyncio.ensure_future(pipe.failed.wait())
+        try:
+            await asyncio.wait({sending, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_all([sending, failed])
+        if sending.done() and not sending.cancelled():
+            sending.result()  # Gone, or the watch's own failure
+
+    async def _send_all(self, watch: AsyncIterator[WatchEvent[Resource]], pipe: _Pipeline) -> None:
+        async for ev in watch:
+            pipe.add(ev.object.metadata.resource_version or pipe.acked,
+                     await self.bus.send(event_for(ev.type, ev.object)))
+
+    def _acked(self, kind: str, rv: str) -> None:
+        self.published += 1
+        self._positions[kind] = rv
 
     async def _catch_up(self, kind: type[Resource], expired: str | None) -> str:
         """After an expired resume point: one event per object written since it, carrying
@@ -146,6 +181,44 @@ class EventPublisher:
                 await self._save_checkpoints()
             except Exception as e:
                 log.warning("bridge: checkpoint failed: %s", e)
+
+
+class _Pipeline:
+    """Events sent and not yet acknowledged, in store order. The resume point moves only
+    over the acknowledged prefix, so a checkpoint never covers an event the stream may not
+    hold; the first failed ack stops the pipeline and the tail resends from that point."""
+
+    def __init__(self, acked: str, on_ack: Callable[[str], None]) -> None:
+        self.acked = acked
+        self.failure: BaseException | None = None
+        self.failed = asyncio.Event()
+        self._on_ack = on_ack
+        self._inflight: deque[tuple[str, asyncio.Future[bool]]] = deque()
+
+    def add(self, rv: str, sent: asyncio.Future[bool]) -> None:
+        self._inflight.append((rv, sent))
+        sent.add_done_callback(self._settle)
+
+    def _settle(self, _: asyncio.Future[bool]) -> None:
+        while self._inflight and self._inflight[0][1].done():
+            rv, sent = self._inflight.popleft()
+            error = (TimeoutError("no ack from the stream") if sent.cancelled()
+                     else sent.exception())
+            if error is not None:
+                self.failure = error
+                self.close()
+                return
+            self.acked = rv
+            self._on_ack(rv)
+
+    def close(self) -> str:
+        """Stop following acks (later ones are of events that will be resent); returns
+        the resume point."""
+        for _, sent in self._inflight:
+            sent.remove_done_callback(self._settle)
+        self._inflight.clear()
+        self.failed.set()
+        return self.acked
 
 
 def _version(rv: str | None) -> int:

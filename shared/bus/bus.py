@@ -103,14 +103,11 @@ class Bus:
         self._consumers.append(consumer)
         return consumer
 
-    async def announce(self, type_: EventType, obj: Resource) -> None:
-        """Store commit hook: publish the event for a write the store just committed.
-
-        The write path does not wait for the stream's ack (a round trip per write): the
-        bridge tailing the store republishes every event under the same id, so an event
-        lost here arrives a moment later instead, and the duplicate is dropped.
-        """
-        event = event_for(type_, obj)
+    async def send(self, event: ChangeEvent) -> asyncio.Future[bool]:
+        """Publish without waiting for the stream's ack; the future resolves as ``publish``
+        returns (False: a duplicate) or fails, and is cancelled if no ack comes within
+        ``ANNOUNCE_ACK_TIMEOUT``. Sends queued together leave in one socket write, where
+        ``publish`` pays a write and a round trip per event."""
         ack = await self.js.publish_async(
             self.subject(event.region, event.kind, event.verb),
             encode_event(event),
@@ -119,14 +116,35 @@ class Bus:
         )
         # nats-py never gives up on an ack itself; an unanswered one would hold its slot.
         timer = asyncio.get_running_loop().call_later(ANNOUNCE_ACK_TIMEOUT, ack.cancel)
-        ack.add_done_callback(lambda f: self._announced(f, event.kind, timer))
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
-    def _announced(self, ack: asyncio.Future, kind: str, timer: asyncio.TimerHandle) -> None:
-        timer.cancel()
-        if ack.cancelled() or ack.exception() is not None:
-            return  # the bridge publishes it
-        if not ack.result().duplicate:
-            metrics.EVENTS_OUT.labels(self.service, kind).inc()
+        def settle(f: asyncio.Future) -> None:
+            timer.cancel()
+            if done.done():
+                return
+            if f.cancelled():
+                done.cancel()
+            elif (e := f.exception()) is not None:
+                done.set_exception(e)
+            else:
+                fresh = not f.result().duplicate
+                if fresh:
+                    metrics.EVENTS_OUT.labels(self.service, event.kind).inc()
+                done.set_result(fresh)
+
+        ack.add_done_callback(settle)
+        return done
+
+    async def announce(self, type_: EventType, obj: Resource) -> None:
+        """Store commit hook: publish the event for a write the store just committed.
+
+        The write path does not wait for the stream's ack (a round trip per write): the
+        bridge tailing the store republishes every event under the same id, so an event
+        lost here arrives a moment later instead, and the duplicate is dropped.
+        """
+        sent = await self.send(event_for(type_, obj))
+        # Nobody waits for it: read the outcome so a failure is not logged as unretrieved.
+        sent.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     async def stop(self) -> None:
         for c in self._consumers:

@@ -206,3 +206,31 @@ async def test_global_kinds_travel_under_the_global_region_token(nc, prefix):
             (f"{prefix}.east.region.created", "east"),
             (f"{prefix}.global.clusterrelease.deleted", "global"),
         ]
+
+
+async def test_an_event_the_stream_did_not_take_is_resent_and_never_checkpointed(nc, prefix):
+    """Sends are pipelined (acks not awaited one by one): a write whose event was refused
+    keeps the resume point before it, and is published once the stream takes events again."""
+    from shared.store.kv import KVStore
+
+    async with system(nc, prefix) as h:
+        first = await h.store.create(cluster("first"))
+        await eventually(lambda: h.publisher.position("Cluster") == first.metadata.resource_version,
+                         what="resume point at the first write")
+        await nc.jetstream().delete_stream(h.bus.stream)
+        silent = KVStore(nc, bucket=h.settings.objects_bucket)  # no commit hook
+        await silent.start()
+        try:
+            lost = await silent.create(cluster("lost"))
+            await eventually(lambda: h.publisher.resends >= 2, what="the refused send retried")
+            assert h.publisher.position("Cluster") == first.metadata.resource_version
+
+            await h.bus.start()  # the stream is back, empty
+            events = await eventually(lambda: _n(stream_events(h), 1), what="resent event")
+            assert [(e.type, e.name, e.resource_version) for _, e in events] == [
+                ("ADDED", "lost", lost.metadata.resource_version)]
+            await eventually(
+                lambda: h.publisher.position("Cluster") == lost.metadata.resource_version,
+                what="resume point past the resent write")
+        finally:
+            await silent.close()
