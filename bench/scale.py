@@ -63,6 +63,10 @@ class Run:
     ready_clusters: int = 0
     reconciles: dict[str, float] = field(default_factory=dict)
     footprint: list[tuple[str, float, float]] = field(default_factory=list)
+    waves: list[Wave] = field(default_factory=list)
+    writes: int = 0  # store writes (KV stream messages), the bench's own creates included
+    events: int = 0  # bus events kept by the stream (duplicates dropped)
+    events_by: dict[str, int] = field(default_factory=dict)  # "<kind>.<verb>" -> events
 
     @property
     def machines(self) -> int:
@@ -87,7 +91,8 @@ def namespace(i: int, per_namespace: int) -> str:
     return f"{NS}{i // per_namespace:03d}" if per_namespace else NS
 
 
-async def write_all(store: KVStore, run: Run, width: int = 32) -> None:
+async def write_all(store: KVStore, run: Run, first: int, last: int, width: int = 32) -> None:
+    """Write clusters ``first`` .. ``last - 1`` and their machines."""
     sem = asyncio.Semaphore(width)
     per_cluster = run.per_cluster
 
@@ -108,19 +113,50 @@ async def write_all(store: KVStore, run: Run, width: int = 32) -> None:
                     spec=MachineSpec(cluster=name, role=role, region="local",
                                      simulated=SimulatedMachineSpec())))
 
-    await asyncio.gather(*(one_cluster(i) for i in range(run.clusters)))
+    await asyncio.gather(*(one_cluster(i) for i in range(first, last)))
 
 
-async def drive(stack: Stack, run: Run, timeout: float) -> None:
+@dataclass
+class Wave:
+    machines: int  # in the region once this wave is Ready
+    seconds: float
+    cpu: dict[str, float]  # CPU s each process spent during the wave
+
+
+async def drive(stack: Stack, run: Run, timeout: float, waves: int) -> None:
+    """Write the clusters in ``waves`` equal parts, each once the previous is Ready (one
+    part: all at once), and wait until every Cluster is Ready."""
     nc = await nats.connect(stack.nats_url)
     bus = Bus(nc, prefix=stack.prefix, service="bench-scale")
     await bus.start()
     store = KVStore(nc, bucket=f"{stack.prefix}-objects", on_commit=bus.announce)
     await store.start()
     start = time.perf_counter()
-    await write_all(store, run)
-    run.written = time.perf_counter() - start
     deadline = start + timeout
+    bounds = [run.clusters * w // waves for w in range(waves + 1)]
+    for first, last in zip(bounds, bounds[1:], strict=False):
+        began, cpu = time.perf_counter(), {n: c for n, _, c in stack.footprint()}
+        await write_all(store, run, first, last)
+        if first == 0:
+            run.written = time.perf_counter() - start
+        if not await wait_ready(store, run, last, start, deadline):
+            break
+        if waves > 1:
+            run.waves.append(Wave(last * run.per_cluster, time.perf_counter() - began,
+                                  {n: c - cpu.get(n, 0.0) for n, _, c in stack.footprint()}))
+    js = nc.jetstream()
+    run.writes = (await js.stream_info(f"KV_{stack.prefix}-objects")).state.last_seq
+    info = await js.stream_info(bus.stream, subjects_filter=">")
+    run.events = info.state.messages
+    for subj, n in (info.state.subjects or {}).items():
+        kind_verb = ".".join(subj.split(".")[-2:])  # <prefix>.<region>.<kind>.<verb>
+        run.events_by[kind_verb] = run.events_by.get(kind_verb, 0) + n
+    await nc.close()
+
+
+async def wait_ready(store: KVStore, run: Run, written: int, start: float,
+                     deadline: float) -> bool:
+    """Poll until the ``written`` clusters are Ready; False at the deadline."""
     # The polls ask for what is *not* done yet: the store copies only what matches, so the
     # bench's own cost falls as the region converges instead of competing with it.
     def unready(c: Cluster) -> bool:
@@ -128,23 +164,24 @@ async def drive(stack: Stack, run: Run, timeout: float) -> None:
                     and c.status.ready_machines == run.per_cluster)
 
     while time.perf_counter() < deadline:
-        if not run.provider_ready and not await store.list_all(
+        if not run.provider_ready and written == run.clusters and not await store.list_all(
                 Machine, where=lambda m: not cond.is_true(m.status, "ProviderReady")):
             run.provider_ready = time.perf_counter() - start
-        run.ready_clusters = run.clusters - len(await store.list_all(Cluster, where=unready))
-        if run.ready_clusters == run.clusters:
-            run.ready = time.perf_counter() - start
-            break
+        run.ready_clusters = written - len(await store.list_all(Cluster, where=unready))
+        if run.ready_clusters == written:
+            if written == run.clusters:
+                run.ready = time.perf_counter() - start
+            return True
         elapsed = time.perf_counter() - start
         if int(elapsed) // 15 != int(elapsed - 1.5) // 15:
-            print(f"  {elapsed:6.0f} s: {run.ready_clusters}/{run.clusters} clusters Ready",
+            print(f"  {elapsed:6.0f} s: {run.ready_clusters}/{written} clusters Ready",
                   file=sys.stderr, flush=True)
         await asyncio.sleep(1.0)
-    await nc.close()
+    return False
 
 
 def one_size(clusters: int, per_cluster: int, per_namespace: int, timeout: float,
-             poll: float) -> Run:
+             poll: float, waves: int) -> Run:
     run = Run(clusters, per_cluster, per_namespace)
     stack = Stack(prefix="scale")
     lcm_port = free_port()
@@ -170,7 +207,7 @@ def one_size(clusters: int, per_cluster: int, per_namespace: int, timeout: float
         stack.wait_http(f"http://127.0.0.1:{health['lcm']}/healthz")
         stack.wait_http(f"http://127.0.0.1:{health['provider']}/healthz")
         time.sleep(2.0)  # let the leaders take their leases before the first write
-        asyncio.run(drive(stack, run, timeout))
+        asyncio.run(drive(stack, run, timeout, waves))
         for name in SERVICES:
             for ctrl, n in scrape(health[name]).items():
                 run.reconciles[ctrl] = n
@@ -188,11 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--poll", type=float, default=5.0, help="agent poll interval, seconds")
     p.add_argument("--clusters-per-namespace", type=int, default=0,
                    help="spread clusters over namespaces (0: all in one)")
+    p.add_argument("--waves", type=int, default=1,
+                   help="write each size in this many equal waves, each once the previous is "
+                        "Ready: CPU per machine of the last wave against the first says whether "
+                        "a machine costs more in a fuller region, without saturation")
     args = p.parse_args(argv)
     runs = []
     for size in args.sizes.split(","):
         c, m = (int(x) for x in size.lower().split("x"))
-        runs.append(one_size(c, m, args.clusters_per_namespace, args.timeout, args.poll))
+        runs.append(one_size(c, m, args.clusters_per_namespace, args.timeout, args.poll,
+                             max(args.waves, 1)))
     print(machine_line())
     print()
     print(table(f"Scale to Ready (simulated provider and agents; target {TARGET})",
@@ -217,6 +259,21 @@ def main(argv: list[str] | None = None) -> int:
                                                          "CPU ms per machine"],
                     [[n, f"{rss:.0f}", f"{cpu:.1f}", f"{cpu / r.machines * 1000:.1f}"]
                      for n, rss, cpu in r.footprint]))
+        print()
+        print(table(f"Writes per machine: {r.writes / r.machines:.1f} to the store, "
+                    f"{r.events / r.machines:.1f} bus events; events by kind",
+                    ["kind.verb", "events", "per machine"],
+                    [[k, v, f"{v / r.machines:.2f}"]
+                     for k, v in sorted(r.events_by.items(), key=lambda kv: -kv[1])]))
+        if r.waves:
+            names = list(r.waves[0].cpu)
+            per = r.machines // len(r.waves)
+            print()
+            print(table(f"CPU ms per machine of each wave of {per} machines",
+                        ["machines after", "wave s", *names, "total"],
+                        [[w.machines, f"{w.seconds:.1f}",
+                          *(f"{1000 * w.cpu.get(n, 0.0) / per:.1f}" for n in names),
+                          f"{1000 * sum(w.cpu.values()) / per:.1f}"] for w in r.waves]))
     return 0
 
 

@@ -86,7 +86,7 @@ class LCMMachineReconciler:
             return
         if machine.metadata.uid != lm.spec.machine_uid:
             return
-        async with status_writer(self.store, machine) as m:
+        async with status_writer(self.store, machine, derive=cond.summarize_machine) as m:
             m.status.lcm_phase = lm.status.phase
             if lm.status.hostname:
                 m.status.node_name = lm.status.hostname

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from services.lcm.lcmmachine import HEARTBEAT, LCM_READY
+from services.lcm.lcmmachine import HEARTBEAT
 from services.lcm.objects import patch
 from shared.models import CLUSTER_LABEL, LCMMachine, Machine
 from shared.runtime import (
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 FINALIZER = "lcm.kaas.containercloud.dev/machine"
 DRAINED = "Drained"
-PROVIDER_READY = "ProviderReady"
 WAIT = 0.5
 
 
@@ -50,10 +49,10 @@ class MachineReconciler:
 
         machine = await patch(self.store, machine, label)
         machine = await ensure_finalizer(self.store, machine, FINALIZER)
-        # Ready sums up the two halves of a machine: its node exists (the provider's
-        # condition) and the node runs what it must (LCM's).
-        async with status_writer(self.store, machine):
-            cond.summarize(machine.status, [PROVIDER_READY, LCM_READY])
+        # Ready sums up the two halves of a machine. Their writers set it as they write
+        # (``derive``); this pass covers a Machine neither half has written yet.
+        async with status_writer(self.store, machine, derive=cond.summarize_machine):
+            pass
         return None
 
     async def _lcm_machine(self, machine: Machine) -> LCMMachine | None:

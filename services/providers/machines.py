@@ -94,15 +94,15 @@ class MachineReconciler:
         if machine.deleting:
             if self.finalizer not in machine.metadata.finalizers:
                 return None
-            async with status_writer(self.store, machine) as m:
+            async with status_writer(self.store, machine, derive=cond.summarize_machine) as m:
                 return await self._guarded(m, self.reconcile_delete, m, cluster)
         if cluster is None:
-            async with status_writer(self.store, machine) as m:
+            async with status_writer(self.store, machine, derive=cond.summarize_machine) as m:
                 cond.mark_false(m.status, S.PROVIDER_READY, "ClusterNotFound",
                                 f"cluster {m.spec.cluster!r} not found", "Warning")
             return Result(requeue_after=self.backoff.next(machine.metadata.uid or req.name))
         machine = await self._ensure_metadata(machine, cluster)
-        async with status_writer(self.store, machine) as m:
+        async with status_writer(self.store, machine, derive=cond.summarize_machine) as m:
             return await self._guarded(m, self.reconcile_normal, m, cluster)
 
     async def _cluster(self, machine: Machine) -> Cluster | None:

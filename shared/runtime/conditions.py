@@ -60,3 +60,14 @@ def summarize(status: Status, types: list[str]) -> None:
         mark_false(status, READY, "Pending", f"waiting for {', '.join(missing)}", "Info")
     else:
         mark_true(status, READY, "Ready")
+
+
+# A Machine is Ready when its node exists (its provider's condition) and runs what it must
+# (LCM's): the two halves have different writers.
+MACHINE_READY_FROM = ["ProviderReady", "LCMReady"]
+
+
+def summarize_machine(status: Status) -> None:
+    """Ready of a Machine; each writer of either half passes this as ``derive`` to its
+    ``status_writer``, so Ready changes in the same write as the half that moved it."""
+    summarize(status, MACHINE_READY_FROM)

@@ -50,19 +50,26 @@ async def update_status(
 
 
 @contextlib.asynccontextmanager
-async def status_writer(store: Store, obj: R) -> AsyncIterator[R]:
+async def status_writer(
+    store: Store, obj: R, *, derive: Callable[[Status], None] | None = None
+) -> AsyncIterator[R]:
     """Write the status once, when the block exits (also on error), if it changed.
 
     Several controllers may own different fields of one status (a provider and LCM both
     report on a Machine): on conflict only the fields this pass changed (and, for
     conditions, only the condition types it touched) are applied to the fresh object.
+    ``derive`` recomputes fields that follow from others (a summary condition) on exactly
+    what is written, the fresh object after a merge included, so the summary rides along
+    with the write that changed its inputs instead of needing a write of its own.
     """
     before = msgspec.json.decode(_enc.encode(obj.status), type=type(obj.status))  # type: ignore[attr-defined]
     try:
         yield obj
     finally:
+        if derive is not None:
+            derive(obj.status)  # type: ignore[attr-defined]
         with contextlib.suppress(NotFound):
-            await write_status(store, obj, before)
+            await write_status(store, obj, before, derive=derive)
 
 
 def _merge(fresh: Status, before: Status, ours: Status) -> None:
@@ -81,8 +88,12 @@ def _merge(fresh: Status, before: Status, ours: Status) -> None:
             setattr(fresh, name, new)
 
 
-async def write_status(store: Store, obj: R, before: Status | None = None) -> R:
-    """Write ``obj.status``; with ``before``, merge only what changed since it."""
+async def write_status(
+    store: Store, obj: R, before: Status | None = None, *,
+    derive: Callable[[Status], None] | None = None,
+) -> R:
+    """Write ``obj.status``; with ``before``, merge only what changed since it (and
+    re-``derive`` on the merged status)."""
     if before is not None and _enc.encode(before) == _enc.encode(obj.status):  # type: ignore[attr-defined]
         return obj
     current = obj
@@ -97,6 +108,8 @@ async def write_status(store: Store, obj: R, before: Status | None = None) -> R:
                 current.status = obj.status  # type: ignore[attr-defined]
             else:
                 _merge(current.status, before, obj.status)  # type: ignore[attr-defined]
+                if derive is not None:
+                    derive(current.status)  # type: ignore[attr-defined]
             continue
         # What this pass changed is ``before`` -> ours; the conditions of other writers
         # merged in on conflict are theirs to report.

@@ -88,3 +88,29 @@ async def test_status_writer_writes_nothing_when_nothing_changed(store: KVStore)
         m.status.phase = m.status.phase  # read-only pass
     stored = await store.get(Machine, "m", NS)
     assert stored.metadata.resource_version == obj.metadata.resource_version
+
+
+async def test_derived_ready_rides_along_and_follows_the_merged_status(store: KVStore) -> None:
+    """LCM reports its half while the provider wrote the other half meanwhile: the one write
+    carries Ready computed from both halves as stored, not from LCM's stale copy."""
+    obj = await store.create(Machine(metadata=ObjectMeta(name="m", namespace=NS),
+                                     spec=MachineSpec(cluster="c1", region="local")))
+    async with status_writer(store, obj, derive=conditions.summarize_machine) as m:
+        conditions.mark_true(m.status, "LCMReady", "Ready")
+        provider = await store.get(Machine, "m", NS)
+        conditions.mark_true(provider.status, "ProviderReady", "NodeRunning")
+        provider = await store.update_status(provider)
+    stored = await store.get(Machine, "m", NS)
+    # One write after the provider's: no separate write for the summary.
+    assert int(stored.metadata.resource_version) == int(provider.metadata.resource_version) + 1
+    assert {c.type: c.status for c in stored.status.conditions} == {
+        "Ready": "True", "LCMReady": "True", "ProviderReady": "True",
+    }
+
+    async with status_writer(store, stored, derive=conditions.summarize_machine) as m:
+        conditions.mark_false(m.status, "ProviderReady", "Deprovisioning", "deleting the node",
+                              "Info")
+    stored = await store.get(Machine, "m", NS)
+    ready = conditions.get(stored.status, "Ready")
+    assert ready is not None
+    assert (ready.status, ready.reason) == ("False", "Deprovisioning")
