@@ -2,7 +2,9 @@
 
 Per pass: accept the Cluster's release (initially, or as an upgrade the compatibility
 matrix allows), make one LCMMachine per Machine carrying the state items of the accepted
-release, drive the rolling upgrade one step (``services.lcm.rollout`` decides who may
+release (a worker's once a control-plane address is known, so it joins through the
+right manager the first time instead of joining nothing and being reconfigured), drive
+the rolling upgrade one step (``services.lcm.rollout`` decides who may
 start; each machine goes cordon -> new items -> uncordon), and aggregate machine states
 into LCMCluster and Cluster status. Items follow each Machine's current spec (its role) and
 the cluster's MKE manager address, so a change there reconfigures the node. Machines the
@@ -136,9 +138,14 @@ class ClusterReconciler:
         }
 
         manager = self._manager(lcc, live, lms)
+        unjoinable = 0  # workers waiting for a manager address
         for name, m in sorted(live.items()):
-            if name not in lms:
-                lms[name] = await self._create_lcm_machine(cluster, lcc, m, release, manager[1])
+            if name in lms:
+                continue
+            if m.spec.role == "worker" and not manager[1]:
+                unjoinable += 1  # created once the manager is known: joined right first time
+                continue
+            lms[name] = await self._create_lcm_machine(cluster, lcc, m, release, manager[1])
 
         active = {n: lm for n, lm in lms.items() if n in live}
         views: list[MachineView] = []
@@ -160,7 +167,8 @@ class ClusterReconciler:
                              start=v.name in p.start)
 
         self._aggregate(cluster, lcc, list(active.values()), p, target,
-                        capacity_shortfall(list(live.values())))
+                        capacity_shortfall(list(live.values())), total=len(live),
+                        unjoinable=unjoinable)
         await self._write_lcm_status(lcc, cluster, manager)
         return None
 
@@ -321,19 +329,20 @@ class ClusterReconciler:
 
     def _aggregate(
         self, cluster: Cluster, lcc: LCMCluster, lms: list[LCMMachine], p: Plan, target: str,
-        short: list[tuple[str, str]],
+        short: list[tuple[str, str]], *, total: int, unjoinable: int = 0,
     ) -> None:
+        """``total``: the cluster's live Machines; ``lms`` may be fewer (a worker gets its
+        LCMMachine once a manager address is known)."""
         st = cluster.status
         # Machines the provider found no node for: the cluster waits (Pending), saying why.
         if short:
             name, msg = short[0]
             cond.mark_false(st, CAPACITY, NO_CAPACITY,
-                            f"{len(short)} of {len(lms)} machines "
+                            f"{len(short)} of {total} machines "
                             f"{'waits' if len(short) == 1 else 'wait'} for capacity; "
                             f"{name}: {msg}", "Warning")
         else:
             cond.remove(st, CAPACITY)
-        total = len(lms)
         ready = sum(1 for lm in lms if cond.is_true(lm.status, cond.READY) and not lm.spec.cordoned)
         st.total_machines, st.ready_machines = total, ready
         failures = sorted((lm.metadata.name, f) for lm in lms if (f := _failure(lm)))
@@ -347,9 +356,11 @@ class ClusterReconciler:
             cond.mark_false(st, MACHINES_READY, "MachineFailed",
                             f"{ready} of {total} machines ready; {name}: {msg}", "Error")
         else:
+            waiting = (f"; {unjoinable} {'waits' if unjoinable == 1 else 'wait'} for a "
+                       "control-plane node's address to join through" if unjoinable else "")
             cond.mark_false(st, MACHINES_READY, "NotReady",
-                            f"{ready} of {total} machines ready", "Info")
-        all_at_target = total > 0 and all(
+                            f"{ready} of {total} machines ready{waiting}", "Info")
+        all_at_target = total > 0 and len(lms) == total and all(
             lm.spec.release == target and lm.status.release == target for lm in lms)
         upgrading = bool(p.in_flight or p.waiting)
         if p.failed:

@@ -1,0 +1,55 @@
+"""A worker joins MKE through a known manager the first time: its LCMMachine waits for a
+control-plane address, and the cluster says so meanwhile."""
+
+from __future__ import annotations
+
+from shared.models import (
+    Cluster,
+    ClusterSpec,
+    LCMMachine,
+    Machine,
+    MachineSpec,
+    ObjectMeta,
+    SimulatedMachineSpec,
+)
+from shared.runtime import conditions as cond
+from tests.lcm.conftest import NS, PROVIDER_FINALIZER, REGION, Lcm
+from tests.waiting import eventually
+
+
+async def test_worker_lcm_machine_waits_for_a_manager_address(lcm: Lcm) -> None:
+    cluster = await lcm.store.create(Cluster(
+        metadata=ObjectMeta(name="late", namespace=NS),
+        spec=ClusterSpec(region=REGION, provider="simulated", release="mke-3-7-1"),
+    ))
+    machines = {}
+    for name, role in (("late-cp0", "control-plane"), ("late-w0", "worker")):
+        machines[name] = await lcm.store.create(Machine(
+            metadata=ObjectMeta(name=name, namespace=NS, finalizers=[PROVIDER_FINALIZER],
+                                owner_references=[cluster.owner_ref()]),
+            spec=MachineSpec(cluster="late", role=role, region=REGION,
+                             simulated=SimulatedMachineSpec()),
+        ))
+    # The worker's node is up; the control plane's has no address yet.
+    await lcm.provider.provision(machines["late-w0"], 2)
+
+    async def waiting() -> str:
+        ready = cond.get((await lcm.cluster("late")).status, "MachinesReady")
+        return ready.message if ready is not None and "address" in ready.message else ""
+
+    message = await eventually(waiting, what="the cluster saying the worker waits")
+    assert message == "0 of 2 machines ready; 1 waits for a control-plane node's address " \
+                      "to join through"
+    assert await lcm.find(LCMMachine, "late-cp0") is not None
+    assert await lcm.find(LCMMachine, "late-w0") is None
+
+    await lcm.provider.provision(await lcm.store.get(Machine, "late-cp0", NS), 1)
+    worker = await eventually(lambda: lcm.find(LCMMachine, "late-w0"), what="worker LCMMachine")
+    join = next(i for i in worker.spec.state_items if i.name == "mke-join")
+    assert join.params["manager"] == "10.250.0.1"
+
+    await lcm.start_agent("late-cp0")
+    await lcm.start_agent("late-w0")
+    await eventually(lambda: lcm.ready("late"), timeout=30, what="cluster Ready")
+    # Created with the right manager, the worker never needed a second spec.
+    assert (await lcm.lcm_machine("late-w0")).metadata.generation == 1
