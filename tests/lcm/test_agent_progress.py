@@ -53,13 +53,11 @@ def make_agent(root: Path, progress_interval: float) -> tuple[RecordingClient, A
 async def test_fast_items_ride_on_one_report(tmp_path: Path) -> None:
     client, agent = make_agent(tmp_path, progress_interval=30.0)
     await agent.step(details())
-    assert client.states() == [
-        dict.fromkeys(ITEMS, "Pending"),  # the facts, at once
-        dict.fromkeys(ITEMS, "Done"),  # the pass's outcome
-    ]
+    # One report: the pass's outcome, carrying the node's facts.
+    assert client.states() == [dict.fromkeys(ITEMS, "Done")]
     assert client.reports[0].hostname == "m-0"
     await agent.step(details())  # nothing changed: nothing sent
-    assert len(client.reports) == 2
+    assert len(client.reports) == 1
 
 
 async def test_a_slow_item_shows_running_within_the_interval(tmp_path: Path) -> None:
@@ -88,12 +86,12 @@ async def test_a_failure_is_reported_at_once(tmp_path: Path) -> None:
     last = client.reports[-1].items
     assert last["mke-join"].state == "Failed" and last["mke-join"].message == "join refused"
     assert last["mke-images"].state == "Done" and last["addons"].state == "Pending"
-    assert len(client.reports) == 2  # facts, then the failure; no per-item chatter
+    assert len(client.reports) == 1  # the failure, with the facts; no per-item chatter
 
 
 async def test_interval_zero_reports_every_item(tmp_path: Path) -> None:
     client, agent = make_agent(tmp_path, progress_interval=0.0)
     await agent.step(details())
-    # The facts, then one report per finished item (these finish before a Running is due).
+    # One report per finished item (these finish before a Running is due).
     done = [sum(v == "Done" for v in s.values()) for s in client.states()]
-    assert done == list(range(len(ITEMS) + 1)), client.states()
+    assert done == list(range(1, len(ITEMS) + 1)), client.states()

@@ -7,7 +7,8 @@ resumes at the first unfinished item. Heartbeats go out on their own task.
 
 Progress is reported at most once per ``progress_interval`` (1 s) while a pass runs: an item
 shows Running once it has run that long, finished items ride on the next report, and the
-end of a pass or a failure is reported at once. Every report is a store write that wakes
+end of a pass or a failure is reported at once; the node's facts (hostname, address) ride
+on the first of these. Every report is a store write that wakes
 the LCMMachine and Cluster controllers; an item that takes milliseconds would otherwise cost
 two of them for a state nobody could see (the kubelet batches node status the same way).
 
@@ -79,7 +80,7 @@ class Agent:
         self.status: dict[str, StateItemStatus] = {}
         self._retry_at: dict[str, float] = {}
         self._sent: bytes = b""
-        self._facts_sent = False
+        self._started = False  # a first pass has begun
         self._cordon_path = root / CORDON_FILE
         self.cordoned = self._cordon_path.exists()
         self.cordon_error = ""  # the last failed cordon/drain or uncordon, until one succeeds
@@ -106,14 +107,14 @@ class Agent:
         self.status = out
         return out
 
-    async def _report(self, details: MachineDetails, *, force: bool = False) -> None:
+    async def _report(self, details: MachineDetails) -> None:
         hostname, ip = self.executor.facts()
         report = AgentReport(
             hostname=hostname, ip=ip, items=self._view(details), cordoned=self.cordoned,
             cordon_error=self.cordon_error,
         )
         body = msgspec.json.encode(report)
-        if body == self._sent and not force:
+        if body == self._sent:
             return
         await self.client.report(report)
         self._sent = body
@@ -150,8 +151,12 @@ class Agent:
         self.heartbeat_interval = details.heartbeat_interval
         self._connected.set()
         self._view(details)
-        await self._report(details, force=not self._facts_sent)
-        self._facts_sent = True
+        if not self._started:
+            # The node's facts ride on the first progress report (within the interval) or
+            # on the first pass's outcome: one store write fewer per node than a report of
+            # its own, and every report wakes two controllers.
+            self._started = True
+            self._reported_at = time.monotonic()
         if details.cordoned != self.cordoned:
             try:
                 await self.executor.cordon(details.cordoned)
