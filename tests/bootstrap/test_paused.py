@@ -39,7 +39,8 @@ def cluster(name: str, *, paused: bool = False) -> Cluster:
 def machine(name: str, cluster_name: str, annotations: dict[str, str] | None = None) -> Machine:
     return convert(Machine, {
         "metadata": {"name": name, "namespace": NS, "annotations": annotations or {}},
-        "spec": {"cluster": cluster_name, "region": REGION, "simulated": {}},
+        "spec": {"cluster": cluster_name, "region": REGION, "role": "control-plane",
+                 "simulated": {}},
     })
 
 
