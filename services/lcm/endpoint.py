@@ -21,9 +21,10 @@ the LCMCluster owning the LCMMachine), so no secret is ever stored or published.
 
 Cheap per agent, so one process serves thousands: held GETs wait on the region's
 LCMMachine change events (``services.lcm.changes``), not on store polling, and liveness
-(a heartbeat, or any details GET) writes ``status.heartbeat`` only once the stored one is
-``heartbeat_write_interval`` old - the controller's ``heartbeat_timeout`` check still
-holds, at one write per interval instead of one per heartbeat. Status reports always write.
+(a heartbeat, or a details GET of an agent that has reported before) writes
+``status.heartbeat`` only once the stored one is ``heartbeat_write_interval`` old - the
+controller's ``heartbeat_timeout`` check still holds, at one write per interval instead of
+one per heartbeat. Status reports always write.
 """
 
 from __future__ import annotations
@@ -212,7 +213,11 @@ class Endpoint:
             if isinstance(lm, web.Response):
                 return lm
             try:
-                await self._alive(lm)
+                # An agent that has never reported is about to (its first pass reports
+                # within the progress interval), and that report carries the heartbeat:
+                # one here would be a store write and two reconciles per node for nothing.
+                if lm.status.heartbeat:
+                    await self._alive(lm)
             except NotFound:
                 return _error(404, "machine is gone")
             except Conflict as e:  # a lost sign of life is not worth failing the GET

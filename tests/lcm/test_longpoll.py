@@ -223,6 +223,28 @@ async def test_heartbeats_write_the_store_once_per_write_interval(bare: Bare) ->
     assert bare.store.status_writes == before + 1
 
 
+async def test_details_of_a_machine_that_never_reported_write_nothing(bare: Bare) -> None:
+    """The first GET of a new node is followed by its first report, which carries the
+    heartbeat: the GET itself writes nothing. Once the node has reported, a GET is a sign of
+    life under the write-interval rule."""
+    for _ in range(3):
+        status, _, _, _ = await bare.get()
+        assert status == 200
+    assert bare.store.status_writes == 0 and (await bare.lm()).status.heartbeat == ""
+
+    async with bare.http.post(bare.url + "/status", headers=AUTH,
+                              data=b'{"hostname": "node-lp"}') as r:
+        assert r.status == 204
+    reported = (await bare.lm()).status.heartbeat
+    assert reported and bare.store.status_writes == 1
+
+    async def written_by_get() -> bool:
+        await bare.get()
+        return (await bare.lm()).status.heartbeat != reported
+
+    await eventually(written_by_get, timeout=10, interval=0.1, what="heartbeat from a GET")
+
+
 @contextlib.asynccontextmanager
 async def agent(bare: Bare, root: Path, poll_interval: float) -> AsyncIterator[Agent]:
     client = AgentClient(bare.ep.url, NS, NAME, TOKEN)
