@@ -121,6 +121,16 @@ class Wave:
     machines: int  # in the region once this wave is Ready
     seconds: float
     cpu: dict[str, float]  # CPU s each process spent during the wave
+    idle: float  # cores the region kept busy just before the wave (its Ready machines idle)
+
+    def net(self, per: int) -> float:
+        """CPU ms per new machine, less what the machines already there cost meanwhile."""
+        return 1000 * (sum(self.cpu.values()) - self.idle * self.seconds) / per
+
+
+# Seconds of quiet measured before each wave: what a region of Ready machines costs per
+# second (agents' long-polls and heartbeats, drift checks), apart from the new machines.
+IDLE_WINDOW = 10.0
 
 
 async def drive(stack: Stack, run: Run, timeout: float, waves: int) -> None:
@@ -135,6 +145,7 @@ async def drive(stack: Stack, run: Run, timeout: float, waves: int) -> None:
     deadline = start + timeout
     bounds = [run.clusters * w // waves for w in range(waves + 1)]
     for first, last in zip(bounds, bounds[1:], strict=False):
+        idle = await idle_cores(stack) if waves > 1 else 0.0
         began, cpu = time.perf_counter(), {n: c for n, _, c in stack.footprint()}
         await write_all(store, run, first, last)
         if first == 0:
@@ -143,7 +154,8 @@ async def drive(stack: Stack, run: Run, timeout: float, waves: int) -> None:
             break
         if waves > 1:
             run.waves.append(Wave(last * run.per_cluster, time.perf_counter() - began,
-                                  {n: c - cpu.get(n, 0.0) for n, _, c in stack.footprint()}))
+                                  {n: c - cpu.get(n, 0.0) for n, _, c in stack.footprint()},
+                                  idle))
     js = nc.jetstream()
     run.writes = (await js.stream_info(f"KV_{stack.prefix}-objects")).state.last_seq
     info = await js.stream_info(bus.stream, subjects_filter=">")
@@ -152,6 +164,14 @@ async def drive(stack: Stack, run: Run, timeout: float, waves: int) -> None:
         kind_verb = ".".join(subj.split(".")[-2:])  # <prefix>.<region>.<kind>.<verb>
         run.events_by[kind_verb] = run.events_by.get(kind_verb, 0) + n
     await nc.close()
+
+
+async def idle_cores(stack: Stack) -> float:
+    """Cores the region's processes keep busy over ``IDLE_WINDOW`` with nothing written (a
+    measurement window, not a wait for anything)."""
+    before, t0 = sum(c for _, _, c in stack.footprint()), time.perf_counter()
+    await asyncio.sleep(IDLE_WINDOW)
+    return (sum(c for _, _, c in stack.footprint()) - before) / (time.perf_counter() - t0)
 
 
 async def wait_ready(store: KVStore, run: Run, written: int, start: float,
@@ -269,11 +289,19 @@ def main(argv: list[str] | None = None) -> int:
             names = list(r.waves[0].cpu)
             per = r.machines // len(r.waves)
             print()
-            print(table(f"CPU ms per machine of each wave of {per} machines",
-                        ["machines after", "wave s", *names, "total"],
+            print(table(f"CPU ms per machine of each wave of {per} machines ('idle': cores "
+                        "the region used just before the wave; 'net': total less idle x wave s)",
+                        ["machines after", "wave s", *names, "total", "idle", "net"],
                         [[w.machines, f"{w.seconds:.1f}",
                           *(f"{1000 * w.cpu.get(n, 0.0) / per:.1f}" for n in names),
-                          f"{1000 * sum(w.cpu.values()) / per:.1f}"] for w in r.waves]))
+                          f"{1000 * sum(w.cpu.values()) / per:.1f}", f"{w.idle:.2f}",
+                          f"{w.net(per):.1f}"] for w in r.waves]))
+            if len(r.waves) > 1 and r.waves[-1].machines > per:
+                first, last = r.waves[0], r.waves[-1]
+                rate = (last.idle - first.idle) / (last.machines - per) * 1e6
+                print(f"an idle Ready machine costs the region ~{rate:.0f} us of CPU per second "
+                      "(idle cores before the last wave less those of the empty region, per "
+                      "machine then Ready)")
     return 0
 
 

@@ -84,3 +84,38 @@ async def test_agent_backs_off_from_an_endpoint_answering_503(tmp_path: Path) ->
         await asyncio.wait_for(task, 10)
         await client.close()
         await runner.cleanup()
+
+
+class CallClock:
+    """The agent's client as the heartbeat loop sees it: when a call was last answered."""
+
+    def __init__(self) -> None:
+        self.answered_at = float("-inf")
+        self.beats = 0
+
+    async def heartbeat(self) -> bool:
+        self.beats += 1
+        self.answered_at = time.monotonic()
+        return True
+
+
+async def test_no_heartbeat_while_other_calls_keep_reaching_the_endpoint(tmp_path: Path) -> None:
+    """An idle agent's long-poll renewals (or reports) are signs of life already; a beat is
+    sent only when nothing else reached the endpoint within half an interval."""
+    clock = CallClock()
+    agent = Agent(clock, NodeRootExecutor(tmp_path, hostname="m-0"), tmp_path)  # type: ignore[arg-type]
+    agent.heartbeat_interval = 0.2
+    agent._connected.set()  # details were fetched: beats are due from now on
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent._heartbeats(stop))
+    try:
+        # Other calls every 0.05 s for ten heartbeat intervals: not one beat.
+        for _ in range(40):
+            clock.answered_at = time.monotonic()
+            await asyncio.sleep(0.05)
+            assert clock.beats == 0
+        # The calls stop (a long item runs, say): beats resume at the interval.
+        await eventually(lambda: clock.beats >= 3, timeout=10, what="beats resumed")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)

@@ -8,6 +8,9 @@ is its wait plus ``REQUEST_TIMEOUT``, so the client never gives up before the en
 
 from __future__ import annotations
 
+import math
+import time
+
 import aiohttp
 import msgspec
 
@@ -44,6 +47,9 @@ class AgentClient:
         self._poll_session = poll_session or session
         self.etag = ""
         self._last: MachineDetails | None = None
+        # Monotonic send time of the last call the endpoint answered for a known machine:
+        # the endpoint counts any such call as a sign of life when it arrives.
+        self.answered_at = -math.inf
 
     async def start(self) -> None:
         if self._session is None:
@@ -64,6 +70,7 @@ class AgentClient:
         """(status, body, ETag) of a 2xx/304 answer; None for 404."""
         session = self._poll_session if wait > 0 else self._session
         assert session is not None, "client not started"
+        sent = time.monotonic()
         try:
             async with session.request(
                 method, url, data=body, headers={**self._headers, **(headers or {})},
@@ -79,6 +86,7 @@ class AgentClient:
             return None
         if status >= 300 and status != 304:
             raise EndpointError(f"{method} {url}: HTTP {status}: {data[:200]!r}")
+        self.answered_at = max(self.answered_at, sent)
         return status, data, etag
 
     async def details(self, *, wait: float = 0.0) -> MachineDetails | None:
