@@ -216,9 +216,15 @@ class _Pipeline:
         the resume point."""
         for _, sent in self._inflight:
             sent.remove_done_callback(self._settle)
+            sent.add_done_callback(_retrieved)  # a late failure is not logged as unread
         self._inflight.clear()
         self.failed.set()
         return self.acked
+
+
+def _retrieved(sent: asyncio.Future[bool]) -> None:
+    if not sent.cancelled():
+        sent.exception()
 
 
 def _version(rv: str | None) -> int:

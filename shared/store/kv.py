@@ -52,6 +52,7 @@ from shared.store.errors import (
     Unavailable,
 )
 from shared.store.informer import Informer
+from shared.store.lastseq import LastSeq
 from shared.tasks import raise_if_cancelling
 
 R = TypeVar("R", bound=Resource)
@@ -103,6 +104,8 @@ class KVStore(Store):
         self._js = nc.jetstream()
         self.bucket = bucket
         self._stream = f"KV_{bucket}"
+        self._stream_last_seq = LastSeq(
+            nc, self._stream, api_prefix=getattr(self._js, "_prefix", "$JS.API"))
         self._kv = None
 
     async def start(self) -> None:
@@ -167,8 +170,7 @@ class KVStore(Store):
         return await self._get_entry(cls, name, namespace)
 
     async def _last_seq(self) -> int:
-        info = await self._js.stream_info(self._stream)
-        return info.state.last_seq
+        return await self._stream_last_seq()
 
     async def _snapshot(self, cls: type[R], namespace: str | None) -> tuple[list[R], int]:
         """Every live object of ``cls`` (in ``namespace``) and the revision of the cut.
