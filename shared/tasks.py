@@ -34,3 +34,10 @@ def raise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def ignore_outcome(fut: asyncio.Future[object]) -> None:
+    """Done-callback for a future nobody awaits: reads its outcome, so a failure is not
+    logged as "exception was never retrieved" (the caller has its own way to recover)."""
+    if not fut.cancelled():
+        fut.exception()

@@ -26,7 +26,7 @@ from shared import metrics
 from shared.bus import Bus, event_for
 from shared.models import ALL_KINDS, Resource
 from shared.store import Gone, Store, WatchEvent
-from shared.tasks import cancel_all, raise_if_cancelling
+from shared.tasks import cancel_all, ignore_outcome, raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -216,15 +216,10 @@ class _Pipeline:
         the resume point."""
         for _, sent in self._inflight:
             sent.remove_done_callback(self._settle)
-            sent.add_done_callback(_retrieved)  # a late failure is not logged as unread
+            sent.add_done_callback(ignore_outcome)  # those events are resent
         self._inflight.clear()
         self.failed.set()
         return self.acked
-
-
-def _retrieved(sent: asyncio.Future[bool]) -> None:
-    if not sent.cancelled():
-        sent.exception()
 
 
 def _version(rv: str | None) -> int:

@@ -30,7 +30,7 @@ from shared.bus.events import (
 )
 from shared.models import Resource
 from shared.natsutil import close_subscription
-from shared.tasks import cancel_all, raise_if_cancelling
+from shared.tasks import cancel_all, ignore_outcome, raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,7 @@ class Bus:
         lost here arrives a moment later instead, and the duplicate is dropped.
         """
         sent = await self.send(event_for(type_, obj))
-        # Nobody waits for it: read the outcome so a failure is not logged as unretrieved.
-        sent.add_done_callback(lambda f: f.cancelled() or f.exception())
+        sent.add_done_callback(ignore_outcome)  # the bridge covers a failure
 
     async def stop(self) -> None:
         for c in self._consumers:

@@ -8,9 +8,9 @@ resumes at the first unfinished item. Heartbeats go out on their own task.
 Progress is reported at most once per ``progress_interval`` (1 s) while a pass runs: an item
 shows Running once it has run that long, finished items ride on the next report, and the
 end of a pass or a failure is reported at once; the node's facts (hostname, address) ride
-on the first of these. Every report is a store write that wakes
-the LCMMachine and Cluster controllers; an item that takes milliseconds would otherwise cost
-two of them for a state nobody could see (the kubelet batches node status the same way).
+on the first of these. Every report is a store write that wakes the LCMMachine and Cluster
+controllers; an item that takes milliseconds would otherwise cost two of them for a state
+nobody could see (the kubelet batches node status the same way).
 
 A pass that leaves nothing to do (all done, or only a retry to wait for) is followed by a
 long-poll of the details (``max(poll_interval, LONG_POLL)``, never past the next retry), so
