@@ -200,6 +200,10 @@ class Stack:
             time.sleep(0.1)
         raise RuntimeError(f"{url} did not answer within {timeout}s")
 
+    def cpu(self) -> dict[str, float]:
+        """CPU s of every live process by name, nats-server included."""
+        return {name: cpu for name, _, cpu in self.footprint()}
+
     def footprint(self) -> list[tuple[str, float, float]]:
         """(name, peak RSS MiB, CPU s) of every live process, nats-server included."""
         rows = []

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(["raw JetStream pub -> consume", f"{rate}/s", load["sent"],
                          f"{load['rate']:.0f}", "-", "-", probe["received"],
                          ms(probe["p50"]), ms(probe["p99"]), ms(probe["max"])])
-            before = {n: c for n, _, c in stack.footprint()}
+            before = stack.cpu()
             load, probe = probe_and_load(
                 stack, f"api{rate}",
                 ["controller", "--prefix", stack.prefix, "--count", str(count),
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=args.seconds + 120,
             )
             created = load["statuses"].get("201", 0)
-            spent = {n: c - before.get(n, 0.0) for n, _, c in stack.footprint()}
+            spent = {n: c - before.get(n, 0.0) for n, c in stack.cpu().items()}
             spent["probe"], spent["load generator"] = probe["cpu"], load["cpu"]
             costs.append((rate, load, spent))
             rows.append(["API POST -> reconcile start", f"{rate}/s", load["sent"],

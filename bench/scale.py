@@ -146,7 +146,7 @@ async def drive(stack: Stack, run: Run, timeout: float, waves: int) -> None:
     bounds = [run.clusters * w // waves for w in range(waves + 1)]
     for first, last in zip(bounds, bounds[1:], strict=False):
         idle = await idle_cores(stack) if waves > 1 else 0.0
-        began, cpu = time.perf_counter(), {n: c for n, _, c in stack.footprint()}
+        began, cpu = time.perf_counter(), stack.cpu()
         await write_all(store, run, first, last)
         if first == 0:
             run.written = time.perf_counter() - start
@@ -154,7 +154,7 @@ async def drive(stack: Stack, run: Run, timeout: float, waves: int) -> None:
             break
         if waves > 1:
             run.waves.append(Wave(last * run.per_cluster, time.perf_counter() - began,
-                                  {n: c - cpu.get(n, 0.0) for n, _, c in stack.footprint()},
+                                  {n: c - cpu.get(n, 0.0) for n, c in stack.cpu().items()},
                                   idle))
     js = nc.jetstream()
     run.writes = (await js.stream_info(f"KV_{stack.prefix}-objects")).state.last_seq
@@ -169,9 +169,9 @@ async def drive(stack: Stack, run: Run, timeout: float, waves: int) -> None:
 async def idle_cores(stack: Stack) -> float:
     """Cores the region's processes keep busy over ``IDLE_WINDOW`` with nothing written (a
     measurement window, not a wait for anything)."""
-    before, t0 = sum(c for _, _, c in stack.footprint()), time.perf_counter()
+    before, t0 = sum(stack.cpu().values()), time.perf_counter()
     await asyncio.sleep(IDLE_WINDOW)
-    return (sum(c for _, _, c in stack.footprint()) - before) / (time.perf_counter() - t0)
+    return (sum(stack.cpu().values()) - before) / (time.perf_counter() - t0)
 
 
 async def wait_ready(store: KVStore, run: Run, written: int, start: float,

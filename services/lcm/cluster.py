@@ -64,7 +64,7 @@ RELEASE_READY = "ReleaseReady"
 MACHINES_READY = "MachinesReady"
 UPGRADED = "Upgraded"
 CAPACITY = "Capacity"
-PROVIDER_READY = "ProviderReady"  # on the Machine, written by its provider
+PROVIDER_READY = cond.PROVIDER_READY  # on the Machine, written by its provider
 NO_CAPACITY = "NoCapacity"
 
 

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 ITEMS_READY = "ItemsReady"
 HEARTBEAT = "Heartbeat"
 CORDON = "Cordon"  # present only while the agent fails to cordon/drain or uncordon
-LCM_READY = "LCMReady"  # on the Machine
+LCM_READY = cond.LCM_READY  # on the Machine
 
 
 class LCMMachineReconciler:

@@ -14,7 +14,7 @@ from services.providers.errors import ProviderError
 from shared.models import MachineStatus, ProviderStep, now
 from shared.runtime import conditions as cond
 
-PROVIDER_READY = "ProviderReady"
+PROVIDER_READY = cond.PROVIDER_READY
 REASON_PROVISIONING = "Provisioning"
 REASON_DEPROVISIONING = "Deprovisioning"
 REASON_RUNNING = "NodeRunning"

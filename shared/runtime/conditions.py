@@ -64,7 +64,9 @@ def summarize(status: Status, types: list[str]) -> None:
 
 # A Machine is Ready when its node exists (its provider's condition) and runs what it must
 # (LCM's): the two halves have different writers.
-MACHINE_READY_FROM = ["ProviderReady", "LCMReady"]
+PROVIDER_READY = "ProviderReady"
+LCM_READY = "LCMReady"
+MACHINE_READY_FROM = [PROVIDER_READY, LCM_READY]
 
 
 def summarize_machine(status: Status) -> None:
