@@ -16,6 +16,12 @@ RECONCILE_SECONDS = Histogram(
 RECONCILE_ERRORS = Counter(
     "ccloud_reconcile_errors_total", "Reconcile passes that failed", ["controller", "error"]
 )
+CACHED_READS = Counter(
+    "ccloud_reconcile_cached_reads_total",
+    "Reconciles whose first read of their object came from the informer cache (hit) or, "
+    "the cache not having applied the triggering write yet, from the store (miss)",
+    ["controller", "outcome"],
+)
 QUEUE_DEPTH = Gauge(
     "ccloud_workqueue_depth", "Keys waiting in a controller's queue", ["controller"]
 )

@@ -3,7 +3,8 @@
 A ``Controller`` owns one work queue and one kind. It fills the queue from a full resync
 on start (and every ``resync_period``), from the bus events of its kind in its region, and
 from events of secondary kinds mapped to owner keys (``Watch``). Workers process distinct
-keys concurrently, never one key twice at once.
+keys concurrently, never one key twice at once. A reconcile woken by a write of its object
+reads it from the store's cache when that has applied the write, else from the store.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class Controller:
     recorder: events.Recorder | None = None
     record_events: bool = True
     _own_recorder: bool = False
+    # Queued keys -> the newest revision an event of theirs announced: the reconcile may
+    # read its object from the store's cache once that cache has applied this revision.
+    _announced: dict[Request, int] = field(default_factory=dict)
 
     def _subjects(self, kind: type[Resource]) -> list[str]:
         return [self.bus.subject(self.region or "*", kind.KIND)]
@@ -122,6 +126,7 @@ class Controller:
 
     async def start(self) -> None:
         self.queue = WorkQueue()
+        self._announced.clear()
         if self.recorder is None and self.record_events:
             self.recorder = events.acquire(self.bus.nc, self.bus.prefix,
                                            self.bus.service or self.name)
@@ -174,7 +179,12 @@ class Controller:
                 log.warning("%s: resync failed: %s", self.name, e)
 
     async def _on_primary(self, ev: ChangeEvent) -> None:
-        self.queue.add(Request(ev.name, ev.namespace))
+        req = Request(ev.name, ev.namespace)
+        if ev.type != "DELETED" and ev.resource_version.isdigit():
+            rv = int(ev.resource_version)
+            if rv > self._announced.get(req, 0):
+                self._announced[req] = rv
+        self.queue.add(req)
         metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
 
     def _mapped(self, mapper: Mapper, delay: float):
@@ -197,11 +207,23 @@ class Controller:
                 self.queue.done(req)
                 metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
 
+    def _offer_cached(self, req: Request) -> None:
+        """Woken by a write: read the object from the cache if it has applied that write
+        (as controller-runtime reads from its informer), saving the store round trip."""
+        at_least = self._announced.pop(req, 0)
+        if not at_least:
+            return
+        obj = self.store.cached(self.kind, req.name, req.namespace, at_least=at_least)
+        metrics.CACHED_READS.labels(self.name, "miss" if obj is None else "hit").inc()
+        if obj is not None:
+            prefetch.offer(obj)
+
     async def _process(self, req: Request) -> None:
         start = time.perf_counter()
         outcome = "success"
         try:
             with prefetch.scope():  # the reconcile's first reads reuse the pause check's
+                self._offer_cached(req)
                 paused = await paused_by(self.store, self.kind, req.name, req.namespace)
                 if paused is None:
                     result = await self.reconciler.reconcile(req) or Result()

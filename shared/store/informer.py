@@ -135,6 +135,11 @@ class Informer(Generic[R]):
         return self._objects.get(namespace or "_", {}).get(name)
 
     @property
+    def applied(self) -> int:
+        """The stream sequence of the last write of this kind applied."""
+        return self._applied
+
+    @property
     def cut(self) -> int:
         """The stream sequence the last ``fresh()`` proved this cache complete up to: a
         list's resourceVersion, exact to resume a watch from (not merely the last write of
