@@ -78,26 +78,31 @@ async def run_open_loop(shot: Shot, *, rate: float, count: int, duration: float,
 
 
 async def http_mode(args: argparse.Namespace) -> dict[str, object]:
-    import aiohttp
+    from urllib.parse import urlsplit
+
+    from bench.rawhttp import Client
 
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
     if args.body:
         headers["Content-Type"] = args.content_type
-    conn = aiohttp.TCPConnector(limit=args.connections)
-    async with aiohttp.ClientSession(connector=conn, headers=headers) as session:
+    url = urlsplit(args.url)
+    client = Client(f"{url.scheme}://{url.netloc}", connections=args.connections,
+                    headers=headers)
+    target = url.path + (f"?{url.query}" if url.query else "")
 
-        async def shot(i: int) -> int:
-            url = args.url.replace("{i}", f"{i % args.modulo if args.modulo else i:06d}")
-            data = None
-            if args.body:
-                data = args.body.replace("{i}", f"{i:06d}").replace(
-                    "{ts}", repr(time.perf_counter())).encode()
-            async with session.request(args.method, url, data=data) as r:
-                await r.read()
-                return r.status
+    async def shot(i: int) -> int:
+        path = target.replace("{i}", f"{i % args.modulo if args.modulo else i:06d}")
+        data = b""
+        if args.body:
+            data = args.body.replace("{i}", f"{i:06d}").replace(
+                "{ts}", repr(time.perf_counter())).encode()
+        return await client.request(args.method, path, data)
 
+    try:
         return await run_open_loop(shot, rate=args.rate, count=args.count,
                                    duration=args.duration)
+    finally:
+        client.close()
 
 
 async def js_mode(args: argparse.Namespace) -> dict[str, object]:

@@ -17,6 +17,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
 from nats.js.errors import NotFoundError
+from prometheus_client import Counter
 
 from shared import metrics
 from shared.bus.events import (
@@ -177,6 +178,7 @@ class Consumer:
         self._task: asyncio.Task[None] | None = None
         self._sub = None
         self._stopping = False
+        self._events_in: dict[str, Counter] = {}  # kind -> metric child
 
     async def start(self) -> None:
         js = self.bus.js
@@ -229,7 +231,11 @@ class Consumer:
             log.error("consumer %s: dropping malformed event on %s", self.durable, msg.subject)
             await msg.term()
             return
-        metrics.EVENTS_IN.labels(self.bus.service, event.kind).inc()
+        counter = self._events_in.get(event.kind)
+        if counter is None:
+            counter = self._events_in[event.kind] = metrics.EVENTS_IN.labels(
+                self.bus.service, event.kind)
+        counter.inc()
         try:
             await self.handler(event)
         except asyncio.CancelledError:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from prometheus_client import Counter, Histogram
+
 from shared import metrics
 from shared.bus import Bus, ChangeEvent, Consumer
 from shared.models import GLOBAL_REGION, Resource
@@ -52,6 +54,7 @@ class Reconciler(Protocol):
 
 
 Mapper = Callable[[ChangeEvent], Iterable[Request]]
+OUTCOMES = ("success", "paused", "not_found", "requeue", "permanent_error", "error")
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,10 @@ class Controller:
     # Queued keys -> the newest revision an event of theirs announced: the reconcile may
     # read its object from the store's cache once that cache has applied this revision.
     _announced: dict[Request, int] = field(default_factory=dict)
+    # This controller's metric children, looked up once (labels() per reconcile adds up).
+    _reconciles: dict[str, Counter] = field(default_factory=dict)
+    _seconds: Histogram | None = None
+    _cached_reads: dict[bool, Counter] = field(default_factory=dict)
 
     def _subjects(self, kind: type[Resource]) -> list[str]:
         return [self.bus.subject(self.region or "*", kind.KIND)]
@@ -127,6 +134,13 @@ class Controller:
     async def start(self) -> None:
         self.queue = WorkQueue()
         self._announced.clear()
+        # Read at scrape time: no gauge update per event and per reconcile.
+        metrics.QUEUE_DEPTH.labels(self.name).set_function(lambda: len(self.queue))
+        self._reconciles = {outcome: metrics.RECONCILES.labels(self.name, outcome)
+                            for outcome in OUTCOMES}
+        self._seconds = metrics.RECONCILE_SECONDS.labels(self.name)
+        self._cached_reads = {hit: metrics.CACHED_READS.labels(self.name, outcome)
+                              for hit, outcome in ((True, "hit"), (False, "miss"))}
         if self.recorder is None and self.record_events:
             self.recorder = events.acquire(self.bus.nc, self.bus.prefix,
                                            self.bus.service or self.name)
@@ -156,6 +170,7 @@ class Controller:
             await c.stop()
         self._consumers.clear()
         await self.queue.shutdown()
+        metrics.QUEUE_DEPTH.labels(self.name).set_function(lambda: 0)
         await cancel_all(self._tasks)
         self._tasks.clear()
         if self._own_recorder and self.recorder is not None:
@@ -166,7 +181,6 @@ class Controller:
         for obj in await self.store.list_all(self.kind):
             if self.in_scope(obj):
                 self.queue.add(Request(obj.metadata.name, obj.metadata.namespace))
-        metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
 
     async def _periodic_resync(self) -> None:
         assert self.resync_period
@@ -185,7 +199,6 @@ class Controller:
             if rv > self._announced.get(req, 0):
                 self._announced[req] = rv
         self.queue.add(req)
-        metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
 
     def _mapped(self, mapper: Mapper, delay: float):
         async def handler(ev: ChangeEvent) -> None:
@@ -205,7 +218,6 @@ class Controller:
                 await self._process(req)
             finally:
                 self.queue.done(req)
-                metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
 
     def _offer_cached(self, req: Request) -> None:
         """Woken by a write: read the object from the cache if it has applied that write
@@ -214,7 +226,7 @@ class Controller:
         if not at_least:
             return
         obj = self.store.cached(self.kind, req.name, req.namespace, at_least=at_least)
-        metrics.CACHED_READS.labels(self.name, "miss" if obj is None else "hit").inc()
+        self._cached_reads[obj is not None].inc()
         if obj is not None:
             prefetch.offer(obj)
 
@@ -258,5 +270,6 @@ class Controller:
                 self.queue.add_after(req, result.requeue_after)
         finally:
             self.reconciled += 1
-            metrics.RECONCILES.labels(self.name, outcome).inc()
-            metrics.RECONCILE_SECONDS.labels(self.name).observe(time.perf_counter() - start)
+            self._reconciles[outcome].inc()
+            if self._seconds is not None:
+                self._seconds.observe(time.perf_counter() - start)
