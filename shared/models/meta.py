@@ -42,8 +42,13 @@ def now() -> str:
     return _last_second[1]
 
 
-class Wire(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
-    """Base of every wire struct: camelCase keys, defaults omitted, typos rejected."""
+class Wire(Struct, kw_only=True, rename="camel", omit_defaults=True, forbid_unknown_fields=True,
+           gc=False):
+    """Base of every wire struct: camelCase keys, defaults omitted, typos rejected.
+
+    Not tracked by the cyclic garbage collector (``gc=False``): plain data never refers
+    back to itself, and a service's caches hold hundreds of thousands of these, which
+    every full collection would otherwise walk (tens of ms of pause at 10k objects)."""
 
 
 class OwnerReference(Wire, kw_only=True):
@@ -90,8 +95,9 @@ class Status(Wire, kw_only=True):
     conditions: list[Condition] = field(default_factory=list)
 
 
-class Resource(Struct, kw_only=True, rename="camel", forbid_unknown_fields=True):
-    """Base of every kind. Subclasses set ``spec``/``status`` types and the class vars."""
+class Resource(Struct, kw_only=True, rename="camel", forbid_unknown_fields=True, gc=False):
+    """Base of every kind. Subclasses set ``spec``/``status`` types and the class vars
+    (untracked by the cyclic GC, as ``Wire``)."""
 
     api_version: str = API_VERSION
     kind: str = ""
