@@ -59,6 +59,17 @@ async def paused_by(store: Store, kind: type[Resource], name: str,
         return "object"
     prefetch.offer(obj)
     for parent_kind, parent in parents(obj):
+        # The parent as this process's cache last saw it, where it keeps one (as Cluster
+        # API reads the paused Cluster through its cached client): a pause written a moment
+        # ago may be missed, as by a reconcile that started a moment earlier. Not offered
+        # to the reconcile: its own read of the parent must see every write finished
+        # before it started, and no event of the parent would wake it for a later one.
+        cached = store.cached(parent_kind, parent, obj.metadata.namespace, at_least=0,
+                              shared=True)
+        if cached is not None:
+            if is_paused(cached):
+                return parent_kind.KIND
+            continue
         try:
             found = await store.get(parent_kind, parent, obj.metadata.namespace)
         except NotFound:

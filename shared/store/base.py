@@ -165,12 +165,13 @@ class Store(abc.ABC):
     ) -> AsyncIterator[WatchEvent[R]]: ...
 
     def cached(self, cls: type[R], name: str, namespace: str | None, *,
-               at_least: int) -> R | None:
+               at_least: int, shared: bool = False) -> R | None:
         """A private copy of the object from an in-memory cache that has applied every
         write of its kind up to revision ``at_least``, else None (no cache, or it has not
         caught up): a controller woken by the write at ``at_least`` reads it without a
         round trip. Possibly older than the store by later writes, whose own events
-        follow; a write based on it is compare-and-set like any other."""
+        follow; a write based on it is compare-and-set like any other. ``shared=True``
+        hands out the cached object itself, for a caller that only looks at it."""
         return None
 
     async def list_all(

@@ -392,12 +392,12 @@ class KVStore(Store):
         return copy(cached)
 
     def cached(self, cls: type[R], name: str, namespace: str | None, *,
-               at_least: int) -> R | None:
+               at_least: int, shared: bool = False) -> R | None:
         informer = self._informers.get(cls.KIND)
         if informer is None or informer.applied < at_least:
             return None
         found = informer.find(namespace, name)
-        return None if found is None else copy(found)
+        return found if found is None or shared else copy(found)
 
     async def update(self, obj: R) -> R:
         return await self._write(obj, semantics.prepare_update)

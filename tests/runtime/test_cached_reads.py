@@ -42,6 +42,10 @@ async def test_store_cache_answers_only_once_it_has_applied_the_revision(nc, pre
         assert got is not None
         got.metadata.labels["v"] = "mutated"
         assert store.cached(Region, "r1", None, at_least=rv) == first
+        # shared=True: the cached object itself, for a caller that only looks.
+        peeked = store.cached(Region, "r1", None, at_least=rv, shared=True)
+        assert peeked is store.cached(Region, "r1", None, at_least=0, shared=True)
+        assert peeked == first and peeked is not got
         # A revision the cache has not applied yet is not answered from it.
         assert store.cached(Region, "r1", None, at_least=rv + 1000) is None
         second = await store.update(relabel(first, v="2"))
