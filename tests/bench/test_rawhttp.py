@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from bench.rawhttp import Client
+from tests.httpserve import serve
 
 
 @pytest.fixture
@@ -32,17 +33,8 @@ async def server() -> AsyncIterator[tuple[str, list[tuple[str, str, bytes, int]]
         status = int(request.query.get("status", "200"))
         return web.json_response({"n": len(body), "pad": "y" * 70_000}, status=status)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with serve(echo) as url:
+        yield url, seen
 
 
 async def test_requests_answers_and_connection_reuse(server) -> None:

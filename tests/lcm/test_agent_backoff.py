@@ -13,6 +13,7 @@ from aiohttp import web
 from services.lcm.agent.client import AgentClient
 from services.lcm.agent.executor import NodeRootExecutor
 from services.lcm.agent.runner import MAX_BACKOFF, Agent
+from tests.httpserve import serve
 from tests.waiting import eventually
 
 
@@ -58,32 +59,25 @@ async def test_agent_backs_off_from_an_endpoint_answering_503(tmp_path: Path) ->
             beats.append(request.path)
         return web.Response(status=503, text="overloaded")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", overloaded)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    client, agent = make_agent(f"http://127.0.0.1:{port}", tmp_path / "node", poll_interval=0.2)
-    await client.start()
-    agent.heartbeat_interval = 0.05  # would beat ~60 times during the test if it beat early
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop))
-    try:
-        await eventually(lambda: len(arrivals) >= 6, timeout=20, what="six attempts")
-        gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-        # The 4th and 5th waits are at least half of 0.2 * 2**3 = 1.6 s: the backoff grew
-        # (a fixed poll interval would retry every 0.2 s).
-        assert min(gaps[3:5]) >= 0.8 - 0.05, gaps
-        assert agent.unreachable >= 5
-        # No details yet, so no heartbeats: they would only add to the endpoint's load.
-        assert beats == []
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await client.close()
-        await runner.cleanup()
+    async with serve(overloaded) as url:
+        client, agent = make_agent(url, tmp_path / "node", poll_interval=0.2)
+        await client.start()
+        agent.heartbeat_interval = 0.05  # would beat ~60 times during the test if it beat early
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop))
+        try:
+            await eventually(lambda: len(arrivals) >= 6, timeout=20, what="six attempts")
+            gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+            # The 4th and 5th waits are at least half of 0.2 * 2**3 = 1.6 s: the backoff grew
+            # (a fixed poll interval would retry every 0.2 s).
+            assert min(gaps[3:5]) >= 0.8 - 0.05, gaps
+            assert agent.unreachable >= 5
+            # No details yet, so no heartbeats: they would only add to the endpoint's load.
+            assert beats == []
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            await client.close()
 
 
 class CallClock:
