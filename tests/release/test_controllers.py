@@ -189,9 +189,11 @@ async def test_mirror_without_upstreams_is_ready_after_airgap_import(
         # ...and becomes Ready on its next retry once the bundle is imported, untouched.
         await asyncio.to_thread(import_bundle, bundle, tmp_path / "airgap")
 
-        async def ready() -> ArtifactMirror | None:
+        async def ready() -> ArtifactMirror:
             m = await get()
-            return m if cond.is_true(m.status, cond.READY) else None
+            # On a timeout the last status (phase, failures, last attempt) says why.
+            assert cond.is_true(m.status, cond.READY), msgspec.json.encode(m.status).decode()
+            return m
         done = await eventually(ready, what="mirror Ready after the import")
         st = done.status
         assert st.phase == "Ready" and st.failures == []
