@@ -39,7 +39,11 @@ async def test_agent_killed_mid_item_resumes_without_rerunning(lcm: Lcm) -> None
         return await item_state(lcm, name, "mke-images") == "Running"
 
     await eventually(running, what="item running", timeout=15)
-    assert (await lcm.lcm_machine(name)).status.phase == "Prepare"
+
+    async def preparing() -> bool:  # the controller's reading of that report follows it
+        return (await lcm.lcm_machine(name)).status.phase == "Prepare"
+
+    await eventually(preparing, what="phase Prepare while the item runs")
 
     assert await lcm.kill_agent(name, signal.SIGKILL) == -signal.SIGKILL
     hold.unlink()
