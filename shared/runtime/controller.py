@@ -115,9 +115,16 @@ class Controller:
     # read its object from the store's cache once that cache has applied this revision.
     _announced: dict[Request, int] = field(default_factory=dict)
     # This controller's metric children, looked up once (labels() per reconcile adds up).
-    _reconciles: dict[str, Counter] = field(default_factory=dict)
-    _seconds: Histogram | None = None
-    _cached_reads: dict[bool, Counter] = field(default_factory=dict)
+    _reconciles: dict[str, Counter] = field(init=False)
+    _seconds: Histogram = field(init=False)
+    _cached_reads: dict[bool, Counter] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._reconciles = {outcome: metrics.RECONCILES.labels(self.name, outcome)
+                            for outcome in OUTCOMES}
+        self._seconds = metrics.RECONCILE_SECONDS.labels(self.name)
+        self._cached_reads = {hit: metrics.CACHED_READS.labels(self.name, outcome)
+                              for hit, outcome in ((True, "hit"), (False, "miss"))}
 
     def _subjects(self, kind: type[Resource]) -> list[str]:
         return [self.bus.subject(self.region or "*", kind.KIND)]
@@ -136,11 +143,6 @@ class Controller:
         self._announced.clear()
         # Read at scrape time: no gauge update per event and per reconcile.
         metrics.QUEUE_DEPTH.labels(self.name).set_function(lambda: len(self.queue))
-        self._reconciles = {outcome: metrics.RECONCILES.labels(self.name, outcome)
-                            for outcome in OUTCOMES}
-        self._seconds = metrics.RECONCILE_SECONDS.labels(self.name)
-        self._cached_reads = {hit: metrics.CACHED_READS.labels(self.name, outcome)
-                              for hit, outcome in ((True, "hit"), (False, "miss"))}
         if self.recorder is None and self.record_events:
             self.recorder = events.acquire(self.bus.nc, self.bus.prefix,
                                            self.bus.service or self.name)
@@ -271,5 +273,4 @@ class Controller:
         finally:
             self.reconciled += 1
             self._reconciles[outcome].inc()
-            if self._seconds is not None:
-                self._seconds.observe(time.perf_counter() - start)
+            self._seconds.observe(time.perf_counter() - start)
