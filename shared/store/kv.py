@@ -104,7 +104,7 @@ class KVStore(Store):
         self._js = nc.jetstream()
         self.bucket = bucket
         self._stream = f"KV_{bucket}"
-        self._stream_last_seq = LastSeq(
+        self._last_seq = LastSeq(
             nc, self._stream, api_prefix=getattr(self._js, "_prefix", "$JS.API"))
         self._kv = None
 
@@ -168,9 +168,6 @@ class KVStore(Store):
         if (offered := prefetch.take(cls, name, namespace)) is not None:
             return offered
         return await self._get_entry(cls, name, namespace)
-
-    async def _last_seq(self) -> int:
-        return await self._stream_last_seq()
 
     async def _snapshot(self, cls: type[R], namespace: str | None) -> tuple[list[R], int]:
         """Every live object of ``cls`` (in ``namespace``) and the revision of the cut.
