@@ -24,6 +24,7 @@ from shared.config import Settings
 from shared.health import HealthServer
 from shared.runtime.leader import LeaderElector
 from shared.store import Store
+from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -137,18 +138,14 @@ async def _lead(rt: Runtime, components: list[Component], stop: asyncio.Event) -
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({acquire, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
-            acquire.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await acquire
+            await cancel_all([acquire])
             return
         stopper.cancel()
         renew = asyncio.create_task(elector.renew_forever())
         try:
             await _run_until(components, stop, elector.lost)
         finally:
-            renew.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renew
+            await cancel_all([renew])
             if stop.is_set():
                 await elector.release()
 

@@ -28,9 +28,10 @@ async def cancel_all(tasks: Iterable[asyncio.Task[object]], timeout: float = STO
 
 
 def raise_if_cancelling() -> None:
-    """Call in a retry loop's ``except Exception``: some libraries (nats-py's JetStream
-    publish) turn a cancellation into an ordinary error, which the loop would retry
-    forever. Python 3.11 still knows the task is being cancelled."""
+    """Call in a loop's ``except Exception`` and after its remote calls: some libraries
+    turn a cancellation into an ordinary error (nats-py's JetStream publish), or lose it
+    when the reply races it (3.11's ``wait_for``, in nats-py's request), and the loop
+    would go on forever. Python 3.11 still knows the task is being cancelled."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError

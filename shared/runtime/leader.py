@@ -19,6 +19,7 @@ from nats.js import api
 from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
 
 from shared import metrics
+from shared.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class LeaderElector:
     async def acquire(self) -> None:
         """Wait until this replica holds the lease."""
         while not await self.try_acquire():  # noqa: ASYNC110 - polling a remote lease
+            raise_if_cancelling()
             await asyncio.sleep(self.lease_seconds / 5)
 
     async def renew_forever(self) -> None:
@@ -95,6 +97,7 @@ class LeaderElector:
                     kv.update(self.lease, self.identity.encode(), last=self._rev),
                     self.lease_seconds / 3,
                 )
+                raise_if_cancelling()
         except asyncio.CancelledError:
             raise
         except Exception as e:

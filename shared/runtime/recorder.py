@@ -36,6 +36,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from prometheus_client import Counter
 
 from shared.models import Condition, Resource, Status, now
+from shared.tasks import cancel_all, raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,7 @@ class Recorder:
                     self._stream_ready = True
                 await js.publish(subj, _encode(ev), timeout=PUBLISH_TIMEOUT)
                 self.published += 1
+                raise_if_cancelling()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # events are best effort; the reconcile went on already
@@ -285,9 +287,7 @@ class Recorder:
         await self.flush(timeout)
         self._closed = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_all([self._task])
             self._task = None
         if _default is self:
             uninstall_default(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,8 +28,9 @@ from shared.models import (
     KaaSRelease,
     ObjectMeta,
 )
-from shared.runtime import Controller
+from shared.runtime import Controller, Request
 from shared.runtime import conditions as cond
+from shared.store import Store
 from tests.fakes.upstream import UpstreamCDN
 from tests.harness import Harness, system
 from tests.release.conftest import DEB_CONTAINERD, upstreams_of
@@ -101,6 +103,61 @@ async def test_mirror_controller_reports_progress_then_ready(
         assert st.observed_generation == done.metadata.generation
     finally:
         await ctl.stop()
+
+
+class _HeldProgressWrites:
+    """The store, except that one progress write (phase Mirroring with items done) gets
+    its reply a second late, and a cancellation meanwhile is lost: the write completes
+    anyway, as Python 3.11's ``wait_for`` (in nats-py's request) returns a reply that
+    raced the cancellation."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.held = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def update_status(self, obj: ArtifactMirror) -> ArtifactMirror:
+        st = obj.status
+        if st.phase == "Mirroring" and st.items_done > 0 and not self.held.is_set():
+            self.held.set()
+            try:
+                async with asyncio.timeout(1.0):
+                    await asyncio.Event().wait()
+            except (asyncio.CancelledError, TimeoutError):
+                pass  # a cancellation is lost; the reply arrives either way
+        return await self._store.update_status(obj)
+
+
+async def test_mirror_pass_finishes_when_a_progress_write_loses_its_cancellation(
+    harness: Harness, upstream: UpstreamCDN, release: ClusterRelease, tmp_path: Path
+) -> None:
+    store = harness.store
+    await store.create(release)
+    deb = next(p for p in upstream.files if f"/{DEB_CONTAINERD[0]}_" in p)
+    gate = upstream.stall(deb)
+    held = _HeldProgressWrites(store)
+    reconciler = ArtifactMirrorReconciler(held, tmp_path, progress_interval=0.0)  # type: ignore[arg-type]
+    await store.create(
+        ArtifactMirror(
+            metadata=ObjectMeta(name="m", namespace="default"),
+            spec=ArtifactMirrorSpec(region="local", release=release.metadata.name,
+                                    upstreams=upstreams_of(upstream)),
+        )
+    )
+    run = asyncio.create_task(reconciler.reconcile(Request("m", "default")))
+    try:
+        await eventually(held.held.is_set, what="a progress write in flight")
+        gate.set()  # the copy finishes while that write is still held
+        await asyncio.wait_for(asyncio.shield(run), 15)
+        m = await store.get(ArtifactMirror, "m", "default")
+        assert m.status.phase == "Ready" and cond.is_true(m.status, cond.READY)
+        assert m.status.items_done == m.status.items_total == len(release.spec.artifacts)
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
 
 
 async def test_mirror_controller_lists_failures(

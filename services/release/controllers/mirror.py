@@ -109,23 +109,37 @@ class ArtifactMirrorReconciler:
             on_progress=on_progress,
         )
         mirror = await write_status(self.store, mirror)
-        writer = asyncio.create_task(self._write_progress(mirror, latest, changed))
+        stop = asyncio.Event()
+        writer = asyncio.create_task(self._write_progress(mirror, latest, changed, stop))
         try:
             result = await copier.run()
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            # Asked, not cancelled: a cancelled write can still land later, and a
+            # cancellation can be lost (3.11's wait_for returns a result that raced it),
+            # which left the writer waiting forever and the pass never finished.
+            stop.set()
+            changed.set()
+            await writer
         return await self._finish(mirror, release, result)
 
     async def _write_progress(
-        self, mirror: ArtifactMirror, latest: list[Progress], changed: asyncio.Event
+        self,
+        mirror: ArtifactMirror,
+        latest: list[Progress],
+        changed: asyncio.Event,
+        stop: asyncio.Event,
     ) -> None:
         """Persist progress while the copy runs, at most once per ``progress_interval``."""
         last = 0.0
         while True:
             await changed.wait()
-            await asyncio.sleep(max(0.0, last + self.progress_interval - time.monotonic()))
+            delay = last + self.progress_interval - time.monotonic()
+            if delay > 0 and not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+            if stop.is_set():
+                return  # the pass writes the final status itself
             changed.clear()
             _apply(mirror, latest[0])
             try:
