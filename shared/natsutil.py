@@ -6,7 +6,20 @@ import asyncio
 import contextlib
 from typing import Any
 
+from nats.js import JetStreamContext, api
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
 UNSUBSCRIBE_TIMEOUT = 2.0
+
+
+async def open_bucket(js: JetStreamContext, config: api.KeyValueConfig) -> KeyValue:
+    """The KV bucket ``config.bucket``, created with ``config`` if it does not exist yet
+    (an existing bucket keeps its own configuration)."""
+    try:
+        return await js.key_value(config.bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(config)
 
 
 async def close_subscription(sub: Any, timeout: float = UNSUBSCRIBE_TIMEOUT) -> None:

@@ -20,11 +20,12 @@ from collections.abc import AsyncIterator, Callable
 
 from nats.aio.client import Client as NATS
 from nats.js import api
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 
 from shared import metrics
 from shared.bus import Bus, event_for
 from shared.models import ALL_KINDS, Resource
+from shared.natsutil import open_bucket
 from shared.store import Gone, Store, WatchEvent
 from shared.tasks import cancel_all, ignore_outcome, raise_if_cancelling
 
@@ -59,13 +60,9 @@ class EventPublisher:
         self._saved: dict[str, str] = {}
 
     async def start(self) -> None:
-        js = self.nc.jetstream()
-        try:
-            self._kv = await js.key_value(self.checkpoint_bucket)
-        except BucketNotFoundError:
-            self._kv = await js.create_key_value(
-                api.KeyValueConfig(bucket=self.checkpoint_bucket, history=1)
-            )
+        self._kv = await open_bucket(
+            self.nc.jetstream(), api.KeyValueConfig(bucket=self.checkpoint_bucket, history=1)
+        )
         # Fix every resume point before returning, so no write after start() is missed.
         for kind in self.kinds:
             rv = await self._load(kind.KIND) or await self._now(kind)

@@ -26,6 +26,9 @@ class LCMSettings(msgspec.Struct, kw_only=True):
     mirror_url: str = "http://127.0.0.1:8480"
     heartbeat_interval: float = 10.0
     heartbeat_timeout: float = 45.0
+    # How old status.heartbeat may grow while the node's lease is renewed (kubelet's
+    # nodeStatusReportFrequency): the object says roughly when the node was last heard from.
+    heartbeat_status_interval: float = 300.0
     poll_interval: float = 5.0
     # Reconciles in flight per controller. A reconcile mostly waits on store round trips,
     # so a region with thousands of machines needs more than a handful in flight.
@@ -33,12 +36,18 @@ class LCMSettings(msgspec.Struct, kw_only=True):
 
     @property
     def heartbeat_write_interval(self) -> float:
-        """Least age of the stored heartbeat before the endpoint writes a newer one.
+        """Least age of a node's lease (or, while it is not called alive, of its stored
+        heartbeat) before the endpoint records a newer one.
 
-        A live agent's stored heartbeat is then at most this plus ``heartbeat_interval``
-        old - well inside ``heartbeat_timeout`` - for one store write per interval.
+        A live agent's last sign of life is then at most this plus ``heartbeat_interval``
+        old - well inside ``heartbeat_timeout`` - for one write per interval.
         """
         return self.heartbeat_timeout / 3
+
+    @property
+    def lease_ttl(self) -> float:
+        """A lease nobody renews for this long is dropped from the bucket."""
+        return self.heartbeat_timeout * 4
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> LCMSettings:

@@ -21,10 +21,12 @@ the LCMCluster owning the LCMMachine), so no secret is ever stored or published.
 
 Cheap per agent, so one process serves thousands: held GETs wait on the region's
 LCMMachine change events (``services.lcm.changes``), not on store polling, and liveness
-(a heartbeat, or a details GET of an agent that has reported before) writes
-``status.heartbeat`` only once the stored one is ``heartbeat_write_interval`` old - the
-controller's ``heartbeat_timeout`` check still holds, at one write per interval instead of
-one per heartbeat. Status reports always write.
+(a heartbeat, or a details GET of an agent that has reported before) renews the node's
+lease (``services.lcm.leases``) at most once per ``heartbeat_write_interval`` - a KV put
+that wakes no controller. ``status.heartbeat`` is written only once the stored one is
+``heartbeat_status_interval`` old, or ``heartbeat_write_interval`` old while the
+controller does not call the node alive (so a node that comes back is seen at once).
+Status reports always write.
 """
 
 from __future__ import annotations
@@ -42,12 +44,16 @@ from services.lcm.changes import ChangeHub, Key
 from services.lcm.clock import age, stamp
 from services.lcm.config import LCMSettings
 from services.lcm.items import item_hash, ordered
+from services.lcm.lcmmachine import HEARTBEAT
+from services.lcm.leases import NodeLeases, key_of, node_leases
 from services.lcm.tokens import JOIN_TOKEN_REF, join_token, verify
 from services.lcm.wire import MAX_WAIT, AgentReport, DetailItem, ErrorBody, MachineDetails
 from shared.bus import Bus
 from shared.models import LCMMachine
+from shared.runtime import conditions as cond
 from shared.runtime import update_status
 from shared.store import Conflict, NotFound, Store
+from shared.tasks import cancel_all, ignore_outcome
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +134,7 @@ class Endpoint:
 
     def __init__(
         self, store: Store, secret: bytes, settings: LCMSettings, *, bus: Bus,
-        region: str | None,
+        region: str | None, leases: NodeLeases | None = None,
     ) -> None:
         self.store = store
         self._secret = secret
@@ -137,8 +143,12 @@ class Endpoint:
         self.changes = ChangeHub(
             bus.nc, bus.subject(region or "*", LCMMachine.KIND), on_deleted=self._forget
         )
+        self.leases = leases or node_leases(bus, settings)
         # (namespace, name) -> monotonic time of this process's last heartbeat write
         self._written: dict[Key, float] = {}
+        # (namespace, name) -> (monotonic time of this process's last renewal, lease key)
+        self._renewed: dict[Key, tuple[float, str]] = {}
+        self._drops: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self.app = web.Application(client_max_size=MAX_BODY, middlewares=[_client_gone])
         base = "/lcm/v1/machines/{ns}/{name}"
@@ -164,6 +174,7 @@ class Endpoint:
 
     async def stop(self) -> None:
         await self.changes.stop()  # held GETs answer now instead of holding the shutdown
+        await cancel_all(self._drops)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -173,6 +184,12 @@ class Endpoint:
 
     def _forget(self, key: Key) -> None:
         self._written.pop(key, None)
+        renewed = self._renewed.pop(key, None)
+        if renewed is not None:  # the TTL would drop it later; the view holds it till then
+            drop = asyncio.create_task(self.leases.drop(renewed[1]))
+            self._drops.add(drop)
+            drop.add_done_callback(self._drops.discard)
+            drop.add_done_callback(ignore_outcome)
 
     @staticmethod
     def _token(request: web.Request) -> str:
@@ -240,16 +257,35 @@ class Endpoint:
                     return lm
 
     async def _alive(self, lm: LCMMachine) -> None:
-        """Record a sign of life: write status.heartbeat only when the stored one is old."""
+        """Record a sign of life: renew the lease, or write status.heartbeat when due."""
         key = (lm.metadata.namespace or "", lm.metadata.name)
-        every = self.settings.heartbeat_write_interval
         now = time.monotonic()
-        if now - self._written.get(key, -math.inf) < every:
+        if cond.is_true(lm.status, HEARTBEAT):
+            every = self.settings.heartbeat_status_interval
+        else:  # missing or not yet seen by the controller: only a write wakes it
+            every = self.settings.heartbeat_write_interval
+        if not await self._write_heartbeat(lm, key, every, now):
+            await self._renew(lm, key, now)
+
+    async def _renew(self, lm: LCMMachine, key: Key, now: float) -> None:
+        last, _ = self._renewed.get(key, (-math.inf, ""))
+        if now - last < self.settings.heartbeat_write_interval:
             return
+        self._renewed[key] = (now, key_of(lm))
+        try:
+            await self.leases.renew(lm)
+        except BaseException:
+            self._renewed.pop(key, None)
+            raise
+
+    async def _write_heartbeat(self, lm: LCMMachine, key: Key, every: float, now: float) -> bool:
+        """Write status.heartbeat if the stored one is ``every`` old; True if written."""
+        if now - self._written.get(key, -math.inf) < every:
+            return False
         stored = age(lm.status.heartbeat)
         if stored is not None and stored < every:
             self._written[key] = now - max(stored, 0.0)
-            return
+            return False
 
         def mutate(obj: LCMMachine) -> None:
             seen = age(obj.status.heartbeat)
@@ -262,6 +298,7 @@ class Endpoint:
         except BaseException:
             self._written.pop(key, None)
             raise
+        return True
 
     async def post_status(self, request: web.Request) -> web.Response:
         lm = await self._machine(request)
@@ -303,4 +340,8 @@ class Endpoint:
             await self._alive(lm)
         except NotFound:
             return _error(404, "machine is gone")
+        except Exception as e:  # the agent retries: a heartbeat not recorded must not pass
+            log.warning("lcm endpoint: heartbeat of %s/%s not recorded: %s",
+                        lm.metadata.namespace, lm.metadata.name, e)
+            return _error(503, f"heartbeat not recorded: {e}")
         return web.Response(status=204)

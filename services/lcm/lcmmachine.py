@@ -4,6 +4,8 @@ Agents write only their reports (``services.lcm.endpoint``); this controller tur
 into ``status.phase``, the ``ItemsReady``/``Heartbeat``/``Cordon``/``Ready`` conditions and
 ``status.release`` (set once every item of ``spec.release`` is finished). It requeues
 itself to notice a heartbeat that stops, and mirrors phase and node name onto the Machine.
+A node's last sign of life is the later of ``status.heartbeat`` and its lease
+(``services.lcm.leases``): between status writes only the lease moves.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from services.lcm.clock import age
+from services.lcm.leases import LeaseView
 from services.lcm.phases import UNINITIALIZED, items_view, machine_phase
 from shared.models import LCMMachine, Machine
 from shared.runtime import Request, Result, status_writer
@@ -26,9 +29,27 @@ LCM_READY = cond.LCM_READY  # on the Machine
 
 
 class LCMMachineReconciler:
-    def __init__(self, store: Store, *, heartbeat_timeout: float) -> None:
+    def __init__(
+        self, store: Store, *, heartbeat_timeout: float, leases: LeaseView | None = None
+    ) -> None:
         self.store = store
         self.heartbeat_timeout = heartbeat_timeout
+        self.leases = leases
+
+    async def start(self) -> None:
+        if self.leases is not None:
+            await self.leases.start()
+
+    async def stop(self) -> None:
+        if self.leases is not None:
+            await self.leases.stop()
+
+    def _last_seen(self, lm: LCMMachine) -> float | None:
+        """Seconds since the node's last sign of life (None: never heard from)."""
+        ages = [a for a in (age(lm.status.heartbeat),
+                            age(self.leases.renewed(lm)) if self.leases else None)
+                if a is not None]
+        return min(ages) if ages else None
 
     async def reconcile(self, req: Request) -> Result | None:
         lm = await self.store.get(LCMMachine, req.name, req.namespace)
@@ -59,7 +80,7 @@ class LCMMachineReconciler:
                 f"{len(view.done)}/{total} items done, next {current}", "Info",
             )
         requeue: float | None = None
-        seen = age(st.heartbeat)
+        seen = self._last_seen(lm)
         if st.phase == UNINITIALIZED or seen is None:
             cond.mark_false(st, HEARTBEAT, "AgentNotConnected", "no agent has reported", "Info")
         elif seen > self.heartbeat_timeout:

@@ -8,6 +8,7 @@ from services.lcm.cluster import ClusterReconciler
 from services.lcm.config import LCMSettings, load_secret
 from services.lcm.endpoint import Endpoint
 from services.lcm.lcmmachine import LCMMachineReconciler
+from services.lcm.leases import LeaseView, node_leases
 from services.lcm.machine import MachineReconciler
 from services.lcm.region import RegionReconciler
 from shared.bus import Bus, ChangeEvent
@@ -56,7 +57,10 @@ def controllers(
         Controller(
             name="lcm-machine", kind=LCMMachine, store=store, bus=bus, region=region,
             workers=workers,
-            reconciler=LCMMachineReconciler(store, heartbeat_timeout=settings.heartbeat_timeout),
+            reconciler=LCMMachineReconciler(
+                store, heartbeat_timeout=settings.heartbeat_timeout,
+                leases=LeaseView(node_leases(bus, settings), region),
+            ),
         ),
         Controller(
             name="lcm-node", kind=Machine, store=store, bus=bus, region=region,
@@ -68,7 +72,8 @@ def controllers(
 def endpoint(
     store: Store, bus: Bus, settings: LCMSettings, data_dir: str, *, region: str | None
 ) -> Endpoint:
-    return Endpoint(store, load_secret(data_dir), settings, bus=bus, region=region)
+    return Endpoint(store, load_secret(data_dir), settings, bus=bus, region=region,
+                    leases=node_leases(bus, settings))
 
 
 def region_controller(store: Store, bus: Bus, nc: NATS, settings: Settings) -> Controller:

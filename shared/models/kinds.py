@@ -205,6 +205,8 @@ class LCMMachineStatus(Status, kw_only=True):
     hostname: str = ""
     ip: str = ""
     release: str = ""
+    # Written on agent reports and at least every heartbeat_status_interval; the node's
+    # lease (services.lcm.leases) holds its latest sign of life.
     heartbeat: str = ""
     state_items: dict[str, StateItemStatus] = field(default_factory=dict)
     # The agent's acknowledgement that the node is cordoned and drained (spec.cordoned).

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from prometheus_client import Counter, Histogram
 
@@ -51,6 +51,15 @@ class Result:
 
 class Reconciler(Protocol):
     async def reconcile(self, req: Request) -> Result | None: ...
+
+
+@runtime_checkable
+class Startable(Protocol):
+    """A reconciler with state of its own (a cache, a watch) to set up before its first
+    reconcile and release when its controller stops."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 Mapper = Callable[[ChangeEvent], Iterable[Request]]
@@ -139,6 +148,8 @@ class Controller:
         return self.region is None or obj.region() == self.region
 
     async def start(self) -> None:
+        if isinstance(self.reconciler, Startable):
+            await self.reconciler.start()
         self.queue = WorkQueue()
         self._announced.clear()
         # Read at scrape time: no gauge update per event and per reconcile.
@@ -175,6 +186,8 @@ class Controller:
         metrics.QUEUE_DEPTH.labels(self.name).set_function(lambda: 0)
         await cancel_all(self._tasks)
         self._tasks.clear()
+        if isinstance(self.reconciler, Startable):
+            await self.reconciler.stop()
         if self._own_recorder and self.recorder is not None:
             await events.release(self.recorder)
             self.recorder, self._own_recorder = None, False

@@ -19,6 +19,7 @@ from nats.js import api
 from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
 
 from shared import metrics
+from shared.natsutil import open_bucket
 from shared.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -52,13 +53,10 @@ class LeaderElector:
 
     async def _bucket(self):
         if self._kv is None:
-            js = self.nc.jetstream()
-            try:
-                self._kv = await js.key_value(self.bucket)
-            except BucketNotFoundError:
-                self._kv = await js.create_key_value(
-                    api.KeyValueConfig(bucket=self.bucket, history=1, ttl=self.lease_seconds)
-                )
+            self._kv = await open_bucket(
+                self.nc.jetstream(),
+                api.KeyValueConfig(bucket=self.bucket, history=1, ttl=self.lease_seconds),
+            )
         return self._kv
 
     async def try_acquire(self) -> bool:

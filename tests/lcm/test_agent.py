@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from services.lcm.agent.journal import JOURNAL
+from services.lcm.clock import age
 from shared.models import LCMMachine, Machine
 from shared.runtime import conditions as cond
 from tests.lcm.conftest import NS, Lcm
@@ -64,6 +65,22 @@ async def test_missing_heartbeat_marks_machine_unhealthy(lcm: Lcm) -> None:
     await eventually(lambda: lcm.find(LCMMachine, name), what="LCMMachine")
     await lcm.start_agent(name)
     await eventually(lambda: lcm.ready("beat"), timeout=20, what="cluster Ready")
+
+    # Alive on its lease alone: the stored heartbeat grows older than the timeout (it is
+    # written once per status interval) while the node stays healthy.
+    timeout = lcm.settings.heartbeat_timeout
+    assert lcm.settings.heartbeat_status_interval > 2 * timeout
+    flips: list[object] = []
+
+    async def alive_on_its_lease() -> bool:
+        st = (await lcm.lcm_machine(name)).status
+        if not cond.is_true(st, "Heartbeat"):
+            flips.append(cond.get(st, "Heartbeat"))
+        return (age(st.heartbeat) or 0.0) > timeout + 1
+
+    await eventually(alive_on_its_lease, timeout=timeout + 15, interval=0.2,
+                     what="stored heartbeat older than the timeout")
+    assert flips == [], flips
 
     await lcm.kill_agent(name, signal.SIGKILL)
 

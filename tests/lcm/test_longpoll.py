@@ -1,5 +1,6 @@
-"""The agent endpoint is cheap per agent: long-polled details woken by bus change events, and
-heartbeats written to the store at most once per write interval.
+"""The agent endpoint is cheap per agent: long-polled details woken by bus change events,
+heartbeats of a live node renewing its lease (not the store) at most once per write
+interval, and written to the store only when due or when the node was not called alive.
 
 Runs the endpoint alone (no LCM controllers) against a store + bus + bridge, with one
 LCMMachine written by the test; the agent tests run the real agent loop in-process.
@@ -24,13 +25,16 @@ from services.lcm.agent.client import AgentClient
 from services.lcm.agent.executor import NodeRootExecutor
 from services.lcm.agent.runner import Agent
 from services.lcm.changes import Waiter
-from services.lcm.clock import age
+from services.lcm.clock import age, stamp
 from services.lcm.config import LCMSettings
 from services.lcm.endpoint import Endpoint, wait_param
+from services.lcm.lcmmachine import HEARTBEAT
+from services.lcm.leases import LeaseView
 from services.lcm.tokens import machine_token
 from services.lcm.wire import MAX_WAIT
 from shared.bus import ChangeEvent
 from shared.models import LCMMachine, LCMMachineSpec, ObjectMeta, StateItem
+from shared.runtime import conditions as cond
 from shared.runtime import update_status
 from shared.store import Store
 from tests.harness import Harness, system
@@ -220,6 +224,74 @@ async def test_heartbeats_write_the_store_once_per_write_interval(bare: Bare) ->
     async with bare.http.post(bare.url + "/status", headers=AUTH,
                               data=b'{"hostname": "node-lp"}') as r:
         assert r.status == 204
+    assert bare.store.status_writes == before + 1
+
+
+async def _heartbeat_condition(bare: Bare, alive: bool, heartbeat: str) -> str:
+    """Set what the LCMMachine controller would have concluded; the stored heartbeat."""
+    def mutate(obj: LCMMachine) -> None:
+        obj.status.heartbeat = heartbeat
+        if alive:
+            cond.mark_true(obj.status, HEARTBEAT, "AgentAlive")
+        else:
+            cond.mark_false(obj.status, HEARTBEAT, "HeartbeatMissing", "gone", "Error")
+    await update_status(bare.h.store, await bare.lm(), mutate)
+    return heartbeat
+
+
+async def _beat(bare: Bare) -> None:
+    async with bare.http.post(bare.url + "/heartbeat", headers=AUTH, data=b"{}") as r:
+        assert r.status == 204
+
+
+async def test_heartbeats_of_a_live_node_renew_its_lease_not_the_store(bare: Bare) -> None:
+    every = bare.ep.settings.heartbeat_write_interval
+    written = await _heartbeat_condition(bare, True, stamp())
+    view = LeaseView(bare.ep.leases, REGION)
+    await view.start()
+    try:
+        lm = await bare.lm()
+        assert view.renewed(lm) == ""
+        before = bare.store.status_writes
+        t0 = time.monotonic()
+        for _ in range(5):
+            await _beat(bare)
+        await bare.get()  # a details GET of a node that has reported is a sign of life too
+        first = await eventually(lambda: view.renewed(lm), what="lease renewed")
+        assert (age(first) or 0.0) < every
+        assert bare.store.status_writes == before
+        assert (await bare.lm()).status.heartbeat == written
+
+        async def renewed_again() -> bool:
+            await _beat(bare)
+            return view.renewed(lm) != first
+
+        await eventually(renewed_again, timeout=10, interval=0.1, what="next renewal")
+        assert time.monotonic() - t0 >= every * 0.9  # not before the write interval
+        assert bare.store.status_writes == before
+
+        # The stored heartbeat still moves, once per status interval.
+        bare.ep.settings.heartbeat_status_interval = 2 * every
+
+        async def status_written() -> bool:
+            await _beat(bare)
+            return (await bare.lm()).status.heartbeat != written
+
+        await eventually(status_written, timeout=10, interval=0.1, what="heartbeat in status")
+        assert time.monotonic() - t0 >= 2 * every * 0.9
+        assert bare.store.status_writes == before + 1
+    finally:
+        await view.stop()
+
+
+async def test_a_node_called_missing_is_written_back_at_once(bare: Bare) -> None:
+    """Only a store write wakes the controller, so the first sign of life of a node it
+    called missing goes to status.heartbeat, not to the lease."""
+    old = await _heartbeat_condition(bare, False, "2026-01-01T00:00:00.000Z")
+    before = bare.store.status_writes
+    await _beat(bare)
+    lm = await bare.lm()
+    assert lm.status.heartbeat != old and (age(lm.status.heartbeat) or 0.0) < 5
     assert bare.store.status_writes == before + 1
 
 

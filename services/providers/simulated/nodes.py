@@ -14,12 +14,13 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.errors import (
-    BucketNotFoundError,
     KeyDeletedError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
     NoKeysError,
 )
+
+from shared.natsutil import open_bucket
 
 
 class SimNode(msgspec.Struct, kw_only=True):
@@ -89,12 +90,10 @@ class KVNodes(NodeTable):
         self._kv = None
 
     async def start(self) -> None:
-        try:
-            self._kv = await self._js.key_value(self.bucket)
-        except BucketNotFoundError:
-            self._kv = await self._js.create_key_value(
-                api.KeyValueConfig(bucket=self.bucket, history=1, storage=api.StorageType.FILE)
-            )
+        self._kv = await open_bucket(
+            self._js,
+            api.KeyValueConfig(bucket=self.bucket, history=1, storage=api.StorageType.FILE),
+        )
 
     @property
     def kv(self):  # noqa: ANN201 - nats-py's KeyValue
