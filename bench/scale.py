@@ -201,7 +201,7 @@ async def wait_ready(store: KVStore, run: Run, written: int, start: float,
 
 
 def one_size(clusters: int, per_cluster: int, per_namespace: int, timeout: float,
-             poll: float, waves: int) -> Run:
+             poll: float, waves: int, heartbeat: tuple[str, str] = ("120", "600")) -> Run:
     run = Run(clusters, per_cluster, per_namespace)
     stack = Stack(prefix="scale")
     lcm_port = free_port()
@@ -209,8 +209,8 @@ def one_size(clusters: int, per_cluster: int, per_namespace: int, timeout: float
     common = {
         "CCLOUD_LCM_SECRET": SECRET,
         "CCLOUD_LCM_PORT": str(lcm_port),
-        "CCLOUD_LCM_HEARTBEAT_INTERVAL": "120",
-        "CCLOUD_LCM_HEARTBEAT_TIMEOUT": "600",
+        "CCLOUD_LCM_HEARTBEAT_INTERVAL": heartbeat[0],
+        "CCLOUD_LCM_HEARTBEAT_TIMEOUT": heartbeat[1],
         "CCLOUD_LCM_POLL_INTERVAL": str(poll),
         "CCLOUD_MIRROR_PORT": str(free_port()),
         "CCLOUD_SIMULATED_PROVISION_SECONDS": "0.5",
@@ -249,12 +249,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="write each size in this many equal waves, each once the previous is "
                         "Ready: CPU per machine of the last wave against the first says whether "
                         "a machine costs more in a fuller region, without saturation")
+    p.add_argument("--heartbeat", default="120/600", metavar="INTERVAL/TIMEOUT",
+                   help="agent heartbeat interval and timeout, seconds (the services' "
+                        "defaults are 10/45)")
     args = p.parse_args(argv)
+    interval, _, hb_timeout = args.heartbeat.partition("/")
+    try:
+        if float(interval) <= 0 or float(hb_timeout) <= float(interval):
+            raise ValueError
+    except ValueError:
+        p.error(f"--heartbeat {args.heartbeat!r}: want INTERVAL/TIMEOUT, 0 < INTERVAL < TIMEOUT")
     runs = []
     for size in args.sizes.split(","):
         c, m = (int(x) for x in size.lower().split("x"))
         runs.append(one_size(c, m, args.clusters_per_namespace, args.timeout, args.poll,
-                             max(args.waves, 1)))
+                             max(args.waves, 1), (interval, hb_timeout)))
     print(machine_line())
     print()
     print(table(f"Scale to Ready (simulated provider and agents; target {TARGET})",
