@@ -44,24 +44,32 @@ class LCMMachineReconciler:
         if self.leases is not None:
             await self.leases.stop()
 
-    def _last_seen(self, lm: LCMMachine) -> float | None:
-        """Seconds since the node's last sign of life (None: never heard from)."""
-        ages = [a for a in (age(lm.status.heartbeat),
-                            age(self.leases.renewed(lm)) if self.leases else None)
-                if a is not None]
-        return min(ages) if ages else None
+    async def _last_seen(self, lm: LCMMachine) -> float | None:
+        """Seconds since the node's last sign of life (None: never heard from).
+
+        The watched lease answers while the node is alive; before calling it missing the
+        lease is read from the bucket itself, as the watch may lag. A node that never
+        reported has no lease either (its first sign of life is written to status)."""
+        stored = age(lm.status.heartbeat)
+        if self.leases is None or stored is None:
+            return stored
+        seen = _youngest(stored, age(self.leases.renewed(lm)))
+        if seen is not None and seen > self.heartbeat_timeout:
+            seen = _youngest(stored, age(await self.leases.latest(lm)))
+        return seen
 
     async def reconcile(self, req: Request) -> Result | None:
         lm = await self.store.get(LCMMachine, req.name, req.namespace)
         if lm.deleting:
             return None
         requeue: float | None = None
+        seen = await self._last_seen(lm)
         async with status_writer(self.store, lm):
-            requeue = self._status(lm)
+            requeue = self._status(lm, seen)
         await self._mirror(lm)
         return Result(requeue_after=requeue)
 
-    def _status(self, lm: LCMMachine) -> float | None:
+    def _status(self, lm: LCMMachine, seen: float | None) -> float | None:
         st = lm.status
         view = items_view(lm)
         st.phase = machine_phase(lm, view)
@@ -80,7 +88,6 @@ class LCMMachineReconciler:
                 f"{len(view.done)}/{total} items done, next {current}", "Info",
             )
         requeue: float | None = None
-        seen = self._last_seen(lm)
         if st.phase == UNINITIALIZED or seen is None:
             cond.mark_false(st, HEARTBEAT, "AgentNotConnected", "no agent has reported", "Info")
         elif seen > self.heartbeat_timeout:
@@ -116,3 +123,8 @@ class LCMMachineReconciler:
                 cond.mark_true(m.status, LCM_READY, "Ready")
             elif ready is not None:
                 cond.mark_false(m.status, LCM_READY, ready.reason, ready.message, ready.severity)
+
+
+def _youngest(*ages: float | None) -> float | None:
+    known = [a for a in ages if a is not None]
+    return min(known) if known else None

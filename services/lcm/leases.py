@@ -20,6 +20,7 @@ import logging
 
 from nats.aio.client import Client as NATS
 from nats.js import api
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from services.lcm.clock import stamp
@@ -86,8 +87,25 @@ class LeaseView:
         self._task: asyncio.Task[None] | None = None
 
     def renewed(self, lm: LCMMachine) -> str:
-        """The stamp of ``lm``'s latest lease renewal, "" if none is known."""
+        """The stamp of ``lm``'s latest lease renewal the watch has brought, "" if none."""
         return self._renewed.get(key_of(lm), "")
+
+    async def latest(self, lm: LCMMachine) -> str:
+        """The stamp of ``lm``'s lease read from the bucket itself, "" if it has none.
+
+        For the rare, consequential answer: the watch can lag (its ordered consumer takes
+        up to two idle heartbeats, ~10-20 s, to notice a restarted nats-server), and no
+        node may be called missing for that."""
+        key = key_of(lm)
+        try:
+            entry = await (await self.leases.kv()).get(key)
+        except (KeyNotFoundError, KeyDeletedError):
+            self._renewed.pop(key, None)
+            return ""
+        value = entry.value.decode() if entry.value else ""
+        if value:
+            self._renewed[key] = value
+        return value
 
     def __len__(self) -> int:
         return len(self._renewed)

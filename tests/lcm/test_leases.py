@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
+import nats
 from nats.aio.client import Client as NATS
 
 from services.lcm.clock import age
+from services.lcm.lcmmachine import HEARTBEAT, LCMMachineReconciler
 from services.lcm.leases import LeaseView, NodeLeases, key_of
 from shared.models import LCMMachine, LCMMachineSpec, ObjectMeta
+from shared.natsserver import NatsServer
+from shared.runtime import Request
+from shared.runtime import conditions as cond
+from tests.harness import system
 from tests.waiting import eventually
 
 
@@ -56,3 +65,75 @@ async def test_a_view_of_an_empty_bucket_starts(nc: NATS, prefix: str) -> None:
         assert len(view) == 0
     finally:
         await view.stop()
+
+
+async def test_a_view_follows_renewals_across_a_nats_server_restart(tmp_path: Path) -> None:
+    """The liveness check must not go blind after a restart: every node would then be
+    called missing one timeout later."""
+    server = NatsServer(tmp_path / "nats")
+    await server.astart()
+    nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    leases = NodeLeases(nc, "restart-node-leases", ttl=60)
+    lm = machine("m-0", "east")
+    view = LeaseView(leases, "east")
+    try:
+        await leases.renew(lm)
+        await view.start()
+        before = view.renewed(lm)
+        assert before
+
+        await server.astop(kill=True)
+        await server.astart()
+
+        async def renewed_after_restart() -> bool:
+            with contextlib.suppress(Exception):  # until the client has reconnected
+                await leases.renew(lm)
+            return view.renewed(lm) != before
+
+        await eventually(renewed_after_restart, timeout=30, interval=0.5,
+                         what="a renewal after the restart in the view")
+    finally:
+        await view.stop()
+        await nc.close()
+        await server.astop()
+
+
+async def test_latest_reads_the_bucket_when_the_watch_lags(nc: NATS, prefix: str) -> None:
+    leases = NodeLeases(nc, f"{prefix}-node-leases", ttl=60)
+    lm = machine("m-0", "east")
+    blind = LeaseView(leases, "east")  # never started: as a watch that has not caught up
+    await leases.renew(lm)
+    assert blind.renewed(lm) == ""
+    latest = await blind.latest(lm)
+    assert (age(latest) or 99) < 10 and blind.renewed(lm) == latest
+    await leases.drop(key_of(lm))
+    assert await blind.latest(lm) == "" and blind.renewed(lm) == ""
+
+
+async def test_a_live_lease_keeps_a_node_alive_though_the_watch_lags(
+    nc: NATS, prefix: str
+) -> None:
+    """Before calling a node missing the reconciler reads its lease from the bucket."""
+    async with system(nc, prefix) as h:
+        leases = NodeLeases(nc, f"{prefix}-node-leases", ttl=60)
+        blind = LeaseView(leases, "east")  # never started
+        reconciler = LCMMachineReconciler(h.store, heartbeat_timeout=5.0, leases=blind)
+        lm = machine("m-0", "east")
+        lm.spec.machine_uid = "uid-m-0"
+        lm = await h.store.create(lm)
+        lm.status.hostname = "node-m-0"
+        lm.status.heartbeat = "2026-01-01T00:00:00.000Z"  # written long ago
+        await h.store.update_status(lm)
+        await leases.renew(lm)
+
+        async def heartbeat() -> tuple[str, str]:
+            await reconciler.reconcile(Request("m-0", "team-a"))
+            c = cond.get((await h.store.get(LCMMachine, "m-0", "team-a")).status, HEARTBEAT)
+            assert c is not None
+            return c.status, c.reason
+
+        assert await heartbeat() == ("True", "AgentAlive")
+        # No lease in the bucket either: missing (a fresh view, the old one holds the read).
+        await leases.drop(key_of(lm))
+        reconciler.leases = LeaseView(leases, "east")
+        assert await heartbeat() == ("False", "HeartbeatMissing")
