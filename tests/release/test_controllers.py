@@ -59,13 +59,19 @@ async def _mirror_controller(h: Harness, directory: Path, retry: float = 30) -> 
     return ctl
 
 
+async def _release_with_a_held_download(
+    h: Harness, upstream: UpstreamCDN, release: ClusterRelease
+) -> asyncio.Event:
+    """Store ``release``; its containerd package is held upstream until the gate is set."""
+    await h.store.create(release)
+    return upstream.stall(next(p for p in upstream.files if f"/{DEB_CONTAINERD[0]}_" in p))
+
+
 async def test_mirror_controller_reports_progress_then_ready(
     harness: Harness, upstream: UpstreamCDN, release: ClusterRelease, tmp_path: Path
 ) -> None:
     store = harness.store
-    await store.create(release)
-    deb = next(p for p in upstream.files if f"/{DEB_CONTAINERD[0]}_" in p)
-    gate = upstream.stall(deb)
+    gate = await _release_with_a_held_download(harness, upstream, release)
     ctl = await _mirror_controller(harness, tmp_path)
     try:
         await store.create(
@@ -134,9 +140,7 @@ async def test_mirror_pass_finishes_when_a_progress_write_loses_its_cancellation
     harness: Harness, upstream: UpstreamCDN, release: ClusterRelease, tmp_path: Path
 ) -> None:
     store = harness.store
-    await store.create(release)
-    deb = next(p for p in upstream.files if f"/{DEB_CONTAINERD[0]}_" in p)
-    gate = upstream.stall(deb)
+    gate = await _release_with_a_held_download(harness, upstream, release)
     held = _HeldProgressWrites(store)
     reconciler = ArtifactMirrorReconciler(held, tmp_path, progress_interval=0.0)  # type: ignore[arg-type]
     await store.create(
