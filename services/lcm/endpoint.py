@@ -52,7 +52,7 @@ from shared.bus import Bus
 from shared.models import LCMMachine
 from shared.runtime import conditions as cond
 from shared.runtime import update_status
-from shared.store import Conflict, NotFound, Store
+from shared.store import NotFound, Store
 from shared.tasks import cancel_all, ignore_outcome
 
 log = logging.getLogger(__name__)
@@ -237,8 +237,8 @@ class Endpoint:
                     await self._alive(lm)
             except NotFound:
                 return _error(404, "machine is gone")
-            except Conflict as e:  # a lost sign of life is not worth failing the GET
-                log.info("lcm endpoint: heartbeat of %s/%s not written: %s", *key, e)
+            except Exception as e:  # a lost sign of life is not worth failing the GET
+                log.info("lcm endpoint: heartbeat of %s/%s not recorded: %s", *key, e)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait
             while True:

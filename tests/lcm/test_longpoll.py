@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats.errors
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -282,6 +283,28 @@ async def test_heartbeats_of_a_live_node_renew_its_lease_not_the_store(bare: Bar
         assert bare.store.status_writes == before + 1
     finally:
         await view.stop()
+
+
+class _LeasesDown:
+    """A lease bucket that cannot be reached (nats-py's timeout, as when JetStream is down)."""
+
+    async def renew(self, lm: LCMMachine) -> None:
+        raise nats.errors.TimeoutError
+
+    async def drop(self, key: str) -> None:
+        raise nats.errors.TimeoutError
+
+
+async def test_a_heartbeat_that_cannot_renew_the_lease_fails_and_details_still_answer(
+    bare: Bare,
+) -> None:
+    await _heartbeat_condition(bare, True, stamp())
+    bare.ep.leases = _LeasesDown()  # type: ignore[assignment]
+    async with bare.http.post(bare.url + "/heartbeat", headers=AUTH, data=b"{}") as r:
+        assert r.status == 503  # the agent backs off and tries again
+        assert "heartbeat not recorded" in (await r.json())["error"]
+    status, body, _, _ = await bare.get()  # the sign of life is lost, not the details
+    assert status == 200 and body
 
 
 async def test_a_node_called_missing_is_written_back_at_once(bare: Bare) -> None:
