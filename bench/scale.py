@@ -121,7 +121,12 @@ class Wave:
     machines: int  # in the region once this wave is Ready
     seconds: float
     cpu: dict[str, float]  # CPU s each process spent during the wave
-    idle: float  # cores the region kept busy just before the wave (its Ready machines idle)
+    # Cores each process kept busy just before the wave (the region's Ready machines idle)
+    idle_by: dict[str, float]
+
+    @property
+    def idle(self) -> float:
+        return sum(self.idle_by.values())
 
     def net(self, per: int) -> float:
         """CPU ms per new machine, less what the machines already there cost meanwhile."""
@@ -145,7 +150,7 @@ async def drive(stack: Stack, run: Run, timeout: float, waves: int) -> None:
     deadline = start + timeout
     bounds = [run.clusters * w // waves for w in range(waves + 1)]
     for first, last in zip(bounds, bounds[1:], strict=False):
-        idle = await idle_cores(stack) if waves > 1 else 0.0
+        idle = await idle_cores(stack) if waves > 1 else {}
         began, cpu = time.perf_counter(), stack.cpu()
         await write_all(store, run, first, last)
         if first == 0:
@@ -166,12 +171,13 @@ async def drive(stack: Stack, run: Run, timeout: float, waves: int) -> None:
     await nc.close()
 
 
-async def idle_cores(stack: Stack) -> float:
-    """Cores the region's processes keep busy over ``IDLE_WINDOW`` with nothing written (a
-    measurement window, not a wait for anything)."""
-    before, t0 = sum(stack.cpu().values()), time.perf_counter()
+async def idle_cores(stack: Stack) -> dict[str, float]:
+    """Cores each of the region's processes keeps busy over ``IDLE_WINDOW`` with nothing
+    written (a measurement window, not a wait for anything)."""
+    before, t0 = stack.cpu(), time.perf_counter()
     await asyncio.sleep(IDLE_WINDOW)
-    return (sum(stack.cpu().values()) - before) / (time.perf_counter() - t0)
+    took = time.perf_counter() - t0
+    return {n: (c - before.get(n, 0.0)) / took for n, c in stack.cpu().items()}
 
 
 async def wait_ready(store: KVStore, run: Run, written: int, start: float,
@@ -307,10 +313,13 @@ def main(argv: list[str] | None = None) -> int:
                           f"{w.net(per):.1f}"] for w in r.waves]))
             if len(r.waves) > 1 and r.waves[-1].machines > per:
                 first, last = r.waves[0], r.waves[-1]
-                rate = (last.idle - first.idle) / (last.machines - per) * 1e6
+                ready = last.machines - per
+                grew = {n: last.idle_by.get(n, 0.0) - first.idle_by.get(n, 0.0) for n in names}
+                rate = (last.idle - first.idle) / ready * 1e6
                 print(f"an idle Ready machine costs the region ~{rate:.0f} us of CPU per second "
                       "(idle cores before the last wave less those of the empty region, per "
-                      "machine then Ready)")
+                      "machine then Ready); by process: "
+                      + ", ".join(f"{n} {g / ready * 1e6:.0f}" for n, g in grew.items()))
     return 0
 
 
