@@ -67,6 +67,7 @@ class Run:
     writes: int = 0  # store writes (KV stream messages), the bench's own creates included
     events: int = 0  # bus events kept by the stream (duplicates dropped)
     events_by: dict[str, int] = field(default_factory=dict)  # "<kind>.<verb>" -> events
+    held: dict[str, float] = field(default_factory=dict)  # cores per process, all Ready, idle
 
     @property
     def machines(self) -> int:
@@ -138,7 +139,7 @@ class Wave:
 IDLE_WINDOW = 10.0
 
 
-async def drive(stack: Stack, run: Run, timeout: float, waves: int) -> None:
+async def drive(stack: Stack, run: Run, timeout: float, waves: int, hold: float) -> None:
     """Write the clusters in ``waves`` equal parts, each once the previous is Ready (one
     part: all at once), and wait until every Cluster is Ready."""
     nc = await nats.connect(stack.nats_url)
@@ -161,6 +162,9 @@ async def drive(stack: Stack, run: Run, timeout: float, waves: int) -> None:
             run.waves.append(Wave(last * run.per_cluster, time.perf_counter() - began,
                                   {n: c - cpu.get(n, 0.0) for n, c in stack.cpu().items()},
                                   idle))
+    if hold > 0 and run.ready:
+        print(f"  all Ready; holding the idle region {hold:.0f} s", file=sys.stderr, flush=True)
+        run.held = await idle_cores(stack, hold)
     js = nc.jetstream()
     run.writes = (await js.stream_info(f"KV_{stack.prefix}-objects")).state.last_seq
     info = await js.stream_info(bus.stream, subjects_filter=">")
@@ -171,11 +175,11 @@ async def drive(stack: Stack, run: Run, timeout: float, waves: int) -> None:
     await nc.close()
 
 
-async def idle_cores(stack: Stack) -> dict[str, float]:
-    """Cores each of the region's processes keeps busy over ``IDLE_WINDOW`` with nothing
+async def idle_cores(stack: Stack, window: float = IDLE_WINDOW) -> dict[str, float]:
+    """Cores each of the region's processes keeps busy over ``window`` seconds with nothing
     written (a measurement window, not a wait for anything)."""
     before, t0 = stack.cpu(), time.perf_counter()
-    await asyncio.sleep(IDLE_WINDOW)
+    await asyncio.sleep(window)
     took = time.perf_counter() - t0
     return {n: (c - before.get(n, 0.0)) / took for n, c in stack.cpu().items()}
 
@@ -207,7 +211,8 @@ async def wait_ready(store: KVStore, run: Run, written: int, start: float,
 
 
 def one_size(clusters: int, per_cluster: int, per_namespace: int, timeout: float,
-             poll: float, waves: int, heartbeat: tuple[str, str] = ("120", "600")) -> Run:
+             poll: float, waves: int, heartbeat: tuple[str, str] = ("120", "600"),
+             hold: float = 0.0) -> Run:
     run = Run(clusters, per_cluster, per_namespace)
     stack = Stack(prefix="scale")
     lcm_port = free_port()
@@ -233,7 +238,7 @@ def one_size(clusters: int, per_cluster: int, per_namespace: int, timeout: float
         stack.wait_http(f"http://127.0.0.1:{health['lcm']}/healthz")
         stack.wait_http(f"http://127.0.0.1:{health['provider']}/healthz")
         time.sleep(2.0)  # let the leaders take their leases before the first write
-        asyncio.run(drive(stack, run, timeout, waves))
+        asyncio.run(drive(stack, run, timeout, waves, hold))
         for name in SERVICES:
             for ctrl, n in scrape(health[name]).items():
                 run.reconciles[ctrl] = n
@@ -258,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heartbeat", default="120/600", metavar="INTERVAL/TIMEOUT",
                    help="agent heartbeat interval and timeout, seconds (the services' "
                         "defaults are 10/45)")
+    p.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
+                   help="once all is Ready, measure the idle region this long and print what "
+                        "each process costs per Ready machine (also a window to profile in)")
     args = p.parse_args(argv)
     interval, _, hb_timeout = args.heartbeat.partition("/")
     try:
@@ -269,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes.split(","):
         c, m = (int(x) for x in size.lower().split("x"))
         runs.append(one_size(c, m, args.clusters_per_namespace, args.timeout, args.poll,
-                             max(args.waves, 1), (interval, hb_timeout)))
+                             max(args.waves, 1), (interval, hb_timeout), args.hold))
     print(machine_line())
     print()
     print(table(f"Scale to Ready (simulated provider and agents; target {TARGET})",
@@ -320,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
                       "(idle cores before the last wave less those of the empty region, per "
                       "machine then Ready); by process: "
                       + ", ".join(f"{n} {g / ready * 1e6:.0f}" for n, g in grew.items()))
+        if r.held:
+            print()
+            print(table(f"Idle region of {r.machines} Ready machines ({args.hold:.0f} s held)",
+                        ["process", "cores", "us CPU/s per machine"],
+                        [[n, f"{c:.3f}", f"{c / r.machines * 1e6:.0f}"]
+                         for n, c in [*r.held.items(), ("total", sum(r.held.values()))]]))
     return 0
 
 

@@ -207,10 +207,21 @@ class Endpoint:
             return _error(401, "invalid token for this machine")
         return lm
 
-    async def _machine(self, request: web.Request) -> LCMMachine | web.Response:
+    async def _machine(self, request: web.Request, *, cached: bool = False
+                       ) -> LCMMachine | web.Response:
+        """The LCMMachine the request names, if its token opens it. ``cached``: from the
+        store's cache where this process keeps one (shared: look, do not change) - a
+        heartbeat only looks, and every agent sends one every few seconds."""
         token = self._token(request)
         if not token:
             return _error(401, "missing bearer token")
+        if cached:
+            lm = self.store.cached(LCMMachine, request.match_info["name"],
+                                   request.match_info["ns"], at_least=0, shared=True)
+            # Not cached, or not this token's machine (a re-created one the cache has not
+            # seen yet): the store decides.
+            if lm is not None and verify(self._secret, lm.spec.machine_uid, token):
+                return lm
         return await self._load(request, token)
 
     def _encode(self, lm: LCMMachine) -> tuple[bytes, str]:
@@ -294,6 +305,8 @@ class Endpoint:
 
         self._written[key] = now
         try:
+            # From a private copy: ``lm`` may be the store cache's own object.
+            lm = await self.store.get(LCMMachine, lm.metadata.name, lm.metadata.namespace)
             await update_status(self.store, lm, mutate)
         except BaseException:
             self._written.pop(key, None)
@@ -333,7 +346,7 @@ class Endpoint:
         return web.Response(status=204)
 
     async def post_heartbeat(self, request: web.Request) -> web.Response:
-        lm = await self._machine(request)
+        lm = await self._machine(request, cached=True)
         if isinstance(lm, web.Response):
             return lm
         try:
