@@ -16,7 +16,6 @@ own leases. The bucket's TTL drops the lease of a machine nobody renews any more
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from nats.aio.client import Client as NATS
 from nats.js import api
@@ -30,8 +29,7 @@ from shared.models import LCMMachine
 from shared.natsutil import close_subscription, open_bucket
 from shared.tasks import cancel_all
 
-log = logging.getLogger(__name__)
-
+LOAD_TIMEOUT = 30.0
 NO_REGION = "_"  # key segment of an LCMMachine without spec.region
 
 
@@ -112,12 +110,17 @@ class LeaseView:
 
     async def start(self) -> None:
         kv = await self.leases.kv()
-        watcher = await kv.watch(f"{self.region or NO_REGION}.>" if self.region else ">")
+        watcher = await kv.watch(f"{self.region}.>" if self.region else ">")
         loaded = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._follow(watcher, loaded), name="lcm:leases")
-        await asyncio.wait({loaded, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({loaded, self._task}, timeout=LOAD_TIMEOUT,
+                           return_when=asyncio.FIRST_COMPLETED)
         if self._task.done():
             self._task.result()  # the watch failed before the initial load: say why
+        if not loaded.done():
+            await self.stop()
+            raise TimeoutError(f"the node leases of {self.region or 'all regions'} in "
+                               f"{self.leases.bucket} did not load within {LOAD_TIMEOUT:.0f}s")
 
     async def stop(self) -> None:
         if self._task is not None:
