@@ -269,10 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     interval, _, hb_timeout = args.heartbeat.partition("/")
     try:
-        if float(interval) <= 0 or float(hb_timeout) <= float(interval):
+        if not 0 < float(interval) <= float(hb_timeout) / 2:
             raise ValueError
     except ValueError:
-        p.error(f"--heartbeat {args.heartbeat!r}: want INTERVAL/TIMEOUT, 0 < INTERVAL < TIMEOUT")
+        p.error(f"--heartbeat {args.heartbeat!r}: want INTERVAL/TIMEOUT, "
+                "0 < INTERVAL <= TIMEOUT / 2 (as the LCM service requires)")
     runs = []
     for size in args.sizes.split(","):
         c, m = (int(x) for x in size.lower().split("x"))

@@ -15,6 +15,8 @@ import msgspec
 
 from shared.config import settings_from_env
 
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
 SECRET_ENV = "CCLOUD_LCM_SECRET"
 SECRET_FILE = "lcm/agent-secret"
 
@@ -24,15 +26,25 @@ class LCMSettings(msgspec.Struct, kw_only=True):
     port: int = 8430
     # Regional artifact mirror the agents install from.
     mirror_url: str = "http://127.0.0.1:8480"
-    heartbeat_interval: float = 10.0
-    heartbeat_timeout: float = 45.0
+    heartbeat_interval: Seconds = 10.0
+    heartbeat_timeout: Seconds = 45.0
     # How old status.heartbeat may grow while the node's lease is renewed (kubelet's
     # nodeStatusReportFrequency): the object says roughly when the node was last heard from.
-    heartbeat_status_interval: float = 300.0
-    poll_interval: float = 5.0
+    heartbeat_status_interval: Seconds = 300.0
+    poll_interval: Seconds = 5.0
     # Reconciles in flight per controller. A reconcile mostly waits on store round trips,
     # so a region with thousands of machines needs more than a handful in flight.
     workers: Annotated[int, msgspec.Meta(ge=1)] = 16
+
+    def __post_init__(self) -> None:
+        # A live agent's last recorded sign of life is up to heartbeat_write_interval
+        # (timeout / 3) plus one jittered interval (x1.2) old: past half the timeout for
+        # the interval, live nodes would be called missing.
+        if self.heartbeat_interval > self.heartbeat_timeout / 2:
+            raise ValueError(
+                f"heartbeat_interval ({self.heartbeat_interval:g}s) must be at most half of "
+                f"heartbeat_timeout ({self.heartbeat_timeout:g}s)"
+            )
 
     @property
     def heartbeat_write_interval(self) -> float:

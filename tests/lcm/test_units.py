@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.lcm.agent.executor import HostExecutor, ItemFailed, NodeRootExecutor, commands_for
+from services.lcm.config import LCMSettings
 from services.lcm.items import item_hash, release_items
 from services.lcm.phases import items_view, machine_phase
 from services.lcm.rollout import Group, MachineView, plan, state_of
@@ -140,3 +141,18 @@ async def test_root_executor_stays_inside_the_root(tmp_path: Path) -> None:
     await ex.apply(StateItem(name="f", phase="deploy", version="1", runner="file",
                              params={"path": "/etc/motd", "content": "hi"}), "h")
     assert (tmp_path / "etc/motd").read_text() == "hi"
+
+
+def test_lcm_settings_refuse_timings_that_would_call_live_nodes_missing() -> None:
+    ok = LCMSettings.from_env({"CCLOUD_LCM_HEARTBEAT_INTERVAL": "20",
+                               "CCLOUD_LCM_HEARTBEAT_TIMEOUT": "40"})
+    assert (ok.heartbeat_interval, ok.heartbeat_timeout, ok.lease_ttl) == (20.0, 40.0, 160.0)
+    for env, why in (
+        ({"CCLOUD_LCM_HEARTBEAT_INTERVAL": "0"}, r"> 0.0 - at `\$.heartbeat_interval`"),
+        ({"CCLOUD_LCM_HEARTBEAT_STATUS_INTERVAL": "-5"}, "heartbeat_status_interval"),
+        ({"CCLOUD_LCM_POLL_INTERVAL": "soon"}, "poll_interval"),
+        ({"CCLOUD_LCM_HEARTBEAT_INTERVAL": "30"},
+         r"heartbeat_interval \(30s\) must be at most half of heartbeat_timeout \(45s\)"),
+    ):
+        with pytest.raises(SystemExit, match=r"invalid settings \(CCLOUD_LCM_\*\): .*" + why):
+            LCMSettings.from_env(env)
