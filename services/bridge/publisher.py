@@ -177,6 +177,7 @@ class EventPublisher:
             try:
                 await self._save_checkpoints()
             except Exception as e:
+                raise_if_cancelling()
                 log.warning("bridge: checkpoint failed: %s", e)
 
 

@@ -30,6 +30,7 @@ from shared.models import BareMetalHost, Machine
 from shared.natsserver import die_with_parent
 from shared.service import Parts, Runtime, main
 from shared.store import Store
+from shared.tasks import cancel_all, raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,7 @@ class NodeLauncher:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])
         for node in list(self.nodes.values()):
             await self._stop_agent(node)
         if self._http:
@@ -104,7 +103,9 @@ class NodeLauncher:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                raise_if_cancelling()
                 log.warning("node launcher pass failed: %s", e)
+            raise_if_cancelling()
             await asyncio.sleep(self.poll)
 
     async def power_state(self, host: BareMetalHost) -> str:

@@ -9,7 +9,6 @@ finalizer only once LCM reports the Machine ``Drained`` - the order a real provi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -45,6 +44,7 @@ from shared.runtime import Controller, update_status
 from shared.runtime import conditions as cond
 from shared.store import NotFound
 from shared.store.kv import KVStore
+from shared.tasks import cancel_all, raise_if_cancelling
 from tests.harness import Harness, system
 
 NS = "default"
@@ -90,9 +90,13 @@ class ProviderSim:
                     if drained is None or drained.status != "True" or m.metadata.name in self.hold:
                         continue
                     m.metadata.finalizers.remove(PROVIDER_FINALIZER)
-                    with contextlib.suppress(Exception):
+                    try:
                         await self.h.store.update(m)
-                        self.deprovisioned.append((m.metadata.name, drained.reason))
+                    except Exception:
+                        raise_if_cancelling()  # nats-py can turn a cancellation into an error
+                        continue
+                    self.deprovisioned.append((m.metadata.name, drained.reason))
+            raise_if_cancelling()  # ... or lose it to a reply that raced it
             await asyncio.sleep(0.1)
 
     def start(self) -> None:
@@ -100,9 +104,7 @@ class ProviderSim:
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])
 
 
 @dataclass
