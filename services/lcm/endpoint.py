@@ -49,7 +49,7 @@ from services.lcm.leases import NodeLeases, key_of, node_leases
 from services.lcm.tokens import JOIN_TOKEN_REF, join_token, verify
 from services.lcm.wire import MAX_WAIT, AgentReport, DetailItem, ErrorBody, MachineDetails
 from shared.bus import Bus
-from shared.models import LCMMachine
+from shared.models import LCMMachine, copy
 from shared.runtime import conditions as cond
 from shared.runtime import update_status
 from shared.store import NotFound, Store
@@ -305,9 +305,9 @@ class Endpoint:
 
         self._written[key] = now
         try:
-            # From a private copy: ``lm`` may be the store cache's own object.
-            lm = await self.store.get(LCMMachine, lm.metadata.name, lm.metadata.namespace)
-            await update_status(self.store, lm, mutate)
+            # On a private copy: ``lm`` may be the store cache's own object (a stale
+            # version is a conflict, which update_status answers with a fresh read).
+            await update_status(self.store, copy(lm), mutate)
         except BaseException:
             self._written.pop(key, None)
             raise

@@ -209,14 +209,23 @@ class Lcm:
 
 
 class SharedGuard:
-    """Records every object a ``list_all(shared=True)`` hands out, with its encoding then:
-    those are the store cache's own objects, so a reconciler that changed one in place
-    would corrupt what every later read returns."""
+    """Records every object a ``list_all(shared=True)`` or ``cached(shared=True)`` hands
+    out, with its encoding then: those are the store cache's own objects, so a reconciler
+    (or the endpoint) that changed one in place would corrupt what every later read
+    returns."""
 
     def __init__(self, store: KVStore) -> None:
         self.handed: list[tuple[Resource, bytes]] = []
         self._list_all = store.list_all
+        self._cached = store.cached
         store.list_all = self.list_all  # type: ignore[method-assign]
+        store.cached = self.cached  # type: ignore[method-assign]
+
+    def cached(self, cls: type[R], name: str, namespace: str | None, **kw: Any) -> R | None:
+        found = self._cached(cls, name, namespace, **kw)
+        if found is not None and kw.get("shared"):
+            self.handed.append((found, encode(found)))
+        return found
 
     async def list_all(self, cls: type[R], namespace: str | None = None, **kw: Any) -> list[R]:
         items = await self._list_all(cls, namespace, **kw)

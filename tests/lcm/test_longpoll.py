@@ -34,7 +34,7 @@ from services.lcm.leases import LeaseView
 from services.lcm.tokens import machine_token
 from services.lcm.wire import MAX_WAIT
 from shared.bus import ChangeEvent
-from shared.models import LCMMachine, LCMMachineSpec, ObjectMeta, StateItem
+from shared.models import LCMMachine, LCMMachineSpec, ObjectMeta, StateItem, encode
 from shared.runtime import conditions as cond
 from shared.runtime import update_status
 from shared.store import Store
@@ -311,6 +311,23 @@ async def test_heartbeats_read_the_machine_from_the_cache_where_there_is_one(
     async with bare.http.post(bare.url + "/heartbeat", headers=bad, data=b"{}") as r:
         assert r.status == 401
     assert bare.store.gets == before + 1
+
+
+async def test_a_heartbeat_written_from_the_cache_leaves_the_cached_object_alone(
+    bare: Bare,
+) -> None:
+    old = await _heartbeat_condition(bare, False, "2026-01-01T00:00:00.000Z")
+    await bare.h.store.list_all(LCMMachine)
+
+    def cached() -> LCMMachine | None:
+        lm = bare.h.store.cached(LCMMachine, NAME, NS, at_least=0, shared=True)
+        return lm if lm is not None and lm.status.heartbeat == old else None
+
+    shared = await eventually(cached, what="the cache holding the missing machine")
+    before = encode(shared)
+    await _beat(bare)  # a node called missing: written at once, from the cached copy
+    assert (await bare.lm()).status.heartbeat != old
+    assert encode(shared) == before, "the store cache's own object was changed in place"
 
 
 class _LeasesDown:
