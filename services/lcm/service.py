@@ -72,8 +72,7 @@ def controllers(
 def endpoint(
     store: Store, bus: Bus, settings: LCMSettings, data_dir: str, *, region: str | None
 ) -> Endpoint:
-    return Endpoint(store, load_secret(data_dir), settings, bus=bus, region=region,
-                    leases=node_leases(bus, settings))
+    return Endpoint(store, load_secret(data_dir), settings, bus=bus, region=region)
 
 
 def region_controller(store: Store, bus: Bus, nc: NATS, settings: Settings) -> Controller:
