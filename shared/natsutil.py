@@ -13,6 +13,12 @@ from nats.js.kv import KeyValue
 UNSUBSCRIBE_TIMEOUT = 2.0
 
 
+def api_prefix(js: JetStreamContext) -> str:
+    """The JetStream API subject prefix of ``js`` (``$JS.API`` unless a domain or a custom
+    prefix is set); nats-py keeps it private, so the default is the fallback."""
+    return getattr(js, "_prefix", "$JS.API")
+
+
 async def open_bucket(js: JetStreamContext, config: api.KeyValueConfig) -> KeyValue:
     """The KV bucket ``config.bucket``, created with ``config`` if it does not exist yet
     (an existing bucket keeps its own configuration)."""

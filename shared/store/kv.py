@@ -33,7 +33,7 @@ from nats.js import api
 from nats.js.errors import APIError, BucketNotFoundError, KeyDeletedError, KeyNotFoundError
 
 from shared.models import Resource, copy, decode, encode
-from shared.natsutil import close_subscription
+from shared.natsutil import api_prefix, close_subscription
 from shared.store import prefetch, selectors, semantics
 from shared.store.base import (
     EventType,
@@ -105,7 +105,7 @@ class KVStore(Store):
         self.bucket = bucket
         self._stream = f"KV_{bucket}"
         self._last_seq = LastSeq(
-            nc, self._stream, api_prefix=getattr(self._js, "_prefix", "$JS.API"))
+            nc, self._stream, api_prefix=api_prefix(self._js))
         self._kv = None
 
     async def start(self) -> None:
