@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NATS
 
 from services.bridge.gc import GarbageCollector
-from services.bridge.publisher import EventPublisher
+from services.bridge.publisher import ANNOUNCED_LINGER, EventPublisher
 from shared.bus import Bus
 from shared.config import Settings
 from shared.store.kv import KVStore
@@ -29,13 +29,17 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def system(nc: NATS, prefix: str, *, nats_url: str = "") -> AsyncIterator[Harness]:
+async def system(nc: NATS, prefix: str, *, nats_url: str = "",
+                 linger: float = ANNOUNCED_LINGER) -> AsyncIterator[Harness]:
+    """Store, bus, bridge and GC as the embedded default runs them (``linger``: the
+    bridge's, 0 as on Kubernetes where it is the only publisher)."""
     settings = Settings(nats_url=nats_url, prefix=prefix, lease_seconds=2.0)
     bus = Bus(nc, prefix=prefix, service="test")
     await bus.start()
     store = KVStore(nc, bucket=settings.objects_bucket, on_commit=bus.announce)
     await store.start()
-    publisher = EventPublisher(store, bus, nc, checkpoint_bucket=f"{prefix}-bridge")
+    publisher = EventPublisher(store, bus, nc, checkpoint_bucket=f"{prefix}-bridge",
+                               linger=linger)
     await publisher.start()
     gc = GarbageCollector(store, bus)
     await gc.start()

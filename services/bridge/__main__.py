@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from services.bridge.gc import DEFAULT_SWEEP_SECONDS, GarbageCollector
-from services.bridge.publisher import EventPublisher
+from services.bridge.publisher import ANNOUNCED_LINGER, EventPublisher
 from shared.service import Parts, Runtime, main
 
 
@@ -26,7 +26,10 @@ def sweep_interval() -> float:
 
 async def build(rt: Runtime) -> Parts:
     publisher = EventPublisher(
-        rt.store, rt.bus, rt.nc, checkpoint_bucket=f"{rt.settings.prefix}-bridge"
+        rt.store, rt.bus, rt.nc, checkpoint_bucket=f"{rt.settings.prefix}-bridge",
+        # Writers to the embedded store announce their own events; on Kubernetes this
+        # tail is the only publisher and sends at once.
+        linger=0.0 if rt.settings.store == "kube" else ANNOUNCED_LINGER,
     )
     gc = GarbageCollector(rt.store, rt.bus, sweep_interval=sweep_interval())
     return Parts(leader=[publisher, gc])

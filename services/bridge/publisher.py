@@ -32,6 +32,7 @@ from shared.tasks import cancel_all, ignore_outcome, raise_if_cancelling
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL = 0.5
+ANNOUNCED_LINGER = 0.02  # how long the tail holds events its writers announce themselves
 RETRY_DELAY = 1.0
 
 
@@ -45,6 +46,7 @@ class EventPublisher:
         kinds: tuple[type[Resource], ...] = ALL_KINDS,
         checkpoint_bucket: str = "ccloud-bridge",
         checkpoint_interval: float = CHECKPOINT_INTERVAL,
+        linger: float = 0.0,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -52,6 +54,7 @@ class EventPublisher:
         self.kinds = kinds
         self.checkpoint_bucket = checkpoint_bucket
         self.checkpoint_interval = checkpoint_interval
+        self.linger = linger
         self.published = 0  # events acknowledged by the stream (duplicates included)
         self.resends = 0  # tails restarted after a failed ack
         self._kv = None
@@ -144,9 +147,43 @@ class EventPublisher:
             sending.result()  # Gone, or the watch's own failure
 
     async def _send_all(self, watch: AsyncIterator[WatchEvent[Resource]], pipe: _Pipeline) -> None:
-        async for ev in watch:
-            pipe.add(ev.object.metadata.resource_version or pipe.acked,
-                     await self.bus.send(event_for(ev.type, ev.object)))
+        if self.linger <= 0:
+            async for ev in watch:
+                await self._send(ev, pipe)
+            return
+        # Where writers announce their own events, this tail only covers a writer that died,
+        # so it may wait: what arrives within ``linger`` leaves in one socket write and its
+        # acks come back together, instead of a write and a wake-up per event.
+        arrived: asyncio.Queue[WatchEvent[Resource] | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for ev in watch:
+                    arrived.put_nowait(ev)
+            finally:
+                arrived.put_nowait(None)  # the watch ended (or failed: awaited below)
+
+        reader = asyncio.ensure_future(read())
+        reader.add_done_callback(ignore_outcome)  # awaited below when it matters
+        try:
+            while True:
+                first = await arrived.get()
+                if first is not None:
+                    await asyncio.sleep(self.linger)
+                burst = [first]
+                while not arrived.empty():
+                    burst.append(arrived.get_nowait())
+                for ev in burst:
+                    if ev is None:
+                        await reader  # its failure (Gone, a broken watch) is ours
+                        return
+                    await self._send(ev, pipe)
+        finally:
+            await cancel_all([reader])
+
+    async def _send(self, ev: WatchEvent[Resource], pipe: _Pipeline) -> None:
+        pipe.add(ev.object.metadata.resource_version or pipe.acked,
+                 await self.bus.send(event_for(ev.type, ev.object)))
 
     def _acked(self, kind: str, rv: str) -> None:
         self.published += 1

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
-from services.bridge.publisher import EventPublisher
+from services.bridge.publisher import ANNOUNCED_LINGER, EventPublisher
 from shared.bus import ChangeEvent
 from shared.models import Cluster, ClusterSpec, ObjectMeta
 from tests.harness import system
@@ -16,6 +17,11 @@ def cluster(name: str, region: str = "east") -> Cluster:
         metadata=ObjectMeta(name=name, namespace="team-a"),
         spec=ClusterSpec(region=region, provider="simulated", release="mke-3-7-0"),
     )
+
+
+# The bridge's tail sends at once (Kubernetes: it is the only publisher) or holds what
+# arrives within a linger to send it together (the embedded store: writers announce).
+both_tails = pytest.mark.parametrize("linger", [0.0, ANNOUNCED_LINGER], ids=["at-once", "linger"])
 
 
 async def stream_events(h) -> list[tuple[str, ChangeEvent]]:
@@ -30,8 +36,9 @@ async def stream_events(h) -> list[tuple[str, ChangeEvent]]:
     return out
 
 
-async def test_one_event_per_write_with_region_subjects(nc, prefix):
-    async with system(nc, prefix) as h:
+@both_tails
+async def test_one_event_per_write_with_region_subjects(nc, prefix, linger):
+    async with system(nc, prefix, linger=linger) as h:
         c = await h.store.create(cluster("c1"))
         c.spec.release = "mke-3-7-1"
         c = await h.store.update(c)
@@ -60,8 +67,9 @@ async def _n(coro, n: int):
     return got if len(got) >= n else None
 
 
-async def test_restarted_bridge_replays_without_duplicates(nc, prefix):
-    async with system(nc, prefix) as h:
+@both_tails
+async def test_restarted_bridge_replays_without_duplicates(nc, prefix, linger):
+    async with system(nc, prefix, linger=linger) as h:
         for i in range(5):
             await h.store.create(cluster(f"c{i}"))
         await eventually(lambda: _n(stream_events(h), 5), what="first 5 events")
@@ -71,7 +79,8 @@ async def test_restarted_bridge_replays_without_duplicates(nc, prefix):
         await kv.put("Cluster", b"0")
         await h.store.create(cluster("c9"))
 
-        replay = EventPublisher(h.store, h.bus, nc, checkpoint_bucket=f"{prefix}-bridge")
+        replay = EventPublisher(h.store, h.bus, nc, checkpoint_bucket=f"{prefix}-bridge",
+                                linger=linger)
         await replay.start()
         try:
             await eventually(lambda: replay.published >= 6, what="replay of all writes")
@@ -102,11 +111,12 @@ async def test_events_carry_no_object_content(nc, prefix):
         assert msg.subject == f"{prefix}.east.openstackcredential.created"
 
 
-async def test_bridge_publishes_writes_whose_writer_never_announced(nc, prefix):
+@both_tails
+async def test_bridge_publishes_writes_whose_writer_never_announced(nc, prefix, linger):
     """A writer that died between commit and publish: the bridge's tail covers it."""
     from shared.store.kv import KVStore
 
-    async with system(nc, prefix) as h:
+    async with system(nc, prefix, linger=linger) as h:
         silent = KVStore(nc, bucket=h.settings.objects_bucket)  # no commit hook
         await silent.start()
         await silent.create(cluster("quiet"))
@@ -114,12 +124,33 @@ async def test_bridge_publishes_writes_whose_writer_never_announced(nc, prefix):
         assert [(e.type, e.name) for _, e in events] == [("ADDED", "quiet")]
 
 
-async def test_an_expired_checkpoint_is_caught_up_from_a_list(nc, prefix):
+@both_tails
+async def test_a_burst_of_unannounced_writes_is_published_whole_and_in_order(nc, prefix, linger):
+    """Events held for a linger all leave, the burst's last one too, and in store order."""
+    from shared.store.kv import KVStore
+
+    async with system(nc, prefix, linger=linger) as h:
+        silent = KVStore(nc, bucket=h.settings.objects_bucket)  # no commit hook
+        await silent.start()
+        try:
+            written = [await silent.create(cluster(f"b{i}")) for i in range(25)]
+            events = await eventually(lambda: _n(stream_events(h), 25), what="25 events")
+            assert [(e.name, e.resource_version) for _, e in events] == [
+                (c.metadata.name, c.metadata.resource_version) for c in written]
+            last = written[-1].metadata.resource_version
+            await eventually(lambda: h.publisher.position("Cluster") == last,
+                             what="resume point at the burst's last write")
+        finally:
+            await silent.close()
+
+
+@both_tails
+async def test_an_expired_checkpoint_is_caught_up_from_a_list(nc, prefix, linger):
     """The bridge was away while an unannounced object changed more often than the store
     keeps history for: its resume point is Gone, and the latest state is still published."""
     from shared.store.kv import HISTORY, KVStore
 
-    async with system(nc, prefix) as h:
+    async with system(nc, prefix, linger=linger) as h:
         start = (await h.store.create(cluster("seen"))).metadata.resource_version
         await eventually(lambda: _n(stream_events(h), 1), what="first event")
         await h.publisher.stop()
@@ -132,7 +163,8 @@ async def test_an_expired_checkpoint_is_caught_up_from_a_list(nc, prefix):
             quiet.metadata.labels = {"n": str(i)}
             quiet = await silent.update(quiet)
 
-        replay = EventPublisher(h.store, h.bus, nc, checkpoint_bucket=f"{prefix}-bridge")
+        replay = EventPublisher(h.store, h.bus, nc, checkpoint_bucket=f"{prefix}-bridge",
+                                linger=linger)
         await replay.start()
         try:
             events = await eventually(lambda: _n(stream_events(h), 2), what="caught-up event")
@@ -208,12 +240,15 @@ async def test_global_kinds_travel_under_the_global_region_token(nc, prefix):
         ]
 
 
-async def test_an_event_the_stream_did_not_take_is_resent_and_never_checkpointed(nc, prefix):
+@both_tails
+async def test_an_event_the_stream_did_not_take_is_resent_and_never_checkpointed(
+    nc, prefix, linger
+):
     """Sends are pipelined (acks not awaited one by one): a write whose event was refused
     keeps the resume point before it, and is published once the stream takes events again."""
     from shared.store.kv import KVStore
 
-    async with system(nc, prefix) as h:
+    async with system(nc, prefix, linger=linger) as h:
         first = await h.store.create(cluster("first"))
         await eventually(lambda: h.publisher.position("Cluster") == first.metadata.resource_version,
                          what="resume point at the first write")
