@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sync['rate']:.0f}"],
                  ["publish, 256 acks in flight", pipelined["acked"],
                   f"{pipelined['seconds']:.2f}", f"{pipelined['rate']:.0f}"],
-                 ["consume (pull 256, ack each)", drain["received"], f"{drain['seconds']:.2f}",
-                  f"{drain['rate']:.0f}"]]))
+                 ["consume (standing pull 256, ack each)", drain["received"],
+                  f"{drain['seconds']:.2f}", f"{drain['rate']:.0f}"]]))
     print()
     print(table(f"JetStream publish -> consume latency at a fixed rate ({args.seconds:.0f} s "
                 "per step; ms)",

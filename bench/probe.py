@@ -1,8 +1,8 @@
 """The receiving side of a bench, run as its own process (``python -m bench.probe``).
 
 Modes:
-  js          a durable pull consumer on a raw JetStream stream, as the bus uses one
-              (fetch batches, explicit ack); latency = receive time - send time in payload
+  js          a durable pull consumer on a raw JetStream stream, read as the bus reads
+              (a standing pull request, explicit ack); latency = receive - send time
   js-drain    read ``count`` stored messages as fast as possible (consume ceiling)
   controller  a ``shared.runtime.Controller`` on Cluster whose reconciler records
               ``perf_counter()`` at reconcile start against the ``bench/sent`` annotation
@@ -68,62 +68,67 @@ async def ensure_raw_stream(js) -> None:  # noqa: ANN001 - nats JetStreamContext
                                              storage=api.StorageType.FILE))
 
 
-async def js_mode(args: argparse.Namespace) -> dict[str, object]:
+async def raw_pull(args: argparse.Namespace, deliver: str):  # noqa: ANN201
+    """A durable consumer on the raw stream, read as the bus reads its own (a standing
+    pull request, ``shared.bus.pull``)."""
     import nats
-    from nats.errors import TimeoutError as NatsTimeout
     from nats.js import api
+
+    from shared.bus.pull import StandingPull
 
     nc = await nats.connect(args.nats_url)
     js = nc.jetstream()
     await ensure_raw_stream(js)
     await js.add_consumer(RAW_STREAM, api.ConsumerConfig(
         durable_name=args.durable, filter_subject=args.subject,
-        ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.NEW,
+        ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy(deliver),
         max_ack_pending=10_000))
-    sub = await js.pull_subscribe_bind(durable=args.durable, stream=RAW_STREAM)
+    pull = StandingPull(nc, RAW_STREAM, args.durable, batch=256)
+    await pull.start()
+    return nc, pull
+
+
+async def next_within(pull, seconds: float):  # noqa: ANN001, ANN201
+    """The next message, or None after ``seconds`` (so the caller can check its limits)."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await pull.next()
+    except TimeoutError:
+        return None
+
+
+async def js_mode(args: argparse.Namespace) -> dict[str, object]:
+    nc, pull = await raw_pull(args, "new")
     mark_ready(args.ready)
     latencies: list[float] = []
     deadline = time.monotonic() + args.timeout
     stop = asyncio.Event()
     on_term(stop)
     while len(latencies) < args.count and time.monotonic() < deadline and not stop.is_set():
-        try:
-            msgs = await sub.fetch(64, timeout=1.0)
-        except (NatsTimeout, TimeoutError):
+        msg = await next_within(pull, 1.0)
+        if msg is None:
             continue
-        for msg in msgs:
-            (sent,) = struct.unpack("!d", msg.data[:8])
-            latencies.append(time.perf_counter() - sent)
-            await msg.ack()
+        (sent,) = struct.unpack("!d", msg.data[:8])
+        latencies.append(time.perf_counter() - sent)
+        await msg.ack()
+    await pull.stop()
     await nc.close()
     return summary(latencies, args.count)
 
 
 async def js_drain(args: argparse.Namespace) -> dict[str, object]:
-    import nats
-    from nats.errors import TimeoutError as NatsTimeout
-    from nats.js import api
-
-    nc = await nats.connect(args.nats_url)
-    js = nc.jetstream()
-    await js.add_consumer(RAW_STREAM, api.ConsumerConfig(
-        durable_name=args.durable, filter_subject=args.subject,
-        ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.ALL,
-        max_ack_pending=10_000))
-    sub = await js.pull_subscribe_bind(durable=args.durable, stream=RAW_STREAM)
+    nc, pull = await raw_pull(args, "all")
     mark_ready(args.ready)
     got = 0
     start = time.perf_counter()
     deadline = time.monotonic() + args.timeout
     while got < args.count and time.monotonic() < deadline:
-        try:
-            msgs = await sub.fetch(256, timeout=1.0)
-        except (NatsTimeout, TimeoutError):
-            continue
-        for msg in msgs:
+        msg = await next_within(pull, 1.0)
+        if msg is not None:
             await msg.ack()
-        got += len(msgs)
+            got += 1
     seconds = time.perf_counter() - start
+    await pull.stop()
     await nc.close()
     return {"received": got, "seconds": seconds, "rate": got / seconds}
 

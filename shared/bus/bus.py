@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -30,8 +29,8 @@ from shared.bus.events import (
     stream_name,
     subject,
 )
+from shared.bus.pull import StandingPull
 from shared.models import Resource
-from shared.natsutil import api_prefix, close_subscription
 from shared.tasks import cancel_all, ignore_outcome, raise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -44,9 +43,6 @@ DEFAULT_ACK_WAIT = 30.0
 NAK_DELAY = 1.0
 ANNOUNCE_STALL = 5.0  # seconds a write waits for a free slot (4,000 unacked announces)
 ANNOUNCE_ACK_TIMEOUT = 30.0
-PULL_EXPIRES = 30.0  # a standing pull request lasts this long, then is made again
-IDLE_HEARTBEAT = 1.0  # the server's word while it has nothing to deliver
-SILENT_AFTER = 3 * IDLE_HEARTBEAT  # no word for this long: the request was lost
 
 
 class Bus:
@@ -159,16 +155,8 @@ class Bus:
 
 
 class Consumer:
-    """One durable pull consumer and the task that feeds its handler.
-
-    Pulls continuously, as the NATS clients' ``consume`` does: a standing pull request
-    for up to ``batch`` messages, topped up when half is used, so a message costs the
-    server one delivery and one ack. (nats-py's ``fetch`` asks anew for every batch,
-    and at sparse rates that is a request, a status reply and a wake-up per event: 40%
-    more CPU in the consumer, measured side by side.) The server sends an idle
-    heartbeat while it has nothing to deliver; hearing nothing for a few of them means
-    the request was lost (a reconnect, a restarted server) and it is made again.
-    """
+    """One durable consumer and the task that feeds its handler, through a standing pull
+    request (``shared.bus.pull``)."""
 
     def __init__(
         self,
@@ -186,27 +174,15 @@ class Consumer:
         self.durable = durable.replace(".", "_")
         self.subjects = subjects
         self.handler = handler
-        self.batch = max(2, batch)
         self.deliver_new = deliver_new
+        self.messages = StandingPull(bus.nc, bus.stream, self.durable, batch=batch,
+                                     ensure=self._ensure)
         self._task: asyncio.Task[None] | None = None
-        self._sub = None
-        self._stopping = False
         self._events_in: dict[str, Counter] = {}  # kind -> metric child
-        self._inbox = ""
-        self._next_subject = ""
-        self._arrived: asyncio.Queue[Msg] = asyncio.Queue()
-        self._credit = 0  # messages requested and not yet delivered
-        self._heard = 0.0  # monotonic time of the server's last word on our requests
-        self._recheck = False  # the server said the consumer is gone
-        self.pulls = 0  # pull requests made
 
     async def start(self) -> None:
         await self._ensure()
-        self._inbox = self.bus.nc.new_inbox()
-        self._next_subject = (
-            f"{api_prefix(self.bus.js)}.CONSUMER.MSG.NEXT.{self.bus.stream}.{self.durable}"
-        )
-        self._sub = await self.bus.nc.subscribe(self._inbox, cb=self._arrive)
+        await self.messages.start()
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.durable}")
 
     async def _ensure(self) -> None:
@@ -234,70 +210,14 @@ class Consumer:
                 ),
             )
 
-    async def _arrive(self, msg: Msg) -> None:
-        """Subscription callback: data goes to the handler's queue, status is bookkeeping."""
-        self._heard = time.monotonic()
-        status = msg.headers.get("Status") if msg.headers and not msg.data else None
-        if status is None:
-            self._credit -= 1
-            self._arrived.put_nowait(msg)
-        elif status == "408":  # a request expired; what it still held will not come
-            self._credit -= int(msg.headers.get("Nats-Pending-Messages", "0") or 0)
-        elif status != "100":  # 100: idle heartbeat
-            # 409 (consumer deleted, leadership change, too many requests), 503 (no
-            # JetStream): start over once the watchdog finds the requests silent.
-            log.info("consumer %s: pull ended: %s %s", self.durable, status,
-                     msg.headers.get("Description", ""))
-            self._recheck = status == "409"
-            self._credit = 0
-            self._heard = 0.0
-
-    async def _pull(self) -> None:
-        want = self.batch - max(self._credit, 0)
-        self._credit += want
-        self.pulls += 1
-        await self.bus.nc.publish(
-            self._next_subject,
-            b'{"batch":%d,"expires":%d,"idle_heartbeat":%d}'
-            % (want, int(PULL_EXPIRES * 1e9), int(IDLE_HEARTBEAT * 1e9)),
-            reply=self._inbox,
-        )
-
-    async def _renew(self) -> None:
-        """No word from the server for a while: make the standing request again."""
-        if self._recheck:
-            await self._ensure()
-            self._recheck = False
-        self._credit = 0
-        self._heard = time.monotonic()  # the new request has its own heartbeats to send
-        await self._pull()
-
     async def _run(self) -> None:
-        while not self._stopping:
+        while True:
+            msg = await self.messages.next()
             try:
-                if self._arrived.empty():
-                    if time.monotonic() - self._heard > SILENT_AFTER:
-                        await self._renew()
-                    elif self._credit + self._arrived.qsize() <= self.batch // 2:
-                        await self._pull()
-                    try:
-                        async with asyncio.timeout(IDLE_HEARTBEAT):
-                            msg = await self._arrived.get()
-                    except TimeoutError:
-                        raise_if_cancelling()
-                        continue
-                else:
-                    msg = self._arrived.get_nowait()
                 await self._deliver(msg)
-                if self._credit + self._arrived.qsize() <= self.batch // 2:
-                    await self._pull()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # connection trouble: the client reconnects by itself
+            except Exception as e:  # an ack or nak lost with the connection: it comes again
                 raise_if_cancelling()
-                log.warning("consumer %s: pulling failed: %r", self.durable, e)
-                self._heard = 0.0
-                await asyncio.sleep(0.5)
+                log.warning("consumer %s: settling a message failed: %r", self.durable, e)
 
     async def _deliver(self, msg: Msg) -> None:
         try:
@@ -323,12 +243,7 @@ class Consumer:
         await msg.ack()
 
     async def stop(self) -> None:
-        self._stopping = True
         if self._task:
             await cancel_all([self._task])
             self._task = None
-        if self._sub is not None:
-            await close_subscription(self._sub)
-            self._sub = None
-        while not self._arrived.empty():  # never acked: JetStream delivers them again
-            self._arrived.get_nowait()
+        await self.messages.stop()

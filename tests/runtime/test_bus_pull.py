@@ -12,8 +12,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from shared.bus import Bus, ChangeEvent, event_for
-from shared.bus import bus as bus_module
+from shared.bus import Bus, ChangeEvent, event_for, pull
 from shared.models import ObjectMeta, Region, RegionSpec
 from shared.natsserver import NatsServer
 from tests.waiting import eventually
@@ -70,15 +69,15 @@ async def test_an_expired_pull_request_is_made_again(
 ) -> None:
     """Only the server's 'request timeout' can renew it here: the silence watchdog is
     pushed out of reach."""
-    monkeypatch.setattr(bus_module, "PULL_EXPIRES", 0.5)
-    monkeypatch.setattr(bus_module, "IDLE_HEARTBEAT", 0.2)
-    monkeypatch.setattr(bus_module, "SILENT_AFTER", 600.0)
+    monkeypatch.setattr(pull, "PULL_EXPIRES", 0.5)
+    monkeypatch.setattr(pull, "IDLE_HEARTBEAT", 0.2)
+    monkeypatch.setattr(pull, "SILENT_AFTER", 600.0)
     bus = Bus(nc, prefix=prefix)
     await bus.start()
     seen = Seen()
     consumer = await bus.consume("expiring", [bus.subject("*", "region")], seen.handle)
     try:
-        await eventually(lambda: consumer.pulls >= 3, what="two expired requests renewed")
+        await eventually(lambda: consumer.messages.pulls >= 3, what="two expired requests renewed")
         await announce(bus, "late")
         await eventually(lambda: seen.names == ["late"], what="an event after the renewals")
     finally:
