@@ -301,8 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(table(f"Footprint, {r.machines} machines", ["process", "peak RSS MiB", "CPU s",
                                                          "CPU ms per machine"],
-                    [[n, f"{rss:.0f}", f"{cpu:.1f}", f"{cpu / r.machines * 1000:.1f}"]
-                     for n, rss, cpu in r.footprint]))
+                    [*([n, f"{rss:.0f}", f"{cpu:.1f}", f"{cpu / r.machines * 1000:.1f}"]
+                       for n, rss, cpu in r.footprint),
+                     *(["total" + label, "", f"{cpu:.1f}", f"{cpu / r.machines * 1000:.1f}"]
+                       for label, cpu in _totals(r.footprint))]))
         print()
         print(table(f"Writes per machine: {r.writes / r.machines:.1f} to the store, "
                     f"{r.events / r.machines:.1f} bus events; events by kind",
@@ -338,5 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _totals(footprint: list[tuple[str, float, float]]) -> list[tuple[str, float]]:
+    """CPU s of all processes, and of the services alone: real agents run on their own
+    nodes, so what the region's own cores must carry is the second."""
+    everything = sum(cpu for _, _, cpu in footprint)
+    agents = sum(cpu for name, _, cpu in footprint if name == "fleet")
+    return [("", everything), (" without the simulated agents", everything - agents)]
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -27,6 +27,11 @@ QUEUE_DEPTH = Gauge(
 )
 EVENTS_IN = Counter("ccloud_events_in_total", "Bus events consumed", ["service", "kind"])
 EVENTS_OUT = Counter("ccloud_events_out_total", "Bus events published", ["service", "kind"])
+PULLS_RENEWED = Counter(
+    "ccloud_bus_pulls_renewed_total",
+    "Standing pull requests made again after the server fell silent (a reconnect, a "
+    "restarted server) or ended them (a deleted consumer)", ["consumer"],
+)
 BRIDGE_RESENDS = Counter(
     "ccloud_bridge_resends_total",
     "Bridge tails restarted from the last acknowledged event after an ack failed", ["kind"],

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from shared import metrics
 from shared.natsutil import api_prefix, close_subscription
 from shared.tasks import raise_if_cancelling
 
@@ -51,6 +52,8 @@ class StandingPull:
         self.name = durable
         self.batch = max(2, batch)
         self.pulls = 0  # requests made
+        self.renewals = 0  # requests made again after a silence or an ended request
+        self._renewed = metrics.PULLS_RENEWED.labels(durable)
         self._ensure = ensure
         self._subject = f"{api_prefix(nc.jetstream())}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = nc.new_inbox()
@@ -58,6 +61,7 @@ class StandingPull:
         self._arrived: asyncio.Queue[Msg] = asyncio.Queue()
         self._credit = 0  # messages requested and not yet delivered
         self._heard = 0.0  # monotonic time of the server's last word on our requests
+        self._ended = True  # no request stands (none made yet, or the server ended it)
         self._recheck = False  # the server said the consumer is gone
 
     async def start(self) -> None:
@@ -75,14 +79,16 @@ class StandingPull:
     async def next(self) -> Msg:
         while True:
             try:
-                if self._arrived.empty() and time.monotonic() - self._heard > SILENT_AFTER:
+                if self._arrived.empty() and (
+                    self._ended or time.monotonic() - self._heard > SILENT_AFTER
+                ):
                     await self._renew()
                 elif self._credit + self._arrived.qsize() <= self.batch // 2:
                     await self._pull()
             except Exception as e:  # connection trouble: the client reconnects by itself
                 raise_if_cancelling()
                 log.warning("consumer %s: pulling failed: %r", self.name, e)
-                self._heard = 0.0
+                self._ended = True
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             if not self._arrived.empty():
@@ -104,12 +110,12 @@ class StandingPull:
             self._credit -= int(msg.headers.get("Nats-Pending-Messages", "0") or 0)
         elif status != "100":  # 100: idle heartbeat
             # 409 (consumer deleted, leadership change, too many requests), 503 (no
-            # JetStream): start over once ``next`` finds the requests silent.
+            # JetStream): ``next`` makes the request again.
             log.info("consumer %s: pull ended: %s %s", self.name, status,
                      msg.headers.get("Description", ""))
             self._recheck = status == "409"
             self._credit = 0
-            self._heard = 0.0
+            self._ended = True
 
     async def _pull(self) -> None:
         want = self.batch - max(self._credit, 0)
@@ -123,9 +129,16 @@ class StandingPull:
         )
 
     async def _renew(self) -> None:
+        if self.pulls:  # not the first request: the standing one was lost or ended
+            self.renewals += 1
+            self._renewed.inc()
+            if not self._ended:
+                log.info("consumer %s: no word on the pull request for %.0fs; making it "
+                         "again", self.name, time.monotonic() - self._heard)
         if self._recheck and self._ensure is not None:
             await self._ensure()
         self._recheck = False
         self._credit = 0
         self._heard = time.monotonic()  # the new request has its own heartbeats to send
+        self._ended = False
         await self._pull()

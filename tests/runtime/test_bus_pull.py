@@ -80,6 +80,7 @@ async def test_an_expired_pull_request_is_made_again(
         await eventually(lambda: consumer.messages.pulls >= 3, what="two expired requests renewed")
         await announce(bus, "late")
         await eventually(lambda: seen.names == ["late"], what="an event after the renewals")
+        assert consumer.messages.renewals == 0  # topped up on expiry, never lost
     finally:
         await consumer.stop()
 
@@ -102,6 +103,7 @@ async def test_a_deleted_durable_consumer_is_created_again(nc: NATS, prefix: str
         await eventually(exists, what="the consumer created again")
         await announce(bus, "after")
         await eventually(lambda: seen.names == ["before", "after"], what="the next event")
+        assert consumer.messages.renewals >= 1
     finally:
         await consumer.stop()
 
@@ -137,6 +139,7 @@ async def test_the_consumer_goes_on_after_the_server_restarts(own_server: NatsSe
         await eventually(published, timeout=20, what="a publish after the restart")
         await eventually(lambda: seen.names == ["before", "after"], timeout=20,
                          what="an event published after the restart")
+        assert consumer.messages.renewals >= 1  # the request died with the server
     finally:
         await consumer.stop()
         with contextlib.suppress(Exception):
