@@ -14,8 +14,9 @@ STOP_TIMEOUT = 2.0
 async def cancel_all(tasks: Iterable[asyncio.Task[object]], timeout: float = STOP_TIMEOUT) -> None:
     """Cancel ``tasks`` and wait for them at most ``timeout`` seconds.
 
-    A library that swallows a cancellation (nats-py's fetch can turn it into a timeout the
-    caller's loop retries) would otherwise keep a ``stop()`` waiting forever.
+    A library that swallows a cancellation (nats-py's request can lose one to a reply
+    that races it, see ``raise_if_cancelling``) would otherwise keep a ``stop()`` waiting
+    forever.
     """
     pending = [t for t in tasks if not t.done()]
     for t in pending:
