@@ -15,7 +15,9 @@ HTTP rather than NATS subjects, because agents then need no NATS credentials at 
 every ``<prefix>.>`` subject already belongs to the event stream. A token opens exactly one
 LCMMachine (checked before any wait); an unknown machine is 404 (the agent waits for it), a
 wrong token 401. The agent writes only ``status.hostname/ip/heartbeat/stateItems/cordoned/
-cordonError`` - phases and conditions stay with the controllers. Details also carry the secrets the
+cordonError``; what the LCMMachine controller derives from those (phase, release, the
+ItemsReady/Cordon conditions and Ready, by the controller's own functions) rides along in
+the same write, and Heartbeat stays with the controller. Details also carry the secrets the
 machine's items name by reference (its cluster's MKE join token, derived from the uid of
 the LCMCluster owning the LCMMachine), so no secret is ever stored or published.
 
@@ -44,7 +46,7 @@ from services.lcm.changes import ChangeHub, Key
 from services.lcm.clock import age, stamp
 from services.lcm.config import LCMSettings
 from services.lcm.items import item_hash, ordered
-from services.lcm.lcmmachine import HEARTBEAT
+from services.lcm.lcmmachine import HEARTBEAT, derive_progress, summarize
 from services.lcm.leases import NodeLeases, key_of, node_leases
 from services.lcm.tokens import JOIN_TOKEN_REF, join_token, verify
 from services.lcm.wire import MAX_WAIT, AgentReport, DetailItem, ErrorBody, MachineDetails
@@ -337,6 +339,10 @@ class Endpoint:
             items.update({k: v for k, v in report.items.items() if k in known})
             st.state_items = items
             st.heartbeat = stamp()
+            # What the LCMMachine controller derives from the report rides along, so its
+            # reconcile writes nothing more for a progress report (Heartbeat stays its own).
+            derive_progress(obj)
+            summarize(obj)
 
         try:
             await update_status(self.store, lm, mutate)

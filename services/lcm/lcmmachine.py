@@ -2,7 +2,10 @@
 
 Agents write only their reports (``services.lcm.endpoint``); this controller turns them
 into ``status.phase``, the ``ItemsReady``/``Heartbeat``/``Cordon``/``Ready`` conditions and
-``status.release`` (set once every item of ``spec.release`` is finished). It requeues
+``status.release`` (set once every item of ``spec.release`` is finished). The endpoint
+applies the same derivation (``derive_progress``, ``summarize``) to the write that stores a
+report, so the reconcile that write wakes has nothing left to write; Heartbeat is only
+this controller's. It requeues
 itself to notice a heartbeat that stops, and mirrors phase and node name onto the Machine.
 A node's last sign of life is the later of ``status.heartbeat`` and its lease
 (``services.lcm.leases``): between status writes only the lease moves.
@@ -71,22 +74,7 @@ class LCMMachineReconciler:
 
     def _status(self, lm: LCMMachine, seen: float | None) -> float | None:
         st = lm.status
-        view = items_view(lm)
-        st.phase = machine_phase(lm, view)
-        if view.complete and st.hostname:
-            st.release = lm.spec.release
-        if view.failed is not None:
-            item, message = view.failed
-            cond.mark_false(st, ITEMS_READY, "ItemFailed", f"item {item}: {message}", "Error")
-        elif view.complete:
-            cond.mark_true(st, ITEMS_READY, "Done", f"{len(view.done)} items done")
-        else:
-            total = len(lm.spec.state_items)
-            current = (view.running or view.pending or ["?"])[0]
-            cond.mark_false(
-                st, ITEMS_READY, "InProgress",
-                f"{len(view.done)}/{total} items done, next {current}", "Info",
-            )
+        derive_progress(lm)
         requeue: float | None = None
         if st.phase == UNINITIALIZED or seen is None:
             cond.mark_false(st, HEARTBEAT, "AgentNotConnected", "no agent has reported", "Info")
@@ -98,12 +86,7 @@ class LCMMachineReconciler:
         else:
             cond.mark_true(st, HEARTBEAT, "AgentAlive")
             requeue = max(self.heartbeat_timeout - seen, 0.0) + 0.2
-        if st.cordon_error:
-            reason = "DrainFailed" if lm.spec.cordoned else "UncordonFailed"
-            cond.mark_false(st, CORDON, reason, st.cordon_error, "Error")
-        else:
-            cond.remove(st, CORDON)
-        cond.summarize(st, [HEARTBEAT, ITEMS_READY] + ([CORDON] if st.cordon_error else []))
+        summarize(lm)
         st.observed_generation = lm.metadata.generation
         return requeue
 
@@ -128,3 +111,39 @@ class LCMMachineReconciler:
 def _youngest(*ages: float | None) -> float | None:
     known = [a for a in ages if a is not None]
     return min(known) if known else None
+
+
+def derive_progress(lm: LCMMachine) -> None:
+    """Phase, release and the ItemsReady/Cordon conditions from the items' reports.
+
+    The endpoint applies this (and ``summarize``) to the very write that stores an agent's
+    report, as ``derive`` does for a Machine's Ready: the reconcile it wakes then finds
+    nothing to change, instead of a second write per progress report."""
+    st = lm.status
+    view = items_view(lm)
+    st.phase = machine_phase(lm, view)
+    if view.complete and st.hostname:
+        st.release = lm.spec.release
+    if view.failed is not None:
+        item, message = view.failed
+        cond.mark_false(st, ITEMS_READY, "ItemFailed", f"item {item}: {message}", "Error")
+    elif view.complete:
+        cond.mark_true(st, ITEMS_READY, "Done", f"{len(view.done)} items done")
+    else:
+        total = len(lm.spec.state_items)
+        current = (view.running or view.pending or ["?"])[0]
+        cond.mark_false(
+            st, ITEMS_READY, "InProgress",
+            f"{len(view.done)}/{total} items done, next {current}", "Info",
+        )
+    if st.cordon_error:
+        reason = "DrainFailed" if lm.spec.cordoned else "UncordonFailed"
+        cond.mark_false(st, CORDON, reason, st.cordon_error, "Error")
+    else:
+        cond.remove(st, CORDON)
+
+
+def summarize(lm: LCMMachine) -> None:
+    """Ready from Heartbeat, ItemsReady and (while it fails) Cordon."""
+    st = lm.status
+    cond.summarize(st, [HEARTBEAT, ITEMS_READY] + ([CORDON] if st.cordon_error else []))

@@ -29,14 +29,15 @@ from services.lcm.changes import Waiter
 from services.lcm.clock import age, stamp
 from services.lcm.config import LCMSettings
 from services.lcm.endpoint import Endpoint, wait_param
-from services.lcm.lcmmachine import HEARTBEAT
+from services.lcm.items import item_hash
+from services.lcm.lcmmachine import HEARTBEAT, ITEMS_READY, LCMMachineReconciler
 from services.lcm.leases import LeaseView
 from services.lcm.tokens import machine_token
 from services.lcm.wire import MAX_WAIT
 from shared.bus import ChangeEvent
 from shared.models import LCMMachine, LCMMachineSpec, ObjectMeta, StateItem, encode
+from shared.runtime import Request, update_status
 from shared.runtime import conditions as cond
-from shared.runtime import update_status
 from shared.store import Store
 from tests.harness import Harness, system
 from tests.lcm.conftest import NS, REGION, SECRET
@@ -383,6 +384,42 @@ async def test_details_of_a_machine_that_never_reported_write_nothing(bare: Bare
         return (await bare.lm()).status.heartbeat != reported
 
     await eventually(written_by_get, timeout=10, interval=0.1, what="heartbeat from a GET")
+
+
+async def test_a_progress_report_is_one_write_the_controller_adds_nothing_to(
+    bare: Bare,
+) -> None:
+    """The controller's derivation (phase, ItemsReady, Ready) rides on the report's own
+    write; the reconcile it wakes finds nothing to change. Heartbeat stays the
+    controller's: only the node's first report makes it write (AgentAlive)."""
+    items = [file_item("one"), file_item("two")]
+    await bare.edit_spec(lambda spec: setattr(spec, "state_items", items))
+    reconciler = LCMMachineReconciler(bare.store, heartbeat_timeout=3.0)  # type: ignore[arg-type]
+    request = Request(NAME, NS)
+
+    async def report(body: str) -> LCMMachine:
+        async with bare.http.post(bare.url + "/status", headers=AUTH, data=body) as r:
+            assert r.status == 204
+        return await bare.lm()
+
+    first = await report('{"hostname": "node-lp"}')
+    assert first.status.phase and cond.get(first.status, ITEMS_READY) is not None
+    await reconciler.reconcile(request)
+    alive = await bare.lm()
+    assert cond.is_true(alive.status, HEARTBEAT)  # the controller's own write
+
+    one_done = f'{{"items": {{"one": {{"hash": "{item_hash(items[0])}", "state": "Done"}}}}}}'
+    progressed = await report(one_done)  # one item of two finished
+    ready = cond.get(progressed.status, ITEMS_READY)
+    assert ready is not None and ready.message.startswith("1/2 items done, next two")
+    summary = cond.get(progressed.status, cond.READY)
+    assert summary is not None and summary.message == ready.message
+
+    writes = bare.store.status_writes
+    await reconciler.reconcile(request)
+    after = await bare.lm()
+    assert bare.store.status_writes == writes
+    assert after.metadata.resource_version == progressed.metadata.resource_version
 
 
 @contextlib.asynccontextmanager
