@@ -24,9 +24,12 @@ from shared.config import Settings
 from shared.health import HealthServer
 from shared.runtime.leader import LeaderElector
 from shared.store import Store
-from shared.tasks import cancel_all
+from shared.tasks import cancel_all, raise_if_cancelling
 
 log = logging.getLogger(__name__)
+
+START_RETRY = 1.0  # first wait before starting a service's components again
+START_RETRY_MAX = 30.0
 
 
 class Component(Protocol):
@@ -153,11 +156,10 @@ async def _lead(rt: Runtime, components: list[Component], stop: asyncio.Event) -
 async def _run_until(
     components: list[Component], stop: asyncio.Event, lost: asyncio.Event | None
 ) -> None:
-    started: list[Component] = []
+    started = await _start_all(components, stop, lost)
     try:
-        for c in components:
-            await c.start()
-            started.append(c)
+        if started is None:
+            return
         waits = [asyncio.create_task(stop.wait())]
         if lost is not None:
             waits.append(asyncio.create_task(lost.wait()))
@@ -165,9 +167,43 @@ async def _run_until(
         for w in waits:
             w.cancel()
     finally:
-        for c in reversed(started):
-            with contextlib.suppress(Exception):
-                await c.stop()
+        await _stop_all(started or [])
+
+
+async def _start_all(
+    components: list[Component], stop: asyncio.Event, lost: asyncio.Event | None
+) -> list[Component] | None:
+    """Start ``components`` in order; a start that fails (NATS restarting, a cache that
+    cannot catch up yet) stops what had started and tries again after a backoff, as a
+    restarted pod would, rather than ending the service. None: stopped meanwhile."""
+    delay = START_RETRY
+    while True:
+        started: list[Component] = []
+        try:
+            for c in components:
+                started.append(c)  # a half-started component is stopped too
+                await c.start()
+            return started
+        except Exception as e:
+            raise_if_cancelling()
+            log.warning("starting %s failed: %s; starting again in %.0fs",
+                        type(started[-1]).__name__, e or type(e).__name__, delay)
+        await _stop_all(started)
+        ended = [asyncio.create_task(stop.wait())]
+        if lost is not None:
+            ended.append(asyncio.create_task(lost.wait()))
+        await asyncio.wait(ended, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        for w in ended:
+            w.cancel()
+        if stop.is_set() or (lost is not None and lost.is_set()):
+            return None
+        delay = min(delay * 2, START_RETRY_MAX)
+
+
+async def _stop_all(started: list[Component]) -> None:
+    for c in reversed(started):
+        with contextlib.suppress(Exception):
+            await c.stop()
 
 
 def main(name: str, build: Build) -> None:
