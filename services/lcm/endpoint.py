@@ -46,7 +46,7 @@ from services.lcm.changes import ChangeHub, Key
 from services.lcm.clock import age, stamp
 from services.lcm.config import LCMSettings
 from services.lcm.items import item_hash, ordered
-from services.lcm.lcmmachine import HEARTBEAT, derive_progress, summarize
+from services.lcm.lcmmachine import HEARTBEAT, derive_liveness, derive_progress, summarize
 from services.lcm.leases import NodeLeases, key_of, node_leases
 from services.lcm.tokens import JOIN_TOKEN_REF, join_token, verify
 from services.lcm.wire import MAX_WAIT, AgentReport, DetailItem, ErrorBody, MachineDetails
@@ -339,9 +339,10 @@ class Endpoint:
             items.update({k: v for k, v in report.items.items() if k in known})
             st.state_items = items
             st.heartbeat = stamp()
-            # What the LCMMachine controller derives from the report rides along, so its
-            # reconcile writes nothing more for a progress report (Heartbeat stays its own).
+            # What the LCMMachine controller derives from the report rides along (the
+            # report itself is a sign of life), so its reconcile writes nothing more.
             derive_progress(obj)
+            derive_liveness(obj, 0.0, self.settings.heartbeat_timeout)
             summarize(obj)
 
         try:

@@ -3,10 +3,11 @@
 Agents write only their reports (``services.lcm.endpoint``); this controller turns them
 into ``status.phase``, the ``ItemsReady``/``Heartbeat``/``Cordon``/``Ready`` conditions and
 ``status.release`` (set once every item of ``spec.release`` is finished). The endpoint
-applies the same derivation (``derive_progress``, ``summarize``) to the write that stores a
-report, so the reconcile that write wakes has nothing left to write; Heartbeat is only
-this controller's. It requeues
-itself to notice a heartbeat that stops, and mirrors phase and node name onto the Machine.
+applies the same derivation (``derive_progress``, ``derive_liveness`` - a report is a sign
+of life - and ``summarize``) to the write that stores a report, so the reconcile that
+write wakes has nothing left to write; calling a node missing is this controller's alone.
+It requeues itself to notice a heartbeat that stops, and mirrors phase and node name onto
+the Machine.
 A node's last sign of life is the later of ``status.heartbeat`` and its lease
 (``services.lcm.leases``): between status writes only the lease moves.
 """
@@ -73,21 +74,10 @@ class LCMMachineReconciler:
         return Result(requeue_after=requeue)
 
     def _status(self, lm: LCMMachine, seen: float | None) -> float | None:
-        st = lm.status
         derive_progress(lm)
-        requeue: float | None = None
-        if st.phase == UNINITIALIZED or seen is None:
-            cond.mark_false(st, HEARTBEAT, "AgentNotConnected", "no agent has reported", "Info")
-        elif seen > self.heartbeat_timeout:
-            cond.mark_false(
-                st, HEARTBEAT, "HeartbeatMissing",
-                f"no heartbeat for {seen:.0f}s (timeout {self.heartbeat_timeout:.0f}s)", "Error",
-            )
-        else:
-            cond.mark_true(st, HEARTBEAT, "AgentAlive")
-            requeue = max(self.heartbeat_timeout - seen, 0.0) + 0.2
+        requeue = derive_liveness(lm, seen, self.heartbeat_timeout)
         summarize(lm)
-        st.observed_generation = lm.metadata.generation
+        lm.status.observed_generation = lm.metadata.generation
         return requeue
 
     async def _mirror(self, lm: LCMMachine) -> None:
@@ -116,9 +106,10 @@ def _youngest(*ages: float | None) -> float | None:
 def derive_progress(lm: LCMMachine) -> None:
     """Phase, release and the ItemsReady/Cordon conditions from the items' reports.
 
-    The endpoint applies this (and ``summarize``) to the very write that stores an agent's
-    report, as ``derive`` does for a Machine's Ready: the reconcile it wakes then finds
-    nothing to change, instead of a second write per progress report."""
+    The endpoint applies this (with ``derive_liveness`` and ``summarize``) to the very
+    write that stores an agent's report, as ``derive`` does for a Machine's Ready: the
+    reconcile it wakes then finds nothing to change, instead of a second write per
+    report."""
     st = lm.status
     view = items_view(lm)
     st.phase = machine_phase(lm, view)
@@ -141,6 +132,22 @@ def derive_progress(lm: LCMMachine) -> None:
         cond.mark_false(st, CORDON, reason, st.cordon_error, "Error")
     else:
         cond.remove(st, CORDON)
+
+
+def derive_liveness(lm: LCMMachine, seen: float | None, timeout: float) -> float | None:
+    """The Heartbeat condition for a node last heard from ``seen`` seconds ago (None:
+    never); returns when to look again for the heartbeat to stop. The endpoint applies
+    it with 0 to a report (a sign of life), the controller with the node's real age."""
+    st = lm.status
+    if st.phase == UNINITIALIZED or seen is None:
+        cond.mark_false(st, HEARTBEAT, "AgentNotConnected", "no agent has reported", "Info")
+        return None
+    if seen > timeout:
+        cond.mark_false(st, HEARTBEAT, "HeartbeatMissing",
+                        f"no heartbeat for {seen:.0f}s (timeout {timeout:.0f}s)", "Error")
+        return None
+    cond.mark_true(st, HEARTBEAT, "AgentAlive")
+    return max(timeout - seen, 0.0) + 0.2
 
 
 def summarize(lm: LCMMachine) -> None:

@@ -366,8 +366,8 @@ async def test_a_node_called_missing_is_written_back_at_once(bare: Bare) -> None
 
 async def test_details_of_a_machine_that_never_reported_write_nothing(bare: Bare) -> None:
     """The first GET of a new node is followed by its first report, which carries the
-    heartbeat: the GET itself writes nothing. Once the node has reported, a GET is a sign of
-    life under the write-interval rule."""
+    heartbeat: the GET itself writes nothing. Once the node has reported (and so is alive),
+    a GET is a sign of life that renews its lease."""
     for _ in range(3):
         status, _, _, _ = await bare.get()
         assert status == 200
@@ -376,22 +376,29 @@ async def test_details_of_a_machine_that_never_reported_write_nothing(bare: Bare
     async with bare.http.post(bare.url + "/status", headers=AUTH,
                               data=b'{"hostname": "node-lp"}') as r:
         assert r.status == 204
-    reported = (await bare.lm()).status.heartbeat
-    assert reported and bare.store.status_writes == 1
+    lm = await bare.lm()
+    assert lm.status.heartbeat and bare.store.status_writes == 1
+    assert cond.is_true(lm.status, HEARTBEAT)  # the report is a sign of life
 
-    async def written_by_get() -> bool:
-        await bare.get()
-        return (await bare.lm()).status.heartbeat != reported
+    view = LeaseView(bare.ep.leases, REGION)
+    await view.start()
+    try:
+        async def renewed_by_get() -> bool:
+            await bare.get()
+            return bool(view.renewed(lm))
 
-    await eventually(written_by_get, timeout=10, interval=0.1, what="heartbeat from a GET")
+        await eventually(renewed_by_get, timeout=10, interval=0.1, what="lease from a GET")
+        assert bare.store.status_writes == 1
+    finally:
+        await view.stop()
 
 
 async def test_a_progress_report_is_one_write_the_controller_adds_nothing_to(
     bare: Bare,
 ) -> None:
-    """The controller's derivation (phase, ItemsReady, Ready) rides on the report's own
-    write; the reconcile it wakes finds nothing to change. Heartbeat stays the
-    controller's: only the node's first report makes it write (AgentAlive)."""
+    """The controller's derivation (phase, ItemsReady, Heartbeat - a report is a sign of
+    life - and Ready) rides on the report's own write; the reconcile it wakes finds
+    nothing to change, the node's first report included."""
     items = [file_item("one"), file_item("two")]
     await bare.edit_spec(lambda spec: setattr(spec, "state_items", items))
     reconciler = LCMMachineReconciler(bare.store, heartbeat_timeout=3.0)  # type: ignore[arg-type]
@@ -402,11 +409,14 @@ async def test_a_progress_report_is_one_write_the_controller_adds_nothing_to(
             assert r.status == 204
         return await bare.lm()
 
+    await reconciler.reconcile(request)  # as on creation, long before an agent reports
     first = await report('{"hostname": "node-lp"}')
     assert first.status.phase and cond.get(first.status, ITEMS_READY) is not None
+    assert cond.is_true(first.status, HEARTBEAT)
+    writes = bare.store.status_writes
     await reconciler.reconcile(request)
-    alive = await bare.lm()
-    assert cond.is_true(alive.status, HEARTBEAT)  # the controller's own write
+    assert bare.store.status_writes == writes
+    assert (await bare.lm()).metadata.resource_version == first.metadata.resource_version
 
     one_done = f'{{"items": {{"one": {{"hash": "{item_hash(items[0])}", "state": "Done"}}}}}}'
     progressed = await report(one_done)  # one item of two finished
