@@ -114,9 +114,7 @@ async def serve(
         else:
             await stop.wait()
     finally:
-        for c in reversed(started):
-            with contextlib.suppress(Exception):
-                await c.stop()
+        await _stop_all(started)
         await bus.stop()
         await store.close()
         await health.stop()
@@ -187,7 +185,7 @@ async def _start_all(
         except Exception as e:
             raise_if_cancelling()
             log.warning("starting %s failed: %s; starting again in %.0fs",
-                        type(started[-1]).__name__, e or type(e).__name__, delay)
+                        type(started[-1]).__name__, str(e) or type(e).__name__, delay)
         await _stop_all(started)
         ended = [asyncio.create_task(stop.wait())]
         if lost is not None:
