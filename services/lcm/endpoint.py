@@ -46,7 +46,7 @@ from services.lcm.changes import ChangeHub, Key
 from services.lcm.clock import age, stamp
 from services.lcm.config import LCMSettings
 from services.lcm.items import item_hash, ordered
-from services.lcm.lcmmachine import HEARTBEAT, derive_liveness, derive_progress, summarize
+from services.lcm.lcmmachine import HEARTBEAT, derive
 from services.lcm.leases import NodeLeases, key_of, node_leases
 from services.lcm.tokens import JOIN_TOKEN_REF, join_token, verify
 from services.lcm.wire import MAX_WAIT, AgentReport, DetailItem, ErrorBody, MachineDetails
@@ -341,9 +341,7 @@ class Endpoint:
             st.heartbeat = stamp()
             # What the LCMMachine controller derives from the report rides along (the
             # report itself is a sign of life), so its reconcile writes nothing more.
-            derive_progress(obj)
-            derive_liveness(obj, 0.0, self.settings.heartbeat_timeout)
-            summarize(obj)
+            derive(obj, 0.0, self.settings.heartbeat_timeout)
 
         try:
             await update_status(self.store, lm, mutate)

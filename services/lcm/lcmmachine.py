@@ -3,9 +3,9 @@
 Agents write only their reports (``services.lcm.endpoint``); this controller turns them
 into ``status.phase``, the ``ItemsReady``/``Heartbeat``/``Cordon``/``Ready`` conditions and
 ``status.release`` (set once every item of ``spec.release`` is finished). The endpoint
-applies the same derivation (``derive_progress``, ``derive_liveness`` - a report is a sign
-of life - and ``summarize``) to the write that stores a report, so the reconcile that
-write wakes has nothing left to write; calling a node missing is this controller's alone.
+applies the same ``derive`` (a report being a sign of life) to the write that stores a
+report, so the reconcile that write wakes has nothing left to write; calling a node
+missing is this controller's alone.
 It requeues itself to notice a heartbeat that stops, and mirrors phase and node name onto
 the Machine.
 A node's last sign of life is the later of ``status.heartbeat`` and its lease
@@ -74,9 +74,7 @@ class LCMMachineReconciler:
         return Result(requeue_after=requeue)
 
     def _status(self, lm: LCMMachine, seen: float | None) -> float | None:
-        derive_progress(lm)
-        requeue = derive_liveness(lm, seen, self.heartbeat_timeout)
-        summarize(lm)
+        requeue = derive(lm, seen, self.heartbeat_timeout)
         lm.status.observed_generation = lm.metadata.generation
         return requeue
 
@@ -103,13 +101,20 @@ def _youngest(*ages: float | None) -> float | None:
     return min(known) if known else None
 
 
-def derive_progress(lm: LCMMachine) -> None:
-    """Phase, release and the ItemsReady/Cordon conditions from the items' reports.
+def derive(lm: LCMMachine, seen: float | None, timeout: float) -> float | None:
+    """Phase, release and the ItemsReady/Cordon/Heartbeat/Ready conditions of a node last
+    heard from ``seen`` seconds ago (None: never); returns when to look again for its
+    heartbeat to stop. The endpoint applies it with 0 to the very write that stores an
+    agent's report, as ``derive`` does for a Machine's Ready: the reconcile that write
+    wakes then finds nothing to change, instead of a second write per report."""
+    _progress(lm)
+    requeue = _liveness(lm, seen, timeout)
+    st = lm.status
+    cond.summarize(st, [HEARTBEAT, ITEMS_READY] + ([CORDON] if st.cordon_error else []))
+    return requeue
 
-    The endpoint applies this (with ``derive_liveness`` and ``summarize``) to the very
-    write that stores an agent's report, as ``derive`` does for a Machine's Ready: the
-    reconcile it wakes then finds nothing to change, instead of a second write per
-    report."""
+
+def _progress(lm: LCMMachine) -> None:
     st = lm.status
     view = items_view(lm)
     st.phase = machine_phase(lm, view)
@@ -134,10 +139,7 @@ def derive_progress(lm: LCMMachine) -> None:
         cond.remove(st, CORDON)
 
 
-def derive_liveness(lm: LCMMachine, seen: float | None, timeout: float) -> float | None:
-    """The Heartbeat condition for a node last heard from ``seen`` seconds ago (None:
-    never); returns when to look again for the heartbeat to stop. The endpoint applies
-    it with 0 to a report (a sign of life), the controller with the node's real age."""
+def _liveness(lm: LCMMachine, seen: float | None, timeout: float) -> float | None:
     st = lm.status
     if st.phase == UNINITIALIZED or seen is None:
         cond.mark_false(st, HEARTBEAT, "AgentNotConnected", "no agent has reported", "Info")
@@ -149,8 +151,3 @@ def derive_liveness(lm: LCMMachine, seen: float | None, timeout: float) -> float
     cond.mark_true(st, HEARTBEAT, "AgentAlive")
     return max(timeout - seen, 0.0) + 0.2
 
-
-def summarize(lm: LCMMachine) -> None:
-    """Ready from Heartbeat, ItemsReady and (while it fails) Cordon."""
-    st = lm.status
-    cond.summarize(st, [HEARTBEAT, ITEMS_READY] + ([CORDON] if st.cordon_error else []))
