@@ -2,12 +2,17 @@
 
 Per pass: accept the Cluster's release (initially, or as an upgrade the compatibility
 matrix allows), make one LCMMachine per Machine carrying the state items of the accepted
-release (a worker's once a control-plane address is known, so it joins through the
-right manager the first time instead of joining nothing and being reconfigured), drive
+release, drive
 the rolling upgrade one step (``services.lcm.rollout`` decides who may
 start; each machine goes cordon -> new items -> uncordon), and aggregate machine states
 into LCMCluster and Cluster status. Items follow each Machine's current spec (its role) and
-the cluster's MKE manager address, so a change there reconfigures the node. Machines the
+the cluster's MKE manager, so a change there reconfigures the node.
+
+The manager is one control-plane node, pinned on the LCMCluster once chosen: it installs
+MKE, every other node joins through its address. Its LCMMachine is made at once; every
+other node's once that address is known, so each joins the right manager the first time
+instead of joining nothing and being reconfigured (and the manager's own items never
+depend on its address, so it is not re-joined once its address appears). Machines the
 provider has no node for (``ProviderReady`` False, ``NoCapacity``) keep the cluster
 Pending with ``Capacity`` False saying how many wait and why. A failing item, cordon/drain
 or uncordon on a machine in flight stops the rollout until it succeeds. A Cluster delete
@@ -138,14 +143,15 @@ class ClusterReconciler:
         }
 
         manager = self._manager(lcc, live, lms)
-        unjoinable = 0  # workers waiting for a manager address
+        unjoinable = 0  # machines waiting for the manager's address
         for name, m in sorted(live.items()):
             if name in lms:
                 continue
-            if m.spec.role == "worker" and not manager[1]:
+            if name != manager[0] and not manager[1]:
                 unjoinable += 1  # created once the manager is known: joined right first time
                 continue
-            lms[name] = await self._create_lcm_machine(cluster, lcc, m, release, manager[1])
+            lms[name] = await self._create_lcm_machine(cluster, lcc, m, release,
+                                                       _join_through(name, manager))
 
         active = {n: lm for n, lm in lms.items() if n in live}
         views: list[MachineView] = []
@@ -163,8 +169,10 @@ class ClusterReconciler:
             ))
         p = plan(views, groups)
         for v in views:
-            await self._step(active[v.name], live[v.name], v, target, release, manager[1],
-                             start=v.name in p.start)
+            if v.name != manager[0] and not manager[1]:
+                continue  # the manager moved and has no address yet: nothing to join through
+            await self._step(active[v.name], live[v.name], v, target, release,
+                             _join_through(v.name, manager), start=v.name in p.start)
 
         self._aggregate(cluster, lcc, list(active.values()), p, target,
                         capacity_shortfall(list(live.values())), total=len(live),
@@ -176,26 +184,26 @@ class ClusterReconciler:
     def _manager(
         lcc: LCMCluster, live: dict[str, Machine], lms: dict[str, LCMMachine]
     ) -> tuple[str, str]:
-        """(machine, address) every node joins MKE through: the one pinned on the LCMCluster
-        while it stays a live control-plane node with an address (so adding nodes never
-        re-joins the others), else the first such by name; ("", "") while none has one."""
+        """(machine, address) of the MKE manager: the node pinned on the LCMCluster while it
+        stays a live control-plane node (so adding nodes never re-joins the others), else
+        the first such by name with an address, else the first such by name; the address
+        is "" until known, ("", "") while the cluster has no control-plane node."""
 
         def address(name: str) -> str:
-            m = live.get(name)
-            if m is None or m.spec.role != "control-plane":
-                return ""
-            if m.status.addresses:
-                return m.status.addresses[0]
+            if m := live.get(name):
+                if m.status.addresses:
+                    return m.status.addresses[0]
             lm = lms.get(name)
             return lm.status.ip if lm is not None else ""
 
+        cps = sorted(n for n, m in live.items() if m.spec.role == "control-plane")
         pinned = lcc.status.manager_machine
-        if pinned and (a := address(pinned)):
-            return pinned, a
-        for name in sorted(live):
+        if pinned in cps:
+            return pinned, address(pinned)
+        for name in cps:
             if a := address(name):
                 return name, a
-        return "", ""
+        return (cps[0], "") if cps else ("", "")
 
     async def _lcm_cluster(self, cluster: Cluster) -> LCMCluster | None:
         ns, name = cluster.metadata.namespace, cluster.metadata.name
@@ -331,8 +339,8 @@ class ClusterReconciler:
         self, cluster: Cluster, lcc: LCMCluster, lms: list[LCMMachine], p: Plan, target: str,
         short: list[tuple[str, str]], *, total: int, unjoinable: int = 0,
     ) -> None:
-        """``total``: the cluster's live Machines; ``lms`` may be fewer (a worker gets its
-        LCMMachine once a manager address is known)."""
+        """``total``: the cluster's live Machines; ``lms`` may be fewer (a node other than
+        the manager gets its LCMMachine once the manager's address is known)."""
         st = cluster.status
         # Machines the provider found no node for: the cluster waits (Pending), saying why.
         if short:
@@ -441,3 +449,9 @@ class ClusterReconciler:
             await self.store.delete(cls, name, ns)
         except NotFound:
             pass
+
+
+def _join_through(name: str, manager: tuple[str, str]) -> str:
+    """The manager address in ``name``'s items: none for the manager itself (it installs
+    MKE, whatever its address)."""
+    return "" if name == manager[0] else manager[1]

@@ -3,7 +3,8 @@
 Every node: prepare the host from the regional mirror, install the container runtime
 packages, pre-pull the MKE images (phase ``prepare``); then join MKE as manager or worker
 (phase ``deploy``) through the cluster's manager address, authenticated by the cluster's
-join token - named by reference (``tokenRef``), never by value. Control-plane nodes also
+join token - named by reference (``tokenRef``), never by value; the manager node itself
+names no address: it installs MKE, which the others join. Control-plane nodes also
 deploy the release's addons (Helm charts).
 An item's ``version`` follows the release part it installs, so an upgrade re-runs exactly
 the items whose content changed; ``item_hash`` identifies an item's full content.
@@ -41,7 +42,8 @@ def _join(pairs: list[tuple[str, str]]) -> str:
 def release_items(
     release: ClusterRelease, role: MachineRole, *, mirror_url: str, manager: str = ""
 ) -> list[StateItem]:
-    """``manager``: the address of the control-plane node every node joins through."""
+    """``manager``: the address of the control-plane node every node joins MKE through;
+    "" in the items of that node itself (``role`` control-plane), which installs MKE."""
     spec = release.spec
     debs = [(a.name, a.version) for a in spec.artifacts if a.type == "deb"]
     images = [(a.name, a.version) for a in spec.artifacts if a.type == "image"]

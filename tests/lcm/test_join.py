@@ -44,12 +44,19 @@ def test_join_command_is_built_from_manager_and_token() -> None:
     assert mke_join_command(manager="mgr.example:8443", **kw)[-3] == "mgr.example:8443"
     assert mke_join_command(manager="fd00::5", **kw)[-3] == "[fd00::5]:443"
     assert mke_join_command(manager="[fd00::5]:9443", **kw)[-3] == "[fd00::5]:9443"
-    with pytest.raises(ItemFailed, match="no manager address yet"):
+    with pytest.raises(ItemFailed, match="a worker needs a manager address"):
         commands_for(join_item(""), secrets={JOIN_TOKEN_REF: "tok-1"})
     with pytest.raises(ItemFailed, match=f"secret '{JOIN_TOKEN_REF}' was not provided"):
         commands_for(item, secrets={})
     with pytest.raises(ItemFailed, match="unknown role 'boss'"):
         mke_join_command(version="1", role="boss", manager="m", token="t")
+
+
+def test_the_manager_node_installs_mke_advertising_its_own_address() -> None:
+    item = join_item("", "control-plane")
+    assert item.params["role"] == "manager" and item.params["manager"] == ""
+    assert commands_for(item, address="10.0.0.5", secrets={JOIN_TOKEN_REF: "tok-1"}) == [[
+        *UCP, "mirantis/ucp:3.7.1", "install", "--host-address", "10.0.0.5"]]
 
 
 def test_details_carry_the_token_of_the_machines_own_cluster_only() -> None:

@@ -1,5 +1,6 @@
-"""A worker joins MKE through a known manager the first time: its LCMMachine waits for a
-control-plane address, and the cluster says so meanwhile."""
+"""Every node joins MKE right the first time: the manager (the first control-plane node)
+installs it, whatever its address; the others' LCMMachines wait for that address, and the
+cluster says so meanwhile. Neither is reconfigured once the address appears."""
 
 from __future__ import annotations
 
@@ -51,5 +52,11 @@ async def test_worker_lcm_machine_waits_for_a_manager_address(lcm: Lcm) -> None:
     await lcm.start_agent("late-cp0")
     await lcm.start_agent("late-w0")
     await eventually(lambda: lcm.ready("late"), timeout=30, what="cluster Ready")
-    # Created with the right manager, the worker never needed a second spec.
+    # Created with the right manager, neither node needed a second spec: the manager's
+    # items never named its own address.
     assert (await lcm.lcm_machine("late-w0")).metadata.generation == 1
+    manager = await lcm.lcm_machine("late-cp0")
+    assert manager.metadata.generation == 1
+    assert next(i for i in manager.spec.state_items if i.name == "mke-join").params[
+        "manager"] == ""
+    assert (lcm.root("late-cp0") / "etc/ccloud/mke").read_text().split() == ["manager", "3.7.1"]

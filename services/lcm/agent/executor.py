@@ -3,7 +3,8 @@
 Runners: ``host`` (point the package manager at the regional mirror), ``packages``
 (install ``name=version`` Debian packages), ``images`` (pull container images), ``mke``
 (join MKE as ``params.role`` through ``params.manager`` with the token ``params.tokenRef``
-names, which the endpoint sends beside the details), ``helm`` (install charts), ``shell`` (run
+names, which the endpoint sends beside the details; with no manager, install MKE: this node
+is the cluster's manager), ``helm`` (install charts), ``shell`` (run
 ``params.command``), ``file`` (write ``params.content`` to ``params.path``).
 
 ``NodeRootExecutor`` applies items into a directory standing for the node's filesystem, so
@@ -177,23 +178,26 @@ def _with_port(address: str, port: int = MKE_PORT) -> str:
 
 
 def mke_join_command(
-    *, version: str, role: str, manager: str, token: str
+    *, version: str, role: str, manager: str, token: str, address: str = ""
 ) -> list[str]:
-    """Join MKE as ``role`` through the manager at ``manager`` (host or host:port)."""
-    if not manager:
-        raise ItemFailed("mke-join: no manager address yet (the first control-plane node "
-                         "has none)")
-    if not token:
-        raise ItemFailed("mke-join: no join token")
+    """Join MKE as ``role`` through the manager at ``manager`` (host or host:port); with no
+    manager, install it on this node - the cluster's manager - advertising ``address``."""
     if role not in ("manager", "worker"):
         raise ItemFailed(f"mke-join: unknown role {role!r} (manager or worker)")
-    return ["docker", "run", "--rm", "-v", "/var/run/docker.sock:/var/run/docker.sock",
-            f"mirantis/ucp:{version}", "join", "--role", role, "--manager", _with_port(manager),
-            "--token", token]
+    ucp = ["docker", "run", "--rm", "-v", "/var/run/docker.sock:/var/run/docker.sock",
+           f"mirantis/ucp:{version}"]
+    if not manager:
+        if role == "worker":
+            raise ItemFailed("mke-join: a worker needs a manager address to join through")
+        return [*ucp, "install", *(["--host-address", address] if address else [])]
+    if not token:
+        raise ItemFailed("mke-join: no join token")
+    return [*ucp, "join", "--role", role, "--manager", _with_port(manager), "--token", token]
 
 
 def commands_for(
-    item: StateItem, *, hostname: str = "", secrets: Mapping[str, str] | None = None
+    item: StateItem, *, hostname: str = "", address: str = "",
+    secrets: Mapping[str, str] | None = None,
 ) -> list[list[str]]:
     """The commands ``HostExecutor`` runs for ``item`` (pure, so it can be checked)."""
     p = item.params
@@ -219,7 +223,7 @@ def commands_for(
                     for n, v in _pairs(p.get("images", ""))]
         case "mke":
             return [mke_join_command(version=item.version, role=p.get("role", "worker"),
-                                     manager=p.get("manager", ""),
+                                     manager=p.get("manager", ""), address=address,
                                      token=join_secret(item, secrets))]
         case "helm":
             return [["helm", "upgrade", "--install", n, f"{mirror}/helm/charts/{n}-{v}.tgz"]
@@ -286,7 +290,9 @@ class HostExecutor:
         self, item: StateItem, hash_: str, *, secrets: Mapping[str, str] | None = None
     ) -> None:
         hide = tuple((secrets or {}).values())
-        for argv in commands_for(item, hostname=self._hostname, secrets=secrets):
+        address = self.facts()[1]
+        for argv in commands_for(item, hostname=self._hostname, address=address,
+                                 secrets=secrets):
             await self._run(argv, hide=hide)
 
     async def cordon(self, on: bool) -> None:
