@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from services.lcm.clock import age
 from services.lcm.lcmmachine import HEARTBEAT
 from services.lcm.objects import patch
 from shared.models import CLUSTER_LABEL, LCMMachine, Machine
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 FINALIZER = "lcm.kaas.containercloud.dev/machine"
 DRAINED = "Drained"
 WAIT = 0.5
+READY_GRACE = 3.0  # seconds a new Machine's halves have to set its Ready themselves
 
 
 class MachineReconciler:
@@ -50,7 +52,13 @@ class MachineReconciler:
         machine = await patch(self.store, machine, label)
         machine = await ensure_finalizer(self.store, machine, FINALIZER)
         # Ready sums up the two halves of a machine. Their writers set it as they write
-        # (``derive``); this pass covers a Machine neither half has written yet.
+        # (``derive``); this pass covers a Machine neither half has written in its first
+        # READY_GRACE seconds (no provider serves its region, say). Written at once it was
+        # one more write per Machine, replaced a moment later by the provider's first.
+        if cond.get(machine.status, cond.READY) is None:
+            young = age(machine.metadata.creation_timestamp or "")
+            if young is not None and young < READY_GRACE:
+                return Result(requeue_after=min(READY_GRACE - young, READY_GRACE))
         async with status_writer(self.store, machine, derive=cond.summarize_machine):
             pass
         return None
