@@ -8,8 +8,9 @@ start; each machine goes cordon -> new items -> uncordon), and aggregate machine
 into LCMCluster and Cluster status. Items follow each Machine's current spec (its role) and
 the cluster's MKE manager, so a change there reconfigures the node.
 
-The manager is one control-plane node, pinned on the LCMCluster once chosen: it installs
-MKE, every other node joins through its address. Its LCMMachine is made at once; every
+The manager is one control-plane node, pinned on the LCMCluster once chosen (until it has
+an address, another control-plane node that has one takes over): it installs MKE, every
+other node joins through its address. Its LCMMachine is made at once; every
 other node's once that address is known, so each joins the right manager the first time
 instead of joining nothing and being reconfigured (and the manager's own items never
 depend on its address, so it is not re-joined once its address appears). Machines the
@@ -185,9 +186,10 @@ class ClusterReconciler:
         lcc: LCMCluster, live: dict[str, Machine], lms: dict[str, LCMMachine]
     ) -> tuple[str, str]:
         """(machine, address) of the MKE manager: the node pinned on the LCMCluster while it
-        stays a live control-plane node (so adding nodes never re-joins the others), else
-        the first such by name with an address, else the first such by name; the address
-        is "" until known, ("", "") while the cluster has no control-plane node."""
+        stays a live control-plane node with an address (so adding nodes never re-joins the
+        others), else the first such by name; while none has an address, the pinned one or
+        the first by name, with address "" (a manager with no node yet yields to one that
+        has); ("", "") while the cluster has no control-plane node."""
 
         def address(name: str) -> str:
             if m := live.get(name):
@@ -198,12 +200,14 @@ class ClusterReconciler:
 
         cps = sorted(n for n, m in live.items() if m.spec.role == "control-plane")
         pinned = lcc.status.manager_machine
-        if pinned in cps:
-            return pinned, address(pinned)
+        if pinned in cps and (a := address(pinned)):
+            return pinned, a
         for name in cps:
             if a := address(name):
                 return name, a
-        return (cps[0], "") if cps else ("", "")
+        if not cps:
+            return "", ""
+        return (pinned if pinned in cps else cps[0]), ""
 
     async def _lcm_cluster(self, cluster: Cluster) -> LCMCluster | None:
         ns, name = cluster.metadata.namespace, cluster.metadata.name

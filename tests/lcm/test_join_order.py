@@ -60,3 +60,40 @@ async def test_worker_lcm_machine_waits_for_a_manager_address(lcm: Lcm) -> None:
     assert next(i for i in manager.spec.state_items if i.name == "mke-join").params[
         "manager"] == ""
     assert (lcm.root("late-cp0") / "etc/ccloud/mke").read_text().split() == ["manager", "3.7.1"]
+
+
+async def test_a_manager_with_no_node_yields_to_a_control_plane_node_that_has_one(
+    lcm: Lcm,
+) -> None:
+    cluster = await lcm.store.create(Cluster(
+        metadata=ObjectMeta(name="swap", namespace=NS),
+        spec=ClusterSpec(region=REGION, provider="simulated", release="mke-3-7-1"),
+    ))
+    machines = {}
+    for name, role in (("swap-cp0", "control-plane"), ("swap-cp1", "control-plane"),
+                       ("swap-w0", "worker")):
+        machines[name] = await lcm.store.create(Machine(
+            metadata=ObjectMeta(name=name, namespace=NS, finalizers=[PROVIDER_FINALIZER],
+                                owner_references=[cluster.owner_ref()]),
+            spec=MachineSpec(cluster="swap", role=role, region=REGION,
+                             simulated=SimulatedMachineSpec()),
+        ))
+    # The first control-plane node is chosen while no node has an address ...
+    first = await eventually(lambda: lcm.find(LCMMachine, "swap-cp0"), what="cp0 LCMMachine")
+    assert next(i for i in first.spec.state_items if i.name == "mke-join").params[
+        "manager"] == ""
+    # ... but never gets one; the second does, and everyone joins through it.
+    await lcm.provider.provision(machines["swap-cp1"], 7)
+    await lcm.provider.provision(machines["swap-w0"], 8)
+
+    def join_of(lm: LCMMachine | None) -> str | None:
+        if lm is None:
+            return None
+        return next(i for i in lm.spec.state_items if i.name == "mke-join").params["manager"]
+
+    async def joins() -> dict[str, str | None]:
+        found = {n: join_of(await lcm.find(LCMMachine, n)) for n in machines}
+        return found if found["swap-w0"] is not None and found["swap-cp0"] else {}
+
+    assert await eventually(joins, what="every node joining through cp1") == {
+        "swap-cp0": "10.250.0.7", "swap-cp1": "", "swap-w0": "10.250.0.7"}
