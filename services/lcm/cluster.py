@@ -5,15 +5,17 @@ matrix allows), make one LCMMachine per Machine carrying the state items of the 
 release, drive
 the rolling upgrade one step (``services.lcm.rollout`` decides who may
 start; each machine goes cordon -> new items -> uncordon), and aggregate machine states
-into LCMCluster and Cluster status. Items follow each Machine's current spec (its role) and
-the cluster's MKE manager, so a change there reconfigures the node.
+into LCMCluster and Cluster status. Items follow each Machine's current spec (its role),
+so a change there reconfigures the node.
 
 The manager is one control-plane node, pinned on the LCMCluster once chosen (until it has
 an address, another control-plane node that has one takes over): it installs MKE, every
 other node joins through its address. Its LCMMachine is made at once; every
 other node's once that address is known, so each joins the right manager the first time
 instead of joining nothing and being reconfigured (and the manager's own items never
-depend on its address, so it is not re-joined once its address appears). Machines the
+depend on its address, so it is not re-joined once its address appears). When the manager
+changes (its node deleted), nodes that have joined stay joined: managers are peers, and
+only nodes joining later name the new one. Machines the
 provider has no node for (``ProviderReady`` False, ``NoCapacity``) keep the cluster
 Pending with ``Capacity`` False saying how many wait and why. A failing item, cordon/drain
 or uncordon on a machine in flight stops the rollout until it succeeds. A Cluster delete
@@ -27,7 +29,7 @@ import logging
 from collections.abc import Callable
 
 from services.lcm.config import LCMSettings
-from services.lcm.items import release_items
+from services.lcm.items import keep_joined, release_items
 from services.lcm.lcmmachine import CORDON, HEARTBEAT, ITEMS_READY
 from services.lcm.objects import patch
 from services.lcm.rollout import Group, MachineView, Plan, plan, state_of
@@ -294,13 +296,15 @@ class ClusterReconciler:
     ) -> None:
         """Move one machine one step along deploy/upgrade; each write is idempotent.
 
-        The items always follow the Machine's current spec (its role) and the cluster's
-        manager address, so a change reaches the node as changed items: the agent re-applies
-        exactly those (Reconfigure). A machine waiting for its upgrade keeps its old items
-        until drained.
+        The items always follow the Machine's current spec (its role) and the release, so a
+        change reaches the node as changed items: the agent re-applies exactly those
+        (Reconfigure). A node that has joined MKE keeps its join when only the cluster's
+        manager changed (``keep_joined``). A machine waiting for its upgrade keeps its old
+        items until drained.
         """
         role = m.spec.role
-        items = self._items(release, role, manager)
+        items = keep_joined(lm.spec.state_items, lm.status.state_items,
+                            self._items(release, role, manager))
 
         def release_due(obj: LCMMachine) -> bool:
             return (obj.spec.release, obj.spec.role, obj.spec.state_items) != (target, role, items)

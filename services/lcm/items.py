@@ -17,10 +17,11 @@ import hashlib
 import msgspec
 
 from services.lcm.tokens import JOIN_TOKEN_REF
-from shared.models import ClusterRelease, StateItem
+from shared.models import ClusterRelease, StateItem, StateItemStatus
 from shared.models.kinds import MachineRole
 
 PHASE_ORDER = {"prepare": 0, "deploy": 1, "reconfigure": 2}
+JOIN = "mke-join"
 
 _enc = msgspec.json.Encoder(order="sorted")
 
@@ -72,7 +73,7 @@ def release_items(
             params={"mirror": mirror_url, "images": _join(images)},
         ),
         StateItem(
-            name="mke-join",
+            name=JOIN,
             phase="deploy",
             version=spec.mke_version,
             runner="mke",
@@ -91,3 +92,23 @@ def release_items(
             )
         )
     return items
+
+
+def keep_joined(
+    current: list[StateItem], done: dict[str, StateItemStatus], wanted: list[StateItem]
+) -> list[StateItem]:
+    """``wanted``, with the join item a node has already applied kept as it was when the
+    two differ only in the manager address: MKE managers are peers, so a node that joined
+    stays joined when the cluster's designated manager changes (its node deleted, say),
+    instead of every node re-running its join at once. A new role or MKE version still
+    re-runs it."""
+    old = next((i for i in current if i.name == JOIN), None)
+    state = done.get(JOIN)
+    if old is None or state is None or state.state != "Done" or state.hash != item_hash(old):
+        return wanted
+
+    def same_but_manager(new: StateItem) -> bool:
+        return (new.version, new.runner, new.phase) == (old.version, old.runner, old.phase) \
+            and {**new.params, "manager": ""} == {**old.params, "manager": ""}
+
+    return [old if i.name == JOIN and same_but_manager(i) else i for i in wanted]

@@ -14,10 +14,17 @@ from services.lcm.agent.executor import (
 )
 from services.lcm.config import LCMSettings
 from services.lcm.endpoint import details_of
-from services.lcm.items import release_items
+from services.lcm.items import item_hash, keep_joined, release_items
 from services.lcm.tokens import JOIN_TOKEN_REF, join_token, machine_token
 from services.release.defaults import cluster_release
-from shared.models import LCMMachine, LCMMachineSpec, ObjectMeta, OwnerReference, StateItem
+from shared.models import (
+    LCMMachine,
+    LCMMachineSpec,
+    ObjectMeta,
+    OwnerReference,
+    StateItem,
+    StateItemStatus,
+)
 
 UCP = ["docker", "run", "--rm", "-v", "/var/run/docker.sock:/var/run/docker.sock"]
 
@@ -86,3 +93,27 @@ async def test_host_executor_masks_secrets_in_failure_messages() -> None:
     with pytest.raises(ItemFailed) as e:
         await ex.apply(item, "h", secrets={JOIN_TOKEN_REF: "tok-SECRET-9"})
     assert "tok-SECRET-9" not in str(e.value) and "join with ****** refused" in str(e.value)
+
+
+def test_a_joined_node_keeps_its_join_unless_role_or_version_changes() -> None:
+    release = cluster_release("mke-3-7-1")
+
+    def items(manager: str, role: str = "worker", name: str = "mke-3-7-1") -> list[StateItem]:
+        return release_items(cluster_release(name), role,  # type: ignore[arg-type]
+                             mirror_url="http://m", manager=manager)
+
+    joined = items("10.0.0.5")
+    join = next(i for i in joined if i.name == "mke-join")
+    done = {"mke-join": StateItemStatus(state="Done", hash=item_hash(join))}
+    # Only the manager moved: the join stays as it was applied.
+    assert keep_joined(joined, done, items("10.0.0.6")) == joined
+    # Not applied yet (or applied in another form): the new manager is named.
+    for status in ({}, {"mke-join": StateItemStatus(state="Running", hash=item_hash(join))},
+                   {"mke-join": StateItemStatus(state="Done", hash="other")}):
+        assert keep_joined(joined, status, items("10.0.0.6")) == items("10.0.0.6")
+    # A new role or a new MKE version re-runs it, through the current manager.
+    assert keep_joined(joined, done, items("10.0.0.6", "control-plane")) == items(
+        "10.0.0.6", "control-plane")
+    assert release.spec.mke_version != cluster_release("mke-3-8-0").spec.mke_version
+    assert keep_joined(joined, done, items("10.0.0.6", name="mke-3-8-0")) == items(
+        "10.0.0.6", name="mke-3-8-0")

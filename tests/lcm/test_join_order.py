@@ -7,6 +7,7 @@ from __future__ import annotations
 from shared.models import (
     Cluster,
     ClusterSpec,
+    LCMCluster,
     LCMMachine,
     Machine,
     MachineSpec,
@@ -97,3 +98,43 @@ async def test_a_manager_with_no_node_yields_to_a_control_plane_node_that_has_on
 
     assert await eventually(joins, what="every node joining through cp1") == {
         "swap-cp0": "10.250.0.7", "swap-cp1": "", "swap-w0": "10.250.0.7"}
+
+
+async def test_nodes_that_joined_stay_joined_when_the_manager_is_deleted(lcm: Lcm) -> None:
+    names = await lcm.create_cluster("mgr", release="mke-3-7-1", cps=2, workers=1)
+    await eventually(lambda: lcm.find(LCMMachine, names[-1]), what="LCMMachines")
+    for n in names:
+        await lcm.start_agent(n)
+    await eventually(lambda: lcm.ready("mgr"), timeout=30, what="cluster Ready")
+    lcc = await lcm.store.get(LCMCluster, "mgr", NS)
+    assert (lcc.status.manager_machine, lcc.status.manager_address) == ("mgr-cp0", "10.250.0.1")
+    before = {n: await lcm.lcm_machine(n) for n in ("mgr-cp1", "mgr-w0")}
+
+    await lcm.store.delete(Machine, "mgr-cp0", NS)
+
+    async def new_manager() -> bool:
+        s = (await lcm.store.get(LCMCluster, "mgr", NS)).status
+        return (s.manager_machine, s.manager_address) == ("mgr-cp1", "10.250.0.2")
+
+    await eventually(new_manager, timeout=20, what="cp1 the cluster's manager")
+    await eventually(lambda: lcm.gone(LCMMachine, "mgr-cp0"), timeout=20, what="cp0 gone")
+    # A node added now joins through the new manager ...
+    cluster = await lcm.cluster("mgr")
+    added = await lcm.store.create(Machine(
+        metadata=ObjectMeta(name="mgr-w1", namespace=NS, finalizers=[PROVIDER_FINALIZER],
+                            owner_references=[cluster.owner_ref()]),
+        spec=MachineSpec(cluster="mgr", role="worker", region=REGION,
+                         simulated=SimulatedMachineSpec()),
+    ))
+    await lcm.provider.provision(added, 4)
+    joined = await eventually(lambda: lcm.find(LCMMachine, "mgr-w1"), what="w1 LCMMachine")
+    assert next(i for i in joined.spec.state_items if i.name == "mke-join").params[
+        "manager"] == "10.250.0.2"
+    await lcm.start_agent("mgr-w1")
+    await eventually(lambda: lcm.ready("mgr"), timeout=30, what="Ready with the new worker")
+    # ... while the nodes that had joined were left as they were: no second join.
+    for n, lm in before.items():
+        after = await lcm.lcm_machine(n)
+        assert after.metadata.generation == lm.metadata.generation, n
+        assert after.spec.state_items == lm.spec.state_items, n
+        assert (lcm.root(n) / "etc/ccloud/mke-manager").read_text().strip() == "10.250.0.1"
