@@ -10,7 +10,10 @@ marked missing, so the object says when it was last heard from and a returning n
 its controller.
 
 Keys are ``<region>.<namespace>.<name>``, so one region's liveness check reads only its
-own leases. The bucket's TTL drops the lease of a machine nobody renews any more.
+own leases. A value is ``<stamp> <LCMMachine uid>``: a machine deleted and made again
+under the same name is not taken for alive on the lease of the one before (a lease the
+endpoint could not drop - it restarted in between - lives until the TTL). The bucket's TTL
+drops the lease of a machine nobody renews any more.
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ def key_of(lm: LCMMachine) -> str:
     return lease_key(lm.spec.region, lm.metadata.namespace or "", lm.metadata.name)
 
 
+def stamp_of(value: str, lm: LCMMachine) -> str:
+    """The stamp in a lease ``value`` if the lease is ``lm``'s own (same uid), else ""."""
+    when, _, uid = value.partition(" ")
+    return when if not uid or not lm.metadata.uid or uid == lm.metadata.uid else ""
+
+
 class NodeLeases:
     """The lease bucket; the endpoint renews, ``LeaseView`` reads."""
 
@@ -65,7 +74,8 @@ class NodeLeases:
             return self._kv
 
     async def renew(self, lm: LCMMachine) -> None:
-        await (await self.kv()).put(key_of(lm), stamp().encode())
+        value = f"{stamp()} {lm.metadata.uid}" if lm.metadata.uid else stamp()
+        await (await self.kv()).put(key_of(lm), value.encode())
 
     async def drop(self, key: str) -> None:
         """Forget the lease of a machine that is gone (the TTL would, later)."""
@@ -86,7 +96,7 @@ class LeaseView:
 
     def renewed(self, lm: LCMMachine) -> str:
         """The stamp of ``lm``'s latest lease renewal the watch has brought, "" if none."""
-        return self._renewed.get(key_of(lm), "")
+        return stamp_of(self._renewed.get(key_of(lm), ""), lm)
 
     async def latest(self, lm: LCMMachine) -> str:
         """The stamp of ``lm``'s lease read from the bucket itself, "" if it has none.
@@ -103,7 +113,7 @@ class LeaseView:
         value = entry.value.decode() if entry.value else ""
         if value:
             self._renewed[key] = value
-        return value
+        return stamp_of(value, lm)
 
     def __len__(self) -> int:
         return len(self._renewed)

@@ -58,6 +58,28 @@ async def test_a_view_holds_its_regions_leases_from_start_on(nc: NATS, prefix: s
         await everywhere.stop()
 
 
+async def test_a_machine_made_again_under_the_same_name_has_no_lease_yet(
+    nc: NATS, prefix: str
+) -> None:
+    leases = NodeLeases(nc, f"{prefix}-node-leases", ttl=60)
+    before = machine("m-0", "east")
+    before.metadata.uid = "uid-before"
+    await leases.renew(before)  # the lease outlives its machine: nobody dropped it
+    again = machine("m-0", "east")
+    again.metadata.uid = "uid-again"
+    view = LeaseView(leases, "east")
+    await view.start()
+    try:
+        assert view.renewed(before) and (age(view.renewed(before)) or 99) < 10
+        assert view.renewed(again) == "" and await view.latest(again) == ""
+        await leases.renew(again)  # its own agent's first sign of life
+        await eventually(lambda: view.renewed(again), what="the new machine's own lease")
+        assert await view.latest(again) == view.renewed(again)
+        assert view.renewed(before) == ""
+    finally:
+        await view.stop()
+
+
 async def test_a_view_of_an_empty_bucket_starts(nc: NATS, prefix: str) -> None:
     view = LeaseView(NodeLeases(nc, f"{prefix}-node-leases", ttl=60), "east")
     await view.start()
