@@ -11,6 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from msgspec import Meta, Struct, field
 
+from shared.armor import dearmor_keys
 from shared.models.meta import DNSLabel, Name, NonNegative, Resource, Status, Wire
 
 ProviderName = Literal["baremetal", "openstack", "vsphere", "simulated"]
@@ -437,6 +438,21 @@ class Upstream(_Spec, kw_only=True):
     suite: str = "stable"
     component: str = "main"
     architecture: str = "amd64"
+    # Debian only: the vendor's OpenPGP public key(s), ASCII-armored, as apt's Signed-By
+    # takes them. Set, the upstream must publish InRelease and/or Release.gpg, and each
+    # must verify against these keys, or none of its packages is mirrored.
+    signed_by: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.signed_by:
+            return
+        if self.type != "debian":
+            raise ValueError(f"signedBy applies to debian upstreams only, not {self.type}")
+        try:
+            dearmor_keys(self.signed_by)
+        except ValueError as e:
+            raise ValueError(f"signedBy must hold ASCII-armored OpenPGP public keys: {e}") \
+                from None
 
 
 class ArtifactMirrorSpec(_Spec, kw_only=True):

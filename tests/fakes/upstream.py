@@ -6,10 +6,11 @@ One aiohttp server on 127.0.0.1 serves three upstreams:
   ``main/binary-amd64/Packages`` (and ``.gz``); each stanza carries ``Filename``/``Size``/
   ``SHA256`` of a real ar-format .deb under ``pool/``. Like a real archive it also serves
   ``InRelease`` (the Release clearsigned, RFC 4880 armor and dash-escaping) and
-  ``Release.gpg`` (an armored detached signature), unless built with ``signed=False``. The
-  signature packets are placeholders in the right armor (no key is made: the mirror carries
-  signatures, it does not verify them). ``Date`` is fixed per publish, so Release and
-  InRelease fetched a second apart agree.
+  ``Release.gpg`` (an armored detached signature), unless built with ``signed=False``.
+  Built with a ``signer`` (``tests.fakes.openpgp``) the signatures are real, made by gpg
+  with the signer's key; otherwise the packets are placeholders in the right armor (for a
+  mirror with no ``signedBy``, which carries signatures without verifying them). ``Date``
+  is fixed per publish, so Release and InRelease fetched a second apart agree.
 - ``/helm``: a Helm repository, ``index.yaml`` with a ``digest`` per chart version and real
   chart .tgz files, plus binaries by path with ``<path>.sha256`` files beside them.
 - ``/v2``: an OCI distribution registry (read API): ``/v2/`` ping, manifests by tag or
@@ -41,6 +42,8 @@ from dataclasses import dataclass, field
 
 import yaml
 from aiohttp import web
+
+from tests.fakes.openpgp import Signer
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -133,9 +136,11 @@ class UpstreamCDN:
         component: str = "main",
         arch: str = "amd64",
         signed: bool = True,
+        signer: Signer | None = None,
     ) -> None:
         self.suite, self.component, self.arch = suite, component, arch
         self.signed = signed
+        self.signer = signer  # real signatures; placeholders when None
         self.date = time.strftime("%a, %d %b %Y %H:%M:%S UTC", time.gmtime())
         self._lagging_inrelease: bytes | None = None
         self.files: dict[str, bytes] = {}  # URL path -> bytes (debs, charts, binaries)
@@ -346,11 +351,15 @@ class UpstreamCDN:
     def inrelease(self) -> bytes:
         """The Release, clearsigned (or the frozen one after ``lag_inrelease()``)."""
         text = (self._lagging_inrelease or self.release()).decode().rstrip("\n")
+        if self.signer is not None:
+            return self.signer.clearsign(text.encode() + b"\n")
         escaped = "\n".join(f"- {ln}" if ln.startswith("-") else ln for ln in text.split("\n"))
         head = "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n"
         return (head + escaped + "\n" + _armored_signature(text.encode())).encode()
 
     def release_gpg(self) -> bytes:
+        if self.signer is not None:
+            return self.signer.detach_sign(self.release())
         return _armored_signature(self.release()).encode()
 
     def lag_inrelease(self) -> None:

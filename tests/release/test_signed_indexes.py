@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
 
 from services.release.bundle import export_bundle, import_bundle
-from services.release.mirror.copier import mirror_release
+from services.release.mirror.copier import Progress, mirror_release
 from services.release.mirror.debian import (
     clearsigned_text,
     is_openpgp_signature,
     parse_deb822,
     release_hashes,
 )
-from services.release.mirror.errors import BadUpstreamData
+from services.release.mirror.errors import BadSignature, BadUpstreamData
 from services.release.mirror.layout import MirrorDir
+from services.release.mirror.openpgp import verify
 from services.release.mirror.server import MirrorServer
-from shared.models import ClusterRelease
+from shared.armor import dearmor_keys
+from shared.models import ClusterRelease, Upstream
+from tests.fakes.openpgp import Signer
 from tests.fakes.upstream import UpstreamCDN
 from tests.release.conftest import DEB_CONTAINERD, DEB_DOCKER, make_release, upstreams_of
 
@@ -132,3 +137,90 @@ def test_clearsigned_text_undoes_dash_escaping_and_rejects_non_armor() -> None:
     assert is_openpgp_signature(b"-----BEGIN PGP SIGNATURE-----\n\nAA==\n")
     assert is_openpgp_signature(b"\x89\x02\x33")
     assert not is_openpgp_signature(b"<html>not found</html>")
+
+
+# --- signedBy: real signatures, verified with gpgv ----------------------------------------
+
+
+@pytest.fixture
+def vendor() -> Iterator[Signer]:
+    signer = Signer()
+    yield signer
+    signer.close()
+
+
+async def mirror_debs(cdn: UpstreamCDN, keys: str, dest: Path) -> tuple[ClusterRelease, Progress]:
+    cdn.add_deb(*DEB_CONTAINERD)
+    cdn.add_deb(*DEB_DOCKER)
+    await cdn.start()
+    try:
+        debs = make_release()
+        debs.spec.artifacts = [a for a in debs.spec.artifacts if a.type == "deb"]
+        upstream = Upstream(type="debian", url=cdn.debian_url, signed_by=keys)
+        return debs, await mirror_release(debs, [upstream], dest)
+    finally:
+        await cdn.stop()
+
+
+async def test_signed_by_mirrors_a_release_its_vendor_signed(
+    vendor: Signer, tmp_path: Path
+) -> None:
+    debs, result = await mirror_debs(UpstreamCDN(signer=vendor), vendor.public_key, tmp_path)
+    assert result.failures == {}
+    copies = upstream_copies(tmp_path, debs)[DEB_DOCKER[0]]
+    assert set(copies) == {"Release", "InRelease", "Release.gpg", "main/binary-amd64/Packages"}
+    assert clearsigned_text(copies["InRelease"].decode()) + "\n" == copies["Release"].decode()
+    await verify(vendor.public_key, copies["Release.gpg"], copies["Release"], what="copy")
+
+
+async def test_signed_by_refuses_a_release_signed_by_another_key(
+    vendor: Signer, tmp_path: Path
+) -> None:
+    impostor = Signer("Someone Else <else@example.test>")
+    try:
+        cdn = UpstreamCDN(signer=impostor)
+        _, result = await mirror_debs(cdn, vendor.public_key, tmp_path)
+    finally:
+        impostor.close()
+    failures = result.failures
+    assert set(failures) == {f"deb {DEB_CONTAINERD[0]}={DEB_CONTAINERD[1]}",
+                             f"deb {DEB_DOCKER[0]}={DEB_DOCKER[1]}"}
+    dist = f"{cdn.url}/debian/dists/stable"
+    for reason in failures.values():
+        assert reason.startswith(f"{dist}/InRelease: signature does not verify against spec "
+                                 "signedBy: "), reason
+        assert "No public key" in reason, reason
+    assert _mirrored(tmp_path, "*.deb") == [] and _mirrored(tmp_path, "debian/upstream") == []
+
+
+async def test_signed_by_requires_a_signed_release(vendor: Signer, tmp_path: Path) -> None:
+    cdn = UpstreamCDN(signed=False)
+    _, result = await mirror_debs(cdn, vendor.public_key, tmp_path)
+    dist = f"{cdn.url}/debian/dists/stable"
+    assert set(result.failures.values()) == {
+        f"{dist}: publishes neither InRelease nor Release.gpg, and spec signedBy requires a "
+        "signed Release"}
+    assert _mirrored(tmp_path, "*.deb") == []
+
+
+async def test_verify_tells_a_changed_text_from_a_signed_one(vendor: Signer) -> None:
+    signature = vendor.detach_sign(b"Suite: stable\n")
+    await verify(vendor.public_key, signature, b"Suite: stable\n", what="Release.gpg")
+    with pytest.raises(BadSignature, match="BAD signature"):
+        await verify(vendor.public_key, signature, b"Suite: stab1e\n", what="Release.gpg")
+    with pytest.raises(BadSignature, match="signedBy: an OpenPGP public key block is not"):
+        await verify(vendor.public_key.replace("\n\n", "\n\n!", 1), signature, b"x", what="x")
+
+
+def test_signed_by_is_checked_when_written(vendor: Signer) -> None:
+    ok = msgspec.convert({"type": "debian", "url": "http://u", "signedBy": vendor.public_key},
+                         Upstream)
+    assert dearmor_keys(ok.signed_by)
+    for spec, why in (
+        ({"type": "helm", "url": "http://u", "signedBy": vendor.public_key},
+         "signedBy applies to debian upstreams only, not helm"),
+        ({"type": "debian", "url": "http://u", "signedBy": "ssh-ed25519 AAAA"},
+         "signedBy must hold ASCII-armored OpenPGP public keys: no OpenPGP public key block"),
+    ):
+        with pytest.raises(msgspec.ValidationError, match=why):
+            msgspec.convert(spec, Upstream)

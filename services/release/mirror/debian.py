@@ -4,16 +4,17 @@ The chain of trust is the one apt uses: the Release file lists the SHA256 and si
 ``Packages`` index, every Packages stanza lists the ``Filename``, ``Size`` and ``SHA256`` of
 its .deb; all of those hashes are checked.
 
-Signatures are carried, not verified. When the upstream publishes ``InRelease``
-(clearsigned) and/or ``Release.gpg`` (detached), they are copied with the ``Release`` and
-the ``Packages`` index it lists into ``debian/upstream/<suite>/<snapshot>/``, so whoever
-holds the vendor's key can check the whole chain offline (``gpgv`` on InRelease, then the
-Packages hash, then each .deb hash). The copier only checks that InRelease signs exactly
-the Release text it fetched (a mismatched pair fails every deb artifact with that reason)
-and that Release.gpg is OpenPGP data. Verifying the signatures themselves would need a
-vendor keyring per upstream, which ArtifactMirror does not carry yet, and ``gpgv``, which
-is not among the project's installed prerequisites; the sha256 chain above does not depend
-on either. Agents read the indexes the regional server regenerates (unsigned, listing only
+Signatures: when the upstream publishes ``InRelease`` (clearsigned) and/or
+``Release.gpg`` (detached), they are copied with the ``Release`` and the ``Packages`` index
+it lists into ``debian/upstream/<suite>/<snapshot>/``, so whoever holds the vendor's key can
+check the whole chain offline again (``gpgv`` on InRelease, then the Packages hash, then
+each .deb hash). InRelease must sign exactly the Release text fetched (a mismatched pair
+fails every deb artifact with that reason) and Release.gpg must be OpenPGP data. With the
+upstream's ``signedBy`` (the vendor's public keys, as apt's Signed-By) the copier also
+verifies them, as apt does, with ``gpgv`` (``services.release.mirror.openpgp``): at least
+one must be published and each published one must verify, or no package of that upstream
+is mirrored. Without ``signedBy`` the sha256 chain alone holds, from whatever served the
+Release. Agents read the indexes the regional server regenerates (unsigned, listing only
 what was mirrored), never these copies: apt would prefer an InRelease next to them.
 
 Also holds the deb822 parser/writer the regional server uses to regenerate indexes.
@@ -27,7 +28,9 @@ import hashlib
 
 import aiohttp
 
+from services.release.mirror import openpgp
 from services.release.mirror.errors import (
+    BadSignature,
     BadUpstreamData,
     ChecksumMismatch,
     FetchError,
@@ -200,6 +203,13 @@ class DebianReader:
             if not is_openpgp_signature(detached):
                 raise BadUpstreamData(f"{dist}/Release.gpg is not an OpenPGP signature")
             out.append(("Release.gpg", detached))
+        if keys := self.upstream.signed_by:
+            if not out:
+                raise BadSignature(f"{dist}: publishes neither InRelease nor Release.gpg, and "
+                                   "spec signedBy requires a signed Release")
+            for name, sig in out:
+                await openpgp.verify(keys, sig, None if name == "InRelease" else release,
+                                     what=f"{dist}/{name}")
         return out
 
     async def resolve(self, artifact: Artifact) -> Resolved:

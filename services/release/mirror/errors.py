@@ -31,3 +31,8 @@ class NotInUpstream(MirrorError):
 
 class BadUpstreamData(MirrorError):
     """An upstream index that cannot be parsed."""
+
+
+class BadSignature(MirrorError):
+    """An upstream index whose OpenPGP signature does not verify against the keys the
+    mirror was told to trust (or that publishes none where one is required)."""
