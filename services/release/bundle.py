@@ -9,10 +9,17 @@ Helm digests name the file's sha256), and only then renames files and finally re
 into place. A tampered or incomplete bundle is rejected with the reason and the mirror is
 left exactly as it was. No upstream is needed on the importing side.
 
+The manifest's checksums prove the bundle is what was exported, not that the vendor
+published it. Given the vendor's keys (``--signed-by``, as an ArtifactMirror's
+``signedBy``), the import also checks every Debian package against the upstream's index
+snapshot the bundle carries - a signature by those keys over the Release, the Release's
+hash of the Packages index, the index's hash of the .deb - as apt would against the
+upstream itself, offline.
+
 CLI::
 
     python -m services.release.bundle export --release mke-3-7-1 --mirror DIR --output B.tar
-    python -m services.release.bundle import B.tar --mirror DIR
+    python -m services.release.bundle import B.tar --mirror DIR [--signed-by VENDOR.asc]
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from pathlib import Path
 
 import msgspec
 
+from services.release.mirror.debian import verified_packages
+from services.release.mirror.errors import MirrorError
 from services.release.mirror.layout import (
     HASH_CHUNK,
     FileRef,
@@ -37,6 +46,7 @@ from services.release.mirror.layout import (
     label,
     safe_relpath,
 )
+from shared.armor import dearmor_keys
 from shared.models import ClusterRelease
 
 FORMAT = "container-cloud-bundle/v1"
@@ -108,13 +118,23 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def import_bundle(bundle: Path, mirror_dir: Path) -> Manifest:
-    """Verify every member of ``bundle``, then make its artifacts visible in the mirror."""
+def import_bundle(bundle: Path, mirror_dir: Path, *, signed_by: str = "",
+                  keys_from: str = "--signed-by") -> Manifest:
+    """Verify every member of ``bundle`` (and with ``signed_by``, the vendor's armored
+    keys, every Debian package's signed chain), then make its artifacts visible in the
+    mirror."""
     mirror = MirrorDir(mirror_dir)
     mirror.root.mkdir(parents=True, exist_ok=True)
+    if signed_by:
+        try:
+            dearmor_keys(signed_by)
+        except ValueError as e:
+            raise BundleError(f"{keys_from}: {e}") from None
     staging = mirror.root / f".import-{uuid.uuid4().hex[:12]}"
     try:
         manifest = _stage(Path(bundle), staging)
+        if signed_by:
+            _check_signed(Path(bundle), manifest, staging, signed_by, keys_from)
         _commit(manifest, staging, mirror)
         return manifest
     finally:
@@ -207,6 +227,34 @@ def _cross_check(bundle: Path, manifest: Manifest, staging: Path) -> None:
             raise BundleError(f"{bundle}: image {record.name} lacks its manifest blob")
 
 
+def _check_signed(bundle: Path, manifest: Manifest, staging: Path, keys: str,
+                  keys_from: str) -> None:
+    """Every Debian record's .deb is listed, with its sha256, by an index snapshot whose
+    Release ``keys`` signed (each snapshot checked once)."""
+    listed: dict[str, dict[tuple[str, str], str]] = {}
+    for ref in manifest.records:
+        record = msgspec.json.decode((staging / ref.path).read_bytes(), type=Record)
+        if record.type != "deb":
+            continue
+        deb, copies = record.files[0], record.files[1:]
+        snapshots = {f.path.split("/", 4)[3] for f in copies if f.path.count("/") >= 4}
+        if len(snapshots) != 1:
+            raise BundleError(f"{bundle}: Debian package {record.name} {record.version} "
+                              "carries no upstream index snapshot to check its signature with")
+        where = "/".join(copies[0].path.split("/", 4)[:4])
+        if where not in listed:
+            files = {f.path.split("/", 4)[4]: (staging / "files" / f.path).read_bytes()
+                     for f in copies}
+            try:
+                listed[where] = verified_packages(files, keys, where=f"{bundle}:{where}",
+                                                  keys_from=keys_from)
+            except MirrorError as e:
+                raise BundleError(str(e)) from None
+        if listed[where].get((record.name, record.version)) != deb.sha256:
+            raise BundleError(f"{bundle}: {deb.path} is not the {record.name} "
+                              f"{record.version} that the signed index of {where} lists")
+
+
 def _commit(manifest: Manifest, staging: Path, mirror: MirrorDir) -> None:
     # Files first (invisible until a record names them), records last.
     for ref in manifest.files:
@@ -248,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     imp = sub.add_parser("import", help="verify a bundle and add it to a mirror")
     imp.add_argument("bundle", type=Path)
     imp.add_argument("--mirror", required=True, type=Path, help="regional mirror directory")
+    imp.add_argument("--signed-by", type=Path, metavar="KEYS.asc",
+                     help="the vendor's armored OpenPGP public keys: every Debian package "
+                          "must chain up to a Release they signed")
     args = parser.parse_args(argv)
     from services.release.defaults import ReleaseDataError
 
@@ -259,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"exported {m.release}: {len(m.artifacts)} artifacts, {len(m.files)} files "
                   f"-> {args.output}")
         else:
-            m = import_bundle(args.bundle, args.mirror)
+            keys = args.signed_by.read_text(errors="replace") if args.signed_by else ""
+            m = import_bundle(args.bundle, args.mirror, signed_by=keys,
+                              keys_from=str(args.signed_by or ""))
             print(f"imported {m.release}: {len(m.artifacts)} artifacts, {len(m.files)} files "
                   f"into {args.mirror}")
     except (BundleError, ReleaseDataError, OSError) as e:

@@ -21,8 +21,15 @@ from services.release.bundle import BundleError, export_bundle, import_bundle, m
 from services.release.mirror.copier import mirror_release
 from services.release.mirror.server import MirrorServer
 from shared.models import ClusterRelease, Upstream
+from tests.fakes.openpgp import Signer
 from tests.fakes.upstream import UpstreamCDN
-from tests.release.conftest import BINARY, upstreams_of
+from tests.release.conftest import (
+    BINARY,
+    DEB_CONTAINERD,
+    DEB_DOCKER,
+    make_release,
+    upstreams_of,
+)
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -95,8 +102,10 @@ def _rewrite(bundle: Path, out: Path, change: dict[str, bytes], manifest_fix: bo
     with tarfile.open(bundle) as src, tarfile.open(out, "w") as dst:
         manifest = json.loads(src.extractfile(src.next()).read())  # type: ignore[union-attr]
         if manifest_fix:
-            for entry in manifest["files"]:
-                data = change.get(f"files/{entry['path']}")
+            entries = [(f"files/{e['path']}", e) for e in manifest["files"]]
+            entries += [(e["path"], e) for e in manifest["records"]]
+            for name, entry in entries:
+                data = change.get(name)
                 if data is not None:
                     entry["sha256"] = hashlib.sha256(data).hexdigest()
                     entry["size"] = len(data)
@@ -185,3 +194,101 @@ async def test_cli_round_trip(bundle: Path, release: ClusterRelease, tmp_path: P
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and "corrupt or tampered" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- --signed-by: the vendor's signature, checked offline -----------------------------------
+
+
+async def signed_bundle(signer: Signer, tmp_path: Path) -> tuple[Path, ClusterRelease]:
+    """A bundle of a release's Debian packages, mirrored from an upstream ``signer`` signs."""
+    cdn = UpstreamCDN(signer=signer)
+    cdn.add_deb(*DEB_CONTAINERD)
+    cdn.add_deb(*DEB_DOCKER)
+    await cdn.start()
+    try:
+        debs = make_release()
+        debs.spec.artifacts = [a for a in debs.spec.artifacts if a.type == "deb"]
+        upstream = Upstream(type="debian", url=cdn.debian_url, signed_by=signer.public_key)
+        result = await mirror_release(debs, [upstream], tmp_path / "signed-source")
+    finally:
+        await cdn.stop()
+    assert result.failures == {}
+    out = tmp_path / "signed.tar"
+    await asyncio.to_thread(export_bundle, debs, tmp_path / "signed-source", out)
+    return out, debs
+
+
+def forge_deb(bundle: Path, out: Path) -> str:
+    """Replace one .deb with other bytes and make the bundle agree with itself: the record's
+    file entry and stanza, and the manifest's checksums - what the manifest cannot catch."""
+    with tarfile.open(bundle) as tar:
+        record_name = next(n for n in tar.getnames()
+                           if n.startswith("records/") and "containerd" in n)
+        record = json.loads(tar.extractfile(record_name).read())  # type: ignore[union-attr]
+    deb = record["files"][0]
+    evil = b"!<arch>\nnot the vendor's package\n"
+    sha = hashlib.sha256(evil).hexdigest()
+    record["stanza"] = record["stanza"].replace(f"SHA256: {deb['sha256']}", f"SHA256: {sha}")
+    record["stanza"] = record["stanza"].replace(f"Size: {deb['size']}", f"Size: {len(evil)}")
+    deb.update(sha256=sha, size=len(evil))
+    _rewrite(bundle, out, {f"files/{deb['path']}": evil,
+                           record_name: json.dumps(record).encode()}, True)
+    return str(deb["path"])
+
+
+async def test_signed_by_imports_what_the_vendor_signed_and_refuses_a_forgery(
+    tmp_path: Path,
+) -> None:
+    vendor, impostor = Signer(), Signer("Someone Else <else@example.test>")
+    try:
+        bundle, debs = await signed_bundle(vendor, tmp_path)
+        keys = vendor.public_key
+        manifest = await asyncio.to_thread(import_bundle, bundle, tmp_path / "ok", signed_by=keys)
+        assert manifest.artifacts == [f"deb {a.name}={a.version}" for a in debs.spec.artifacts]
+
+        # The forgery agrees with its own manifest: without the keys it would be imported.
+        forged = tmp_path / "forged.tar"
+        path = await asyncio.to_thread(forge_deb, bundle, forged)
+        await asyncio.to_thread(import_bundle, forged, tmp_path / "unchecked")
+        target = tmp_path / "target"
+        target.mkdir()
+        with pytest.raises(BundleError, match=f"{path} is not the containerd.io .* that the "
+                                              "signed index of debian/upstream/stable/"):
+            await asyncio.to_thread(import_bundle, forged, target, signed_by=keys)
+        assert list(target.iterdir()) == []
+
+        # Signed by someone else: refused, saying which signature and why.
+        with pytest.raises(BundleError, match="InRelease: signature does not verify against "
+                                              "--signed-by: .*No public key"):
+            await asyncio.to_thread(import_bundle, bundle, target,
+                                    signed_by=impostor.public_key)
+        assert list(target.iterdir()) == []
+        with pytest.raises(BundleError, match="--signed-by: no OpenPGP public key block"):
+            await asyncio.to_thread(import_bundle, bundle, target, signed_by="not a key")
+    finally:
+        vendor.close()
+        impostor.close()
+
+
+async def test_cli_signed_by(tmp_path: Path) -> None:
+    vendor = Signer()
+    try:
+        bundle, _ = await signed_bundle(vendor, tmp_path)
+        keys = tmp_path / "vendor.asc"
+        keys.write_text(vendor.public_key)
+    finally:
+        vendor.close()
+    forged = tmp_path / "forged.tar"
+    await asyncio.to_thread(forge_deb, bundle, forged)
+
+    def run(path: Path, mirror: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "services.release.bundle", "import", str(path),
+             "--mirror", str(tmp_path / mirror), "--signed-by", str(keys)],
+            capture_output=True, text=True, check=False)
+
+    ok = await asyncio.to_thread(run, bundle, "ok")
+    assert ok.returncode == 0 and "imported" in ok.stdout, ok.stderr
+    bad = await asyncio.to_thread(run, forged, "bad")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and \
+        "that the signed index of" in bad.stderr and "Traceback" not in bad.stderr

@@ -110,6 +110,68 @@ def is_openpgp_signature(data: bytes) -> bool:
     return data.lstrip().startswith(SIGNATURE_BEGIN.encode()) or (bool(data) and data[0] >= 0x80)
 
 
+def check_signatures(dist: str, release: bytes, signatures: list[tuple[str, bytes]]) -> None:
+    """Each of InRelease / Release.gpg in ``signatures`` must be OpenPGP data, and InRelease
+    must sign exactly ``release`` (``dist`` names them in errors)."""
+    for name, doc in signatures:
+        if name == "InRelease":
+            try:
+                text = clearsigned_text(doc.decode("utf-8", "replace"))
+            except BadUpstreamData as e:
+                raise BadUpstreamData(f"{dist}/InRelease: {e}") from None
+            if text.rstrip("\n") != release.decode("utf-8", "replace").replace(
+                "\r\n", "\n"
+            ).rstrip("\n"):
+                raise BadUpstreamData(
+                    f"{dist}/InRelease signs a different text than {dist}/Release "
+                    "(a half-published upstream?); refusing both"
+                )
+        elif not is_openpgp_signature(doc):
+            raise BadUpstreamData(f"{dist}/{name} is not an OpenPGP signature")
+
+
+def verify_signatures(dist: str, release: bytes, signatures: list[tuple[str, bytes]],
+                      keys: str, *, keys_from: str = "spec signedBy") -> None:
+    """At least one signature, and each verifying against ``keys`` (blocking: gpgv)."""
+    if not signatures:
+        raise BadSignature(f"{dist}: neither InRelease nor Release.gpg is published, and "
+                           f"{keys_from} requires a signed Release")
+    for name, doc in signatures:
+        openpgp.verify(keys, doc, None if name == "InRelease" else release,
+                       what=f"{dist}/{name}", keys_from=keys_from)
+
+
+def verified_packages(snapshot: dict[str, bytes], keys: str, *, where: str,
+                      keys_from: str) -> dict[tuple[str, str], str]:
+    """(package, version) -> sha256 of the .debs a carried index snapshot (Release, its
+    signatures, one Packages index; names relative to ``dists/<suite>``) lists, once the
+    whole chain holds: a signature by ``keys`` over the Release, the Release's hash of the
+    index. What apt checks against an upstream, for copies read back offline."""
+    release = snapshot.get("Release")
+    if release is None:
+        raise BadUpstreamData(f"{where}: no Release")
+    signatures = [(n, snapshot[n]) for n in ("InRelease", "Release.gpg") if n in snapshot]
+    check_signatures(where, release, signatures)
+    verify_signatures(where, release, signatures, keys, keys_from=keys_from)
+    paragraphs = parse_deb822(release.decode("utf-8", "replace"))
+    hashes = release_hashes(paragraphs[0]) if paragraphs else {}
+    out: dict[tuple[str, str], str] = {}
+    for rel, body in snapshot.items():
+        if rel in ("Release", "InRelease", "Release.gpg"):
+            continue
+        sha, size = hashes.get(rel, ("", -1))
+        actual = hashlib.sha256(body).hexdigest()
+        if actual != sha or len(body) != size:
+            raise ChecksumMismatch(f"{where}/{rel} (index listed in the signed Release)",
+                                   expected=sha or "(not listed)", actual=actual)
+        text = (gzip.decompress(body) if rel.endswith(".gz") else body).decode("utf-8",
+                                                                                 "replace")
+        for st in parse_deb822(text):
+            if "Package" in st and "Version" in st and "SHA256" in st:
+                out[(st["Package"], st["Version"])] = st["SHA256"].lower()
+    return out
+
+
 class DebianReader:
     """Resolves deb artifacts against one Debian upstream; indexes are fetched once."""
 
@@ -184,32 +246,12 @@ class DebianReader:
     async def _signatures(self, dist: str, release: bytes) -> list[tuple[str, bytes]]:
         """InRelease and Release.gpg when published; each must belong to ``release``."""
         out: list[tuple[str, bytes]] = []
-        inrelease = await self._optional(f"{dist}/InRelease")
-        if inrelease is not None:
-            try:
-                text = clearsigned_text(inrelease.decode("utf-8", "replace"))
-            except BadUpstreamData as e:
-                raise BadUpstreamData(f"{dist}/InRelease: {e}") from None
-            if text.rstrip("\n") != release.decode("utf-8", "replace").replace(
-                "\r\n", "\n"
-            ).rstrip("\n"):
-                raise BadUpstreamData(
-                    f"{dist}/InRelease signs a different text than {dist}/Release "
-                    "(a half-published upstream?); refusing both"
-                )
-            out.append(("InRelease", inrelease))
-        detached = await self._optional(f"{dist}/Release.gpg")
-        if detached is not None:
-            if not is_openpgp_signature(detached):
-                raise BadUpstreamData(f"{dist}/Release.gpg is not an OpenPGP signature")
-            out.append(("Release.gpg", detached))
+        for name in ("InRelease", "Release.gpg"):
+            if (doc := await self._optional(f"{dist}/{name}")) is not None:
+                out.append((name, doc))
+        check_signatures(dist, release, out)
         if keys := self.upstream.signed_by:
-            if not out:
-                raise BadSignature(f"{dist}: publishes neither InRelease nor Release.gpg, and "
-                                   "spec signedBy requires a signed Release")
-            for name, sig in out:
-                await openpgp.verify(keys, sig, None if name == "InRelease" else release,
-                                     what=f"{dist}/{name}")
+            await asyncio.to_thread(verify_signatures, dist, release, out, keys)
         return out
 
     async def resolve(self, artifact: Artifact) -> Resolved:

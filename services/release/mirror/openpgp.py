@@ -9,8 +9,8 @@ come ASCII-armored, as apt's ``Signed-By`` takes them inline; they are dearmored
 
 from __future__ import annotations
 
-import asyncio
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -20,10 +20,11 @@ from shared.armor import dearmor_keys
 GPGV_TIMEOUT = 30.0
 
 
-async def verify(keys: str, signature: bytes, signed: bytes | None = None, *,
-                 what: str) -> None:
+def verify(keys: str, signature: bytes, signed: bytes | None = None, *, what: str,
+           keys_from: str = "spec signedBy") -> None:
     """Check ``signature`` - clearsigned (``signed`` None) or detached over ``signed`` -
-    against the armored ``keys``; BadSignature with gpgv's reason if it does not verify."""
+    against the armored ``keys`` (named ``keys_from`` in errors); BadSignature with gpgv's
+    reason if it does not verify. Blocking (a subprocess): async callers use a thread."""
     gpgv = shutil.which("gpgv")
     if gpgv is None:
         raise BadSignature(f"{what}: cannot verify the signature: gpgv is not installed "
@@ -33,24 +34,19 @@ async def verify(keys: str, signature: bytes, signed: bytes | None = None, *,
         try:
             (d / "keys.gpg").write_bytes(dearmor_keys(keys))
         except ValueError as e:
-            raise BadSignature(f"{what}: spec signedBy: {e}") from None
+            raise BadSignature(f"{what}: {keys_from}: {e}") from None
         (d / "sig").write_bytes(signature)
         args = [gpgv, "--keyring", str(d / "keys.gpg"), str(d / "sig")]
         if signed is not None:
             (d / "data").write_bytes(signed)
             args.append(str(d / "data"))
-        proc = await asyncio.create_subprocess_exec(
-            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            env={"LC_ALL": "C", "GNUPGHOME": tmp},
-        )
         try:
-            _, err = await asyncio.wait_for(proc.communicate(), GPGV_TIMEOUT)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+            done = subprocess.run(args, capture_output=True, timeout=GPGV_TIMEOUT, check=False,
+                                  env={"LC_ALL": "C", "GNUPGHOME": tmp})
+        except subprocess.TimeoutExpired:
             raise BadSignature(f"{what}: gpgv did not answer within {GPGV_TIMEOUT:.0f}s") from None
-    if proc.returncode != 0:
+    if done.returncode != 0:
         lines = [ln.removeprefix("gpgv:").strip()
-                 for ln in err.decode(errors="replace").splitlines() if ln.strip()]
-        reason = "; ".join(lines[-2:]) or f"gpgv exited with {proc.returncode}"
-        raise BadSignature(f"{what}: signature does not verify against spec signedBy: {reason}")
+                 for ln in done.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        reason = "; ".join(lines[-2:]) or f"gpgv exited with {done.returncode}"
+        raise BadSignature(f"{what}: signature does not verify against {keys_from}: {reason}")
