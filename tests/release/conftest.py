@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from services.release.mirror.copier import Progress, mirror_release
 from shared.models import Artifact, ClusterRelease, ClusterReleaseSpec, ObjectMeta, Upstream
 from tests.fakes.upstream import UpstreamCDN
 
@@ -64,3 +66,19 @@ def upstreams_of(cdn: UpstreamCDN) -> list[Upstream]:
         Upstream(type="helm", url=cdn.helm_url),
         Upstream(type="oci", url=cdn.url),
     ]
+
+
+async def mirror_debs(cdn: UpstreamCDN, dest: Path, *,
+                      keys: str = "") -> tuple[ClusterRelease, Progress]:
+    """Mirror a release of just the two Debian packages from ``cdn`` (started and stopped
+    here) into ``dest``; ``keys``: the upstream's ``signedBy``."""
+    cdn.add_deb(*DEB_CONTAINERD)
+    cdn.add_deb(*DEB_DOCKER)
+    await cdn.start()
+    try:
+        debs = make_release()
+        debs.spec.artifacts = [a for a in debs.spec.artifacts if a.type == "deb"]
+        upstream = Upstream(type="debian", url=cdn.debian_url, signed_by=keys)
+        return debs, await mirror_release(debs, [upstream], dest)
+    finally:
+        await cdn.stop()

@@ -23,13 +23,7 @@ from services.release.mirror.server import MirrorServer
 from shared.models import ClusterRelease, Upstream
 from tests.fakes.openpgp import Signer
 from tests.fakes.upstream import UpstreamCDN
-from tests.release.conftest import (
-    BINARY,
-    DEB_CONTAINERD,
-    DEB_DOCKER,
-    make_release,
-    upstreams_of,
-)
+from tests.release.conftest import BINARY, mirror_debs, upstreams_of
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -201,17 +195,8 @@ async def test_cli_round_trip(bundle: Path, release: ClusterRelease, tmp_path: P
 
 async def signed_bundle(signer: Signer, tmp_path: Path) -> tuple[Path, ClusterRelease]:
     """A bundle of a release's Debian packages, mirrored from an upstream ``signer`` signs."""
-    cdn = UpstreamCDN(signer=signer)
-    cdn.add_deb(*DEB_CONTAINERD)
-    cdn.add_deb(*DEB_DOCKER)
-    await cdn.start()
-    try:
-        debs = make_release()
-        debs.spec.artifacts = [a for a in debs.spec.artifacts if a.type == "deb"]
-        upstream = Upstream(type="debian", url=cdn.debian_url, signed_by=signer.public_key)
-        result = await mirror_release(debs, [upstream], tmp_path / "signed-source")
-    finally:
-        await cdn.stop()
+    debs, result = await mirror_debs(UpstreamCDN(signer=signer), tmp_path / "signed-source",
+                                     keys=signer.public_key)
     assert result.failures == {}
     out = tmp_path / "signed.tar"
     await asyncio.to_thread(export_bundle, debs, tmp_path / "signed-source", out)

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from services.release.bundle import export_bundle, import_bundle
-from services.release.mirror.copier import Progress, mirror_release
+from services.release.mirror.copier import mirror_release
 from services.release.mirror.debian import (
     clearsigned_text,
     is_openpgp_signature,
@@ -26,7 +26,7 @@ from shared.armor import dearmor_keys
 from shared.models import ClusterRelease, Upstream
 from tests.fakes.openpgp import Signer
 from tests.fakes.upstream import UpstreamCDN
-from tests.release.conftest import DEB_CONTAINERD, DEB_DOCKER, make_release, upstreams_of
+from tests.release.conftest import DEB_CONTAINERD, DEB_DOCKER, mirror_debs, upstreams_of
 
 
 def _mirrored(root: Path, pattern: str) -> list[Path]:
@@ -110,16 +110,7 @@ async def test_inrelease_not_matching_release_fails_each_deb_artifact(
 
 
 async def test_unsigned_upstream_still_mirrors(tmp_path: Path) -> None:
-    cdn = UpstreamCDN(signed=False)
-    cdn.add_deb(*DEB_CONTAINERD)
-    cdn.add_deb(*DEB_DOCKER)
-    await cdn.start()
-    try:
-        debs = make_release()
-        debs.spec.artifacts = [a for a in debs.spec.artifacts if a.type == "deb"]
-        result = await mirror_release(debs, upstreams_of(cdn), tmp_path)
-    finally:
-        await cdn.stop()
+    debs, result = await mirror_debs(UpstreamCDN(signed=False), tmp_path)
     assert result.failures == {}
     assert set(upstream_copies(tmp_path, debs)[DEB_DOCKER[0]]) == {
         "Release", "main/binary-amd64/Packages",
@@ -149,23 +140,10 @@ def vendor() -> Iterator[Signer]:
     signer.close()
 
 
-async def mirror_debs(cdn: UpstreamCDN, keys: str, dest: Path) -> tuple[ClusterRelease, Progress]:
-    cdn.add_deb(*DEB_CONTAINERD)
-    cdn.add_deb(*DEB_DOCKER)
-    await cdn.start()
-    try:
-        debs = make_release()
-        debs.spec.artifacts = [a for a in debs.spec.artifacts if a.type == "deb"]
-        upstream = Upstream(type="debian", url=cdn.debian_url, signed_by=keys)
-        return debs, await mirror_release(debs, [upstream], dest)
-    finally:
-        await cdn.stop()
-
-
 async def test_signed_by_mirrors_a_release_its_vendor_signed(
     vendor: Signer, tmp_path: Path
 ) -> None:
-    debs, result = await mirror_debs(UpstreamCDN(signer=vendor), vendor.public_key, tmp_path)
+    debs, result = await mirror_debs(UpstreamCDN(signer=vendor), tmp_path, keys=vendor.public_key)
     assert result.failures == {}
     copies = upstream_copies(tmp_path, debs)[DEB_DOCKER[0]]
     assert set(copies) == {"Release", "InRelease", "Release.gpg", "main/binary-amd64/Packages"}
@@ -179,7 +157,7 @@ async def test_signed_by_refuses_a_release_signed_by_another_key(
     impostor = Signer("Someone Else <else@example.test>")
     try:
         cdn = UpstreamCDN(signer=impostor)
-        _, result = await mirror_debs(cdn, vendor.public_key, tmp_path)
+        _, result = await mirror_debs(cdn, tmp_path, keys=vendor.public_key)
     finally:
         impostor.close()
     failures = result.failures
@@ -195,7 +173,7 @@ async def test_signed_by_refuses_a_release_signed_by_another_key(
 
 async def test_signed_by_requires_a_signed_release(vendor: Signer, tmp_path: Path) -> None:
     cdn = UpstreamCDN(signed=False)
-    _, result = await mirror_debs(cdn, vendor.public_key, tmp_path)
+    _, result = await mirror_debs(cdn, tmp_path, keys=vendor.public_key)
     dist = f"{cdn.url}/debian/dists/stable"
     assert set(result.failures.values()) == {
         f"{dist}: neither InRelease nor Release.gpg is published, and spec signedBy requires "
