@@ -237,11 +237,11 @@ def _check_signed(bundle: Path, manifest: Manifest, staging: Path, keys: str,
         if record.type != "deb":
             continue
         deb, copies = record.files[0], record.files[1:]
-        snapshots = {f.path.split("/", 4)[3] for f in copies if f.path.count("/") >= 4}
-        if len(snapshots) != 1:
+        snapshots = {"/".join(f.path.split("/", 4)[:4]) for f in copies}
+        if len(snapshots) != 1 or any(f.path.count("/") < 4 for f in copies):
             raise BundleError(f"{bundle}: Debian package {record.name} {record.version} "
                               "carries no upstream index snapshot to check its signature with")
-        where = "/".join(copies[0].path.split("/", 4)[:4])
+        where = snapshots.pop()
         if where not in listed:
             files = {f.path.split("/", 4)[4]: (staging / "files" / f.path).read_bytes()
                      for f in copies}

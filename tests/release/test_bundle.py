@@ -255,6 +255,22 @@ async def test_signed_by_imports_what_the_vendor_signed_and_refuses_a_forgery(
         impostor.close()
 
 
+async def test_signed_by_refuses_a_bundle_from_an_unsigned_upstream(tmp_path: Path) -> None:
+    debs, result = await mirror_debs(UpstreamCDN(signed=False), tmp_path / "source")
+    assert result.failures == {}
+    bundle = tmp_path / "unsigned.tar"
+    await asyncio.to_thread(export_bundle, debs, tmp_path / "source", bundle)
+    vendor = Signer()
+    try:
+        with pytest.raises(BundleError, match="neither InRelease nor Release.gpg is published, "
+                                              "and --signed-by requires a signed Release"):
+            await asyncio.to_thread(import_bundle, bundle, tmp_path / "target",
+                                    signed_by=vendor.public_key)
+    finally:
+        vendor.close()
+    assert list((tmp_path / "target").iterdir()) == []
+
+
 async def test_cli_signed_by(tmp_path: Path) -> None:
     vendor = Signer()
     try:
