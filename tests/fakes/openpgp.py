@@ -11,19 +11,26 @@ from pathlib import Path
 
 import pytest
 
+# A key made and used at this time, valid for a day: expired ever since.
+EXPIRED_AT = "20200101T000000"
+
 
 class Signer:
-    def __init__(self, uid: str = "Test Vendor <vendor@example.test>") -> None:
+    """``expired``: the key was made, and signs, on 2020-01-01 and expired a day later."""
+
+    def __init__(self, uid: str = "Test Vendor <vendor@example.test>", *,
+                 expired: bool = False) -> None:
         if shutil.which("gpg") is None or shutil.which("gpgv") is None:
             pytest.skip("gpg/gpgv not installed (scripts/test-deps installs them)")
         self.home = Path(tempfile.mkdtemp(prefix="ccloud-signer-"))
         self.home.chmod(0o700)
-        self._gpg("--quick-gen-key", uid, "ed25519", "sign", "never")
+        self._time = ["--faked-system-time", EXPIRED_AT] if expired else []
+        self._gpg("--quick-gen-key", uid, "ed25519", "sign", "1d" if expired else "never")
         self.public_key = self._gpg("--armor", "--export").decode()
 
     def _gpg(self, *args: str, data: bytes = b"") -> bytes:
         env = {**os.environ, "GNUPGHOME": str(self.home), "LC_ALL": "C"}
-        done = subprocess.run(["gpg", "--batch", "--pinentry-mode", "loopback",
+        done = subprocess.run(["gpg", "--batch", "--pinentry-mode", "loopback", *self._time,
                                "--passphrase", "", *args], input=data, env=env,
                               capture_output=True, check=False, timeout=60)
         if done.returncode != 0:

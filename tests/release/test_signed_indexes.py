@@ -190,6 +190,18 @@ def test_verify_tells_a_changed_text_from_a_signed_one(vendor: Signer) -> None:
         verify(vendor.public_key.replace("\n\n", "\n\n!", 1), signature, b"x", what="x")
 
 
+def test_a_good_signature_by_an_expired_key_is_refused() -> None:
+    """gpgv itself exits 0 here; apt refuses such a Release, and so does the mirror."""
+    old = Signer("Old Vendor <old@example.test>", expired=True)
+    try:
+        signature = old.detach_sign(b"Suite: stable\n")
+        with pytest.raises(BadSignature, match="Release.gpg: signature does not verify "
+                                               "against spec signedBy: signed with an expired key"):
+            verify(old.public_key, signature, b"Suite: stable\n", what="Release.gpg")
+    finally:
+        old.close()
+
+
 def test_signed_by_is_checked_when_written(vendor: Signer) -> None:
     ok = msgspec.convert({"type": "debian", "url": "http://u", "signedBy": vendor.public_key},
                          Upstream)
