@@ -20,11 +20,14 @@ def dearmor_keys(armored: str) -> bytes:
         if lines[i].strip() != PUBLIC_KEY_BEGIN:
             i += 1
             continue
-        try:
-            end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == PUBLIC_KEY_END)
-            blank = next(j for j in range(i + 1, end + 1) if not lines[j].strip())
-        except StopIteration:
-            raise ValueError("an OpenPGP public key block is not closed") from None
+        end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == PUBLIC_KEY_END),
+                   None)
+        if end is None:
+            raise ValueError("an OpenPGP public key block is not closed")
+        blank = next((j for j in range(i + 1, end) if not lines[j].strip()), None)
+        if blank is None:  # RFC 4880 6.2: armor headers end with an empty line
+            raise ValueError("an OpenPGP public key block lacks the empty line after its "
+                             "header lines")
         body = "".join(ln.strip() for ln in lines[blank + 1 : end] if not ln.startswith("="))
         try:
             packets += base64.b64decode(body, validate=True)

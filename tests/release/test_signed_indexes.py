@@ -214,3 +214,16 @@ def test_signed_by_is_checked_when_written(vendor: Signer) -> None:
     ):
         with pytest.raises(msgspec.ValidationError, match=why):
             msgspec.convert(spec, Upstream)
+
+
+def test_dearmor_reads_every_key_block_and_names_what_is_malformed(vendor: Signer) -> None:
+    one = dearmor_keys(vendor.public_key)
+    assert one[0] & 0x80  # an OpenPGP packet header
+    assert dearmor_keys(f"# two vendors\n{vendor.public_key}\n{vendor.public_key}") == one + one
+    for text, why in (
+        (vendor.public_key.replace("\n\n", "\n", 1), "lacks the empty line after its header"),
+        (vendor.public_key.split("-----END")[0], "is not closed"),
+        ("", "no OpenPGP public key block"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            dearmor_keys(text)

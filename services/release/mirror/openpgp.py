@@ -2,9 +2,9 @@
 
 As apt does, through ``gpgv`` (Debian's ``gpgv`` package, which apt itself depends on):
 it checks a signature against a keyring and nothing else - no trust database, no key
-servers, no home directory state - which is what an air-gapped mirror wants. As apt reads
-gpgv's status lines, so does this: a good signature by an expired or revoked key fails. The keys
-come ASCII-armored, as apt's ``Signed-By`` takes them inline; they are dearmored
+servers, no home directory state - which is what an air-gapped mirror wants. Like apt, it
+reads gpgv's status lines too: a good signature by an expired or revoked key fails. The
+keys come ASCII-armored, as apt's ``Signed-By`` takes them inline; they are dearmored
 (``shared.armor``) into a throwaway keyring file, since gpgv reads binary keyrings.
 """
 
