@@ -14,9 +14,28 @@ from shared.models import (
     ObjectMeta,
     SimulatedMachineSpec,
 )
+from shared.models.kinds import MachineRole
 from shared.runtime import conditions as cond
 from tests.lcm.conftest import NS, PROVIDER_FINALIZER, REGION, Lcm
+from tests.lcm.test_upgrade import deployed
 from tests.waiting import eventually
+
+
+async def new_machine(lcm: Lcm, cluster: Cluster, name: str, role: MachineRole) -> Machine:
+    """A Machine of ``cluster`` the test's provider has not provisioned yet."""
+    return await lcm.store.create(Machine(
+        metadata=ObjectMeta(name=name, namespace=NS, finalizers=[PROVIDER_FINALIZER],
+                            owner_references=[cluster.owner_ref()]),
+        spec=MachineSpec(cluster=cluster.metadata.name, role=role, region=REGION,
+                         simulated=SimulatedMachineSpec()),
+    ))
+
+
+def join_of(lm: LCMMachine | None) -> str | None:
+    """The manager address ``lm``'s join item names ("" for the manager: it installs)."""
+    if lm is None:
+        return None
+    return next(i for i in lm.spec.state_items if i.name == "mke-join").params["manager"]
 
 
 async def test_worker_lcm_machine_waits_for_a_manager_address(lcm: Lcm) -> None:
@@ -24,14 +43,8 @@ async def test_worker_lcm_machine_waits_for_a_manager_address(lcm: Lcm) -> None:
         metadata=ObjectMeta(name="late", namespace=NS),
         spec=ClusterSpec(region=REGION, provider="simulated", release="mke-3-7-1"),
     ))
-    machines = {}
-    for name, role in (("late-cp0", "control-plane"), ("late-w0", "worker")):
-        machines[name] = await lcm.store.create(Machine(
-            metadata=ObjectMeta(name=name, namespace=NS, finalizers=[PROVIDER_FINALIZER],
-                                owner_references=[cluster.owner_ref()]),
-            spec=MachineSpec(cluster="late", role=role, region=REGION,
-                             simulated=SimulatedMachineSpec()),
-        ))
+    machines = {name: await new_machine(lcm, cluster, name, role)
+                for name, role in (("late-cp0", "control-plane"), ("late-w0", "worker"))}
     # The worker's node is up; the control plane's has no address yet.
     await lcm.provider.provision(machines["late-w0"], 2)
 
@@ -47,8 +60,7 @@ async def test_worker_lcm_machine_waits_for_a_manager_address(lcm: Lcm) -> None:
 
     await lcm.provider.provision(await lcm.store.get(Machine, "late-cp0", NS), 1)
     worker = await eventually(lambda: lcm.find(LCMMachine, "late-w0"), what="worker LCMMachine")
-    join = next(i for i in worker.spec.state_items if i.name == "mke-join")
-    assert join.params["manager"] == "10.250.0.1"
+    assert join_of(worker) == "10.250.0.1"
 
     await lcm.start_agent("late-cp0")
     await lcm.start_agent("late-w0")
@@ -58,8 +70,7 @@ async def test_worker_lcm_machine_waits_for_a_manager_address(lcm: Lcm) -> None:
     assert (await lcm.lcm_machine("late-w0")).metadata.generation == 1
     manager = await lcm.lcm_machine("late-cp0")
     assert manager.metadata.generation == 1
-    assert next(i for i in manager.spec.state_items if i.name == "mke-join").params[
-        "manager"] == ""
+    assert join_of(manager) == ""
     assert (lcm.root("late-cp0") / "etc/ccloud/mke").read_text().split() == ["manager", "3.7.1"]
 
 
@@ -70,27 +81,15 @@ async def test_a_manager_with_no_node_yields_to_a_control_plane_node_that_has_on
         metadata=ObjectMeta(name="swap", namespace=NS),
         spec=ClusterSpec(region=REGION, provider="simulated", release="mke-3-7-1"),
     ))
-    machines = {}
-    for name, role in (("swap-cp0", "control-plane"), ("swap-cp1", "control-plane"),
-                       ("swap-w0", "worker")):
-        machines[name] = await lcm.store.create(Machine(
-            metadata=ObjectMeta(name=name, namespace=NS, finalizers=[PROVIDER_FINALIZER],
-                                owner_references=[cluster.owner_ref()]),
-            spec=MachineSpec(cluster="swap", role=role, region=REGION,
-                             simulated=SimulatedMachineSpec()),
-        ))
+    machines = {name: await new_machine(lcm, cluster, name, role)
+                for name, role in (("swap-cp0", "control-plane"), ("swap-cp1", "control-plane"),
+                                   ("swap-w0", "worker"))}
     # The first control-plane node is chosen while no node has an address ...
     first = await eventually(lambda: lcm.find(LCMMachine, "swap-cp0"), what="cp0 LCMMachine")
-    assert next(i for i in first.spec.state_items if i.name == "mke-join").params[
-        "manager"] == ""
+    assert join_of(first) == ""
     # ... but never gets one; the second does, and everyone joins through it.
     await lcm.provider.provision(machines["swap-cp1"], 7)
     await lcm.provider.provision(machines["swap-w0"], 8)
-
-    def join_of(lm: LCMMachine | None) -> str | None:
-        if lm is None:
-            return None
-        return next(i for i in lm.spec.state_items if i.name == "mke-join").params["manager"]
 
     async def joins() -> dict[str, str | None]:
         found = {n: join_of(await lcm.find(LCMMachine, n)) for n in machines}
@@ -102,10 +101,7 @@ async def test_a_manager_with_no_node_yields_to_a_control_plane_node_that_has_on
 
 async def test_nodes_that_joined_stay_joined_when_the_manager_is_deleted(lcm: Lcm) -> None:
     names = await lcm.create_cluster("mgr", release="mke-3-7-1", cps=2, workers=1)
-    await eventually(lambda: lcm.find(LCMMachine, names[-1]), what="LCMMachines")
-    for n in names:
-        await lcm.start_agent(n)
-    await eventually(lambda: lcm.ready("mgr"), timeout=30, what="cluster Ready")
+    await deployed(lcm, "mgr", names, "mke-3-7-1")
     lcc = await lcm.store.get(LCMCluster, "mgr", NS)
     assert (lcc.status.manager_machine, lcc.status.manager_address) == ("mgr-cp0", "10.250.0.1")
     before = {n: await lcm.lcm_machine(n) for n in ("mgr-cp1", "mgr-w0")}
@@ -119,17 +115,10 @@ async def test_nodes_that_joined_stay_joined_when_the_manager_is_deleted(lcm: Lc
     await eventually(new_manager, timeout=20, what="cp1 the cluster's manager")
     await eventually(lambda: lcm.gone(LCMMachine, "mgr-cp0"), timeout=20, what="cp0 gone")
     # A node added now joins through the new manager ...
-    cluster = await lcm.cluster("mgr")
-    added = await lcm.store.create(Machine(
-        metadata=ObjectMeta(name="mgr-w1", namespace=NS, finalizers=[PROVIDER_FINALIZER],
-                            owner_references=[cluster.owner_ref()]),
-        spec=MachineSpec(cluster="mgr", role="worker", region=REGION,
-                         simulated=SimulatedMachineSpec()),
-    ))
+    added = await new_machine(lcm, await lcm.cluster("mgr"), "mgr-w1", "worker")
     await lcm.provider.provision(added, 4)
     joined = await eventually(lambda: lcm.find(LCMMachine, "mgr-w1"), what="w1 LCMMachine")
-    assert next(i for i in joined.spec.state_items if i.name == "mke-join").params[
-        "manager"] == "10.250.0.2"
+    assert join_of(joined) == "10.250.0.2"
     await lcm.start_agent("mgr-w1")
     await eventually(lambda: lcm.ready("mgr"), timeout=30, what="Ready with the new worker")
     # ... while the nodes that had joined were left as they were: no second join.
