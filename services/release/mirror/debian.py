@@ -159,17 +159,23 @@ def verified_packages(snapshot: dict[str, bytes], keys: str, *, where: str,
     for rel, body in snapshot.items():
         if rel in ("Release", "InRelease", "Release.gpg"):
             continue
-        sha, size = hashes.get(rel, ("", -1))
-        actual = hashlib.sha256(body).hexdigest()
-        if actual != sha or len(body) != size:
-            raise ChecksumMismatch(f"{where}/{rel} (index listed in the signed Release)",
-                                   expected=sha or "(not listed)", actual=actual)
-        text = (gzip.decompress(body) if rel.endswith(".gz") else body).decode("utf-8",
-                                                                                 "replace")
-        for st in parse_deb822(text):
+        for st in index_stanzas(hashes, rel, body, where=where):
             if "Package" in st and "Version" in st and "SHA256" in st:
                 out[(st["Package"], st["Version"])] = st["SHA256"].lower()
     return out
+
+
+def index_stanzas(hashes: dict[str, tuple[str, int]], rel: str, body: bytes, *,
+                  where: str) -> list[Stanza]:
+    """The stanzas of the Packages index ``rel`` (gzipped if ``.gz``), once ``body`` has
+    the sha256 and size the Release's ``hashes`` list for it."""
+    sha, size = hashes.get(rel, ("", -1))
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != sha or len(body) != size:
+        raise ChecksumMismatch(f"{where}/{rel} (index listed in Release)",
+                               expected=sha or "(not listed)", actual=actual)
+    raw = gzip.decompress(body) if rel.endswith(".gz") else body
+    return parse_deb822(raw.decode("utf-8", "replace"))
 
 
 class DebianReader:
@@ -218,18 +224,12 @@ class DebianReader:
             body, _ = await fetch_bytes(self.session, f"{dist}/{rel}")
         else:
             raise NotInUpstream(f"{dist}/Release does not list {self.index_path}")
-        sha, size = hashes[rel]
-        actual = hashlib.sha256(body).hexdigest()
-        if actual != sha or len(body) != size:
-            raise ChecksumMismatch(
-                f"{dist}/{rel} (index listed in Release)", expected=sha, actual=actual
-            )
+        stanzas = index_stanzas(hashes, rel, body, where=dist)
         self._snapshot = _snapshot(self.upstream.suite, [("Release", raw), *signed],
                                    (rel, body), dist)
-        text = (gzip.decompress(body) if rel.endswith(".gz") else body).decode("utf-8", "replace")
         index: dict[tuple[str, str], Stanza] = {}
         arch_ok = {self.upstream.architecture, "all"}
-        for st in parse_deb822(text):
+        for st in stanzas:
             if "Package" in st and "Version" in st and st.get("Architecture", "all") in arch_ok:
                 index[(st["Package"], st["Version"])] = st
         return index
