@@ -29,6 +29,8 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "BareMetalHost": [("STATE", "status.provisioningState"), ("POWER", "status.powerState"),
                       ("CONSUMER", "spec.consumer")],
     "BareMetalHostCredential": [("REGION", "spec.region"), ("USERNAME", "spec.username")],
+    "OpenStackCredential": [("REGION", "spec.region"), ("AUTH-URL", "spec.auth.authUrl")],
+    "VsphereCredential": [("REGION", "spec.region"), ("SERVER", "spec.server")],
     "Region": [("PROVIDERS", "spec.providers")],
 }
 WIDE: dict[str, list[tuple[str, str]]] = {
@@ -120,7 +122,8 @@ def table_rows(
     """The header row, then one row per object."""
     cols = COLUMNS.get(cls.KIND, []) + (WIDE.get(cls.KIND, []) if wide else [])
     headers = (["NAMESPACE"] if all_namespaces else []) + ["NAME"]
-    headers += [h for h, _ in cols] + ["PHASE", "READY", "AGE"]
+    headers += [h for h, _ in cols]
+    headers += ["PHASE"] * cls.HAS_PHASE + ["READY"] * cls.HAS_READY + ["AGE"]
     if wide:
         headers.append("LABELS")
     rows = [headers]
@@ -128,8 +131,12 @@ def table_rows(
         md = obj.get("metadata", {})
         row = ([md.get("namespace", "")] if all_namespaces else []) + [md.get("name", "")]
         row += [column(cls, obj, p) for _, p in cols]
-        phase = dig(obj, "status.phase") or ("Deleting" if md.get("deletionTimestamp") else "")
-        row += [phase or "<none>", ready(obj), age(md.get("creationTimestamp"))]
+        if cls.HAS_PHASE:
+            deleting = "Deleting" if md.get("deletionTimestamp") else ""
+            row.append(dig(obj, "status.phase") or deleting or "<none>")
+        if cls.HAS_READY:
+            row.append(ready(obj))
+        row.append(age(md.get("creationTimestamp")))
         if wide:
             row.append(",".join(f"{k}={v}" for k, v in (md.get("labels") or {}).items())
                        or "<none>")

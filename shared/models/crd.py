@@ -163,14 +163,23 @@ def crd_manifest(cls: type[Resource]) -> dict[str, Any]:
                 "served": True,
                 "storage": True,
                 "subresources": {"status": {}},
-                "additionalPrinterColumns": [
-                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                ],
+                "additionalPrinterColumns": printer_columns(cls),
                 "schema": {"openAPIV3Schema": schema},
             }],
         },
     }
+
+
+def printer_columns(cls: type[Resource]) -> list[dict[str, str]]:
+    """kubectl's columns: Phase and Ready only for kinds a controller writes them for."""
+    columns = []
+    if cls.HAS_PHASE:
+        columns.append({"name": "Phase", "type": "string", "jsonPath": ".status.phase"})
+    if cls.HAS_READY:
+        columns.append({"name": "Ready", "type": "string",
+                        "jsonPath": '.status.conditions[?(@.type=="Ready")].status'})
+    columns.append({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})
+    return columns
 
 
 def crd_manifests() -> list[dict[str, Any]]:

@@ -36,6 +36,8 @@ class RegionSpec(_Spec, kw_only=True):
 class Region(Resource, kw_only=True):
     KIND: ClassVar[str] = "Region"
     PLURAL: ClassVar[str] = "regions"
+    HAS_PHASE: ClassVar[bool] = True
+    HAS_READY: ClassVar[bool] = True
     NAMESPACED: ClassVar[bool] = False
     spec: RegionSpec = field(default_factory=RegionSpec)
     status: Status = field(default_factory=Status)
@@ -67,6 +69,8 @@ class ClusterStatus(Status, kw_only=True):
 class Cluster(Resource, kw_only=True):
     KIND: ClassVar[str] = "Cluster"
     PLURAL: ClassVar[str] = "clusters"
+    HAS_PHASE: ClassVar[bool] = True
+    HAS_READY: ClassVar[bool] = True
     spec: ClusterSpec
     status: ClusterStatus = field(default_factory=ClusterStatus)
 
@@ -128,6 +132,8 @@ class MachineStatus(Status, kw_only=True):
 class Machine(Resource, kw_only=True):
     KIND: ClassVar[str] = "Machine"
     PLURAL: ClassVar[str] = "machines"
+    HAS_PHASE: ClassVar[bool] = True
+    HAS_READY: ClassVar[bool] = True
     spec: MachineSpec
     status: MachineStatus = field(default_factory=MachineStatus)
 
@@ -178,6 +184,8 @@ class LCMClusterStatus(Status, kw_only=True):
 class LCMCluster(Resource, kw_only=True):
     KIND: ClassVar[str] = "LCMCluster"
     PLURAL: ClassVar[str] = "lcmclusters"
+    HAS_PHASE: ClassVar[bool] = True
+    HAS_READY: ClassVar[bool] = True
     spec: LCMClusterSpec
     status: LCMClusterStatus = field(default_factory=LCMClusterStatus)
 
@@ -219,6 +227,8 @@ class LCMMachineStatus(Status, kw_only=True):
 class LCMMachine(Resource, kw_only=True):
     KIND: ClassVar[str] = "LCMMachine"
     PLURAL: ClassVar[str] = "lcmmachines"
+    HAS_PHASE: ClassVar[bool] = True
+    HAS_READY: ClassVar[bool] = True
     spec: LCMMachineSpec
     status: LCMMachineStatus = field(default_factory=LCMMachineStatus)
 
@@ -294,6 +304,7 @@ class OpenStackCredentialSpec(_Spec, kw_only=True):
 class OpenStackCredential(Resource, kw_only=True):
     KIND: ClassVar[str] = "OpenStackCredential"
     PLURAL: ClassVar[str] = "openstackcredentials"
+    HAS_READY: ClassVar[bool] = True
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("auth.password", "auth.applicationCredentialSecret")
     spec: OpenStackCredentialSpec
     status: Status = field(default_factory=Status)
@@ -312,6 +323,7 @@ class VsphereCredentialSpec(_Spec, kw_only=True):
 class VsphereCredential(Resource, kw_only=True):
     KIND: ClassVar[str] = "VsphereCredential"
     PLURAL: ClassVar[str] = "vspherecredentials"
+    HAS_READY: ClassVar[bool] = True
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("password",)
     spec: VsphereCredentialSpec
     status: Status = field(default_factory=Status)
@@ -378,6 +390,7 @@ class BareMetalHostStatus(Status, kw_only=True):
 class BareMetalHost(Resource, kw_only=True):
     KIND: ClassVar[str] = "BareMetalHost"
     PLURAL: ClassVar[str] = "baremetalhosts"
+    HAS_READY: ClassVar[bool] = True
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("bmc.password",)
     SECRET_REFERENCES: ClassVar[dict[str, str]] = {"bmc.password": "bmc.credentialsName"}
     spec: BareMetalHostSpec
@@ -426,6 +439,8 @@ class AttachedClusterStatus(Status, kw_only=True):
 class AttachedCluster(Resource, kw_only=True):
     KIND: ClassVar[str] = "AttachedCluster"
     PLURAL: ClassVar[str] = "attachedclusters"
+    HAS_PHASE: ClassVar[bool] = True
+    HAS_READY: ClassVar[bool] = True
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("kubeconfig",)
     spec: AttachedClusterSpec
     status: AttachedClusterStatus = field(default_factory=AttachedClusterStatus)
@@ -480,6 +495,8 @@ class ArtifactMirrorStatus(Status, kw_only=True):
 class ArtifactMirror(Resource, kw_only=True):
     KIND: ClassVar[str] = "ArtifactMirror"
     PLURAL: ClassVar[str] = "artifactmirrors"
+    HAS_PHASE: ClassVar[bool] = True
+    HAS_READY: ClassVar[bool] = True
     spec: ArtifactMirrorSpec
     status: ArtifactMirrorStatus = field(default_factory=ArtifactMirrorStatus)
 

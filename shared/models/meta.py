@@ -111,6 +111,11 @@ class Resource(Struct, kw_only=True, rename="camel", forbid_unknown_fields=True,
     # Secret field -> spec field naming a credential object that replaces it: a write
     # setting the reference does not keep the stored secret (switching to a reference).
     SECRET_REFERENCES: ClassVar[dict[str, str]] = {}
+    # What a controller writes into this kind's status, for tables (the CLI, the CRDs'
+    # printer columns): a ``phase``, and a ``Ready`` condition. A kind with neither (a
+    # release, a key) shows no PHASE/READY column rather than a "<none>"/"Unknown" forever.
+    HAS_PHASE: ClassVar[bool] = False
+    HAS_READY: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if not self.kind:

@@ -341,3 +341,28 @@ def test_table_shows_model_defaults_the_wire_omits():
     out = table(Machine, [wire], all_namespaces=False, wide=False)
     header, row = out.splitlines()
     assert row.split()[header.split().index("ROLE")] == "worker"
+
+
+def test_phase_and_ready_columns_only_where_a_controller_writes_them():
+    """A release or a key never gets a phase or Ready: no "<none>"/"Unknown" columns for
+    them; a host or credential has Ready (its checks summed up) but no phase."""
+    from services.cli.output import table
+    from shared.models import BareMetalHost, ClusterRelease, OpenStackCredential
+
+    def header(cls, wire):
+        return table(cls, [wire], all_namespaces=False, wide=False).splitlines()[0].split()
+
+    meta = {"name": "x", "namespace": "default"}
+    release = {"metadata": {"name": "mke-3-7-0"},
+               "spec": {"version": "3.7.0", "mkeVersion": "3.7.0"}}
+    assert header(ClusterRelease, release) == ["NAME", "VERSION", "MKE", "AGE"]
+    host = {"metadata": meta, "spec": {"region": "local", "bmc": {"address": "redfish://b/1"},
+                                       "bootMacAddress": "52:54:00:00:00:01"},
+            "status": {"conditions": [{"type": "Ready", "status": "False",
+                                       "reason": "InvalidCredentials"}]}}
+    assert header(BareMetalHost, host) == ["NAME", "STATE", "POWER", "CONSUMER", "READY", "AGE"]
+    row = table(BareMetalHost, [host], all_namespaces=False, wide=False).splitlines()[1]
+    assert row.split()[4] == "False"
+    cred = {"metadata": meta, "spec": {"region": "local",
+                                       "auth": {"authUrl": "http://keystone:5000/v3"}}}
+    assert header(OpenStackCredential, cred) == ["NAME", "REGION", "AUTH-URL", "READY", "AGE"]

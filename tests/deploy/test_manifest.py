@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import inspect
@@ -121,10 +122,14 @@ OWNER_GC = {(cls.PLURAL, "delete") for cls in ALL_KINDS}
 RELEASE_DATA = {(BY_KIND[doc["kind"]].PLURAL, "create")
                 for p in (code.ROOT / "services" / "release" / "data").glob("*.yaml")
                 for doc in yaml.safe_load_all(p.read_text()) if doc}
-GENERIC_SITES = {"services.api": "services/api/resources.py",
-                 "services.bridge": "services/bridge/gc.py",
-                 "services.release": "services/release/defaults.py",
-                 "services.regional": "services/regional/link.py"}
+CREDENTIAL_STATUS = "services/providers/credential_status.py"
+GENERIC_SITES = {"services.api": ("services/api/resources.py",),
+                 "services.bridge": ("services/bridge/gc.py",),
+                 "services.release": ("services/release/defaults.py",),
+                 "services.regional": ("services/regional/link.py",),
+                 # every provider carries the module; those without credentials never run it
+                 **{f"services.providers.{p}": (CREDENTIAL_STATUS,)
+                    for p in ("openstack", "vsphere", "baremetal", "simulated")}}
 
 
 def granted_writes(svc: generate.Service) -> set[tuple[str, str]]:
@@ -132,16 +137,29 @@ def granted_writes(svc: generate.Service) -> set[tuple[str, str]]:
             if verb in WRITE_VERBS}
 
 
+def credential_status_writes(module: str) -> set[tuple[str, str]]:
+    """The status writes of CREDENTIAL_STATUS in a provider: of the credential kinds its
+    ``__main__`` passes to ``credential_controller``."""
+    main = code.package_dir(module) / "__main__.py"
+    if not module.startswith("services.providers.") or not main.exists():
+        return set()
+    return {(code.KIND_CLASSES[a.id].PLURAL + "/status", "update")
+            for node in ast.walk(ast.parse(main.read_text()))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == (
+                "credential_controller")
+            for a in node.args if isinstance(a, ast.Name) and a.id in code.KIND_CLASSES}
+
+
 def performed_writes(svc: generate.Service) -> set[tuple[str, str]]:
     """The service's store writes as grants: the scan's, plus its run-time-kind writes."""
     writes, unresolved = code.store_writes(svc.module)
-    site = GENERIC_SITES.get(svc.module)
-    stray = [u for u in unresolved if not site or not u.startswith(site + ":")]
+    sites = GENERIC_SITES.get(svc.module, ())
+    stray = [u for u in unresolved if not u.startswith(tuple(f"{s}:" for s in sites))]
     assert not stray, f"{svc.name}: writes of a kind the scan cannot tell: {stray}"
     if svc.module == "services.api":
         return writes | granted_writes(svc)
-    return writes | {"services.bridge": OWNER_GC, "services.release": RELEASE_DATA}.get(
-        svc.module, set())
+    return writes | credential_status_writes(svc.module) | {
+        "services.bridge": OWNER_GC, "services.release": RELEASE_DATA}.get(svc.module, set())
 
 
 @pytest.mark.parametrize("svc", SERVICES, ids=lambda s: s.name)

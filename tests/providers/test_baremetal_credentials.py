@@ -139,6 +139,7 @@ async def test_rotation_reaches_the_cached_client(h: Harness, authed: SushyEmula
         assert len(made) == 1 and made[0].bmc.details.password == GOOD
         stored = await h.store.get(BareMetalHost, "host-12", "default")
         assert cond.is_true(stored.status, BMC_REACHABLE)
+        assert cond.is_true(stored.status, cond.READY), "reachable and inspected: Ready"
 
         await set_password(h, WRONG)
         with pytest.raises(TransientError):
@@ -147,11 +148,14 @@ async def test_rotation_reaches_the_cached_client(h: Harness, authed: SushyEmula
         stored = await h.store.get(BareMetalHost, "host-12", "default")
         c = cond.get(stored.status, BMC_REACHABLE)
         assert c is not None and c.reason == "InvalidCredentials"
+        ready = cond.get(stored.status, cond.READY)
+        assert ready is not None and (ready.status, ready.reason) == ("False", c.reason)
 
         await set_password(h, GOOD)
         await rec.reconcile(req)
         stored = await h.store.get(BareMetalHost, "host-12", "default")
         assert cond.is_true(stored.status, BMC_REACHABLE)
+        assert cond.is_true(stored.status, cond.READY)
         assert rec.hosts_using(_event("rack-a")) == [req]
         await h.store.delete(BareMetalHost, "host-12", "default")
         with pytest.raises(NotFound):

@@ -1,8 +1,9 @@
 """The create-cluster flow per provider, in a real headless Chromium against a real gateway.
 
 Credential providers (OpenStack, vSphere) offer only the credentials of the chosen project
-and region; bare metal takes a host profile (a label selector) and says how many free hosts
-it matches; a gateway error about one machine's field lands beside that field.
+and region, each with what its provider found logging in with it; bare metal takes a host
+profile (a label selector) and says how many free hosts it matches; a gateway error about
+one machine's field lands beside that field.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from shared.models import (
     BareMetalHost,
     Cluster,
+    Condition,
     Machine,
     OpenStackCredential,
     Region,
@@ -24,7 +26,7 @@ from shared.models import (
 )
 from shared.models.meta import ObjectMeta
 from tests.ui.conftest import Console, needs_chromium, screenshot, sign_in
-from tests.ui.test_console import wizard_next
+from tests.ui.test_console import set_status, wizard_next
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -87,8 +89,17 @@ async def test_openstack_offers_only_the_projects_credentials_in_the_region(
     await openstack_credential(console, "os-a", "team-a", "local")
     await openstack_credential(console, "os-b", "team-b", "local")  # readable, other project
     await openstack_credential(console, "os-dc2", "team-a", "dc2")  # other region
+    await openstack_credential(console, "os-old", "team-a", "local")
+    # What the provider found logging in with each (os-dc2 is not checked yet).
+    await set_status(console, OpenStackCredential, "os-a", conditions=[
+        Condition(type="Valid", status="True", reason="Authenticated")])
+    await set_status(console, OpenStackCredential, "os-old", conditions=[
+        Condition(type="Valid", status="False", reason="InvalidCredentials",
+                  message="openstack: authenticate: Keystone rejected the credentials")])
     await start(page, console, "osc", "local", "openstack")
-    assert await options(page, "spec.credential") == ["Choose a credential", "os-a"]
+    assert await options(page, "spec.credential") == [
+        "Choose a credential", "os-a",
+        "os-old — InvalidCredentials: openstack: authenticate: Keystone rejected the credentials"]
     await wizard_next(page)
     await expect(page.locator("[data-error-for='spec.credential']")).to_have_text("Required.")
     await page.select_option("select[name='spec.credential']", "os-a")
@@ -98,7 +109,8 @@ async def test_openstack_offers_only_the_projects_credentials_in_the_region(
     await page.select_option("select[name='spec.region']", "dc2")
     await wizard_next(page)
     await page.select_option("select[name='spec.provider']", "openstack")
-    assert await options(page, "spec.credential") == ["Choose a credential", "os-dc2"]
+    assert await options(page, "spec.credential") == [
+        "Choose a credential", "os-dc2 — not checked yet"]
     await expect(page.locator("select[name='spec.credential']")).to_have_value("")
     await page.get_by_role("button", name="Back").click()
     await page.select_option("select[name='spec.region']", "local")
@@ -140,7 +152,8 @@ async def test_vsphere_credential_and_a_machine_error_beside_its_field(
     await vsphere_credential(console, "vs-b", "team-b", "dc2")
     await vsphere_credential(console, "vs-local", "team-a", "local")
     await start(page, console, "vs", "dc2", "vsphere")
-    assert await options(page, "spec.credential") == ["Choose a credential", "vs-a"]
+    assert await options(page, "spec.credential") == [
+        "Choose a credential", "vs-a — not checked yet"]
     await page.select_option("select[name='spec.credential']", "vs-a")
     await wizard_next(page)
     await wizard_next(page)

@@ -16,7 +16,8 @@ so a host waiting for a missing or fixed credential recovers at once.
 
 BMC trouble becomes ``BMCReachable=False`` with the provider's reason
 (``InvalidCredentials``, ``CredentialsNotFound``, ``ProviderUnavailable``, ...) and a
-backoff retry; the BMC password never appears in status or logs.
+backoff retry; the BMC password never appears in status or logs. ``Ready`` sums up the
+two conditions, so a list of hosts shows at a glance which ones can take a machine.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from services.providers.baremetal.credentials import reference, resolve
 from services.providers.errors import ProviderError
 from services.providers.steps import Backoff
 from shared.bus import ChangeEvent
-from shared.models import BareMetalHost, BareMetalHostCredential, HardwareInfo
+from shared.models import BareMetalHost, BareMetalHostCredential, HardwareInfo, Status
 from shared.runtime import Request, Result, TransientError, Watch, status_writer
 from shared.runtime import conditions as cond
 from shared.store import NotFound, Store
@@ -40,6 +41,12 @@ log = logging.getLogger(__name__)
 
 BMC_REACHABLE = "BMCReachable"
 INSPECTED = "Inspected"
+
+
+def summarize_host(status: Status) -> None:
+    """Ready: the BMC answers and the host was inspected (and its boot MAC found), so the
+    provider can claim and boot it; the first of the two that is not True says why."""
+    cond.summarize(status, [BMC_REACHABLE, INSPECTED])
 
 
 class HostReconciler:
@@ -97,7 +104,7 @@ class HostReconciler:
             await self._drop(_key(host))
             return None
         self._note_reference(req.namespace, req.name, host)
-        async with status_writer(self.store, host) as h:
+        async with status_writer(self.store, host, derive=summarize_host) as h:
             return await self.reconcile_normal(h)
 
     async def _client(self, host: BareMetalHost) -> BareMetalProvider:

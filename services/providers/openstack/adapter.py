@@ -255,10 +255,14 @@ class OpenStackProvider(BlockingProvider):
             await asyncio.to_thread(conn.close)
 
     async def check_credentials(self) -> None:
-        """Authenticate once (a token issue); raises CredentialsError when refused."""
+        """Authenticate once (a token issue); raises CredentialsError when refused.
+
+        Through keystoneauth's session, not ``Connection.authorize()``: that wraps every
+        failure in a plain SDKException, so a refusal could not be told from an outage.
+        """
 
         def auth() -> None:
-            self._call("authenticate", lambda: self.conn.authorize())
+            self._call("authenticate", lambda: self.conn.session.get_token())
 
         await asyncio.to_thread(auth)
 

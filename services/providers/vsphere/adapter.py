@@ -280,3 +280,7 @@ class VsphereProvider(BlockingProvider):
 
     async def close(self) -> None:
         await asyncio.to_thread(self.session.close)
+
+    async def check_credentials(self) -> None:
+        """Log in (and read the service content); raises CredentialsError when refused."""
+        await asyncio.to_thread(lambda: self.session.content)

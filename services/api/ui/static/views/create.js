@@ -6,7 +6,7 @@
 // message beside it.
 
 import { ApiError, CLUSTER_LABEL, GROUP_VERSION, REGION_LABEL, api, session } from "../api.js";
-import { h, replace } from "../dom.js";
+import { condition, h, replace } from "../dom.js";
 
 const PROVIDERS = ["simulated", "openstack", "vsphere", "baremetal"];
 const CREDENTIAL_KINDS = { openstack: "openstackcredentials", vsphere: "vspherecredentials" };
@@ -69,6 +69,13 @@ function parseSelector(text) {
 // The host fits the selector as the bare metal provider judges it: every label equal.
 const matches = (host, selector) =>
   Object.entries(selector).every(([k, v]) => (host.metadata.labels || {})[k] === v);
+
+// What the provider found when it last logged in with a credential (its Valid condition).
+function validity(credential) {
+  const valid = condition(credential, "Valid");
+  if (!valid) return " — not checked yet";
+  return valid.status === "True" ? "" : ` — ${valid.reason}: ${valid.message}`;
+}
 
 async function listOrEmpty(plural) {
   try {
@@ -187,7 +194,8 @@ export function renderCreate(root) {
       }, { placeholder: "Choose a provider" }))];
     if (kind) {
       out.push(field("Credential", "spec.credential",
-        select(creds.map((c) => c.metadata.name), state.credential,
+        select(creds.map((c) => [c.metadata.name, c.metadata.name + validity(c)]),
+          state.credential,
           (v) => { state.credential = v; }, { placeholder: "Choose a credential" }),
         creds.length ? "" : `No ${kind} in project ${state.namespace}, region ${state.region}.`));
     } else if (state.provider === "baremetal") {

@@ -2,7 +2,7 @@
 // artifact mirrors (with progress bars) and attached clusters. Each is live.
 
 import { live, session } from "../api.js";
-import { age, badge, bytes, h, phaseOf, progress, replace, table } from "../dom.js";
+import { age, badge, bytes, condition, h, phaseOf, progress, replace, table } from "../dom.js";
 
 const inProject = (o) => !session.project || !o.metadata.namespace ||
   o.metadata.namespace === session.project;
@@ -10,7 +10,9 @@ const inProject = (o) => !session.project || !o.metadata.namespace ||
 const name = { title: "Name", render: (o) => o.metadata.name, cls: "name" };
 const project = { title: "Project", render: (o) => o.metadata.namespace || "" };
 const region = { title: "Region", render: (o) => o.spec.region || "" };
-const phase = { title: "Status", render: (o) => badge(phaseOf(o)), cls: "phase" };
+// The badge's tooltip says why, from the Ready condition (a refused credential's reason).
+const phase = { title: "Status", cls: "phase", render: (o) =>
+  h("span", { title: condition(o, "Ready")?.message || "" }, badge(phaseOf(o))) };
 
 // A page with one live table per section: [{title, plural, columns, uses}]. `uses` names
 // further live collections a column looks things up in: render(o, {plural: collection}).
