@@ -11,10 +11,12 @@ from typing import Any
 import msgspec
 import yaml
 
-from shared.models import GROUP, Resource, ValidationError, convert
+from shared.models import GROUP, MACHINE_LABEL, Resource, ValidationError, convert
 
-# A computed column: an LCMMachine's state items done of those its spec holds.
+# Computed columns: an LCMMachine's state items done of those its spec holds; the Machine
+# that claimed a BareMetalHost (by name where the claim labelled it, else its uid).
 ITEMS_DONE = "<items-done>"
+CONSUMER = "<consumer>"
 
 # Extra columns per kind: header -> dotted path into the object.
 COLUMNS: dict[str, list[tuple[str, str]]] = {
@@ -27,7 +29,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "ClusterRelease": [("VERSION", "spec.version"), ("MKE", "spec.mkeVersion")],
     "KaaSRelease": [("VERSION", "spec.version")],
     "BareMetalHost": [("STATE", "status.provisioningState"), ("POWER", "status.powerState"),
-                      ("CONSUMER", "spec.consumer")],
+                      ("CONSUMER", CONSUMER)],
     "BareMetalHostCredential": [("REGION", "spec.region"), ("USERNAME", "spec.username")],
     "OpenStackCredential": [("REGION", "spec.region"), ("AUTH-URL", "spec.auth.authUrl")],
     "VsphereCredential": [("REGION", "spec.region"), ("SERVER", "spec.server")],
@@ -67,8 +69,17 @@ def items_done(obj: dict[str, Any]) -> str:
     return f"{sum(1 for s in states if s.get('state') == 'Done')}/{total}"
 
 
+def consumer(obj: dict[str, Any]) -> str:
+    return cell(dig(obj, "spec.consumer") and (
+        (dig(obj, "metadata.labels") or {}).get(MACHINE_LABEL) or dig(obj, "spec.consumer")))
+
+
 def column(cls: type[Resource], obj: dict[str, Any], path: str) -> str:
-    return items_done(obj) if path == ITEMS_DONE else cell(typed_dig(cls, obj, path))
+    if path == ITEMS_DONE:
+        return items_done(obj)
+    if path == CONSUMER:
+        return consumer(obj)
+    return cell(typed_dig(cls, obj, path))
 
 
 def cell(value: Any) -> str:

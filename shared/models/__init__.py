@@ -7,6 +7,7 @@ from shared.models.meta import (
     CLUSTER_LABEL,
     GLOBAL_REGION,
     GROUP,
+    MACHINE_LABEL,
     PROVIDER_LABEL,
     REGION_LABEL,
     VERSION,
@@ -32,7 +33,8 @@ from shared.models.registry import (
 
 __all__ = [
     "ALL_KINDS", "API_VERSION", "BY_KIND", "BY_PLURAL", "CLUSTER_LABEL", "Condition",
-    "GLOBAL_REGION", "GROUP", "ObjectMeta", "OwnerReference", "PROVIDER_LABEL", "REGION_LABEL",
+    "GLOBAL_REGION", "GROUP", "MACHINE_LABEL", "ObjectMeta", "OwnerReference", "PROVIDER_LABEL",
+    "REGION_LABEL",
     "Resource", "Status", "VERSION", "ValidationError", "convert", "copy", "decode", "encode",
     "kind_of", "now", "redact", "to_dict",
 ]

@@ -19,6 +19,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 REGION_LABEL = f"{GROUP}/region"
 PROVIDER_LABEL = f"{GROUP}/provider"
 CLUSTER_LABEL = f"{GROUP}/cluster"
+# On a BareMetalHost: the name of the Machine that claimed it (spec.consumer holds its uid).
+MACHINE_LABEL = f"{GROUP}/machine"
 GLOBAL_REGION = "global"
 
 # RFC 1123 subdomain-ish names, as Kubernetes requires for object names.

@@ -347,7 +347,7 @@ def test_phase_and_ready_columns_only_where_a_controller_writes_them():
     """A release or a key never gets a phase or Ready: no "<none>"/"Unknown" columns for
     them; a host or credential has Ready (its checks summed up) but no phase."""
     from services.cli.output import table
-    from shared.models import BareMetalHost, ClusterRelease, OpenStackCredential
+    from shared.models import MACHINE_LABEL, BareMetalHost, ClusterRelease, OpenStackCredential
 
     def header(cls, wire):
         return table(cls, [wire], all_namespaces=False, wide=False).splitlines()[0].split()
@@ -362,7 +362,14 @@ def test_phase_and_ready_columns_only_where_a_controller_writes_them():
                                        "reason": "InvalidCredentials"}]}}
     assert header(BareMetalHost, host) == ["NAME", "STATE", "POWER", "CONSUMER", "READY", "AGE"]
     row = table(BareMetalHost, [host], all_namespaces=False, wide=False).splitlines()[1]
-    assert row.split()[4] == "False"
+    assert row.split()[3:5] == ["<none>", "False"]
+    # A claimed host shows its Machine by name where the claim labelled it, else the uid.
+    host["spec"]["consumer"] = "3f1c-uid"
+    row = table(BareMetalHost, [host], all_namespaces=False, wide=False).splitlines()[1]
+    assert row.split()[3] == "3f1c-uid"
+    host["metadata"] = {**meta, "labels": {MACHINE_LABEL: "demo-cp-0"}}
+    row = table(BareMetalHost, [host], all_namespaces=False, wide=False).splitlines()[1]
+    assert row.split()[3] == "demo-cp-0"
     cred = {"metadata": meta, "spec": {"region": "local",
                                        "auth": {"authUrl": "http://keystone:5000/v3"}}}
     assert header(OpenStackCredential, cred) == ["NAME", "REGION", "AUTH-URL", "READY", "AGE"]

@@ -15,7 +15,7 @@ from services.providers.baremetal.hosts import HostTargets
 from services.providers.baremetal.inventory import BMC_REACHABLE, HostReconciler
 from services.providers.machines import MachineReconciler
 from services.providers.steps import PROVIDER_READY, Backoff
-from shared.models import BareMetalHost, Cluster, Machine, convert
+from shared.models import MACHINE_LABEL, BareMetalHost, Cluster, Machine, convert
 from shared.runtime import Controller, Request, TransientError
 from shared.runtime import conditions as cond
 from shared.store import NotFound
@@ -93,6 +93,7 @@ async def test_inventory_claim_provision_release(
         assert m.status.addresses == ["192.0.2.16"]
         host6 = await h.store.get(BareMetalHost, "host-6", "default")
         assert host6.spec.consumer == m.metadata.uid
+        assert host6.metadata.labels[MACHINE_LABEL] == "gpu-0"  # for people: who holds it
         assert (await h.store.get(BareMetalHost, "host-5", "default")).spec.consumer == ""
 
         async def host6_on() -> bool:
@@ -113,6 +114,7 @@ async def test_inventory_claim_provision_release(
         await eventually(machine_gone, timeout=40, interval=0.3, what="machine deleted")
         host6 = await h.store.get(BareMetalHost, "host-6", "default")
         assert host6.spec.consumer == "" and not host6.spec.online
+        assert MACHINE_LABEL not in host6.metadata.labels
     finally:
         await machines.stop()
         await hosts.stop()

@@ -3,7 +3,8 @@
 A host fits a Machine when it is in the Machine's region and namespace, carries every
 label of ``spec.baremetal.hostSelector`` and has no consumer. The claim is
 ``spec.consumer = <machine uid>`` written with the host's resourceVersion, so two services
-racing for one host cannot both win (the loser gets Conflict and tries the next host).
+racing for one host cannot both win (the loser gets Conflict and tries the next host); the
+host is labelled with the Machine's name in the same write, for people (``MACHINE_LABEL``).
 A host already claimed by the Machine is always preferred: re-runs never claim twice.
 The adapter gets the host with the BareMetalHostCredential it names resolved in memory
 (``credentials.py``); a missing one fails the step with ``CredentialsNotFound``.
@@ -18,7 +19,7 @@ from services.providers.baremetal.adapter import BareMetalProvider
 from services.providers.baremetal.bmc import PROVIDER
 from services.providers.baremetal.credentials import resolve
 from services.providers.errors import NoCapacityError
-from shared.models import BareMetalHost, BareMetalMachineSpec, Cluster, Machine
+from shared.models import MACHINE_LABEL, BareMetalHost, BareMetalMachineSpec, Cluster, Machine
 from shared.store import Conflict, NotFound, Store
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class HostTargets:
             host = free[0]
             host.spec.consumer = uid
             host.spec.online = True
+            host.metadata.labels[MACHINE_LABEL] = machine.metadata.name
             try:
                 claimed = await self.store.update(host)
             except (Conflict, NotFound):
@@ -98,6 +100,7 @@ class HostTargets:
                 return
             host.spec.consumer = ""
             host.spec.online = False
+            host.metadata.labels.pop(MACHINE_LABEL, None)
             try:
                 await self.store.update(host)
                 log.info("host %s released", host.metadata.name)
