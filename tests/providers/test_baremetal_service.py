@@ -188,6 +188,35 @@ async def test_a_free_host_that_comes_on_late_is_powered_off(
         await bmc.close()
 
 
+async def test_a_claimed_host_shows_its_power_on_soon_after_it_comes_on(
+    h: Harness, redfish: SushyEmulator
+) -> None:
+    """A claimed host is powered on by its Machine's provisioning, not by the inventory:
+    while its power differs from ``online`` the inventory polls it at the fast interval, so
+    the host of a running node does not show "off" until the next slow refresh (60 s here)."""
+    claimed = bmh(redfish, 3, labels={})
+    claimed.spec.online, claimed.spec.consumer = True, "some-machine-uid"
+    await h.store.create(claimed)
+    bmc = BareMetalProvider(claimed, timeout=10)
+    hosts = Controller(name="bm-host-on", kind=BareMetalHost, store=h.store, bus=h.bus,
+                       region=REGION, resync_period=None,
+                       reconciler=HostReconciler(h.store, region=REGION, refresh_interval=60,
+                                                 power_poll_interval=0.3))
+    await hosts.start()
+    try:
+        async def power(state: str) -> bool:
+            stored = await h.store.get(BareMetalHost, "host-3", "default")
+            return stored.status.power_state == state
+
+        await eventually(lambda: power("off"), timeout=20, what="host-3 first seen off")
+        await bmc.power(bmc._ref("some-machine-uid"), on=True)  # the Machine's PowerOn step
+        await eventually(lambda: power("on"), timeout=20, interval=0.3,
+                         what="host-3 shown on well before the 60 s refresh")
+    finally:
+        await hosts.stop()
+        await bmc.close()
+
+
 async def test_inventory_keeps_one_bmc_client_per_host(
     h: Harness, redfish: SushyEmulator
 ) -> None:

@@ -2,7 +2,8 @@
 
 Inspection (CPUs, memory, NICs, system uuid) runs when the host is new or its spec changed
 (``observedGeneration``); the power state and provisioning state are refreshed every
-``refresh_interval``. A host that is not ``online`` is kept powered off: BMCs apply power
+``refresh_interval``, and every ``power_poll_interval`` while the power differs from
+``online``. A host that is not ``online`` is kept powered off: BMCs apply power
 changes late, so a power-on asked for just before a deprovision can land after it, and a
 free host must not keep running whatever it booted. Powering on stays with the Machine
 reconciler, which inserts the boot media first.
@@ -169,7 +170,9 @@ class HostReconciler:
         st.consumer = host.spec.consumer
         st.provisioning_state = "provisioned" if host.spec.consumer else "available"
         st.observed_generation = host.metadata.generation
-        if powered and not host.spec.online:
+        if powered != host.spec.online:
+            # In transition: kept off (see above), or claimed and about to be powered on by
+            # the Machine's provisioning - a running node must not show "off" for long.
             return Result(requeue_after=self.power_poll_interval)
         return Result(requeue_after=self.refresh_interval)
 
