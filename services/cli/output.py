@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -13,29 +13,58 @@ import yaml
 
 from shared.models import GROUP, MACHINE_LABEL, Resource, ValidationError, convert
 
-# Computed columns: an LCMMachine's state items done of those its spec holds; the Machine
-# that claimed a BareMetalHost (by name where the claim labelled it, else its uid).
-ITEMS_DONE = "<items-done>"
-CONSUMER = "<consumer>"
 
-# Extra columns per kind: header -> dotted path into the object.
-COLUMNS: dict[str, list[tuple[str, str]]] = {
+def items_done(obj: dict[str, Any]) -> str:
+    """An LCMMachine's state items done of those its spec holds."""
+    total = len(dig(obj, "spec.stateItems") or [])
+    states = (dig(obj, "status.stateItems") or {}).values()
+    return f"{sum(1 for s in states if s.get('state') == 'Done')}/{total}"
+
+
+def consumer(obj: dict[str, Any]) -> str:
+    """The Machine that claimed a BareMetalHost: by name where the claim labelled the host,
+    else its uid."""
+    uid = dig(obj, "spec.consumer")
+    return cell(uid and ((dig(obj, "metadata.labels") or {}).get(MACHINE_LABEL) or uid))
+
+
+def ratio(done: str, total: str) -> Callable[[dict[str, Any]], str]:
+    """``done/total`` from two status fields, ``total`` a count or a list (nothing before
+    the first count is written)."""
+
+    def render(obj: dict[str, Any]) -> str:
+        of = dig(obj, total)
+        of = len(of) if isinstance(of, list) else of
+        return f"{dig(obj, done) or 0}/{of}" if of else "<none>"
+
+    return render
+
+
+# Extra columns per kind: header -> dotted path into the object, or a function of it.
+Column = tuple[str, str | Callable[[dict[str, Any]], str]]
+COLUMNS: dict[str, list[Column]] = {
     "Cluster": [("REGION", "spec.region"), ("PROVIDER", "spec.provider"),
                 ("RELEASE", "spec.release")],
     "Machine": [("CLUSTER", "spec.cluster"), ("ROLE", "spec.role"), ("REGION", "spec.region")],
+    "UpdateGroup": [("CLUSTER", "spec.cluster"), ("INDEX", "spec.index"),
+                    ("CONCURRENT", "spec.concurrentUpdates")],
     "LCMMachine": [("CLUSTER", "spec.cluster"), ("ROLE", "spec.role"),
-                   ("RELEASE", "status.release"), ("ITEMS", ITEMS_DONE)],
+                   ("RELEASE", "status.release"), ("ITEMS", items_done)],
     "LCMCluster": [("CLUSTER", "spec.cluster"), ("RELEASE", "spec.release")],
     "ClusterRelease": [("VERSION", "spec.version"), ("MKE", "spec.mkeVersion")],
     "KaaSRelease": [("VERSION", "spec.version")],
     "BareMetalHost": [("STATE", "status.provisioningState"), ("POWER", "status.powerState"),
-                      ("CONSUMER", CONSUMER)],
+                      ("CONSUMER", consumer)],
     "BareMetalHostCredential": [("REGION", "spec.region"), ("USERNAME", "spec.username")],
     "OpenStackCredential": [("REGION", "spec.region"), ("AUTH-URL", "spec.auth.authUrl")],
     "VsphereCredential": [("REGION", "spec.region"), ("SERVER", "spec.server")],
     "Region": [("PROVIDERS", "spec.providers")],
+    "AttachedCluster": [("REGION", "spec.region"), ("VERSION", "status.kubernetesVersion"),
+                        ("NODES", ratio("status.readyNodes", "status.nodes"))],
+    "ArtifactMirror": [("REGION", "spec.region"), ("RELEASE", "spec.release"),
+                       ("ITEMS", ratio("status.itemsDone", "status.itemsTotal"))],
 }
-WIDE: dict[str, list[tuple[str, str]]] = {
+WIDE: dict[str, list[Column]] = {
     "Cluster": [("READY-MACHINES", "status.readyMachines"), ("TOTAL", "status.totalMachines")],
     "Machine": [("NODE", "status.nodeName"), ("ADDRESSES", "status.addresses")],
 }
@@ -63,23 +92,8 @@ def typed_dig(cls: type[Resource], obj: dict[str, Any], path: str) -> Any:
     return msgspec.to_builtins(node) if node is not None else None
 
 
-def items_done(obj: dict[str, Any]) -> str:
-    total = len(dig(obj, "spec.stateItems") or [])
-    states = (dig(obj, "status.stateItems") or {}).values()
-    return f"{sum(1 for s in states if s.get('state') == 'Done')}/{total}"
-
-
-def consumer(obj: dict[str, Any]) -> str:
-    return cell(dig(obj, "spec.consumer") and (
-        (dig(obj, "metadata.labels") or {}).get(MACHINE_LABEL) or dig(obj, "spec.consumer")))
-
-
-def column(cls: type[Resource], obj: dict[str, Any], path: str) -> str:
-    if path == ITEMS_DONE:
-        return items_done(obj)
-    if path == CONSUMER:
-        return consumer(obj)
-    return cell(typed_dig(cls, obj, path))
+def column(cls: type[Resource], obj: dict[str, Any], path: str | Callable) -> str:
+    return path(obj) if callable(path) else cell(typed_dig(cls, obj, path))
 
 
 def cell(value: Any) -> str:

@@ -373,3 +373,27 @@ def test_phase_and_ready_columns_only_where_a_controller_writes_them():
     cred = {"metadata": meta, "spec": {"region": "local",
                                        "auth": {"authUrl": "http://keystone:5000/v3"}}}
     assert header(OpenStackCredential, cred) == ["NAME", "REGION", "AUTH-URL", "READY", "AGE"]
+
+
+def test_progress_columns_of_mirrors_attached_clusters_and_update_groups():
+    from services.cli.output import table_rows
+    from shared.models import ArtifactMirror, AttachedCluster, UpdateGroup
+
+    meta = {"name": "x", "namespace": "default"}
+    mirror = {"metadata": meta, "spec": {"region": "dc1", "release": "mke-3-7-0"},
+              "status": {"phase": "Mirroring", "itemsDone": 3, "itemsTotal": 8}}
+    header, row = table_rows(ArtifactMirror, [mirror], all_namespaces=False, wide=False)
+    assert dict(zip(header, row, strict=True))["ITEMS"] == "3/8"
+    mirror["status"] = {}
+    _, row = table_rows(ArtifactMirror, [mirror], all_namespaces=False, wide=False)
+    assert row[header.index("ITEMS")] == "<none>", "not counted yet"
+    attached = {"metadata": meta, "spec": {"region": "dc1", "endpoint": "https://mke:6443"},
+                "status": {"kubernetesVersion": "v1.27.4", "nodes": ["a", "b", "c"],
+                           "readyNodes": 2}}
+    header, row = table_rows(AttachedCluster, [attached], all_namespaces=False, wide=False)
+    cells = dict(zip(header, row, strict=True))
+    assert (cells["VERSION"], cells["NODES"]) == ("v1.27.4", "2/3")
+    group = {"metadata": meta, "spec": {"cluster": "demo", "index": 1}}
+    header, row = table_rows(UpdateGroup, [group], all_namespaces=False, wide=False)
+    assert header == ["NAME", "CLUSTER", "INDEX", "CONCURRENT", "AGE"]
+    assert row[1:4] == ["demo", "1", "1"], "the default concurrency shows"
