@@ -17,6 +17,7 @@ from shared.models import (
     AttachedCluster,
     AttachedNode,
     BareMetalHost,
+    Condition,
     HardwareInfo,
     Machine,
     convert,
@@ -57,6 +58,14 @@ async def test_bare_metal_hosts_show_state_power_and_consumer(console: Console, 
     await expect(bm0.locator(".bmc")).to_have_text("redfish+http://10.0.0.0/1")
     await expect(bm1.locator(".state")).to_have_text("—")
     await expect(bm0.locator(".consumer")).to_have_text("")
+    # The inventory's summary: why a host cannot take a machine, the message on hover.
+    await set_status(console, BareMetalHost, "bm-1", provisioning_state="registration error",
+                     conditions=[Condition(type="Ready", status="False",
+                                           reason="InvalidCredentials",
+                                           message="baremetal: the BMC refused the login")])
+    await expect(bm1.locator(".phase")).to_have_text("InvalidCredentials")
+    await expect(bm1.locator(".phase span[title]")).to_have_attribute(
+        "title", "baremetal: the BMC refused the login")
     await mark_page(page)
 
     # The provider claims bm-0 for the machine (spec.consumer = its uid) and powers it on.

@@ -114,7 +114,7 @@ export const inventoryViews = {
         const hw = o.status?.hardware;
         return hw ? `${hw.cpus} CPU, ${hw.memoryMib} MiB` : "";
       } },
-      { title: "Consumer", render: consumer, cls: "consumer" },
+      { title: "Consumer", render: consumer, cls: "consumer" }, phase,
     ], uses: ["machines"] },
   ]),
   releases: page("Releases", [
