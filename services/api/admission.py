@@ -3,7 +3,11 @@
 A Cluster may only name a ClusterRelease the management's KaaSRelease supports, and a
 release change must be an upgrade path the compatibility matrix allows. The LCM
 controller checks again (it also sees writes that bypass the API); this check gives the
-user a 422 naming the field instead of a condition to discover later.
+user a 422 naming the field instead of a condition to discover later. Likewise a Cluster's
+provider must be one its Region offers, when that Region exists (a Region may be written
+after its clusters: its LCM reports a provider it lacks as ``ProviderAvailable=False``).
+The Region is read from the store's cache where it has one (no round trip per write), and
+read afresh before a refusal, so a provider added a moment ago is never refused.
 
 Release data is read from the store on every check (never cached, so a release written a
 moment ago counts), but cheaply: concurrent checks share one list of the KaaSReleases
@@ -17,10 +21,11 @@ from __future__ import annotations
 from services.api.coalesce import FreshRead
 from services.api.errors import ApiError
 from services.release.compat import Matrix, UpgradeNotAllowed, latest_kaas
-from shared.models import Cluster, ClusterRelease, KaaSRelease, Resource
+from shared.models import Cluster, ClusterRelease, KaaSRelease, Region, Resource
 from shared.store import Invalid, NotFound, Store
 
 RELEASE_FIELD = "spec.release"
+PROVIDER_FIELD = "spec.provider"
 
 
 class Admission:
@@ -30,10 +35,33 @@ class Admission:
         self.store = store
         self._kaas = FreshRead(lambda: store.list_all(KaaSRelease))
         self._releases = FreshRead(lambda: store.list_all(ClusterRelease))
+        self._regions_followed = False
 
     async def __call__(self, obj: Resource, stored: Resource | None = None) -> None:
         if isinstance(obj, Cluster):
-            await self._cluster(obj, stored if isinstance(stored, Cluster) else None)
+            old = stored if isinstance(stored, Cluster) else None
+            await self._provider(obj, old)
+            await self._cluster(obj, old)
+
+    async def _provider(self, obj: Cluster, stored: Cluster | None) -> None:
+        spec = obj.spec
+        if stored is not None and (stored.spec.provider, stored.spec.region) == (
+                spec.provider, spec.region):
+            return
+        if not self._regions_followed:  # the first check starts the store's Region cache
+            await self.store.list_all(Region)
+            self._regions_followed = True
+        region = self.store.cached(Region, spec.region, None, at_least=0, shared=True)
+        if region is not None and region.offers(spec.provider):
+            return
+        try:
+            region = await self.store.get(Region, spec.region)
+        except NotFound:
+            return  # not written yet: nothing to judge against
+        if not region.offers(spec.provider):
+            message = (f"region {spec.region!r} offers {', '.join(region.spec.providers)}, "
+                       f"not {spec.provider}")
+            raise _invalid(obj, message, field=PROVIDER_FIELD)
 
     async def _cluster(self, obj: Cluster, stored: Cluster | None) -> None:
         target = obj.spec.release
@@ -70,9 +98,9 @@ class Admission:
         return True
 
 
-def _invalid(obj: Resource, message: str) -> ApiError:
+def _invalid(obj: Resource, message: str, *, field: str = RELEASE_FIELD) -> ApiError:
     return ApiError(
         422,
-        f"{obj.kind} {obj.metadata.name!r} is invalid: {RELEASE_FIELD}: {message}",
-        causes=[{"field": RELEASE_FIELD, "message": message}],
+        f"{obj.kind} {obj.metadata.name!r} is invalid: {field}: {message}",
+        causes=[{"field": field, "message": message}],
     )

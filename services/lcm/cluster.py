@@ -17,9 +17,11 @@ depend on its address, so it is not re-joined once its address appears). When th
 changes (its node deleted), nodes that have joined stay joined: managers are peers, and
 only nodes joining later name the new one. Machines the
 provider has no node for (``ProviderReady`` False, ``NoCapacity``) keep the cluster
-Pending with ``Capacity`` False saying how many wait and why. A failing item, cordon/drain
-or uncordon on a machine in flight stops the rollout until it succeeds. A Cluster delete
-removes its Machines (each runs its own drain/deprovision flow) and then the LCM objects.
+Pending with ``Capacity`` False saying how many wait and why; a provider the cluster's
+Region does not offer keeps it Pending with ``ProviderAvailable`` False. A failing item,
+cordon/drain or uncordon on a machine in flight stops the rollout until it succeeds. A
+Cluster delete removes its Machines (each runs its own drain/deprovision flow) and then the
+LCM objects.
 Everything is level-triggered: every pass recomputes from the store.
 """
 
@@ -46,6 +48,7 @@ from shared.models import (
     LCMMachineSpec,
     Machine,
     ObjectMeta,
+    Region,
     Resource,
     StateItem,
     UpdateGroup,
@@ -72,6 +75,10 @@ RELEASE_READY = "ReleaseReady"
 MACHINES_READY = "MachinesReady"
 UPGRADED = "Upgraded"
 CAPACITY = "Capacity"
+# Only while False: the cluster's Region (when it exists) does not offer its provider, so
+# no provider service of the region will ever make its nodes.
+PROVIDER_AVAILABLE = "ProviderAvailable"
+PROVIDER_RECHECK = 30.0
 PROVIDER_READY = cond.PROVIDER_READY  # on the Machine, written by its provider
 NO_CAPACITY = "NoCapacity"
 
@@ -130,6 +137,7 @@ class ClusterReconciler:
                             f"ClusterRelease {target} not found", "Error")
             raise TransientError(f"ClusterRelease {target} not found", delay=5.0) from None
         cond.mark_true(cluster.status, RELEASE_READY, "Found")
+        lacking = await self._provider_lacking(cluster)
 
         # Shared, not copied (a reconcile per machine event, each listing every machine):
         # read here, and copied in _step before a change.
@@ -179,9 +187,10 @@ class ClusterReconciler:
 
         self._aggregate(cluster, lcc, list(active.values()), p, target,
                         capacity_shortfall(list(live.values())), total=len(live),
-                        unjoinable=unjoinable)
+                        unjoinable=unjoinable, lacking=lacking)
         await self._write_lcm_status(lcc, cluster, manager)
-        return None
+        # A Region edit wakes no cluster: look again for the provider the region now offers.
+        return Result(requeue_after=PROVIDER_RECHECK) if lacking else None
 
     @staticmethod
     def _manager(
@@ -343,13 +352,32 @@ class ClusterReconciler:
 
     # --- status ---------------------------------------------------------------------------
 
+    async def _provider_lacking(self, cluster: Cluster) -> str:
+        """Why the cluster's Region cannot serve its provider; "" when it can, or when the
+        Region is not written (yet). From the store's cache where it has one."""
+        spec = cluster.spec
+        region = self.store.cached(Region, spec.region, None, at_least=0, shared=True)
+        if region is None:
+            try:
+                region = await self.store.get(Region, spec.region)
+            except NotFound:
+                return ""
+        if region.offers(spec.provider):
+            return ""
+        return (f"region {spec.region} offers {', '.join(region.spec.providers)}, not "
+                f"{spec.provider}: no provider service will make this cluster's nodes")
+
     def _aggregate(
         self, cluster: Cluster, lcc: LCMCluster, lms: list[LCMMachine], p: Plan, target: str,
-        short: list[tuple[str, str]], *, total: int, unjoinable: int = 0,
+        short: list[tuple[str, str]], *, total: int, unjoinable: int = 0, lacking: str = "",
     ) -> None:
         """``total``: the cluster's live Machines; ``lms`` may be fewer (a node other than
         the manager gets its LCMMachine once the manager's address is known)."""
         st = cluster.status
+        if lacking:
+            cond.mark_false(st, PROVIDER_AVAILABLE, "ProviderNotInRegion", lacking, "Error")
+        else:
+            cond.remove(st, PROVIDER_AVAILABLE)
         # Machines the provider found no node for: the cluster waits (Pending), saying why.
         if short:
             name, msg = short[0]
@@ -394,12 +422,12 @@ class ClusterReconciler:
         if all_at_target and not upgrading:
             st.release = target
         cond.summarize(st, [RELEASE_READY, MACHINES_READY, UPGRADED]
-                       + ([CAPACITY] if short else []))
+                       + ([CAPACITY] if short else []) + ([PROVIDER_AVAILABLE] if lacking else []))
         if p.failed:
             st.phase = "Failed"
         elif upgrading:
             st.phase = "Upgrading"
-        elif short:
+        elif short or lacking:
             st.phase = "Pending"
         elif not st.release:
             st.phase = "Provisioning"
@@ -417,7 +445,7 @@ class ClusterReconciler:
             s.release = c.release
             s.upgrade_in_progress = c.phase in ("Upgrading", "Failed") and bool(c.release)
             s.phase = c.phase
-            for t in (MACHINES_READY, UPGRADED, CAPACITY, cond.READY):
+            for t in (MACHINES_READY, UPGRADED, CAPACITY, PROVIDER_AVAILABLE, cond.READY):
                 src = cond.get(c, t)
                 if src is None:
                     cond.remove(s, t)

@@ -42,6 +42,11 @@ class Region(Resource, kw_only=True):
     spec: RegionSpec = field(default_factory=RegionSpec)
     status: Status = field(default_factory=Status)
 
+    def offers(self, provider: str) -> bool:
+        """Whether clusters of this region may use ``provider`` (a Region that lists no
+        providers offers any)."""
+        return not self.spec.providers or provider in self.spec.providers
+
     def region(self) -> str:
         return self.metadata.name
 

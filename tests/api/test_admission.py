@@ -1,9 +1,13 @@
-"""Release admission: a Cluster names a supported release and only moves along allowed paths."""
+"""Cluster admission: a supported release, moved only along allowed paths, and a provider
+the Cluster's Region offers."""
 
 from __future__ import annotations
 
+import pytest
+
 from services.release.defaults import ensure_default_releases
-from shared.models import Cluster
+from shared.models import Cluster, ObjectMeta, Region, RegionSpec
+from shared.store import NotFound
 from tests.api.conftest import Gateway, cluster, ns_path
 
 
@@ -49,5 +53,44 @@ async def test_release_must_be_supported_and_upgrades_follow_the_matrix(gateway:
     # Taking back an upgrade that has not started (status still on 3.7.0) is allowed too.
     code, body = await gateway.call("PATCH", ns_path("clusters", name="c1"),
                                     json={"spec": {"release": "mke-3-7-0"}},
+                                    content_type="application/merge-patch+json")
+    assert code == 200, body
+
+
+async def test_provider_must_be_one_the_region_offers(gateway: Gateway):
+    # No Region "dc1" yet: nothing to judge against (it may be written after its clusters).
+    code, body = await gateway.call("POST", ns_path("clusters"),
+                                    json=cluster("early", region="dc1", provider="vsphere"))
+    assert code == 201, body
+
+    dc1 = await gateway.store.create(Region(metadata=ObjectMeta(name="dc1"),
+                                            spec=RegionSpec(providers=["baremetal"])))
+    code, body = await gateway.call("POST", ns_path("clusters"),
+                                    json=cluster("os", region="dc1", provider="openstack"))
+    assert code == 422, body
+    assert body["details"]["causes"][0]["field"] == "spec.provider"
+    assert "region 'dc1' offers baremetal, not openstack" in body["message"]
+    with pytest.raises(NotFound):
+        await gateway.store.get(Cluster, "os", "team-a")
+    code, body = await gateway.call("POST", ns_path("clusters"),
+                                    json=cluster("bm", region="dc1", provider="baremetal"))
+    assert code == 201, body
+
+    # A provider added to the region a moment ago is accepted at once (a refusal is
+    # confirmed with a fresh read, never taken from a cache that is behind).
+    dc1.spec.providers = ["baremetal", "openstack"]
+    await gateway.store.update(dc1)
+    code, body = await gateway.call("POST", ns_path("clusters"),
+                                    json=cluster("os", region="dc1", provider="openstack"))
+    assert code == 201, body
+
+    # Moving an existing cluster to a provider the region lacks is refused the same way;
+    # edits that keep provider and region are not judged.
+    patch = {"spec": {"provider": "vsphere"}}
+    code, body = await gateway.call("PATCH", ns_path("clusters", name="bm"), json=patch,
+                                    content_type="application/merge-patch+json")
+    assert code == 422 and body["details"]["causes"][0]["field"] == "spec.provider", body
+    code, body = await gateway.call("PATCH", ns_path("clusters", name="early"),
+                                    json={"spec": {"description": "still vsphere"}},
                                     content_type="application/merge-patch+json")
     assert code == 200, body

@@ -1,0 +1,51 @@
+"""A cluster whose Region does not offer its provider waits Pending and says so (no
+provider service of the region would ever make its nodes), and goes on once the Region
+offers it."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.lcm import cluster as lcm_cluster
+from shared.models import LCMCluster, ObjectMeta, Region, RegionSpec
+from shared.runtime import conditions as cond
+from tests.lcm.conftest import NS, REGION, Lcm
+from tests.waiting import eventually
+
+
+async def test_provider_the_region_lacks_keeps_the_cluster_pending(
+    lcm: Lcm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lcm_cluster, "PROVIDER_RECHECK", 0.3)
+    region = await lcm.store.create(Region(metadata=ObjectMeta(name=REGION),
+                                           spec=RegionSpec(providers=["baremetal"])))
+    await lcm.create_cluster("odd", release="mke-3-7-1", cps=1, workers=0)
+
+    async def lacking() -> object:
+        c = await lcm.cluster("odd")
+        return c if cond.get(c.status, lcm_cluster.PROVIDER_AVAILABLE) is not None else None
+
+    c = await eventually(lacking, timeout=20, what="ProviderAvailable False")
+    available = cond.get(c.status, lcm_cluster.PROVIDER_AVAILABLE)
+    assert available is not None
+    assert (available.status, available.reason, available.severity) == (
+        "False", "ProviderNotInRegion", "Error")
+    assert available.message.startswith(f"region {REGION} offers baremetal, not simulated")
+    ready = cond.get(c.status, cond.READY)
+    assert ready is not None and ready.reason == "ProviderNotInRegion"
+    assert c.status.phase == "Pending"
+    lcc = await lcm.store.get(LCMCluster, "odd", NS)
+    assert cond.get(lcc.status, lcm_cluster.PROVIDER_AVAILABLE) is not None
+
+    # The operator adds the provider to the region: no cluster event follows, the recheck
+    # finds it and the condition goes.
+    region.spec.providers = ["baremetal", "simulated"]
+    await lcm.store.update(region)
+
+    async def offered() -> bool:
+        c = await lcm.cluster("odd")
+        return cond.get(c.status, lcm_cluster.PROVIDER_AVAILABLE) is None
+
+    await eventually(offered, timeout=20, what="ProviderAvailable gone")
+    c = await lcm.cluster("odd")
+    assert c.status.phase != "Pending"
