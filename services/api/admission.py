@@ -52,6 +52,8 @@ class Admission:
             await self.store.list_all(Region)
             self._regions_followed = True
         region = self.store.cached(Region, spec.region, None, at_least=0, shared=True)
+        if region is None and self.store.follows(Region):
+            return  # not written as far as the cache knows (a refusal needs a Region)
         if region is not None and region.offers(spec.provider):
             return
         try:

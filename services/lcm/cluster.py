@@ -357,12 +357,12 @@ class ClusterReconciler:
         Region is not written (yet). From the store's cache where it has one."""
         spec = cluster.spec
         region = self.store.cached(Region, spec.region, None, at_least=0, shared=True)
-        if region is None:
+        if region is None and not self.store.follows(Region):
             try:
                 region = await self.store.get(Region, spec.region)
             except NotFound:
                 return ""
-        if region.offers(spec.provider):
+        if region is None or region.offers(spec.provider):
             return ""
         return (f"region {spec.region} offers {', '.join(region.spec.providers)}, not "
                 f"{spec.provider}: no provider service will make this cluster's nodes")

@@ -164,6 +164,11 @@ class Store(abc.ABC):
         resource_version: str | None = None,
     ) -> AsyncIterator[WatchEvent[R]]: ...
 
+    def follows(self, cls: type[Resource]) -> bool:
+        """Whether an in-memory cache of ``cls`` is kept (started by a list of the kind): then
+        ``cached`` answering None means the object was absent as of the cache's revision."""
+        return False
+
     def cached(self, cls: type[R], name: str, namespace: str | None, *,
                at_least: int, shared: bool = False) -> R | None:
         """A private copy of the object from an in-memory cache that has applied every

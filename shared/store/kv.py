@@ -388,6 +388,9 @@ class KVStore(Store):
             return None
         return copy(cached)
 
+    def follows(self, cls: type[Resource]) -> bool:
+        return cls.KIND in self._informers
+
     def cached(self, cls: type[R], name: str, namespace: str | None, *,
                at_least: int, shared: bool = False) -> R | None:
         informer = self._informers.get(cls.KIND)

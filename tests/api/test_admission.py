@@ -9,6 +9,7 @@ from services.release.defaults import ensure_default_releases
 from shared.models import Cluster, ObjectMeta, Region, RegionSpec
 from shared.store import NotFound
 from tests.api.conftest import Gateway, cluster, ns_path
+from tests.waiting import eventually
 
 
 async def test_release_must_be_supported_and_upgrades_follow_the_matrix(gateway: Gateway):
@@ -65,6 +66,9 @@ async def test_provider_must_be_one_the_region_offers(gateway: Gateway):
 
     dc1 = await gateway.store.create(Region(metadata=ObjectMeta(name="dc1"),
                                             spec=RegionSpec(providers=["baremetal"])))
+    # The gateway judges by the Regions its cache has applied (no read per write).
+    await eventually(lambda: gateway.store.cached(Region, "dc1", None, at_least=0),
+                     what="the gateway's cache has dc1")
     code, body = await gateway.call("POST", ns_path("clusters"),
                                     json=cluster("os", region="dc1", provider="openstack"))
     assert code == 422, body
