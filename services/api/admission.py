@@ -7,7 +7,8 @@ user a 422 naming the field instead of a condition to discover later. Likewise a
 provider must be one its Region offers, when that Region exists (a Region may be written
 after its clusters: its LCM reports a provider it lacks as ``ProviderAvailable=False``).
 The Region is read from the store's cache where it has one (no round trip per write), and
-read afresh before a refusal, so a provider added a moment ago is never refused.
+read afresh before a refusal, so a provider added a moment ago is never refused. The last
+control-plane Machine of a Cluster cannot be deleted on its own (the Cluster can).
 
 Release data is read from the store on every check (never cached, so a release written a
 moment ago counts), but cheaply: concurrent checks share one list of the KaaSReleases
@@ -21,7 +22,7 @@ from __future__ import annotations
 from services.api.coalesce import FreshRead
 from services.api.errors import ApiError
 from services.release.compat import Matrix, UpgradeNotAllowed, latest_kaas
-from shared.models import Cluster, ClusterRelease, KaaSRelease, Region, Resource
+from shared.models import Cluster, ClusterRelease, KaaSRelease, Machine, Region, Resource
 from shared.store import Invalid, NotFound, Store
 
 RELEASE_FIELD = "spec.release"
@@ -42,6 +43,27 @@ class Admission:
             old = stored if isinstance(stored, Cluster) else None
             await self._provider(obj, old)
             await self._cluster(obj, old)
+
+    async def deleting(self, cls: type[Resource], name: str, namespace: str | None) -> None:
+        """Refuse (409) deleting the last control-plane Machine of a Cluster that stays: with
+        no manager left the cluster is lost, while every other node looks healthy."""
+        if cls is not Machine:
+            return
+        try:
+            machine = await self.store.get(Machine, name, namespace)
+            cluster = await self.store.get(Cluster, machine.spec.cluster, namespace)
+        except NotFound:
+            return  # the store's delete answers for a missing Machine; no Cluster, no quorum
+        if machine.spec.role != "control-plane" or machine.deleting or cluster.deleting:
+            return
+        cluster_name = cluster.metadata.name
+        others = await self.store.list_all(
+            Machine, namespace, where=lambda m: m.spec.cluster == cluster_name
+            and m.spec.role == "control-plane" and not m.deleting and m.metadata.name != name)
+        if not others:
+            raise ApiError(409, f"Machine {name!r} is the last control-plane node of cluster "
+                                f"{cluster_name!r}: add another control-plane Machine first, "
+                                "or delete the Cluster")
 
     async def _provider(self, obj: Cluster, stored: Cluster | None) -> None:
         spec = obj.spec

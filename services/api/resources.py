@@ -275,6 +275,7 @@ class ResourceHandlers:
             pre = opts.get("preconditions") if isinstance(opts, dict) else None
             if isinstance(pre, dict) and pre.get("resourceVersion"):
                 rv = str(pre["resourceVersion"])
+        await self.admit.deleting(t.cls, t.name, t.namespace)
         remaining = await self.store.delete(t.cls, t.name, t.namespace, resource_version=rv)
         if remaining is not None:
             note(request, obj=remaining)

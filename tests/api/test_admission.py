@@ -1,12 +1,12 @@
 """Cluster admission: a supported release, moved only along allowed paths, and a provider
-the Cluster's Region offers."""
+the Cluster's Region offers; the last control-plane Machine of a live Cluster stays."""
 
 from __future__ import annotations
 
 import pytest
 
 from services.release.defaults import ensure_default_releases
-from shared.models import Cluster, ObjectMeta, Region, RegionSpec
+from shared.models import Cluster, Machine, ObjectMeta, Region, RegionSpec, convert
 from shared.store import NotFound
 from tests.api.conftest import Gateway, cluster, ns_path
 from tests.waiting import eventually
@@ -97,4 +97,38 @@ async def test_provider_must_be_one_the_region_offers(gateway: Gateway):
     code, body = await gateway.call("PATCH", ns_path("clusters", name="early"),
                                     json={"spec": {"description": "still vsphere"}},
                                     content_type="application/merge-patch+json")
+    assert code == 200, body
+
+
+def machine(name: str, role: str, cluster_name: str = "c1") -> dict:
+    return {"apiVersion": "kaas.containercloud.dev/v1alpha1", "kind": "Machine",
+            "metadata": {"name": name, "namespace": "team-a"},
+            "spec": {"cluster": cluster_name, "region": "local", "role": role,
+                     "simulated": {"flavor": "small"}}}
+
+
+async def test_the_last_control_plane_machine_of_a_live_cluster_stays(gateway: Gateway):
+    await gateway.store.create(convert(Cluster, cluster("c1")))
+    for name, role in (("cp-0", "control-plane"), ("cp-1", "control-plane"), ("w-0", "worker")):
+        code, body = await gateway.call("POST", ns_path("machines"), json=machine(name, role))
+        assert code == 201, body
+
+    code, body = await gateway.call("DELETE", ns_path("machines", name="cp-0"))
+    assert code == 200, body
+    code, body = await gateway.call("DELETE", ns_path("machines", name="cp-1"))
+    assert code == 409, body
+    assert body["reason"] == "Conflict"
+    assert "last control-plane node of cluster 'c1'" in body["message"]
+    kept = await gateway.store.get(Machine, "cp-1", "team-a")
+    assert kept.metadata.deletion_timestamp is None, "refused: not even marked for deletion"
+    code, body = await gateway.call("DELETE", ns_path("machines", name="w-0"))
+    assert code == 200, body  # workers are not judged
+
+    # Once the Cluster itself goes, its last manager may go with it.
+    held = await gateway.store.get(Cluster, "c1", "team-a")
+    held.metadata.finalizers = ["test/hold"]
+    await gateway.store.update(held)
+    code, body = await gateway.call("DELETE", ns_path("clusters", name="c1"))
+    assert code == 202, body
+    code, body = await gateway.call("DELETE", ns_path("machines", name="cp-1"))
     assert code == 200, body
