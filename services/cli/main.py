@@ -130,6 +130,8 @@ def render(ctx: Ctx, cls: type[Resource], items: list[dict[str, Any]], *, single
 
 
 def cmd_get(ctx: Ctx) -> int:
+    if "," in ctx.args.kind:
+        return get_several(ctx, ctx.args.kind.split(","))
     cls, names = split_target(ctx.args.kind, ctx.args.names)
     ns = scope(ctx, cls)
     if names:
@@ -139,6 +141,29 @@ def cmd_get(ctx: Ctx) -> int:
     else:
         items, _ = list_all(ctx, cls, ns, ctx.args.selector)
         render(ctx, cls, items, single=False)
+    return 0
+
+
+def get_several(ctx: Ctx, kinds: list[str]) -> int:
+    """``get machines,lcmmachines``: one table per kind, as kubectl prints them (or one
+    List of everything for -o yaml/json)."""
+    if ctx.args.names or not all(kinds):
+        raise CliError("error: with several kinds (a,b) give no names; list each kind")
+    classes = [kind_class(k) for k in kinds]  # every kind known before any request
+    found = [(cls, list_all(ctx, cls, scope(ctx, cls), ctx.args.selector)[0])
+             for cls in classes]
+    if ctx.args.output in ("yaml", "json"):
+        data = {"apiVersion": "v1", "kind": "List",
+                "items": [obj for _, items in found for obj in items]}
+        ctx.print(output.as_yaml(data) if ctx.args.output == "yaml" else output.as_json(data))
+        return 0
+    tables = [(cls, items) for cls, items in found if items]
+    for i, (cls, items) in enumerate(tables):
+        if i:
+            ctx.print("")
+        render(ctx, cls, items, single=False)
+    if not tables:
+        ctx.err.write("No resources found.\n")
     return 0
 
 

@@ -133,6 +133,21 @@ async def test_get_table_yaml_json_aliases(ctl: Ctl) -> None:
     assert r.code == 1 and "gizmos" in r.err
 
 
+async def test_get_several_kinds_at_once(ctl: Ctl) -> None:
+    await ctl("apply", "-f", "-", stdin=MANIFEST)
+    r = await ctl("get", "clusters,osc")
+    assert r.code == 0, r.err
+    first, second = r.out.split("\n\n")
+    assert first.splitlines()[0].split()[:2] == ["NAME", "REGION"] and "demo" in first
+    assert second.splitlines()[0].split()[2] == "AUTH-URL" and "os1" in second
+    r = await ctl("get", "clusters,osc", "-o", "json")
+    assert [i["kind"] for i in json.loads(r.out)["items"]] == ["Cluster", "OpenStackCredential"]
+    r = await ctl("get", "clusters,gizmos")
+    assert r.code == 1 and '"gizmos"' in r.err and r.out == "", "no half answer"
+    r = await ctl("get", "clusters,osc", "demo")
+    assert r.code == 1 and "give no names" in r.err
+
+
 async def _transitions(ctl: Ctl, *ready: bool) -> None:
     """Status writes as the LCM cluster controller makes them, recording events."""
     recorder = rec.Recorder(ctl.gw.nc, prefix=ctl.gw.prefix, source="test")
