@@ -1,13 +1,16 @@
-"""Fixtures starting the real peers (sushy-tools emulator, govmomi simulator) and fakes."""
+"""Fixtures starting the real peers (sushy-tools emulator, govmomi simulator) and fakes,
+and ``h``: the store, bus and bridge as the embedded default runs them."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from nats.aio.client import Client as NATS
 
+from tests.harness import Harness, system
 from tests.providers.peers import ImageServer, SushyEmulator, Vcsim, fake_system
 from tests.providers.vcenter import admin_login, admin_logout
 
@@ -52,3 +55,9 @@ def silent_port() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         s.listen(16)
         yield s.getsockname()[1]
+
+
+@pytest.fixture
+async def h(nc: NATS, prefix: str) -> AsyncIterator[Harness]:
+    async with system(nc, prefix) as harness:
+        yield harness

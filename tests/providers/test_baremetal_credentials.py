@@ -7,7 +7,7 @@ rotation reaching the cached client, and no password in status, bus messages or 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from shared.models import BareMetalHost, BareMetalHostCredential, Machine, conve
 from shared.runtime import Controller, Request, TransientError
 from shared.runtime import conditions as cond
 from shared.store import NotFound
-from tests.harness import Harness, system
+from tests.harness import Harness
 from tests.providers.leaks import LeakWatch, forms
 from tests.providers.peers import SushyEmulator, fake_system
 from tests.waiting import eventually
@@ -40,12 +40,6 @@ def authed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SushyEmulator]:
     emu.start()
     yield emu
     emu.stop()
-
-
-@pytest.fixture
-async def h(nc: NATS, prefix: str) -> AsyncIterator[Harness]:
-    async with system(nc, prefix) as harness:
-        yield harness
 
 
 def credential(password: str, name: str = "rack-a") -> BareMetalHostCredential:

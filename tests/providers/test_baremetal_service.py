@@ -5,10 +5,7 @@ provisioning over Redfish, and release on deletion.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from nats.aio.client import Client as NATS
 
 from services.providers.baremetal.adapter import ADDRESSES_ANNOTATION, BareMetalProvider
 from services.providers.baremetal.hosts import HostTargets
@@ -19,7 +16,7 @@ from shared.models import MACHINE_LABEL, BareMetalHost, Cluster, Machine, conver
 from shared.runtime import Controller, Request, TransientError
 from shared.runtime import conditions as cond
 from shared.store import NotFound
-from tests.harness import Harness, system
+from tests.harness import Harness
 from tests.providers.peers import ImageServer, SushyEmulator, fake_system
 from tests.waiting import eventually
 
@@ -37,12 +34,6 @@ def bmh(
                                            "username": "admin", "password": password},
                  "bootMacAddress": system_["nics"][0]["mac"]},
     })
-
-
-@pytest.fixture
-async def h(nc: NATS, prefix: str) -> AsyncIterator[Harness]:
-    async with system(nc, prefix) as harness:
-        yield harness
 
 
 async def test_inventory_claim_provision_release(
@@ -154,6 +145,15 @@ async def test_bmc_credentials_error_on_host(h: Harness, tmp_path) -> None:  # n
         emu.stop()
 
 
+def power_watching_inventory(h: Harness, name: str) -> Controller:
+    """The inventory with a slow refresh (60 s) and a fast power poll (0.3 s): what a test
+    sees within seconds comes from the power poll."""
+    return Controller(name=name, kind=BareMetalHost, store=h.store, bus=h.bus, region=REGION,
+                      resync_period=None,
+                      reconciler=HostReconciler(h.store, region=REGION, refresh_interval=60,
+                                                power_poll_interval=0.3))
+
+
 async def test_a_free_host_that_comes_on_late_is_powered_off(
     h: Harness, redfish: SushyEmulator
 ) -> None:
@@ -170,10 +170,7 @@ async def test_a_free_host_that_comes_on_late_is_powered_off(
             return await bmc.power_state() == "On"
 
         await eventually(bmc_on, timeout=20, interval=0.3, what="the BMC applies power on")
-        hosts = Controller(name="bm-host-off", kind=BareMetalHost, store=h.store, bus=h.bus,
-                           region=REGION, resync_period=None,
-                           reconciler=HostReconciler(h.store, region=REGION, refresh_interval=60,
-                                                     power_poll_interval=0.3))
+        hosts = power_watching_inventory(h, "bm-host-off")
         await hosts.start()
         try:
             async def off_everywhere() -> bool:
@@ -198,10 +195,7 @@ async def test_a_claimed_host_shows_its_power_on_soon_after_it_comes_on(
     claimed.spec.online, claimed.spec.consumer = True, "some-machine-uid"
     await h.store.create(claimed)
     bmc = BareMetalProvider(claimed, timeout=10)
-    hosts = Controller(name="bm-host-on", kind=BareMetalHost, store=h.store, bus=h.bus,
-                       region=REGION, resync_period=None,
-                       reconciler=HostReconciler(h.store, region=REGION, refresh_interval=60,
-                                                 power_poll_interval=0.3))
+    hosts = power_watching_inventory(h, "bm-host-on")
     await hosts.start()
     try:
         async def power(state: str) -> bool:

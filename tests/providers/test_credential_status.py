@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from nats.aio.client import Client as NATS
 
 from services.providers.credential_status import VALID, CredentialReconciler
 from services.providers.openstack import OpenStackProvider
@@ -19,7 +18,7 @@ from shared.models import OpenStackCredential, Resource, VsphereCredential, conv
 from shared.runtime import Controller
 from shared.runtime import conditions as cond
 from tests.fakes.openstack import FakeOpenStack
-from tests.harness import Harness, system
+from tests.harness import Harness
 from tests.providers.peers import Vcsim
 from tests.providers.vcenter import REGION, credential
 from tests.waiting import eventually
@@ -34,12 +33,6 @@ def cloud() -> Iterator[FakeOpenStack]:
     yield fake
     fake.stop()
     assert fake.unhandled == []
-
-
-@pytest.fixture
-async def h(nc: NATS, prefix: str) -> AsyncIterator[Harness]:
-    async with system(nc, prefix) as harness:
-        yield harness
 
 
 def os_cred(auth_url: str, password: str, *, name: str = "demo-cloud",

@@ -9,10 +9,7 @@ finalizer goes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from nats.aio.client import Client as NATS
 
 from services.providers.errors import QuotaError
 from services.providers.machines import LCM_FINALIZER, MachineReconciler, finalizer_for
@@ -23,7 +20,7 @@ from shared.models import Cluster, Machine, convert
 from shared.runtime import Controller, Request, TransientError
 from shared.runtime import conditions as cond
 from shared.store import NotFound
-from tests.harness import Harness, system
+from tests.harness import Harness
 from tests.waiting import eventually
 
 REGION = "region-one"
@@ -39,12 +36,6 @@ def machine(name: str, cluster_name: str, region: str = REGION, **spec: object) 
     body: dict[str, object] = {"cluster": cluster_name, "region": region}
     body.update(spec)
     return convert(Machine, {"metadata": {"name": name, "namespace": "default"}, "spec": body})
-
-
-@pytest.fixture
-async def h(nc: NATS, prefix: str) -> AsyncIterator[Harness]:
-    async with system(nc, prefix) as harness:
-        yield harness
 
 
 async def get(h: Harness, name: str) -> Machine:

@@ -40,7 +40,7 @@ from shared.runtime import Request, TransientError
 from shared.runtime import conditions as cond
 from shared.store import NotFound
 from tests.fakes.openstack import FakeOpenStack
-from tests.harness import Harness, system
+from tests.harness import Harness
 from tests.providers.leaks import LeakWatch, forms
 from tests.providers.peers import ImageServer, SushyEmulator, Vcsim, fake_system
 from tests.providers.vcenter import credential as vsphere_credential
@@ -49,12 +49,6 @@ from tests.waiting import eventually
 
 REGION = "region-one"
 REQ = Request("w0", "default")
-
-
-@pytest.fixture
-async def h(nc: NATS, prefix: str) -> AsyncIterator[Harness]:
-    async with system(nc, prefix) as harness:
-        yield harness
 
 
 @pytest.fixture

@@ -6,10 +6,9 @@ in status, and a fixed credential recovers the machine.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from nats.aio.client import Client as NATS
 
 from services.providers.machines import MachineReconciler
 from services.providers.openstack import OpenStackProvider
@@ -20,7 +19,7 @@ from shared.runtime import Request, TransientError
 from shared.runtime import conditions as cond
 from shared.store import NotFound
 from tests.fakes.openstack import FakeOpenStack
-from tests.harness import Harness, system
+from tests.harness import Harness
 from tests.waiting import eventually
 
 REGION = "region-one"
@@ -38,12 +37,6 @@ def cloud() -> Iterator[FakeOpenStack]:
     yield fake
     fake.stop()
     assert fake.unhandled == []
-
-
-@pytest.fixture
-async def h(nc: NATS, prefix: str) -> AsyncIterator[Harness]:
-    async with system(nc, prefix) as harness:
-        yield harness
 
 
 def cred(auth_url: str, password: str) -> OpenStackCredential:

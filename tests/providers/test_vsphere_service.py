@@ -4,12 +4,9 @@ once the provisioning step timeout passes, and is retried (the step starts over)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from msgspec import to_builtins
-from nats.aio.client import Client as NATS
 
 from services.providers.machines import MachineReconciler
 from services.providers.steps import PROVIDER_READY, Backoff
@@ -19,18 +16,12 @@ from shared.models import Cluster, Machine, VsphereCredential, VsphereMachineSpe
 from shared.runtime import Request, TransientError
 from shared.runtime import conditions as cond
 from shared.store import NotFound
-from tests.harness import Harness, system
+from tests.harness import Harness
 from tests.providers.peers import Vcsim
 from tests.providers.vcenter import REGION, credential, spec_fields, vms_named
 from tests.waiting import eventually
 
 REQ = Request("w0", "default")
-
-
-@pytest.fixture
-async def h(nc: NATS, prefix: str) -> AsyncIterator[Harness]:
-    async with system(nc, prefix) as harness:
-        yield harness
 
 
 async def test_guest_without_ip_times_out_with_a_clear_condition(

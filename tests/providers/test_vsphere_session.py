@@ -8,12 +8,10 @@ powers), so the Machine never shows ``InvalidCredentials`` for an expired sessio
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-import pytest
 from msgspec import to_builtins
-from nats.aio.client import Client as NATS
 
 from services.providers.contract import wait_for
 from services.providers.machines import MachineReconciler
@@ -25,7 +23,7 @@ from shared.models import Cluster, Machine, VsphereCredential, VsphereMachineSpe
 from shared.runtime import Request
 from shared.runtime import conditions as cond
 from shared.store import NotFound
-from tests.harness import Harness, system
+from tests.harness import Harness
 from tests.providers.peers import Vcsim
 from tests.providers.vcenter import (
     REGION,
@@ -86,12 +84,6 @@ async def test_expired_session_is_renewed_mid_operation(vcsim: Vcsim, admin: Any
         assert "destroy" in expired and provider.session.logins == len(expired) + 1
     finally:
         await provider.close()
-
-
-@pytest.fixture
-async def h(nc: NATS, prefix: str) -> AsyncIterator[Harness]:
-    async with system(nc, prefix) as harness:
-        yield harness
 
 
 async def test_machine_never_shows_invalid_credentials(
