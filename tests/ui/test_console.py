@@ -345,3 +345,53 @@ async def test_cluster_page_events_follow_changes_to_the_clusters_objects(
     await expect(events.locator("[data-event-object='Machine/other-cp-0']")).to_have_count(0)
     await assert_not_reloaded(page)
     assert page.js_errors == []  # type: ignore[attr-defined]
+
+
+async def test_cluster_page_adds_a_machine_like_its_peers_and_deletes_one(
+    console: Console, page: Page
+):
+    await console.store.create(cluster_obj("sc"))
+    for name, role, flavor in (("sc-cp-0", "control-plane", "large"),
+                               ("sc-worker-0", "worker", "small")):
+        await console.store.create(convert(Machine, {
+            "metadata": {"name": name, "namespace": "team-a", "labels": {CLUSTER_LABEL: "sc"}},
+            "spec": {"cluster": "sc", "role": role, "region": "local",
+                     "simulated": {"flavor": flavor}},
+        }))
+    await sign_in(page, console, "wally")
+    await page.goto(console.url + "/ui/#/clusters/team-a/sc")
+    await expect(page.locator("[data-machine]")).to_have_count(2)
+
+    # A worker like the existing one: its provider section, the next free name.
+    await page.click("button[name=add-machine]")
+    await expect(page.locator(".notice")).to_contain_text("sc-worker-1 (worker) requested")
+    await expect(page.locator("[data-machine='sc-worker-1']")).to_be_visible()
+    added = await console.store.get(Machine, "sc-worker-1", "team-a")
+    assert (added.spec.role, added.spec.cluster, added.spec.region) == ("worker", "sc", "local")
+    assert added.spec.simulated is not None and added.spec.simulated.flavor == "small"
+    assert added.metadata.labels[CLUSTER_LABEL] == "sc"
+    await page.select_option("select[name=machine-role]", "control-plane")
+    await page.click("button[name=add-machine]")
+    await expect(page.locator(".notice")).to_contain_text("sc-cp-1 (control-plane) requested")
+    cp = await console.store.get(Machine, "sc-cp-1", "team-a")
+    assert cp.spec.simulated is not None and cp.spec.simulated.flavor == "large"
+    await screenshot(page, "cluster-machines")
+
+    async def delete_machine(name: str) -> None:
+        await page.locator(f"[data-machine='{name}'] button[name=delete-machine]").click()
+        dialog = page.locator("dialog.confirm")
+        await dialog.locator("input[name=confirm]").fill(name)
+        await dialog.get_by_role("button", name="Delete").click()
+
+    await delete_machine("sc-worker-0")
+    await expect(page.locator("[data-machine='sc-worker-0']")).to_have_count(0)
+    with pytest.raises(NotFound):
+        await console.store.get(Machine, "sc-worker-0", "team-a")
+    # The gateway refuses taking the last control-plane node; the page says why.
+    await delete_machine("sc-cp-0")
+    await expect(page.locator("[data-machine='sc-cp-0']")).to_have_count(0)
+    await delete_machine("sc-cp-1")
+    await expect(page.locator(".notice")).to_contain_text(
+        "Delete failed: Machine 'sc-cp-1' is the last control-plane node of cluster 'sc'")
+    await console.store.get(Machine, "sc-cp-1", "team-a")
+    assert page.js_errors == []  # type: ignore[attr-defined]

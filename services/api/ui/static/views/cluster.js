@@ -1,7 +1,8 @@
 // One cluster: summary, upgrade (only to releases the release service allows), delete,
-// machines with per-item LCM progress, conditions and events. Everything is live.
+// machines with per-item LCM progress (add one like an existing one, delete one),
+// conditions and events. Everything is live.
 
-import { ApiError, api, events, live, session } from "../api.js";
+import { ApiError, CLUSTER_LABEL, api, events, live, session } from "../api.js";
 import { age, badge, confirmTyped, h, phaseOf, progress, replace, table } from "../dom.js";
 import { readyCount } from "./clusters.js";
 
@@ -91,6 +92,9 @@ export function renderCluster(root, { namespace, name }) {
 
   function renderActions(c) {
     const writable = session.canWrite(namespace);
+    const role = h("select", { name: "machine-role", "aria-label": "Role of the new machine" },
+      h("option", { value: "worker" }, "worker"),
+      h("option", { value: "control-plane" }, "control-plane"));
     const upgrades = c.status?.availableUpgrades || [];
     const choice = h("select", { name: "upgrade", "aria-label": "Upgrade to release",
                                  disabled: !upgrades.length || !writable },
@@ -130,7 +134,64 @@ export function renderCluster(root, { namespace, name }) {
             notice.textContent = `Delete failed: ${err.message}`;
           }
           renderSummary();
-        } }, c.metadata.deletionTimestamp ? "Deleting…" : "Delete"));
+        } }, c.metadata.deletionTimestamp ? "Deleting…" : "Delete cluster"),
+      h("div", { class: "add-machine" },
+        h("label", {}, "Add ", role, " machine"),
+        h("button", { type: "button", name: "add-machine",
+          disabled: !writable || Boolean(c.metadata.deletionTimestamp),
+          onclick: () => addMachine(role.value) }, "Add")));
+  }
+
+  // A new machine is made like the newest machine of its role (else of any role): same
+  // provider section, region, update group and labels, with the next free name.
+  function machineLike(role) {
+    const ours = machines.values().filter(mine);
+    const newest = (list) => list.sort((a, b) =>
+      (b.metadata.creationTimestamp || "").localeCompare(a.metadata.creationTimestamp || ""))[0];
+    const template = newest(ours.filter((m) => (m.spec.role || "worker") === role)) ||
+      newest([...ours]);
+    if (!template) return null;
+    const short = role === "control-plane" ? "cp" : "worker";
+    const taken = new Set(ours.map((m) => m.metadata.name));
+    let index = 0;
+    while (taken.has(`${name}-${short}-${index}`)) index += 1;
+    const md = template.metadata;
+    return {
+      apiVersion: template.apiVersion, kind: "Machine",
+      metadata: { name: `${name}-${short}-${index}`, namespace,
+                  labels: { ...(md.labels || {}), [CLUSTER_LABEL]: name },
+                  ...(md.ownerReferences ? { ownerReferences: md.ownerReferences } : {}) },
+      spec: { ...template.spec, role },
+    };
+  }
+
+  async function addMachine(role) {
+    const body = machineLike(role);
+    if (!body) {
+      notice.textContent = "This cluster has no machine to make one like; add one with the API.";
+      return;
+    }
+    try {
+      await api.create("machines", namespace, body);
+      notice.textContent = `Machine ${body.metadata.name} (${role}) requested.`;
+    } catch (err) {
+      notice.textContent = `Adding a machine failed: ${err.message}`;
+    }
+  }
+
+  async function deleteMachine(m) {
+    const ok = await confirmTyped({
+      title: `Delete machine ${m.metadata.name}?`,
+      message: "Its node is drained and deprovisioned, and its host or VM is freed.",
+      expected: m.metadata.name,
+    });
+    if (!ok) return;
+    try {
+      await api.remove("machines", namespace, m.metadata.name);
+      notice.textContent = `Deleting machine ${m.metadata.name}…`;
+    } catch (err) {
+      notice.textContent = `Delete failed: ${err.message}`;
+    }
   }
 
   // A machine's phase is its provider's view (Provisioning, Running...); once both halves
@@ -152,6 +213,10 @@ export function renderCluster(root, { namespace, name }) {
         cls: "lcm-cell" },
       { title: "LCM phase", render: (m) => m.status?.lcmPhase || "" },
       { title: "Addresses", render: (m) => (m.status?.addresses || []).join(", ") },
+      { title: "", render: (m) => h("button", { type: "button", name: "delete-machine",
+          class: "danger small", onclick: () => deleteMachine(m),
+          disabled: !session.canWrite(namespace) || Boolean(m.metadata.deletionTimestamp) },
+        m.metadata.deletionTimestamp ? "Deleting…" : "Delete") },
     ], machines.values().filter(mine), {
       empty: "No machines.",
       rowAttrs: (m) => ({ "data-machine": m.metadata.name }),
