@@ -7,7 +7,8 @@ user a 422 naming the field instead of a condition to discover later. Likewise a
 provider must be one its Region offers, when that Region exists (a Region may be written
 after its clusters: its LCM reports a provider it lacks as ``ProviderAvailable=False``).
 The Region is read from the store's cache where it has one (no round trip per write), and
-read afresh before a refusal, so a provider added a moment ago is never refused. The last
+read afresh before a refusal, so a provider added a moment ago is never refused. A Machine
+of an existing Cluster must be in its region with only its provider's section; the last
 control-plane Machine of a Cluster cannot be deleted on its own (the Cluster can).
 
 Release data is read from the store on every check (never cached, so a release written a
@@ -19,10 +20,23 @@ refusal or to judge an upgrade path.
 
 from __future__ import annotations
 
+from typing import get_args
+
+import msgspec
+
 from services.api.coalesce import FreshRead
 from services.api.errors import ApiError
 from services.release.compat import Matrix, UpgradeNotAllowed, latest_kaas
-from shared.models import Cluster, ClusterRelease, KaaSRelease, Machine, Region, Resource
+from shared.models import (
+    Cluster,
+    ClusterRelease,
+    KaaSRelease,
+    Machine,
+    MachineSpec,
+    Region,
+    Resource,
+)
+from shared.models.kinds import ProviderName
 from shared.store import Invalid, NotFound, Store
 
 RELEASE_FIELD = "spec.release"
@@ -43,6 +57,31 @@ class Admission:
             old = stored if isinstance(stored, Cluster) else None
             await self._provider(obj, old)
             await self._cluster(obj, old)
+        elif isinstance(obj, Machine):
+            await self._machine(obj, stored if isinstance(stored, Machine) else None)
+
+    async def _machine(self, obj: Machine, stored: Machine | None) -> None:
+        """A Machine of an existing Cluster is in the Cluster's region and carries only the
+        provider section of the Cluster's provider (required where it has required fields):
+        a copied ``simulated:`` under a bare metal cluster would be ignored, not refused."""
+        spec = obj.spec
+        if stored is not None and _placement(stored) == _placement(obj):
+            return
+        try:
+            cluster = await self.store.get(Cluster, spec.cluster, obj.metadata.namespace)
+        except NotFound:
+            return  # written before its Cluster: the provider reports ClusterNotFound
+        name, provider = cluster.metadata.name, cluster.spec.provider
+        if spec.region != cluster.spec.region:
+            raise _invalid(obj, f"cluster {name!r} is in region {cluster.spec.region}, not "
+                                f"{spec.region}", field="spec.region")
+        for other in PROVIDERS:
+            if other != provider and getattr(spec, other) is not None:
+                raise _invalid(obj, f"cluster {name!r} uses provider {provider}: give "
+                                    f"spec.{provider}, not spec.{other}", field=f"spec.{other}")
+        if getattr(spec, provider) is None and _needs_section(provider):
+            raise _invalid(obj, f"cluster {name!r} uses provider {provider}: spec.{provider} "
+                                "is required", field=f"spec.{provider}")
 
     async def deleting(self, cls: type[Resource], name: str, namespace: str | None) -> None:
         """Refuse (409) deleting the last control-plane Machine of a Cluster that stays: with
@@ -120,6 +159,23 @@ class Admission:
         except (NotFound, Invalid):
             return False  # the full check answers with the reason
         return True
+
+
+PROVIDERS: tuple[str, ...] = get_args(ProviderName)
+
+
+def _placement(m: Machine) -> tuple[object, ...]:
+    """What the Machine check judges: its cluster, region and which provider sections."""
+    return (m.spec.cluster, m.spec.region,
+            tuple(getattr(m.spec, p) is not None for p in PROVIDERS))
+
+
+def _needs_section(provider: str) -> bool:
+    """Whether a Machine of ``provider`` must say something (OpenStack's flavor, image and
+    network; vSphere's template...), or may leave its section out for the defaults."""
+    section = next(f for f in msgspec.structs.fields(MachineSpec) if f.name == provider)
+    kinds = [t for t in get_args(section.type) if t is not type(None)]
+    return any(f.required for t in kinds for f in msgspec.structs.fields(t))
 
 
 def _invalid(obj: Resource, message: str, *, field: str = RELEASE_FIELD) -> ApiError:

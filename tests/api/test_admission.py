@@ -132,3 +132,49 @@ async def test_the_last_control_plane_machine_of_a_live_cluster_stays(gateway: G
     assert code == 202, body
     code, body = await gateway.call("DELETE", ns_path("machines", name="cp-1"))
     assert code == 200, body
+
+
+async def test_a_machine_matches_its_clusters_region_and_provider(gateway: Gateway):
+    await gateway.store.create(convert(Cluster, cluster("bm", provider="baremetal")))
+    await gateway.store.create(convert(Cluster, cluster("os", provider="openstack")))
+
+    async def post(body: dict) -> tuple[int, dict]:
+        return await gateway.call("POST", ns_path("machines"), json=body)
+
+    copied = machine("bm-w-0", "worker", "bm")  # a simulated section copied by mistake
+    code, body = await post(copied)
+    assert code == 422, body
+    assert body["details"]["causes"][0]["field"] == "spec.simulated"
+    assert "cluster 'bm' uses provider baremetal: give spec.baremetal, not spec.simulated" \
+        in body["message"]
+    elsewhere = machine("bm-w-0", "worker", "bm")
+    del elsewhere["spec"]["simulated"]
+    elsewhere["spec"]["region"] = "dc2"
+    code, body = await post(elsewhere)
+    assert code == 422 and body["details"]["causes"][0]["field"] == "spec.region", body
+    assert "cluster 'bm' is in region local, not dc2" in body["message"]
+    with pytest.raises(NotFound):
+        await gateway.store.get(Machine, "bm-w-0", "team-a")
+
+    # Bare metal's section has defaults: it may be left out. OpenStack's may not.
+    right = machine("bm-w-0", "worker", "bm")
+    del right["spec"]["simulated"]
+    code, body = await post(right)
+    assert code == 201, body
+    bare = machine("os-w-0", "worker", "os")
+    del bare["spec"]["simulated"]
+    code, body = await post(bare)
+    assert code == 422 and "spec.openstack is required" in body["message"], body
+    bare["spec"]["openstack"] = {"flavor": "m1.large", "image": "ubuntu", "network": "net"}
+    code, body = await post(bare)
+    assert code == 201, body
+
+    # A Machine written before its Cluster is not judged (the provider reports it).
+    code, body = await post(machine("early-0", "worker", "not-yet"))
+    assert code == 201, body
+    # Moving an admitted machine into another section is judged like a create.
+    code, body = await gateway.call(
+        "PATCH", ns_path("machines", name="bm-w-0"),
+        json={"spec": {"simulated": {"flavor": "small"}}},
+        content_type="application/merge-patch+json")
+    assert code == 422 and body["details"]["causes"][0]["field"] == "spec.simulated", body
