@@ -9,7 +9,8 @@ after its clusters: its LCM reports a provider it lacks as ``ProviderAvailable=F
 The Region is read from the store's cache where it has one (no round trip per write), and
 read afresh before a refusal, so a provider added a moment ago is never refused. A Machine
 of an existing Cluster must be in its region with only its provider's section; the last
-control-plane Machine of a Cluster cannot be deleted on its own (the Cluster can).
+control-plane Machine of a Cluster cannot be deleted on its own (the Cluster can), nor a
+credential that clusters, machines or hosts still use.
 
 Release data is read from the store on every check (never cached, so a release written a
 moment ago counts), but cheaply: concurrent checks share one list of the KaaSReleases
@@ -26,15 +27,20 @@ import msgspec
 
 from services.api.coalesce import FreshRead
 from services.api.errors import ApiError
+from services.providers.targets import TARGET_ANNOTATION
 from services.release.compat import Matrix, UpgradeNotAllowed, latest_kaas
 from shared.models import (
+    BareMetalHost,
+    BareMetalHostCredential,
     Cluster,
     ClusterRelease,
     KaaSRelease,
     Machine,
     MachineSpec,
+    OpenStackCredential,
     Region,
     Resource,
+    VsphereCredential,
 )
 from shared.models.kinds import ProviderName
 from shared.store import Invalid, NotFound, Store
@@ -84,10 +90,39 @@ class Admission:
                                 "is required", field=f"spec.{provider}")
 
     async def deleting(self, cls: type[Resource], name: str, namespace: str | None) -> None:
-        """Refuse (409) deleting the last control-plane Machine of a Cluster that stays: with
-        no manager left the cluster is lost, while every other node looks healthy."""
-        if cls is not Machine:
-            return
+        """Refuse (409) a delete that would strand what depends on the object."""
+        if cls is Machine:
+            await self._last_manager(name, namespace)
+        elif cls in (OpenStackCredential, VsphereCredential):
+            await self._cloud_credential_in_use(cls, name, namespace)
+        elif cls is BareMetalHostCredential:
+            hosts = await self.store.list_all(
+                BareMetalHost, namespace, where=lambda h: h.spec.bmc.credentials_name == name)
+            _refuse_in_use(cls, name, "BareMetalHost", [h.metadata.name for h in hosts],
+                           "its hosts' BMCs could no longer be reached")
+
+    async def _cloud_credential_in_use(
+        self, cls: type[Resource], name: str, namespace: str | None
+    ) -> None:
+        """Clusters naming the credential, and Machines whose nodes were made with it (the
+        provider deletes a node with the credential that made it, recorded on the Machine,
+        also after its Cluster is gone)."""
+        provider = "openstack" if cls is OpenStackCredential else "vsphere"
+        clusters = await self.store.list_all(
+            Cluster, namespace,
+            where=lambda c: c.spec.provider == provider and c.spec.credential == name)
+        _refuse_in_use(cls, name, "Cluster", [c.metadata.name for c in clusters],
+                       "their machines could no longer be made or deleted")
+        machines = await self.store.list_all(
+            Machine, namespace,
+            where=lambda m: getattr(m.spec, provider) is not None
+            and m.metadata.annotations.get(TARGET_ANNOTATION) == name)
+        _refuse_in_use(cls, name, "Machine", [m.metadata.name for m in machines],
+                       "their nodes could no longer be deleted")
+
+    async def _last_manager(self, name: str, namespace: str | None) -> None:
+        """The last control-plane Machine of a Cluster that stays: with no manager left the
+        cluster is lost, while every other node looks healthy."""
         try:
             machine = await self.store.get(Machine, name, namespace)
             cluster = await self.store.get(Cluster, machine.spec.cluster, namespace)
@@ -162,6 +197,16 @@ class Admission:
 
 
 PROVIDERS: tuple[str, ...] = get_args(ProviderName)
+
+
+def _refuse_in_use(cls: type[Resource], name: str, kind: str, users: list[str],
+                   consequence: str) -> None:
+    if not users:
+        return
+    shown = ", ".join(sorted(users)[:5]) + (f" and {len(users) - 5} more" if len(users) > 5
+                                            else "")
+    raise ApiError(409, f"{cls.KIND} {name!r} is in use by {kind} {shown}: {consequence}; "
+                        f"delete or change {'them' if len(users) > 1 else 'it'} first")
 
 
 def _placement(m: Machine) -> tuple[object, ...]:

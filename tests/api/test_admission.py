@@ -1,14 +1,26 @@
 """Cluster admission: a supported release, moved only along allowed paths, and a provider
-the Cluster's Region offers; the last control-plane Machine of a live Cluster stays."""
+the Cluster's Region offers; a Machine that fits its Cluster; and deletes that would strand
+what depends on the object (the last control-plane Machine, a credential in use) refused."""
 
 from __future__ import annotations
 
 import pytest
 
+from services.providers.targets import TARGET_ANNOTATION
 from services.release.defaults import ensure_default_releases
-from shared.models import Cluster, Machine, ObjectMeta, Region, RegionSpec, convert
+from shared.models import (
+    BareMetalHost,
+    BareMetalHostCredential,
+    Cluster,
+    Machine,
+    ObjectMeta,
+    OpenStackCredential,
+    Region,
+    RegionSpec,
+    convert,
+)
 from shared.store import NotFound
-from tests.api.conftest import Gateway, cluster, ns_path
+from tests.api.conftest import Gateway, cluster, ns_path, os_credential
 from tests.waiting import eventually
 
 
@@ -178,3 +190,45 @@ async def test_a_machine_matches_its_clusters_region_and_provider(gateway: Gatew
         json={"spec": {"simulated": {"flavor": "small"}}},
         content_type="application/merge-patch+json")
     assert code == 422 and body["details"]["causes"][0]["field"] == "spec.simulated", body
+
+
+async def test_credentials_in_use_stay(gateway: Gateway):
+    """Deleting a credential would strand what uses it: a cluster's machines could not be
+    made or deleted (a VM left running), a host's BMC no longer reached."""
+    code, body = await gateway.call("POST", ns_path("openstackcredentials"), json=os_credential())
+    assert code == 201, body
+    await gateway.store.create(convert(Cluster, cluster("c-os", provider="openstack",
+                                                        credential="os1")))
+    code, body = await gateway.call("DELETE", ns_path("openstackcredentials", name="os1"))
+    assert code == 409, body
+    assert "OpenStackCredential 'os1' is in use by Cluster c-os" in body["message"]
+    # The cluster goes; one machine still deprovisions with the credential that made it.
+    node = machine("c-os-w-0", "worker", "c-os")
+    del node["spec"]["simulated"]
+    node["spec"]["openstack"] = {"flavor": "m1", "image": "ubuntu", "network": "net"}
+    node["metadata"]["annotations"] = {TARGET_ANNOTATION: "os1"}
+    await gateway.store.create(convert(Machine, node))
+    await gateway.store.delete(Cluster, "c-os", "team-a")
+    code, body = await gateway.call("DELETE", ns_path("openstackcredentials", name="os1"))
+    assert code == 409 and "in use by Machine c-os-w-0" in body["message"], body
+    assert "nodes could no longer be deleted" in body["message"]
+    await gateway.store.get(OpenStackCredential, "os1", "team-a")
+    await gateway.store.delete(Machine, "c-os-w-0", "team-a")
+    code, body = await gateway.call("DELETE", ns_path("openstackcredentials", name="os1"))
+    assert code == 200, body
+
+    await gateway.store.create(convert(BareMetalHostCredential, {
+        "metadata": {"name": "rack-a", "namespace": "team-a"},
+        "spec": {"region": "local", "username": "admin", "password": "pw"}}))
+    for i in range(2):
+        await gateway.store.create(convert(BareMetalHost, {
+            "metadata": {"name": f"bm-{i}", "namespace": "team-a"},
+            "spec": {"region": "local", "bootMacAddress": f"52:54:00:00:00:0{i}",
+                     "bmc": {"address": f"redfish://10.0.0.{i}/1",
+                             "credentialsName": "rack-a"}}}))
+    code, body = await gateway.call("DELETE", ns_path("baremetalhostcredentials", name="rack-a"))
+    assert code == 409 and "in use by BareMetalHost bm-0, bm-1" in body["message"], body
+    for i in range(2):
+        await gateway.store.delete(BareMetalHost, f"bm-{i}", "team-a")
+    code, body = await gateway.call("DELETE", ns_path("baremetalhostcredentials", name="rack-a"))
+    assert code == 200, body
