@@ -10,7 +10,7 @@ The Region is read from the store's cache where it has one (no round trip per wr
 read afresh before a refusal, so a provider added a moment ago is never refused. A Machine
 of an existing Cluster must be in its region with only its provider's section; the last
 control-plane Machine of a Cluster cannot be deleted on its own (the Cluster can), nor a
-credential that clusters, machines or hosts still use.
+credential that clusters, machines or hosts still use, nor a host a Machine has claimed.
 
 Release data is read from the store on every check (never cached, so a release written a
 moment ago counts), but cheaply: concurrent checks share one list of the KaaSReleases
@@ -30,6 +30,7 @@ from services.api.errors import ApiError
 from services.providers.targets import TARGET_ANNOTATION
 from services.release.compat import Matrix, UpgradeNotAllowed, latest_kaas
 from shared.models import (
+    MACHINE_LABEL,
     BareMetalHost,
     BareMetalHostCredential,
     Cluster,
@@ -95,6 +96,8 @@ class Admission:
             await self._last_manager(name, namespace)
         elif cls in (OpenStackCredential, VsphereCredential):
             await self._cloud_credential_in_use(cls, name, namespace)
+        elif cls is BareMetalHost:
+            await self._claimed_host(name, namespace)
         elif cls is BareMetalHostCredential:
             hosts = await self.store.list_all(
                 BareMetalHost, namespace, where=lambda h: h.spec.bmc.credentials_name == name)
@@ -119,6 +122,19 @@ class Admission:
             and m.metadata.annotations.get(TARGET_ANNOTATION) == name)
         _refuse_in_use(cls, name, "Machine", [m.metadata.name for m in machines],
                        "their nodes could no longer be deleted")
+
+    async def _claimed_host(self, name: str, namespace: str | None) -> None:
+        """A host a Machine has claimed: gone from the store, its node would run on unseen
+        and the Machine's provider would claim another host for it (a second node)."""
+        try:
+            host = await self.store.get(BareMetalHost, name, namespace)
+        except NotFound:
+            return
+        if host.spec.consumer:
+            machine = host.metadata.labels.get(MACHINE_LABEL) or host.spec.consumer
+            raise ApiError(409, f"BareMetalHost {name!r} is provisioned for Machine {machine}: "
+                                "delete the Machine first (its host is then deprovisioned "
+                                "and freed)")
 
     async def _last_manager(self, name: str, namespace: str | None) -> None:
         """The last control-plane Machine of a Cluster that stays: with no manager left the

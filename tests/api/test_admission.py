@@ -9,6 +9,7 @@ import pytest
 from services.providers.targets import TARGET_ANNOTATION
 from services.release.defaults import ensure_default_releases
 from shared.models import (
+    MACHINE_LABEL,
     BareMetalHost,
     BareMetalHostCredential,
     Cluster,
@@ -231,4 +232,21 @@ async def test_credentials_in_use_stay(gateway: Gateway):
     for i in range(2):
         await gateway.store.delete(BareMetalHost, f"bm-{i}", "team-a")
     code, body = await gateway.call("DELETE", ns_path("baremetalhostcredentials", name="rack-a"))
+    assert code == 200, body
+
+
+async def test_a_claimed_host_stays_until_its_machine_goes(gateway: Gateway):
+    host = await gateway.store.create(convert(BareMetalHost, {
+        "metadata": {"name": "bm-7", "namespace": "team-a",
+                     "labels": {MACHINE_LABEL: "demo-cp-0"}},
+        "spec": {"region": "local", "bootMacAddress": "52:54:00:00:00:07",
+                 "bmc": {"address": "redfish://10.0.0.7/1"}, "consumer": "uid-of-demo-cp-0",
+                 "online": True}}))
+    code, body = await gateway.call("DELETE", ns_path("baremetalhosts", name="bm-7"))
+    assert code == 409, body
+    assert "'bm-7' is provisioned for Machine demo-cp-0" in body["message"]
+    # The Machine's deprovision releases the claim; then the host may go.
+    host.spec.consumer, host.spec.online = "", False
+    await gateway.store.update(host)
+    code, body = await gateway.call("DELETE", ns_path("baremetalhosts", name="bm-7"))
     assert code == 200, body
