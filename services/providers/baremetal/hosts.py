@@ -5,7 +5,8 @@ label of ``spec.baremetal.hostSelector`` and has no consumer. The claim is
 ``spec.consumer = <machine uid>`` written with the host's resourceVersion, so two services
 racing for one host cannot both win (the loser gets Conflict and tries the next host); the
 host is labelled with the Machine's name in the same write, for people (``MACHINE_LABEL``).
-A host already claimed by the Machine is always preferred: re-runs never claim twice.
+A host already claimed by the Machine is always preferred: re-runs never claim twice, and a
+Machine whose node exists (``status.providerId``) never claims another host.
 The adapter gets the host with the BareMetalHostCredential it names resolved in memory
 (``credentials.py``); a missing one fails the step with ``CredentialsNotFound``.
 """
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from services.providers.baremetal.adapter import BareMetalProvider
 from services.providers.baremetal.bmc import PROVIDER
 from services.providers.baremetal.credentials import resolve
-from services.providers.errors import NoCapacityError
+from services.providers.errors import NoCapacityError, NotFoundError
 from shared.models import MACHINE_LABEL, BareMetalHost, BareMetalMachineSpec, Cluster, Machine
 from shared.store import Conflict, NotFound, Store
 
@@ -61,6 +62,14 @@ class HostTargets:
             mine = claimed_by(hosts, uid)
             if mine is not None:
                 return mine
+            if machine.status.provider_id:
+                # Its node was made on a host that is no longer in the store (deleted past
+                # the gateway): claiming another would give the Machine a second node.
+                raise NotFoundError(
+                    f"the BareMetalHost of this machine's node ({machine.status.provider_id}) "
+                    "is gone; delete the Machine to free it, or restore the host",
+                    provider=PROVIDER,
+                )
             free = sorted((h for h in hosts if fits(h, machine)), key=lambda h: h.metadata.name)
             if not free:
                 selector = (machine.spec.baremetal or BareMetalMachineSpec()).host_selector
