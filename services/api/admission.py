@@ -27,10 +27,10 @@ import msgspec
 
 from services.api.coalesce import FreshRead
 from services.api.errors import ApiError
-from services.providers.targets import TARGET_ANNOTATION
 from services.release.compat import Matrix, UpgradeNotAllowed, latest_kaas
 from shared.models import (
     MACHINE_LABEL,
+    TARGET_ANNOTATION,
     BareMetalHost,
     BareMetalHostCredential,
     Cluster,

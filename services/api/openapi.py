@@ -88,7 +88,9 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "Missing or unknown bearer token",
         403: "The caller's role does not allow this",
         404: "Not found",
-        409: "Conflict: already exists or stale resourceVersion",
+        409: ("Conflict: already exists, stale resourceVersion, or a delete that would strand "
+              "what depends on the object (a credential in use, a claimed host, a cluster's "
+              "last control-plane machine)"),
         410: "Gone: resourceVersion too old, relist",
         415: "Unsupported media type",
         422: "Invalid object; details.causes name the field paths",
@@ -107,6 +109,8 @@ def _params(*names: str) -> list[dict[str, Any]]:
         "resourceVersion": {"name": "resourceVersion", "in": "query"},
         "timeoutSeconds": {"name": "timeoutSeconds", "in": "query",
                            "schema": {"type": "integer"}},
+        "dryRun": {"name": "dryRun", "in": "query", "schema": {"type": "string", "enum": ["All"]},
+                   "description": "All: make every check of the write, store nothing"},
     }
     out = []
     for n in names:
@@ -149,7 +153,7 @@ def _kind_paths(cls: type[Resource]) -> dict[str, Any]:
             "post": {
                 "operationId": f"create{kind}",
                 "tags": [kind],
-                "parameters": _params(*scope),
+                "parameters": _params(*scope, "dryRun"),
                 "requestBody": {"required": True, "content": _json(obj)},
                 "responses": {
                     "201": {"description": "Created", "content": _json(obj)},
@@ -169,12 +173,14 @@ def _kind_paths(cls: type[Resource]) -> dict[str, Any]:
                 "tags": [kind],
                 "description": "metadata.resourceVersion is required; an empty secret field "
                 "keeps the stored secret.",
+                "parameters": _params("dryRun"),
                 "requestBody": {"required": True, "content": _json(obj)},
                 "responses": {"200": ok, **_errors(400, 401, 403, 404, 409, 415, 422)},
             },
             "patch": {
                 "operationId": f"patch{kind}",
                 "tags": [kind],
+                "parameters": _params("dryRun"),
                 "requestBody": {
                     "required": True,
                     "content": {"application/merge-patch+json": {"schema": {"type": "object"}}},
@@ -184,7 +190,7 @@ def _kind_paths(cls: type[Resource]) -> dict[str, Any]:
             "delete": {
                 "operationId": f"delete{kind}",
                 "tags": [kind],
-                "parameters": _params("resourceVersion"),
+                "parameters": _params("resourceVersion", "dryRun"),
                 "responses": {
                     "200": {"description": "Deleted", "content": _json(_ref("Status"))},
                     "202": {"description": "Deletion started; finalizers pending",

@@ -29,7 +29,7 @@ from services.api.respond import json_response, object_response, wire
 from services.api.watch import WatchStreamer
 from shared.mergepatch import merge_patch
 from shared.models import BY_PLURAL, GROUP, VERSION, Resource, to_dict
-from shared.store import Conflict, Invalid, Store, StoreError, selectors
+from shared.store import Conflict, Invalid, NotFound, Store, StoreError, selectors, semantics
 
 PATCH_RETRIES = 5
 
@@ -113,6 +113,17 @@ async def _note_attempted_name(request: web.Request) -> None:
     name = meta.get("name") if isinstance(meta, dict) else None
     if isinstance(name, str):
         note(request, name=name[:253])
+
+
+def dry_run(request: web.Request) -> bool:
+    """``?dryRun=All`` (Kubernetes' server-side dry run): every check a write makes -
+    schema, identity, admission, existence, resourceVersion - and nothing stored."""
+    value = request.query.get("dryRun")
+    if value is None:
+        return False
+    if value != "All":
+        raise ApiError(400, f"dryRun must be All, not {value!r}")
+    return True
 
 
 class ResourceHandlers:
@@ -199,9 +210,33 @@ class ResourceHandlers:
         data = check_identity(await read_json(request), t.cls, namespace=t.namespace, name=None)
         obj = to_object(t.cls, data)
         await self.admit(obj)
+        if dry_run(request):
+            if await self._exists(t.cls, obj.metadata.name, t.namespace):
+                raise ApiError(409, f"{t.cls.KIND} {obj.metadata.name!r} already exists",
+                               reason="AlreadyExists")
+            would = semantics.prepare_create(obj)
+            note(request, obj=would)
+            return object_response(would, status=201)
         created = await self.store.create(obj)
         note(request, obj=created)
         return object_response(created, status=201)
+
+    def _would_update(self, request: web.Request, t: Target, obj: Resource,
+                      stored: Resource) -> web.Response:
+        """A dry-run update: the object the store would write, by the store's own rules."""
+        if t.subresource == "status":
+            would = semantics.prepare_status(obj, stored)
+        else:
+            would, _ = semantics.prepare_update(obj, stored)
+        note(request, obj=would)
+        return object_response(would)
+
+    async def _exists(self, cls: type[Resource], name: str, namespace: str | None) -> bool:
+        try:
+            await self.store.get(cls, name, namespace)
+        except NotFound:
+            return False
+        return True
 
     async def update(self, request: web.Request) -> web.Response:
         t = target_of(request)
@@ -219,14 +254,17 @@ class ResourceHandlers:
                 causes=[{"field": "metadata.resourceVersion", "message": "must be specified"}],
             )
         obj = to_object(t.cls, data)
-        if t.subresource == "status":
+        if t.subresource == "status" and not dry_run(request):
             out = await self.store.update_status(obj)
         else:
             stored = await self.store.get(t.cls, t.name, t.namespace)
             if t.cls.SECRET_FIELDS:
                 keep_secrets(data, to_dict(stored), t.cls)
                 obj = to_object(t.cls, data)
-            await self.admit(obj, stored)
+            if t.subresource != "status":
+                await self.admit(obj, stored)
+            if dry_run(request):
+                return self._would_update(request, t, obj, stored)
             out = await self.store.update(obj)
         note(request, obj=out)
         return object_response(out)
@@ -250,6 +288,10 @@ class ResourceHandlers:
                 precondition or stored.metadata.resource_version
             )
             obj = to_object(t.cls, merged)
+            if dry_run(request):
+                if t.subresource != "status":
+                    await self.admit(obj, stored)
+                return self._would_update(request, t, obj, stored)
             try:
                 if t.subresource == "status":
                     out = await self.store.update_status(obj)
@@ -276,7 +318,12 @@ class ResourceHandlers:
             if isinstance(pre, dict) and pre.get("resourceVersion"):
                 rv = str(pre["resourceVersion"])
         await self.admit.deleting(t.cls, t.name, t.namespace)
-        remaining = await self.store.delete(t.cls, t.name, t.namespace, resource_version=rv)
+        if dry_run(request):
+            marked, gone = semantics.prepare_delete(
+                await self.store.get(t.cls, t.name, t.namespace), rv)
+            remaining = None if gone else marked
+        else:
+            remaining = await self.store.delete(t.cls, t.name, t.namespace, resource_version=rv)
         if remaining is not None:
             note(request, obj=remaining)
             return object_response(remaining, status=202)

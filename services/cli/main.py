@@ -212,6 +212,13 @@ def _normal(cls: type[Resource], data: dict[str, Any]) -> dict[str, Any] | None:
             "annotations": md.get("annotations", {})}
 
 
+def dry_run(ctx: Ctx) -> tuple[str, str]:
+    """The query and the words a server-side dry run adds (kubectl's ``--dry-run=server``)."""
+    if getattr(ctx.args, "dry_run", "none") == "server":
+        return "?dryRun=All", " (server dry run)"
+    return "", ""
+
+
 def apply_one(ctx: Ctx, where: str, doc: dict[str, Any]) -> str:
     cls = kind_class(str(doc["kind"]))
     doc.setdefault("apiVersion", API_VERSION)
@@ -230,17 +237,18 @@ def apply_one(ctx: Ctx, where: str, doc: dict[str, Any]) -> str:
         meta["namespace"] = ns
     meta.pop("resourceVersion", None)
     doc.pop("status", None)
+    query, said = dry_run(ctx)
     for attempt in range(3):
         try:
             current = ctx.client.request("GET", object_path(cls, ns, name))
         except ApiFailure as e:
             if e.code != 404:
                 raise
-            ctx.client.request("POST", collection_path(cls, ns), body=doc)
-            return f"{output.ref(cls, name)} created"
+            ctx.client.request("POST", collection_path(cls, ns) + query, body=doc)
+            return f"{output.ref(cls, name)} created{said}"
         desired = _normal(cls, doc)
         if desired is not None and desired == _normal(cls, current):
-            return f"{output.ref(cls, name)} unchanged"
+            return f"{output.ref(cls, name)} unchanged{said}"
         body = dict(current)
         body.pop("status", None)
         body["spec"] = doc.get("spec", {})
@@ -250,12 +258,12 @@ def apply_one(ctx: Ctx, where: str, doc: dict[str, Any]) -> str:
                 body_meta[key] = meta[key]
         body["metadata"] = body_meta
         try:
-            ctx.client.request("PUT", object_path(cls, ns, name), body=body)
+            ctx.client.request("PUT", object_path(cls, ns, name) + query, body=body)
         except ApiFailure as e:
             if e.code == 409 and attempt < 2:
                 continue
             raise
-        return f"{output.ref(cls, name)} configured"
+        return f"{output.ref(cls, name)} configured{said}"
     raise CliError(f"error: {where}: kept conflicting with concurrent writers")
 
 
@@ -287,9 +295,10 @@ def cmd_delete(ctx: Ctx) -> int:
             raise CliError("error: resource name(s) required")
         targets = [(cls, ctx.namespace(), n) for n in names]
     failures = 0
+    query, said = dry_run(ctx)
     for cls, ns, name in targets:
         try:
-            code, _ = ctx.client.status_and_body("DELETE", object_path(cls, ns, name))
+            code, _ = ctx.client.status_and_body("DELETE", object_path(cls, ns, name) + query)
         except ApiFailure as e:
             if e.code == 404 and ctx.args.ignore_not_found:
                 continue
@@ -297,7 +306,7 @@ def cmd_delete(ctx: Ctx) -> int:
             ctx.err.write(f"{e}\n")
             continue
         suffix = "deleted" if code == 200 else "deletion started (finalizers pending)"
-        ctx.print(f'{cls.KIND.lower()}.{API_VERSION.split("/")[0]} "{name}" {suffix}')
+        ctx.print(f'{cls.KIND.lower()}.{API_VERSION.split("/")[0]} "{name}" {suffix}{said}')
     return 1 if failures else 0
 
 
@@ -592,12 +601,16 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("apply", help="create or update objects from YAML manifests")
     a.add_argument("-f", "--filename", action="append", required=True, help="file or - for stdin")
     a.add_argument("-n", "--namespace")
+    a.add_argument("--dry-run", choices=["none", "server"], default="none",
+                   help="server: every check the server makes, nothing stored")
     a.set_defaults(func=cmd_apply)
 
     d = sub.add_parser("delete", help="delete objects by name or manifest")
     common(d, kind_required=False)
     d.add_argument("-f", "--filename", action="append")
     d.add_argument("--ignore-not-found", action="store_true")
+    d.add_argument("--dry-run", choices=["none", "server"], default="none",
+                   help="server: every check the server makes, nothing deleted")
     d.set_defaults(func=cmd_delete)
 
     s = sub.add_parser("describe", help="show details, conditions and recent events")

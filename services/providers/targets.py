@@ -18,10 +18,8 @@ import msgspec
 
 from services.providers.contract import Provider
 from services.providers.errors import InvalidSpecError
-from shared.models import Cluster, Machine, Resource
+from shared.models import TARGET_ANNOTATION, Cluster, Machine, Resource
 from shared.store import NotFound, Store
-
-TARGET_ANNOTATION = "providers.kaas.containercloud.dev/target"
 
 C = TypeVar("C", bound=Resource)
 

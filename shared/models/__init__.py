@@ -10,6 +10,7 @@ from shared.models.meta import (
     MACHINE_LABEL,
     PROVIDER_LABEL,
     REGION_LABEL,
+    TARGET_ANNOTATION,
     VERSION,
     Condition,
     ObjectMeta,
@@ -34,7 +35,7 @@ from shared.models.registry import (
 __all__ = [
     "ALL_KINDS", "API_VERSION", "BY_KIND", "BY_PLURAL", "CLUSTER_LABEL", "Condition",
     "GLOBAL_REGION", "GROUP", "MACHINE_LABEL", "ObjectMeta", "OwnerReference", "PROVIDER_LABEL",
-    "REGION_LABEL",
+    "REGION_LABEL", "TARGET_ANNOTATION",
     "Resource", "Status", "VERSION", "ValidationError", "convert", "copy", "decode", "encode",
     "kind_of", "now", "redact", "to_dict",
 ]

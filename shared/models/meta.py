@@ -21,6 +21,9 @@ PROVIDER_LABEL = f"{GROUP}/provider"
 CLUSTER_LABEL = f"{GROUP}/cluster"
 # On a BareMetalHost: the name of the Machine that claimed it (spec.consumer holds its uid).
 MACHINE_LABEL = f"{GROUP}/machine"
+# On a Machine of a cloud provider: the credential its node was made with, recorded on first
+# use so the node can be deleted with it after the Cluster is gone.
+TARGET_ANNOTATION = "providers.kaas.containercloud.dev/target"
 GLOBAL_REGION = "global"
 
 # RFC 1123 subdomain-ish names, as Kubernetes requires for object names.

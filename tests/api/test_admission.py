@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.providers.targets import TARGET_ANNOTATION
 from services.release.defaults import ensure_default_releases
 from shared.models import (
     MACHINE_LABEL,
+    TARGET_ANNOTATION,
     BareMetalHost,
     BareMetalHostCredential,
     Cluster,

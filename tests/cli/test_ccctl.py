@@ -133,6 +133,26 @@ async def test_get_table_yaml_json_aliases(ctl: Ctl) -> None:
     assert r.code == 1 and "gizmos" in r.err
 
 
+async def test_server_dry_run_checks_and_stores_nothing(ctl: Ctl) -> None:
+    r = await ctl("apply", "-f", "-", "--dry-run=server", stdin=MANIFEST)
+    assert r.code == 0, r.err
+    assert "cluster.kaas.containercloud.dev/demo created (server dry run)" in r.out
+    r = await ctl("get", "clusters")
+    assert r.out == "" and "No resources found" in r.err, "nothing stored"
+    bad = MANIFEST.replace("region: local\n  provider", "region: Not_Valid\n  provider")
+    r = await ctl("apply", "-f", "-", "--dry-run=server", stdin=bad)
+    assert r.code == 1 and "spec.region" in r.err, "the server's checks still answer"
+
+    await ctl("apply", "-f", "-", stdin=MANIFEST)
+    r = await ctl("apply", "-f", "-", "--dry-run=server",
+                  stdin=MANIFEST.replace("release: mke-1-0", "release: mke-1-1"))
+    assert "cluster.kaas.containercloud.dev/demo configured (server dry run)" in r.out, r.err
+    r = await ctl("delete", "cluster", "demo", "--dry-run=server")
+    assert r.code == 0 and '"demo" deleted (server dry run)' in r.out, r.err
+    stored = await ctl.gw.store.get(Cluster, "demo", "team-a")
+    assert stored.spec.release == "mke-1-0" and stored.metadata.deletion_timestamp is None
+
+
 async def test_get_several_kinds_at_once(ctl: Ctl) -> None:
     await ctl("apply", "-f", "-", stdin=MANIFEST)
     r = await ctl("get", "clusters,osc")
