@@ -130,6 +130,10 @@ def render(ctx: Ctx, cls: type[Resource], items: list[dict[str, Any]], *, single
 
 
 def cmd_get(ctx: Ctx) -> int:
+    if ctx.args.watch:  # kubectl's get -w: what is there, then every change
+        if ctx.args.output == "name" or "," in ctx.args.kind:
+            raise CliError("error: get -w takes one kind and -o wide, yaml or json")
+        return cmd_watch(ctx)
     if "," in ctx.args.kind:
         return get_several(ctx, ctx.args.kind.split(","))
     cls, names = split_target(ctx.args.kind, ctx.args.names)
@@ -596,6 +600,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-A", "--all-namespaces", action="store_true")
     g.add_argument("-l", "--selector", help="label selector, e.g. env=dev,tier in (a,b)")
     g.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"], default="")
+    g.add_argument("-w", "--watch", action="store_true",
+                   help="after the list, stream changes (as the watch command)")
+    g.add_argument("--timeout", default="", help="with -w: stop after this long")
     g.set_defaults(func=cmd_get)
 
     a = sub.add_parser("apply", help="create or update objects from YAML manifests")

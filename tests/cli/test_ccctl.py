@@ -317,6 +317,22 @@ async def test_watch_streams_changes(ctl: Ctl) -> None:
                for e in events)
 
 
+async def test_get_w_lists_then_follows(ctl: Ctl) -> None:
+    await ctl("apply", "-f", "-", stdin=MANIFEST.split("---\n")[1])
+    live = io.StringIO()
+    watcher = asyncio.create_task(ctl.run(live, "get", "cl", "-w", "--timeout=3s"))
+    await eventually(lambda: "demo" in live.getvalue(), what="the listed cluster")
+    await _ready(ctl)
+    r = await asyncio.wait_for(watcher, 30)
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0].split()[:2] == ["EVENT", "NAME"]
+    assert lines[1].split()[:2] == ["ADDED", "demo"]
+    assert any(line.split()[0] == "MODIFIED" and "Ready" in line for line in lines[2:])
+    r = await ctl("get", "cl", "-w", "-o", "name")
+    assert r.code == 1 and "get -w takes one kind" in r.err
+
+
 async def test_watch_table_keeps_columns_aligned(ctl: Ctl) -> None:
     """Rows stream one at a time; each starts its columns where the header's start."""
     await ctl("apply", "-f", "-", stdin=MANIFEST.split("---\n")[1])
