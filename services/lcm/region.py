@@ -5,7 +5,7 @@ Every regional service runs its controllers under a lease named ``<service>-<reg
 (``shared.service``); a lease that nobody holds means that service has no live replica.
 The region expects LCM, the release/mirror service and one provider service per entry of
 ``spec.providers``. The check repeats every lease period, since a service that dies sends
-no event.
+no event, and every ``DOWN_RECHECK`` seconds while a service is missing.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from shared.runtime.leader import lease_holders
 from shared.store import Store
 
 SERVICES_READY = "ServicesReady"
+DOWN_RECHECK = 2.0
 
 
 def expected_services(region: Region) -> list[str]:
@@ -69,4 +70,8 @@ class RegionReconciler:
                 cond.mark_true(st, SERVICES_READY, "Running", ", ".join(services) + " running")
                 cond.mark_true(st, cond.READY, "Running")
                 st.phase = "Ready"
-        return Result(requeue_after=self.interval)
+        # While a service is missing, look again soon: one that is starting (every service
+        # at a region's start) takes its lease within seconds, and the region should not
+        # stay Degraded for a whole lease period after it has.
+        return Result(requeue_after=min(self.interval, DOWN_RECHECK) if missing
+                      else self.interval)

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from nats.aio.client import Client as NATS
 
-from services.lcm.region import SERVICES_READY, RegionReconciler
+from services.lcm.region import DOWN_RECHECK, SERVICES_READY, RegionReconciler
 from services.lcm.service import region_controller
 from shared.models import ObjectMeta, Region, RegionSpec
 from shared.runtime import Request
@@ -40,16 +40,19 @@ async def test_region_status_names_the_services_that_are_down(h: Harness) -> Non
     lcm, release, provider = lease(h, "lcm"), lease(h, "release"), lease(h, "provider-simulated")
     assert await lcm.try_acquire() and await release.try_acquire()
 
-    await rec.reconcile(Request(REGION, None))
+    degraded = await rec.reconcile(Request(REGION, None))
     region = await h.store.get(Region, REGION)
     c = cond.get(region.status, SERVICES_READY)
     assert region.status.phase == "Degraded" and c is not None and c.status == "False"
     assert "provider-simulated" in c.message and "lcm" not in c.message
+    # A service that is starting takes its lease within seconds: looked at again soon.
+    assert degraded is not None and degraded.requeue_after == DOWN_RECHECK < rec.interval
 
     assert await provider.try_acquire()
-    await rec.reconcile(Request(REGION, None))
+    ready = await rec.reconcile(Request(REGION, None))
     region = await h.store.get(Region, REGION)
     assert region.status.phase == "Ready" and cond.is_true(region.status, cond.READY)
+    assert ready is not None and ready.requeue_after == rec.interval
 
     # Another region's reconciler leaves this Region alone.
     other = RegionReconciler(h.store, h.nc, leases_bucket=h.settings.leases_bucket,
