@@ -465,7 +465,9 @@ def cmd_watch(ctx: Ctx) -> int:
     wanted = set(names)
     fmt = ctx.args.output
     all_ns = ns is None and cls.NAMESPACED
-    widths: list[int] = []  # column widths so far: rows stay aligned as they stream
+    # Column widths so far: rows stay aligned as they stream. The EVENT column starts as
+    # wide as its widest value, so MODIFIED after ADDED does not shift the columns.
+    widths: list[int] = [max(map(len, ("ADDED", "MODIFIED", "DELETED")))]
     first = True
     deadline = time.monotonic() + parse_duration(ctx.args.timeout) if ctx.args.timeout else None
     for ev in watch_events(ctx, cls, ns, selector=ctx.args.selector, resource_version="",

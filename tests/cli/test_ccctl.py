@@ -329,6 +329,8 @@ async def test_get_w_lists_then_follows(ctl: Ctl) -> None:
     assert lines[0].split()[:2] == ["EVENT", "NAME"]
     assert lines[1].split()[:2] == ["ADDED", "demo"]
     assert any(line.split()[0] == "MODIFIED" and "Ready" in line for line in lines[2:])
+    # MODIFIED is wider than ADDED: the EVENT column is that wide from the header on.
+    assert {line.index("demo") for line in lines[1:]} == {lines[0].index("NAME")}
     r = await ctl("get", "cl", "-w", "-o", "name")
     assert r.code == 1 and "get -w takes one kind" in r.err
 
