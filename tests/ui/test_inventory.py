@@ -17,6 +17,7 @@ from shared.models import (
     AttachedCluster,
     AttachedNode,
     BareMetalHost,
+    BareMetalHostCredential,
     Condition,
     HardwareInfo,
     Machine,
@@ -120,4 +121,27 @@ async def test_attached_clusters_show_version_nodes_and_health(console: Console,
     await assert_not_reloaded(page)
     await screenshot(page, "attached-clusters")
     assert KUBECONFIG_SECRET not in await page.content()
+    assert page.js_errors == []  # type: ignore[attr-defined]
+
+
+async def test_bmc_credentials_show_the_hosts_that_use_them(console: Console, page: Page):
+    await console.store.create(convert(BareMetalHostCredential, {
+        "metadata": {"name": "rack-a", "namespace": "team-a"},
+        "spec": {"region": "local", "username": "admin", "password": BMC_PASSWORD}}))
+    for i in range(2):
+        await console.store.create(convert(BareMetalHost, {
+            "metadata": {"name": f"bm-{i}", "namespace": "team-a"},
+            "spec": {"region": "local", "bootMacAddress": f"52:54:00:00:00:0{i}",
+                     "bmc": {"address": f"redfish://10.0.0.{i}/1",
+                             "credentialsName": "rack-a"}}}))
+    await set_status(console, BareMetalHost, "bm-1", conditions=[
+        Condition(type="BMCReachable", status="False", reason="InvalidCredentials",
+                  message="baremetal: the BMC refused the login")])
+    await sign_in(page, console)
+    await page.click("a[data-nav=credentials]")
+    row = page.locator("[data-plural=baremetalhostcredentials] [data-name=rack-a]")
+    await expect(row.locator(".hosts")).to_have_text("2 host(s), 1 unreachable: bm-1")
+    await expect(row.locator(".hosts span")).to_have_attribute(
+        "title", "baremetal: the BMC refused the login")
+    assert BMC_PASSWORD not in await page.content()
     assert page.js_errors == []  # type: ignore[attr-defined]

@@ -64,6 +64,19 @@ function consumer(host, { machines }) {
     ` (cluster ${m.spec.cluster})`));
 }
 
+// A BMC credential has no status of its own: the hosts naming it say whether it works.
+function bmcUsers(cred, { baremetalhosts }) {
+  const hosts = (baremetalhosts?.values() || []).filter((b) =>
+    b.metadata.namespace === cred.metadata.namespace &&
+    b.spec.bmc?.credentialsName === cred.metadata.name);
+  if (!hosts.length) return h("span", { class: "muted" }, "no host uses it");
+  const refused = hosts.filter((b) => condition(b, "BMCReachable")?.status === "False");
+  const text = `${hosts.length} host(s)` + (refused.length
+    ? `, ${refused.length} unreachable: ${refused.map((b) => b.metadata.name).join(", ")}` : "");
+  return h("span", { class: refused.length ? "error" : "",
+    title: refused.map((b) => condition(b, "BMCReachable").message).join("\n") }, text);
+}
+
 function attachedHealth(o) {
   const s = o.status || {};
   const phase = s.phase || (s.healthy ? "Healthy" : s.lastProbe ? "Unhealthy" : "Pending");
@@ -101,6 +114,11 @@ export const inventoryViews = {
       { title: "Server", render: (o) => `${o.spec.server}:${o.spec.port || 443}` },
       { title: "User", render: (o) => o.spec.username }, phase,
     ] },
+    { title: "Bare metal host credentials", plural: "baremetalhostcredentials", columns: [
+      name, project, region,
+      { title: "User", render: (o) => o.spec.username },
+      { title: "Hosts", render: bmcUsers, cls: "hosts" },
+    ], uses: ["baremetalhosts"] },
   ]),
   hosts: page("Bare metal hosts", [
     { title: "Bare metal hosts", plural: "baremetalhosts", columns: [
