@@ -32,8 +32,10 @@ def describe_failure(code: int, status: dict[str, Any], *, hint: str = "") -> st
     text = f"Error from server ({reason}): {message}"
     causes = (status.get("details") or {}).get("causes") or []
     for cause in causes:
-        field = cause.get("field") or "<body>"
-        text += f"\n  {field}: {cause.get('message', '')}"
+        line = f"{cause.get('field') or '<body>'}: {cause.get('message', '')}"
+        if len(causes) == 1 and message.endswith(line):
+            break  # the message already says it (one field): not twice
+        text += f"\n  {line}"
     if code == 401:
         text += "\n  hint: check the token" + (f" in {hint}" if hint else "")
     return text

@@ -450,3 +450,18 @@ def test_progress_columns_of_mirrors_attached_clusters_and_update_groups():
     header, row = table_rows(UpdateGroup, [group], all_namespaces=False, wide=False)
     assert header == ["NAME", "CLUSTER", "INDEX", "CONCURRENT", "AGE"]
     assert row[1:4] == ["demo", "1", "1"], "the default concurrency shows"
+
+
+def test_a_failure_says_each_thing_once():
+    from services.cli.client import describe_failure
+
+    one = {"reason": "Invalid", "message": "Cluster 'os1' is invalid: spec.provider: region "
+           "'local' offers baremetal, not openstack",
+           "details": {"causes": [{"field": "spec.provider",
+                                   "message": "region 'local' offers baremetal, not openstack"}]}}
+    assert describe_failure(422, one) == "Error from server (Invalid): " + one["message"]
+    two = {"reason": "Invalid", "message": "Cluster 'c' is invalid",
+           "details": {"causes": [{"field": "spec.region", "message": "bad"},
+                                  {"field": "spec.release", "message": "missing"}]}}
+    assert describe_failure(422, two).splitlines()[1:] == [
+        "  spec.region: bad", "  spec.release: missing"]
