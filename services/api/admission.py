@@ -79,6 +79,8 @@ class Admission:
         except NotFound:
             return  # written before its Cluster: the provider reports ClusterNotFound
         name, provider = cluster.metadata.name, cluster.spec.provider
+        if stored is None and cluster.deleting:
+            raise ApiError(409, f"cluster {name!r} is being deleted: no new machines join it")
         if spec.region != cluster.spec.region:
             raise _invalid(obj, f"cluster {name!r} is in region {cluster.spec.region}, not "
                                 f"{spec.region}", field="spec.region")

@@ -182,6 +182,16 @@ async def test_a_machine_matches_its_clusters_region_and_provider(gateway: Gatew
     code, body = await post(bare)
     assert code == 201, body
 
+    # A cluster on its way out takes no new machines (its deletion would miss them).
+    doomed = await gateway.store.get(Cluster, "bm", "team-a")
+    doomed.metadata.finalizers = ["test/hold"]
+    await gateway.store.update(doomed)
+    await gateway.store.delete(Cluster, "bm", "team-a")
+    late = machine("bm-w-1", "worker", "bm")
+    del late["spec"]["simulated"]
+    code, body = await post(late)
+    assert code == 409 and "cluster 'bm' is being deleted" in body["message"], body
+
     # A Machine written before its Cluster is not judged (the provider reports it).
     code, body = await post(machine("early-0", "worker", "not-yet"))
     assert code == 201, body
