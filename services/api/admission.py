@@ -10,7 +10,8 @@ The Region is read from the store's cache where it has one (no round trip per wr
 read afresh before a refusal, so a provider added a moment ago is never refused. A Machine
 of an existing Cluster must be in its region with only its provider's section; the last
 control-plane Machine of a Cluster cannot be deleted on its own (the Cluster can), nor a
-credential that clusters, machines or hosts still use, nor a host a Machine has claimed.
+credential that clusters, machines or hosts still use, nor a host a Machine has claimed,
+nor a ClusterRelease that clusters run or are moving to.
 
 Release data is read from the store on every check (never cached, so a release written a
 moment ago counts), but cheaply: concurrent checks share one list of the KaaSReleases
@@ -100,6 +101,12 @@ class Admission:
             await self._cloud_credential_in_use(cls, name, namespace)
         elif cls is BareMetalHost:
             await self._claimed_host(name, namespace)
+        elif cls is ClusterRelease:
+            clusters = await self.store.list_all(
+                Cluster, where=lambda c: name in (c.spec.release, c.status.release))
+            _refuse_in_use(cls, name, "Cluster",
+                           [f"{c.metadata.namespace}/{c.metadata.name}" for c in clusters],
+                           "their nodes' state items come from it")
         elif cls is BareMetalHostCredential:
             hosts = await self.store.list_all(
                 BareMetalHost, namespace, where=lambda h: h.spec.bmc.credentials_name == name)

@@ -260,3 +260,16 @@ async def test_a_claimed_host_stays_until_its_machine_goes(gateway: Gateway):
     await gateway.store.update(host)
     code, body = await gateway.call("DELETE", ns_path("baremetalhosts", name="bm-7"))
     assert code == 200, body
+
+
+async def test_a_release_clusters_run_stays(gateway: Gateway):
+    await ensure_default_releases(gateway.store)
+    code, body = await gateway.call("POST", ns_path("clusters"),
+                                    json=cluster("c1", release="mke-3-7-0"))
+    assert code == 201, body
+    code, body = await gateway.call("DELETE", "/apis/kaas.containercloud.dev/v1alpha1/"
+                                    "clusterreleases/mke-3-7-0")
+    assert code == 409 and "in use by Cluster team-a/c1" in body["message"], body
+    code, body = await gateway.call("DELETE", "/apis/kaas.containercloud.dev/v1alpha1/"
+                                    "clusterreleases/mke-3-8-0")
+    assert code == 200, body  # nobody runs it
