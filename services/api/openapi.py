@@ -88,9 +88,10 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "Missing or unknown bearer token",
         403: "The caller's role does not allow this",
         404: "Not found",
-        409: ("Conflict: already exists, stale resourceVersion, or a delete that would strand "
-              "what depends on the object (a credential in use, a claimed host, a cluster's "
-              "last control-plane machine)"),
+        409: ("Conflict: already exists, stale resourceVersion, or a write that would strand "
+              "what depends on the object (a credential or release in use, a claimed host, "
+              "a cluster's last control-plane machine, a machine for a cluster being "
+              "deleted)"),
         410: "Gone: resourceVersion too old, relist",
         415: "Unsupported media type",
         422: "Invalid object; details.causes name the field paths",
