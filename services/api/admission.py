@@ -8,10 +8,8 @@ provider must be one its Region offers, when that Region exists (a Region may be
 after its clusters: its LCM reports a provider it lacks as ``ProviderAvailable=False``).
 The Region is read from the store's cache where it has one (no round trip per write), and
 read afresh before a refusal, so a provider added a moment ago is never refused. A Machine
-of an existing Cluster must be in its region with only its provider's section; the last
-control-plane Machine of a Cluster cannot be deleted on its own (the Cluster can), nor a
-credential that clusters, machines or hosts still use, nor a host a Machine has claimed,
-nor a ClusterRelease that clusters run or are moving to.
+of an existing Cluster must be in its region with only its provider's section, and a
+Cluster being deleted takes no new Machine. (Deletes are judged in ``deletion.py``.)
 
 Release data is read from the store on every check (never cached, so a release written a
 moment ago counts), but cheaply: concurrent checks share one list of the KaaSReleases
@@ -30,19 +28,13 @@ from services.api.coalesce import FreshRead
 from services.api.errors import ApiError
 from services.release.compat import Matrix, UpgradeNotAllowed, latest_kaas
 from shared.models import (
-    MACHINE_LABEL,
-    TARGET_ANNOTATION,
-    BareMetalHost,
-    BareMetalHostCredential,
     Cluster,
     ClusterRelease,
     KaaSRelease,
     Machine,
     MachineSpec,
-    OpenStackCredential,
     Region,
     Resource,
-    VsphereCredential,
 )
 from shared.models.kinds import ProviderName
 from shared.store import Invalid, NotFound, Store
@@ -92,77 +84,6 @@ class Admission:
         if getattr(spec, provider) is None and _needs_section(provider):
             raise _invalid(obj, f"cluster {name!r} uses provider {provider}: spec.{provider} "
                                 "is required", field=f"spec.{provider}")
-
-    async def deleting(self, cls: type[Resource], name: str, namespace: str | None) -> None:
-        """Refuse (409) a delete that would strand what depends on the object."""
-        if cls is Machine:
-            await self._last_manager(name, namespace)
-        elif cls in (OpenStackCredential, VsphereCredential):
-            await self._cloud_credential_in_use(cls, name, namespace)
-        elif cls is BareMetalHost:
-            await self._claimed_host(name, namespace)
-        elif cls is ClusterRelease:
-            clusters = await self.store.list_all(
-                Cluster, where=lambda c: name in (c.spec.release, c.status.release))
-            _refuse_in_use(cls, name, "Cluster",
-                           [f"{c.metadata.namespace}/{c.metadata.name}" for c in clusters],
-                           "their nodes' state items come from it")
-        elif cls is BareMetalHostCredential:
-            hosts = await self.store.list_all(
-                BareMetalHost, namespace, where=lambda h: h.spec.bmc.credentials_name == name)
-            _refuse_in_use(cls, name, "BareMetalHost", [h.metadata.name for h in hosts],
-                           "its hosts' BMCs could no longer be reached")
-
-    async def _cloud_credential_in_use(
-        self, cls: type[Resource], name: str, namespace: str | None
-    ) -> None:
-        """Clusters naming the credential, and Machines whose nodes were made with it (the
-        provider deletes a node with the credential that made it, recorded on the Machine,
-        also after its Cluster is gone)."""
-        provider = "openstack" if cls is OpenStackCredential else "vsphere"
-        clusters = await self.store.list_all(
-            Cluster, namespace,
-            where=lambda c: c.spec.provider == provider and c.spec.credential == name)
-        _refuse_in_use(cls, name, "Cluster", [c.metadata.name for c in clusters],
-                       "their machines could no longer be made or deleted")
-        machines = await self.store.list_all(
-            Machine, namespace,
-            where=lambda m: getattr(m.spec, provider) is not None
-            and m.metadata.annotations.get(TARGET_ANNOTATION) == name)
-        _refuse_in_use(cls, name, "Machine", [m.metadata.name for m in machines],
-                       "their nodes could no longer be deleted")
-
-    async def _claimed_host(self, name: str, namespace: str | None) -> None:
-        """A host a Machine has claimed: gone from the store, its node would run on unseen
-        and the Machine's provider would claim another host for it (a second node)."""
-        try:
-            host = await self.store.get(BareMetalHost, name, namespace)
-        except NotFound:
-            return
-        if host.spec.consumer:
-            machine = host.metadata.labels.get(MACHINE_LABEL) or host.spec.consumer
-            raise ApiError(409, f"BareMetalHost {name!r} is provisioned for Machine {machine}: "
-                                "delete the Machine first (its host is then deprovisioned "
-                                "and freed)")
-
-    async def _last_manager(self, name: str, namespace: str | None) -> None:
-        """The last control-plane Machine of a Cluster that stays: with no manager left the
-        cluster is lost, while every other node looks healthy."""
-        try:
-            machine = await self.store.get(Machine, name, namespace)
-            cluster = await self.store.get(Cluster, machine.spec.cluster, namespace)
-        except NotFound:
-            return  # the store's delete answers for a missing Machine; no Cluster, no quorum
-        if machine.spec.role != "control-plane" or machine.deleting or cluster.deleting:
-            return
-        cluster_name = cluster.metadata.name
-        others = await self.store.list_all(
-            Machine, namespace, where=lambda m: m.spec.cluster == cluster_name
-            and m.spec.role == "control-plane" and not m.deleting and m.metadata.name != name)
-        if not others:
-            raise ApiError(409, f"Machine {name!r} is the last control-plane node of cluster "
-                                f"{cluster_name!r}: add another control-plane Machine first, "
-                                "or delete the Cluster")
 
     async def _provider(self, obj: Cluster, stored: Cluster | None) -> None:
         spec = obj.spec
@@ -222,16 +143,6 @@ class Admission:
 
 
 PROVIDERS: tuple[str, ...] = get_args(ProviderName)
-
-
-def _refuse_in_use(cls: type[Resource], name: str, kind: str, users: list[str],
-                   consequence: str) -> None:
-    if not users:
-        return
-    shown = ", ".join(sorted(users)[:5]) + (f" and {len(users) - 5} more" if len(users) > 5
-                                            else "")
-    raise ApiError(409, f"{cls.KIND} {name!r} is in use by {kind} {shown}: {consequence}; "
-                        f"delete or change {'them' if len(users) > 1 else 'it'} first")
 
 
 def _placement(m: Machine) -> tuple[object, ...]:

@@ -16,6 +16,7 @@ from aiohttp import web
 from services.api.admission import Admission
 from services.api.auth import User
 from services.api.context import AUDIT, USER
+from services.api.deletion import DeleteGuards
 from services.api.errors import ApiError, status_body
 from services.api.payload import (
     PATCH_TYPES,
@@ -133,6 +134,7 @@ class ResourceHandlers:
         self.store = store
         self.watcher = watcher
         self.admit = Admission(store)
+        self.guard_delete = DeleteGuards(store)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         ns = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
@@ -317,7 +319,7 @@ class ResourceHandlers:
             pre = opts.get("preconditions") if isinstance(opts, dict) else None
             if isinstance(pre, dict) and pre.get("resourceVersion"):
                 rv = str(pre["resourceVersion"])
-        await self.admit.deleting(t.cls, t.name, t.namespace)
+        await self.guard_delete(t.cls, t.name, t.namespace)
         if dry_run(request):
             marked, gone = semantics.prepare_delete(
                 await self.store.get(t.cls, t.name, t.namespace), rv)

@@ -54,6 +54,13 @@ def cluster(name: str = "c1", ns: str = "team-a", **spec: Any) -> dict[str, Any]
     }
 
 
+def machine(name: str, role: str, cluster_name: str = "c1") -> dict:
+    return {"apiVersion": API_VERSION, "kind": "Machine",
+            "metadata": {"name": name, "namespace": "team-a"},
+            "spec": {"cluster": cluster_name, "region": "local", "role": role,
+                     "simulated": {"flavor": "small"}}}
+
+
 def os_credential(name: str = "os1", ns: str = "team-a", password: str = "s3cr3t-pw") -> dict:
     return {
         "apiVersion": API_VERSION,
