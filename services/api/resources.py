@@ -256,15 +256,17 @@ class ResourceHandlers:
                 causes=[{"field": "metadata.resourceVersion", "message": "must be specified"}],
             )
         obj = to_object(t.cls, data)
-        if t.subresource == "status" and not dry_run(request):
+        if t.subresource == "status":
+            if dry_run(request):
+                stored = await self.store.get(t.cls, t.name, t.namespace)
+                return self._would_update(request, t, obj, stored)
             out = await self.store.update_status(obj)
         else:
             stored = await self.store.get(t.cls, t.name, t.namespace)
             if t.cls.SECRET_FIELDS:
                 keep_secrets(data, to_dict(stored), t.cls)
                 obj = to_object(t.cls, data)
-            if t.subresource != "status":
-                await self.admit(obj, stored)
+            await self.admit(obj, stored)
             if dry_run(request):
                 return self._would_update(request, t, obj, stored)
             out = await self.store.update(obj)

@@ -52,8 +52,12 @@ async def test_update_patch_and_delete_answer_as_the_write_would(gateway: Gatewa
                                     json={"spec": {"description": "patched"}},
                                     content_type="application/merge-patch+json")
     assert code == 200 and body["spec"]["description"] == "patched", body
+    code, body = await gateway.call("PUT", ns_path("clusters", name="c2") + "/status" + DRY,
+                                    json={**current, "status": {"phase": "Ready"}})
+    assert code == 200 and body["status"]["phase"] == "Ready", body
     after = await gateway.store.get(Cluster, "c2", "team-a")
     assert after.spec.description == stored.spec.description
+    assert after.status.phase == stored.status.phase
     assert after.metadata.resource_version == stored.metadata.resource_version
 
     code, body = await gateway.call("DELETE", ns_path("clusters", name="c2") + DRY)
