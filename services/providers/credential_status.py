@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from services.providers.errors import ProviderError
-from services.providers.steps import Backoff
+from services.providers.steps import Backoff, mark_failed
 from shared.models import Resource
 from shared.runtime import Controller, Request, Result, status_writer
 from shared.runtime import conditions as cond
@@ -80,8 +80,7 @@ class CredentialReconciler(Generic[C]):
             if failure is None:
                 cond.mark_true(st, VALID, REASON_AUTHENTICATED)
             else:
-                severity = "Warning" if failure.transient else "Error"
-                cond.mark_false(st, VALID, failure.reason, str(failure), severity)
+                mark_failed(st, failure, VALID)
             cond.summarize(st, [VALID])
             st.observed_generation = c.metadata.generation
         if failure is None:

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from services.providers.errors import ProviderError
-from shared.models import MachineStatus, ProviderStep, now
+from shared.models import MachineStatus, ProviderStep, Status, now
 from shared.runtime import conditions as cond
 
 PROVIDER_READY = cond.PROVIDER_READY
@@ -50,9 +50,11 @@ def seconds_in_state(step: ProviderStep | None) -> float:
     return (dt.datetime.now(dt.UTC) - then).total_seconds()
 
 
-def mark_failed(st: MachineStatus, err: ProviderError) -> None:
+def mark_failed(st: Status, err: ProviderError, type_: str = PROVIDER_READY) -> None:
+    """The provider's error as a False condition: a Warning while retrying can succeed on
+    its own, an Error while a person must act."""
     severity = "Warning" if err.transient else "Error"
-    cond.mark_false(st, PROVIDER_READY, err.reason, str(err), severity)
+    cond.mark_false(st, type_, err.reason, str(err), severity)
 
 
 @dataclass

@@ -31,7 +31,7 @@ import msgspec
 from services.providers.baremetal.adapter import BareMetalProvider
 from services.providers.baremetal.credentials import reference, resolve
 from services.providers.errors import ProviderError
-from services.providers.steps import Backoff
+from services.providers.steps import Backoff, mark_failed
 from shared.bus import ChangeEvent
 from shared.models import BareMetalHost, BareMetalHostCredential, HardwareInfo, Status
 from shared.runtime import Request, Result, TransientError, Watch, status_writer
@@ -157,8 +157,7 @@ class HostReconciler:
                          host.metadata.namespace, host.metadata.name)
                 await provider.power_off()
         except ProviderError as e:
-            severity = "Warning" if e.transient else "Error"
-            cond.mark_false(st, BMC_REACHABLE, e.reason, str(e), severity)
+            mark_failed(st, e, BMC_REACHABLE)
             st.provisioning_state = "registration error"
             delay = self.backoff.next(key, e)
             log.warning("host %s/%s: %s: %s (retry in %.1fs)", host.metadata.namespace,
