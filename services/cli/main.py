@@ -157,8 +157,7 @@ def get_several(ctx: Ctx, kinds: list[str]) -> int:
     found = [(cls, list_all(ctx, cls, scope(ctx, cls), ctx.args.selector)[0])
              for cls in classes]
     if ctx.args.output in ("yaml", "json"):
-        data = {"apiVersion": "v1", "kind": "List",
-                "items": [obj for _, items in found for obj in items]}
+        data = output.as_list(classes[0], [obj for _, items in found for obj in items])
         ctx.print(output.as_yaml(data) if ctx.args.output == "yaml" else output.as_json(data))
         return 0
     tables = [(cls, items) for cls, items in found if items]
