@@ -9,13 +9,13 @@ from shared.models import (
     MACHINE_LABEL,
     TARGET_ANNOTATION,
     BareMetalHost,
-    BareMetalHostCredential,
     Cluster,
     Machine,
     OpenStackCredential,
     convert,
 )
 from tests.api.conftest import Gateway, cluster, machine, ns_path, os_credential
+from tests.inventory import rack_with_hosts
 
 
 async def test_the_last_control_plane_machine_of_a_live_cluster_stays(gateway: Gateway):
@@ -70,15 +70,7 @@ async def test_credentials_in_use_stay(gateway: Gateway):
     code, body = await gateway.call("DELETE", ns_path("openstackcredentials", name="os1"))
     assert code == 200, body
 
-    await gateway.store.create(convert(BareMetalHostCredential, {
-        "metadata": {"name": "rack-a", "namespace": "team-a"},
-        "spec": {"region": "local", "username": "admin", "password": "pw"}}))
-    for i in range(2):
-        await gateway.store.create(convert(BareMetalHost, {
-            "metadata": {"name": f"bm-{i}", "namespace": "team-a"},
-            "spec": {"region": "local", "bootMacAddress": f"52:54:00:00:00:0{i}",
-                     "bmc": {"address": f"redfish://10.0.0.{i}/1",
-                             "credentialsName": "rack-a"}}}))
+    await rack_with_hosts(gateway.store, "team-a", password="pw")
     code, body = await gateway.call("DELETE", ns_path("baremetalhostcredentials", name="rack-a"))
     assert code == 409 and "in use by BareMetalHost bm-0, bm-1" in body["message"], body
     for i in range(2):

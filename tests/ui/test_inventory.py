@@ -17,12 +17,12 @@ from shared.models import (
     AttachedCluster,
     AttachedNode,
     BareMetalHost,
-    BareMetalHostCredential,
     Condition,
     HardwareInfo,
     Machine,
     convert,
 )
+from tests.inventory import rack_with_hosts
 from tests.ui.conftest import Console, needs_chromium, screenshot, sign_in
 from tests.ui.test_console import assert_not_reloaded, mark_page, set_status
 
@@ -125,15 +125,7 @@ async def test_attached_clusters_show_version_nodes_and_health(console: Console,
 
 
 async def test_bmc_credentials_show_the_hosts_that_use_them(console: Console, page: Page):
-    await console.store.create(convert(BareMetalHostCredential, {
-        "metadata": {"name": "rack-a", "namespace": "team-a"},
-        "spec": {"region": "local", "username": "admin", "password": BMC_PASSWORD}}))
-    for i in range(2):
-        await console.store.create(convert(BareMetalHost, {
-            "metadata": {"name": f"bm-{i}", "namespace": "team-a"},
-            "spec": {"region": "local", "bootMacAddress": f"52:54:00:00:00:0{i}",
-                     "bmc": {"address": f"redfish://10.0.0.{i}/1",
-                             "credentialsName": "rack-a"}}}))
+    await rack_with_hosts(console.store, "team-a", password=BMC_PASSWORD)
     await set_status(console, BareMetalHost, "bm-1", conditions=[
         Condition(type="BMCReachable", status="False", reason="InvalidCredentials",
                   message="baremetal: the BMC refused the login")])
