@@ -18,7 +18,8 @@ changes (its node deleted), nodes that have joined stay joined: managers are pee
 only nodes joining later name the new one. Machines the
 provider has no node for (``ProviderReady`` False, ``NoCapacity``) keep the cluster
 Pending with ``Capacity`` False saying how many wait and why; a provider the cluster's
-Region does not offer keeps it Pending with ``ProviderAvailable`` False. A failing item,
+Region does not offer, or whose service is down there, keeps it Pending with
+``ProviderAvailable`` False. A failing item,
 cordon/drain or uncordon on a machine in flight stops the rollout until it succeeds. A
 Cluster delete removes its Machines (each runs its own drain/deprovision flow) and then the
 LCM objects.
@@ -55,6 +56,7 @@ from shared.models import (
     copy,
 )
 from shared.models.kinds import MachineRole
+from shared.models.meta import Severity
 from shared.runtime import (
     Request,
     Result,
@@ -75,8 +77,8 @@ RELEASE_READY = "ReleaseReady"
 MACHINES_READY = "MachinesReady"
 UPGRADED = "Upgraded"
 CAPACITY = "Capacity"
-# Only while False: the cluster's Region (when it exists) does not offer its provider, so
-# no provider service of the region will ever make its nodes.
+# Only while False: the cluster's Region (when it exists) does not offer its provider, or
+# the provider's service there has no live replica, so nothing makes its nodes.
 PROVIDER_AVAILABLE = "ProviderAvailable"
 PROVIDER_RECHECK = 30.0
 PROVIDER_READY = cond.PROVIDER_READY  # on the Machine, written by its provider
@@ -137,13 +139,15 @@ class ClusterReconciler:
                             f"ClusterRelease {target} not found", "Error")
             raise TransientError(f"ClusterRelease {target} not found", delay=5.0) from None
         cond.mark_true(cluster.status, RELEASE_READY, "Found")
-        lacking = await self._provider_lacking(cluster)
 
         # Shared, not copied (a reconcile per machine event, each listing every machine):
         # read here, and copied in _step before a change.
         machines = await self.store.list_all(
             Machine, ns, where=lambda m: m.spec.cluster == cluster.metadata.name, shared=True)
         live = {m.metadata.name: m for m in machines if not m.deleting}
+        lacking = await self._provider_lacking(  # (reason, message, severity)
+            cluster, nodes_wanted=any(not cond.is_true(m.status, PROVIDER_READY)
+                                      for m in live.values()))
         lms = {lm.metadata.name: lm for lm in await self.store.list_all(
             LCMMachine, ns, label_selector=f"{CLUSTER_LABEL}={cluster.metadata.name}",
             shared=True)}
@@ -352,30 +356,41 @@ class ClusterReconciler:
 
     # --- status ---------------------------------------------------------------------------
 
-    async def _provider_lacking(self, cluster: Cluster) -> str:
-        """Why the cluster's Region cannot serve its provider; "" when it can, or when the
-        Region is not written (yet). From the store's cache where it has one."""
+    async def _provider_lacking(
+        self, cluster: Cluster, *, nodes_wanted: bool
+    ) -> tuple[str, str, Severity] | None:
+        """Why the cluster's Region cannot serve its provider: it does not offer it, or -
+        while some machine still waits for its node (``nodes_wanted``) - the provider's
+        service is down there (a running cluster does not need it up). None when it can,
+        or when the Region is not written (yet). From the store's cache where it has one."""
         spec = cluster.spec
         region = self.store.cached(Region, spec.region, None, at_least=0, shared=True)
         if region is None and not self.store.follows(Region):
             try:
                 region = await self.store.get(Region, spec.region)
             except NotFound:
-                return ""
-        if region is None or region.offers(spec.provider):
-            return ""
-        return (f"region {spec.region} offers {', '.join(region.spec.providers)}, not "
-                f"{spec.provider}: no provider service will make this cluster's nodes")
+                return None
+        if region is None:
+            return None
+        if not region.offers(spec.provider):
+            return ("ProviderNotInRegion", f"region {spec.region} offers "
+                    f"{', '.join(region.spec.providers)}, not {spec.provider}: no provider "
+                    "service will make this cluster's nodes", "Error")
+        if nodes_wanted and f"provider-{spec.provider}" in region.status.services_down:
+            return ("ProviderDown", f"no running provider-{spec.provider} in region "
+                    f"{spec.region}: this cluster's nodes wait for it", "Warning")
+        return None
 
     def _aggregate(
         self, cluster: Cluster, lcc: LCMCluster, lms: list[LCMMachine], p: Plan, target: str,
-        short: list[tuple[str, str]], *, total: int, unjoinable: int = 0, lacking: str = "",
+        short: list[tuple[str, str]], *, total: int, unjoinable: int = 0,
+        lacking: tuple[str, str, Severity] | None = None,
     ) -> None:
         """``total``: the cluster's live Machines; ``lms`` may be fewer (a node other than
         the manager gets its LCMMachine once the manager's address is known)."""
         st = cluster.status
         if lacking:
-            cond.mark_false(st, PROVIDER_AVAILABLE, "ProviderNotInRegion", lacking, "Error")
+            cond.mark_false(st, PROVIDER_AVAILABLE, *lacking)
         else:
             cond.remove(st, PROVIDER_AVAILABLE)
         # Machines the provider found no node for: the cluster waits (Pending), saying why.
@@ -427,7 +442,7 @@ class ClusterReconciler:
             st.phase = "Failed"
         elif upgrading:
             st.phase = "Upgrading"
-        elif short or lacking:
+        elif short or (lacking and lacking[0] == "ProviderNotInRegion"):
             st.phase = "Pending"
         elif not st.release:
             st.phase = "Provisioning"

@@ -60,6 +60,7 @@ class RegionReconciler:
             leases = [f"{s}-{region.metadata.name}" for s in services]
             holders = await lease_holders(self.nc, self.leases_bucket, leases)
             missing = [s for s, lease in zip(services, leases, strict=True) if not holders[lease]]
+            st.services_down = missing
             if missing:
                 cond.mark_false(st, SERVICES_READY, "ServicesDown",
                                 f"no running {', '.join(missing)} in this region", "Warning")

@@ -33,6 +33,11 @@ class RegionSpec(_Spec, kw_only=True):
     nats_url: str = ""
 
 
+class RegionStatus(Status, kw_only=True):
+    # The region's services with no live replica at the last check (ServicesReady in words).
+    services_down: list[str] = field(default_factory=list)
+
+
 class Region(Resource, kw_only=True):
     KIND: ClassVar[str] = "Region"
     PLURAL: ClassVar[str] = "regions"
@@ -40,7 +45,7 @@ class Region(Resource, kw_only=True):
     HAS_READY: ClassVar[bool] = True
     NAMESPACED: ClassVar[bool] = False
     spec: RegionSpec = field(default_factory=RegionSpec)
-    status: Status = field(default_factory=Status)
+    status: RegionStatus = field(default_factory=RegionStatus)
 
     def offers(self, provider: str) -> bool:
         """Whether clusters of this region may use ``provider`` (a Region that lists no

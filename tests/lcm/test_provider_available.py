@@ -1,13 +1,24 @@
 """A cluster whose Region does not offer its provider waits Pending and says so (no
 provider service of the region would ever make its nodes), and goes on once the Region
-offers it."""
+offers it; while its machines wait for nodes, a provider service that is down is named."""
 
 from __future__ import annotations
 
 import pytest
 
 from services.lcm import cluster as lcm_cluster
-from shared.models import LCMCluster, ObjectMeta, Region, RegionSpec
+from shared.models import (
+    CLUSTER_LABEL,
+    Condition,
+    LCMCluster,
+    LCMMachine,
+    Machine,
+    MachineSpec,
+    ObjectMeta,
+    Region,
+    RegionSpec,
+    SimulatedMachineSpec,
+)
 from shared.runtime import conditions as cond
 from tests.lcm.conftest import NS, REGION, Lcm
 from tests.waiting import eventually
@@ -49,3 +60,37 @@ async def test_provider_the_region_lacks_keeps_the_cluster_pending(
     await eventually(offered, timeout=20, what="ProviderAvailable gone")
     c = await lcm.cluster("odd")
     assert c.status.phase != "Pending"
+
+
+async def test_a_provider_down_is_named_while_machines_wait_for_nodes(
+    lcm: Lcm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lcm_cluster, "PROVIDER_RECHECK", 0.3)
+    region = await lcm.store.create(Region(metadata=ObjectMeta(name=REGION),
+                                           spec=RegionSpec(providers=["simulated"])))
+    region.status.services_down = ["provider-simulated"]  # as the region's check writes it
+    await lcm.store.update_status(region)
+    await lcm.create_cluster("dn", release="mke-3-7-1", cps=1, workers=0)
+
+    async def available() -> Condition | None:
+        return cond.get((await lcm.cluster("dn")).status, lcm_cluster.PROVIDER_AVAILABLE)
+
+    # Every machine has its node: the provider being down does not concern the cluster.
+    await eventually(lambda: lcm.find(LCMMachine, "dn-cp0"), what="the cluster reconciled")
+    assert await available() is None
+
+    extra = await lcm.store.create(Machine(
+        metadata=ObjectMeta(name="dn-w9", namespace=NS, labels={CLUSTER_LABEL: "dn"}),
+        spec=MachineSpec(cluster="dn", region=REGION, simulated=SimulatedMachineSpec())))
+    c = await eventually(available, timeout=20, what="ProviderAvailable False, ProviderDown")
+    assert (c.status, c.reason, c.severity) == ("False", "ProviderDown", "Warning")
+    assert c.message == f"no running provider-simulated in region {REGION}: this cluster's " \
+        "nodes wait for it"
+    assert (await lcm.cluster("dn")).status.phase != "Pending", "not the region's fault"
+
+    await lcm.provider.provision(extra, 9)  # the provider is back and makes the node
+
+    async def gone() -> bool:
+        return await available() is None
+
+    await eventually(gone, timeout=20, what="ProviderAvailable gone")
