@@ -24,24 +24,30 @@ from tests.lcm.conftest import NS, REGION, Lcm
 from tests.waiting import eventually
 
 
-async def test_provider_the_region_lacks_keeps_the_cluster_pending(
-    lcm: Lcm, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(autouse=True)
+def fast_recheck(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lcm_cluster, "PROVIDER_RECHECK", 0.3)
-    region = await lcm.store.create(Region(metadata=ObjectMeta(name=REGION),
-                                           spec=RegionSpec(providers=["baremetal"])))
+
+
+async def region_offering(lcm: Lcm, *providers: str) -> Region:
+    return await lcm.store.create(Region(metadata=ObjectMeta(name=REGION),
+                                         spec=RegionSpec(providers=list(providers))))
+
+
+async def available(lcm: Lcm, cluster: str) -> Condition | None:
+    return cond.get((await lcm.cluster(cluster)).status, lcm_cluster.PROVIDER_AVAILABLE)
+
+
+async def test_provider_the_region_lacks_keeps_the_cluster_pending(lcm: Lcm) -> None:
+    region = await region_offering(lcm, "baremetal")
     await lcm.create_cluster("odd", release="mke-3-7-1", cps=1, workers=0)
 
-    async def lacking() -> object:
-        c = await lcm.cluster("odd")
-        return c if cond.get(c.status, lcm_cluster.PROVIDER_AVAILABLE) is not None else None
-
-    c = await eventually(lacking, timeout=20, what="ProviderAvailable False")
-    available = cond.get(c.status, lcm_cluster.PROVIDER_AVAILABLE)
-    assert available is not None
-    assert (available.status, available.reason, available.severity) == (
+    found = await eventually(lambda: available(lcm, "odd"), timeout=20,
+                             what="ProviderAvailable False")
+    assert (found.status, found.reason, found.severity) == (
         "False", "ProviderNotInRegion", "Error")
-    assert available.message.startswith(f"region {REGION} offers baremetal, not simulated")
+    assert found.message.startswith(f"region {REGION} offers baremetal, not simulated")
+    c = await lcm.cluster("odd")
     ready = cond.get(c.status, cond.READY)
     assert ready is not None and ready.reason == "ProviderNotInRegion"
     assert c.status.phase == "Pending"
@@ -54,35 +60,27 @@ async def test_provider_the_region_lacks_keeps_the_cluster_pending(
     await lcm.store.update(region)
 
     async def offered() -> bool:
-        c = await lcm.cluster("odd")
-        return cond.get(c.status, lcm_cluster.PROVIDER_AVAILABLE) is None
+        return await available(lcm, "odd") is None
 
     await eventually(offered, timeout=20, what="ProviderAvailable gone")
-    c = await lcm.cluster("odd")
-    assert c.status.phase != "Pending"
+    assert (await lcm.cluster("odd")).status.phase != "Pending"
 
 
-async def test_a_provider_down_is_named_while_machines_wait_for_nodes(
-    lcm: Lcm, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(lcm_cluster, "PROVIDER_RECHECK", 0.3)
-    region = await lcm.store.create(Region(metadata=ObjectMeta(name=REGION),
-                                           spec=RegionSpec(providers=["simulated"])))
+async def test_a_provider_down_is_named_while_machines_wait_for_nodes(lcm: Lcm) -> None:
+    region = await region_offering(lcm, "simulated")
     region.status.services_down = ["provider-simulated"]  # as the region's check writes it
     await lcm.store.update_status(region)
     await lcm.create_cluster("dn", release="mke-3-7-1", cps=1, workers=0)
 
-    async def available() -> Condition | None:
-        return cond.get((await lcm.cluster("dn")).status, lcm_cluster.PROVIDER_AVAILABLE)
-
     # Every machine has its node: the provider being down does not concern the cluster.
     await eventually(lambda: lcm.find(LCMMachine, "dn-cp0"), what="the cluster reconciled")
-    assert await available() is None
+    assert await available(lcm, "dn") is None
 
     extra = await lcm.store.create(Machine(
         metadata=ObjectMeta(name="dn-w9", namespace=NS, labels={CLUSTER_LABEL: "dn"}),
         spec=MachineSpec(cluster="dn", region=REGION, simulated=SimulatedMachineSpec())))
-    c = await eventually(available, timeout=20, what="ProviderAvailable False, ProviderDown")
+    c = await eventually(lambda: available(lcm, "dn"), timeout=20,
+                         what="ProviderAvailable False, ProviderDown")
     assert (c.status, c.reason, c.severity) == ("False", "ProviderDown", "Warning")
     assert c.message == f"no running provider-simulated in region {REGION}: this cluster's " \
         "nodes wait for it"
@@ -91,6 +89,6 @@ async def test_a_provider_down_is_named_while_machines_wait_for_nodes(
     await lcm.provider.provision(extra, 9)  # the provider is back and makes the node
 
     async def gone() -> bool:
-        return await available() is None
+        return await available(lcm, "dn") is None
 
     await eventually(gone, timeout=20, what="ProviderAvailable gone")
