@@ -93,15 +93,13 @@ class Admission:
         if not self._regions_followed:  # the first check starts the store's Region cache
             await self.store.list_all(Region)
             self._regions_followed = True
-        region = self.store.cached(Region, spec.region, None, at_least=0, shared=True)
-        if region is None and self.store.follows(Region):
-            return  # not written as far as the cache knows (a refusal needs a Region)
-        if region is not None and region.offers(spec.provider):
-            return
+        region = await self.store.peek(Region, spec.region)
+        if region is None or region.offers(spec.provider):
+            return  # a Region not written (yet) leaves nothing to judge against
         try:
-            region = await self.store.get(Region, spec.region)
+            region = await self.store.get(Region, spec.region)  # afresh, before refusing
         except NotFound:
-            return  # not written yet: nothing to judge against
+            return
         if not region.offers(spec.provider):
             message = (f"region {spec.region!r} offers {', '.join(region.spec.providers)}, "
                        f"not {spec.provider}")

@@ -364,12 +364,7 @@ class ClusterReconciler:
         service is down there (a running cluster does not need it up). None when it can,
         or when the Region is not written (yet). From the store's cache where it has one."""
         spec = cluster.spec
-        region = self.store.cached(Region, spec.region, None, at_least=0, shared=True)
-        if region is None and not self.store.follows(Region):
-            try:
-                region = await self.store.get(Region, spec.region)
-            except NotFound:
-                return None
+        region = await self.store.peek(Region, spec.region)
         if region is None:
             return None
         if not region.offers(spec.provider):

@@ -28,7 +28,7 @@ import msgspec
 
 from shared.mergepatch import merge_patch
 from shared.models import Resource, ValidationError, convert, to_dict
-from shared.store.errors import Conflict, Invalid
+from shared.store.errors import Conflict, Invalid, NotFound
 
 R = TypeVar("R", bound=Resource)
 
@@ -168,6 +168,17 @@ class Store(abc.ABC):
         """Whether an in-memory cache of ``cls`` is kept (started by a list of the kind): then
         ``cached`` answering None means the object was absent as of the cache's revision."""
         return False
+
+    async def peek(self, cls: type[R], name: str, namespace: str | None = None) -> R | None:
+        """The object as this process's cache of its kind last saw it (possibly a moment
+        behind; shared, not a copy), else as read from the store; None when absent. For
+        checks that may be a moment late, and read afresh before acting on a refusal."""
+        if self.follows(cls):
+            return self.cached(cls, name, namespace, at_least=0, shared=True)
+        try:
+            return await self.get(cls, name, namespace)
+        except NotFound:
+            return None
 
     def cached(self, cls: type[R], name: str, namespace: str | None, *,
                at_least: int, shared: bool = False) -> R | None:
