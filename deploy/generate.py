@@ -12,6 +12,7 @@ the rest of the NATS chart and the umbrella's values are written by hand and not
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Iterable
@@ -65,6 +66,7 @@ class Service:
     ports: dict[str, int] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     rbac: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    webhook_port: int = 0  # a validating admission webhook served by ``<module>.webhook``
 
     @property
     def command(self) -> str:
@@ -97,6 +99,7 @@ def load(path: Path = DEPLOY / "services.yaml") -> Manifest:
                 ports={str(k): int(v) for k, v in (entry.get("ports") or {}).items()},
                 env={str(k): str(v) for k, v in (entry.get("env") or {}).items()},
                 rbac={str(k): tuple(v) for k, v in (entry.get("rbac") or {}).items()},
+                webhook_port=int((entry.get("webhook") or {}).get("port") or 0),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestError(f"{where}: missing or bad field {e}") from None
@@ -165,10 +168,29 @@ def service_chart(m: Manifest, svc: Service) -> dict[str, str]:
         "nodeSelector": {},
         "tolerations": [],
     }
+    if svc.webhook_port:
+        values["webhook"] = webhook_values(m, svc)
     return {
         "Chart.yaml": HEADER + _dump(chart),
         "values.yaml": HEADER + _dump(values),
         "templates/service.yaml": '{{- include "ccloud.service" . }}\n',
+    }
+
+
+def webhook_values(m: Manifest, svc: Service) -> dict[str, Any]:
+    """The service's admission webhook (rendered with the Kubernetes store only): its rules
+    come from the module that judges the reviews, so the two cannot disagree."""
+    hook = importlib.import_module(f"{svc.module}.webhook")
+    return {
+        "enabled": True,
+        "port": svc.webhook_port,
+        "path": hook.PATH,
+        "certDir": "/var/run/ccloud/webhook",
+        # Fail: a write the webhook cannot judge is refused, as Cluster API's webhooks do.
+        "failurePolicy": "Fail",
+        "timeoutSeconds": 10,
+        "certValidDays": 3650,
+        "rules": hook.rules(m.group),
     }
 
 

@@ -12,6 +12,11 @@ Settings come from the shared ``CCLOUD_*`` environment (``shared.config.Settings
     --access-log   CCLOUD_API_ACCESS_LOG  off; 1 logs a line per request (a cost on every
                                         request; writes are audited and /metrics counts
                                         every request anyway)
+    --webhook-port CCLOUD_WEBHOOK_PORT  0 (off); the validating admission webhook's HTTPS
+                                        port, for writes made straight to the Kubernetes
+                                        API (services/api/webhook.py)
+    --webhook-cert-dir CCLOUD_WEBHOOK_CERT_DIR  /tmp/k8s-webhook-server/serving-certs:
+                                        its tls.crt and tls.key
 
 Flags ``--nats-url``, ``--prefix`` and ``--data-dir`` override the shared settings.
 """
@@ -31,6 +36,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.log import access_logger
 
+from services.api import webhook
 from services.api.app import create_app
 from services.api.auth import AuthConfigError, Authenticator, ensure_bootstrap
 from shared.bus import Bus
@@ -38,6 +44,7 @@ from shared.config import Settings
 from shared.service import connect, make_store
 
 log = logging.getLogger("services.api")
+DEFAULT_CERT_DIR = "/tmp/k8s-webhook-server/serving-certs"  # controller-runtime's default
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--audit-log", default=env("CCLOUD_AUDIT_LOG", ""))
     p.add_argument("--access-log", action="store_true",
                    default=env("CCLOUD_API_ACCESS_LOG", "") not in ("", "0", "false"))
+    p.add_argument("--webhook-port", type=int, default=int(env("CCLOUD_WEBHOOK_PORT", "0")))
+    p.add_argument("--webhook-cert-dir", type=Path,
+                   default=Path(env("CCLOUD_WEBHOOK_CERT_DIR", DEFAULT_CERT_DIR)))
     return p.parse_args(argv)
 
 
@@ -75,6 +85,7 @@ async def serve(args: argparse.Namespace) -> None:
     settings = settings_for(args)
     data = Path(settings.data_dir)
     auth = load_auth(args, data)
+    hook_tls = webhook.server_context(args.webhook_cert_dir) if args.webhook_port else None
     nc = await connect(settings, "api")
     bus = Bus(nc, prefix=settings.prefix, service="api")
     await bus.start()
@@ -87,6 +98,9 @@ async def serve(args: argparse.Namespace) -> None:
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
     log.info("API gateway listening on http://%s:%d", args.host, args.port)
+    hook = None
+    if hook_tls is not None:
+        hook = await webhook.serve(store, args.host, args.webhook_port, hook_tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -94,6 +108,8 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         await stop.wait()
     finally:
+        if hook is not None:
+            await hook.cleanup()
         await runner.cleanup()
         await bus.stop()
         await store.close()

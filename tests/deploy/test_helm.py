@@ -3,14 +3,19 @@ that validates each object against the Kubernetes schemas (tests/fakes/kube_clus
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography import x509
 
+from services.api import webhook
 from tests.deploy import code, helm
 from tests.deploy.test_manifest import MANIFEST, SERVICES, generate, require_landed
 from tests.fakes.kube_cluster import FakeKubeCluster, validate
@@ -64,6 +69,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
                          "namespace": NS, "kubeconfig": str(tmp / f"{name}.kubeconfig"),
                          "values_files": values})
         out.clusters["standalone"] = ct.new(tmp / "standalone.kubeconfig")
+        # An upgrade's view: the webhook's certificate Secret already there (as an earlier
+        # install of the release left it); the chart must reuse it, not make a new pair.
+        out.clusters["reuse"] = ct.new(tmp / "reuse.kubeconfig")
+        seed_secret(out.clusters["reuse"].url, EARLIER_TLS)
+        jobs.append({"action": "install", "chart": str(helm.CHARTS / "api"), "id": "reuse",
+                     "release": "r", "namespace": NS, "kubeconfig": str(tmp / "reuse.kubeconfig"),
+                     "values_files": [str(standalone)]})
         for svc in MANIFEST.services:
             jobs.append({"action": "install", "chart": str(helm.CHARTS / svc),
                          "id": f"standalone-{svc}", "release": f"s-{svc}", "namespace": NS,
@@ -72,6 +84,23 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
         results = helm.run_helm(jobs)
         out.results = {j["id"]: r for j, r in zip(jobs, results, strict=True)}
         yield out
+
+
+EARLIER_TLS = {"ca.crt": "ZWFybGllci1jYQ==", "tls.crt": "ZWFybGllci1jZXJ0",
+               "tls.key": "ZWFybGllci1rZXk="}
+
+
+def seed_secret(url: str, data: dict[str, str]) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls", "data": data,
+              "metadata": {"name": "r-api-webhook-tls", "namespace": NS,
+                           "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                           "annotations": {"meta.helm.sh/release-name": "r",
+                                           "meta.helm.sh/release-namespace": NS}}}
+    req = urllib.request.Request(f"{url}/api/v1/namespaces/{NS}/secrets", method="POST",
+                                 data=json.dumps(secret).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 201
 
 
 def objects(runs: Runs, cluster: str, kind: str) -> dict[str, dict[str, Any]]:
@@ -240,3 +269,54 @@ def test_umbrella_values_name_every_subchart() -> None:
 
 def test_crds_folder_is_vendored_untouched() -> None:
     assert not any(Path(p).is_symlink() for p in (helm.UMBRELLA / "crds").iterdir())
+
+
+def test_kube_store_gateway_serves_its_admission_webhook(runs: Runs) -> None:
+    """With the Kubernetes store the chart registers the gateway's webhook with the rules
+    the code judges, reachable at the Service port the pod listens on with a certificate
+    for the Service's name signed by the CA kube-apiserver is told to trust."""
+    installed(runs, "mgmt-kube")
+    (hook,) = objects(runs, "mgmt-kube", "ValidatingWebhookConfiguration")["cc-api-ccloud"][
+        "webhooks"]
+    assert hook["rules"] == webhook.rules(MANIFEST.group)
+    assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+    assert hook["admissionReviewVersions"] == ["v1"]
+    svc = hook["clientConfig"]["service"]
+    assert svc == {"name": "cc-api", "namespace": NS, "port": 9443, "path": webhook.PATH}
+    ports = {p["name"]: p for p in objects(runs, "mgmt-kube", "Service")["cc-api"]["spec"][
+        "ports"]}
+    assert ports["webhook"]["port"] == 9443 and ports["webhook"]["targetPort"] == 9443
+    pod = objects(runs, "mgmt-kube", "Deployment")["cc-api"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["CCLOUD_WEBHOOK_PORT"] == "9443"
+    assert {"CCLOUD_WEBHOOK_PORT", "CCLOUD_WEBHOOK_CERT_DIR"} <= code.env_read("services.api")
+    assert {"name": "webhook", "containerPort": 9443} in c["ports"]
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "webhook-tls")
+    assert mount["mountPath"] == env["CCLOUD_WEBHOOK_CERT_DIR"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "webhook-tls")
+    secret = objects(runs, "mgmt-kube", "Secret")[volume["secret"]["secretName"]]
+    assert secret["type"] == "kubernetes.io/tls"
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    cert.verify_directly_issued_by(ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "cc-api.ccloud.svc" in names.get_values_for_type(x509.DNSName)
+
+
+def test_an_upgrade_keeps_the_webhook_certificate(runs: Runs) -> None:
+    result = runs.results["reuse"]
+    assert result["ok"], result.get("error")
+    secret = objects(runs, "reuse", "Secret")["r-api-webhook-tls"]
+    assert secret["data"] == EARLIER_TLS
+    (hook,) = objects(runs, "reuse", "ValidatingWebhookConfiguration")["r-api-ccloud"]["webhooks"]
+    assert hook["clientConfig"]["caBundle"] == EARLIER_TLS["ca.crt"]
+
+
+def test_the_embedded_store_has_no_webhook(runs: Runs) -> None:
+    installed(runs, "mgmt-kv")
+    assert objects(runs, "mgmt-kv", "ValidatingWebhookConfiguration") == {}
+    assert "cc-api-webhook-tls" not in objects(runs, "mgmt-kv", "Secret")
+    ports = objects(runs, "mgmt-kv", "Service")["cc-api"]["spec"]["ports"]
+    assert "webhook" not in {p["name"] for p in ports}

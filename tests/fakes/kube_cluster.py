@@ -6,7 +6,8 @@ update/delete with the real status codes and ``Status`` bodies) it adds what a r
 server does for an install:
 
 - the core group at ``/api/v1`` (ConfigMaps, Secrets, Services, ServiceAccounts, ...) and
-  the built-in groups apps, rbac.authorization.k8s.io, policy, apiextensions.k8s.io;
+  the built-in groups apps, rbac.authorization.k8s.io, policy, apiextensions.k8s.io,
+  admissionregistration.k8s.io;
 - schema validation of every create and update against the Kubernetes OpenAPI schemas
   shipped by ``kubernetes-validate`` (422 Invalid, naming the field); fields the schema
   does not know are dropped with a warning, as the real server does unless the request
@@ -14,7 +15,9 @@ server does for an install:
 - a created CustomResourceDefinition is Established at once and its kinds are served.
 
 Known simplifications: no admission (defaults, quotas), no controllers (Deployments get no
-Pods), custom resources are not checked against their CRD schema.
+Pods), custom resources are not checked against their CRD schema; a strategic merge patch
+(what Helm sends to adopt or upgrade a built-in object) is served only for Secrets and
+ConfigMaps, where it is a JSON merge patch.
 """
 
 from __future__ import annotations
@@ -55,7 +58,12 @@ BUILTIN_KINDS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True),
     ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
      False),
+    ("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
+     "validatingwebhookconfigurations", False),
 )
+
+STRATEGIC = "application/strategic-merge-patch+json"
+MAPS_ONLY = {"secrets", "configmaps"}  # kinds a strategic merge patch treats as a merge patch
 
 
 class CoreType(ResourceType):
@@ -104,6 +112,12 @@ class FakeKubeCluster(FakeKubeApiServer):
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         parts = [p for p in request.path.split("/") if p]
+        if (request.method == "PATCH" and request.content_type == STRATEGIC
+                and parts[:2] == ["api", "v1"] and MAPS_ONLY & set(parts)):
+            # Helm adopts and upgrades built-in objects with a strategic merge patch; on a
+            # kind with no lists (maps only) it is exactly a JSON merge patch.
+            request = request.clone(headers={**request.headers,
+                                             "Content-Type": "application/merge-patch+json"})
         if parts[:2] == ["api", "v1"]:
             if len(parts) == 2:
                 return web.json_response(self._core_resources())

@@ -1,10 +1,12 @@
 {{/*
 "ccloud.service" renders one service of the set: its ServiceAccount, RBAC (only with the
 Kubernetes store backend: with the embedded KV store a pod needs no API access and gets no
-token), a Service for its ports and probes, and the Deployment.
+token), a Service for its ports and probes, the Deployment, and with the Kubernetes store
+the service's admission webhook where it has one (_webhook.tpl).
 */}}
 {{- define "ccloud.service" -}}
 {{- $kube := eq .Values.global.store "kube" -}}
+{{- $hook := and $kube (.Values.webhook | default dict).enabled -}}
 apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -61,6 +63,11 @@ spec:
     {{- include "ccloud.selectorLabels" . | nindent 4 }}
   ports:
     {{- include "ccloud.ports" . | nindent 4 }}
+    {{- if $hook }}
+    - name: webhook
+      port: {{ .Values.webhook.port }}
+      targetPort: {{ .Values.webhook.port }}
+    {{- end }}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -101,8 +108,18 @@ spec:
           args: [{{ .Values.service.command | quote }}]
           env:
             {{- include "ccloud.env" . | nindent 12 }}
+            {{- if $hook }}
+            - name: CCLOUD_WEBHOOK_PORT
+              value: {{ .Values.webhook.port | quote }}
+            - name: CCLOUD_WEBHOOK_CERT_DIR
+              value: {{ .Values.webhook.certDir | quote }}
+            {{- end }}
           ports:
             {{- include "ccloud.containerPorts" . | nindent 12 }}
+            {{- if $hook }}
+            - name: webhook
+              containerPort: {{ .Values.webhook.port }}
+            {{- end }}
           livenessProbe:
             httpGet:
               path: /healthz
@@ -133,11 +150,21 @@ spec:
               mountPath: /var/lib/ccloud
             - name: tmp
               mountPath: /tmp
+            {{- if $hook }}
+            - name: webhook-tls
+              mountPath: {{ .Values.webhook.certDir }}
+              readOnly: true
+            {{- end }}
       volumes:
         - name: data
           emptyDir: {}
         - name: tmp
           emptyDir: {}
+        {{- if $hook }}
+        - name: webhook-tls
+          secret:
+            secretName: {{ include "ccloud.fullname" . }}-webhook-tls
+        {{- end }}
       {{- with .Values.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
@@ -146,6 +173,10 @@ spec:
       tolerations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+{{- if $hook }}
+---
+{{ include "ccloud.webhook" . }}
+{{- end }}
 {{- end -}}
 
 {{/* The health port is named "health" unless a service port already is that port. */}}
