@@ -22,11 +22,34 @@ behaviour the backend relies on, with the real server's status codes, reasons an
 - ``?watch=true`` streams of newline-delimited events from a bounded event history: a
   resourceVersion older than the history gets an ERROR event with a 410 Expired Status;
 - discovery (``/version``, ``/api``, ``/apis``), ``/api/v1/nodes`` from a settable list,
-  and optional bearer-token auth.
+  and optional bearer-token auth;
+- validating admission webhooks, so a test can show that a write made straight to the
+  API is judged by the product's webhook. ``admissionregistration.k8s.io/v1``
+  ValidatingWebhookConfigurations are served like any kind (defaulted and checked as kube
+  does: https-only url, sideEffects, admissionReviewVersions, timeoutSeconds 1-30; their
+  own writes are not admitted). Each create, update (PUT, PATCH; the status subresource
+  only for rules naming ``<plural>/status``) and delete of another kind is sent, before
+  anything is stored, to every webhook whose rules (operations, apiGroups, apiVersions,
+  resources, scope) and objectSelector match, as an ``admission.k8s.io/v1``
+  AdmissionReview over HTTPS verified against ``caBundle``, bounded by ``timeoutSeconds``.
+  A denial is answered as kube-apiserver v1.30 does (the webhook's Status, its code raised
+  to 400 at least, ``admission webhook "<name>" denied the request: <message>``); a call
+  that fails (unreachable, TLS, timeout, not 200, not a v1 review, wrong uid) is a 500
+  InternalError under failurePolicy Fail and lets the write through under Ignore. A
+  ``clientConfig.service`` is reached at the address ``set_service`` maps it to (there is
+  no cluster DNS); ``webhook_calls`` lists the webhooks consulted.
 
 Known simplifications: namespaces need not exist; creates and main-resource updates are
 not checked against a schema (tests store payloads our models reject through them); a
 continued list reads the current state after the last key rather than a snapshot.
+Admission: no mutating webhooks, no ValidatingAdmissionPolicy; namespaceSelector is
+ignored (namespaces are not objects here); matchConditions need CEL, which the fake does
+not evaluate, so a configuration carrying them is refused (422) rather than half-honoured;
+matchPolicy is Exact whatever it says; only ``admission.k8s.io/v1`` reviews are sent; the
+fake has no dryRun (a ``?dryRun=All`` write is stored), so reviews say ``dryRun: false``
+and sideEffects is not consulted; the fake's own checks (identity, resourceVersion
+conflicts, existence for updates and deletes) come before the webhooks, a subclass's
+schema validation (``kube_cluster``) after them.
 """
 
 from __future__ import annotations
@@ -44,13 +67,19 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 import yaml
 from aiohttp import web
 
 Obj = dict[str, Any]
 
 DEFAULT_HISTORY = 1000
+
+# The new uid and the time of a request, kept on it (see ``FakeKubeApiServer._stamp``).
+_STAMP: Any = (web.RequestKey("fake_kube_apiserver.stamp", tuple)
+               if hasattr(web, "RequestKey") else "fake_kube_apiserver.stamp")
 
 
 def _now() -> str:
@@ -96,6 +125,8 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:
+            del body["reason"]  # omitempty, as for a webhook's denial without a reason
         if self.details:
             body["details"] = self.details
         return body
@@ -327,6 +358,179 @@ def check_schema(schema: Obj, value: Any, path: str) -> list[tuple[str, str]]:
     return problems
 
 
+# --- validating admission webhooks ----------------------------------------------------------
+
+WEBHOOK_CONFIGS = ResourceType(
+    "admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
+    "validatingwebhookconfigurations", False,
+)
+REVIEW_VERSION = "admission.k8s.io/v1"
+_SIDE_EFFECTS = ("None", "NoneOnDryRun")
+_SELECTOR_OPS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+def _is_webhook_config(rt: ResourceType) -> bool:
+    return (rt.group, rt.plural) == (WEBHOOK_CONFIGS.group, WEBHOOK_CONFIGS.plural)
+
+
+def _check_webhook_config(rt: ResourceType, name: str, obj: Obj) -> None:
+    """Default a ValidatingWebhookConfiguration and check it as kube-apiserver does (422
+    naming the field), in place; matchConditions are refused, as the fake cannot honour
+    them and a test must not pass with conditions silently unevaluated."""
+    hooks = obj.get("webhooks")
+    if hooks is None:
+        return
+    if not isinstance(hooks, list) or not all(isinstance(h, dict) for h in hooks):
+        raise _bad_request("the body of the request was in an unknown format: webhooks")
+    seen: set[str] = set()
+    for i, hook in enumerate(hooks):
+        at = f"webhooks[{i}]"
+
+        def bad(path: str, problem: str, at: str = at) -> ApiError:
+            return _invalid(rt, name, f"{at}.{path}", problem)
+
+        hname = hook.get("name") or ""
+        if not hname:
+            raise bad("name", "Required value")
+        if len(hname.split(".")) < 3:
+            raise bad("name", f'Invalid value: "{hname}": should be a domain with at least '
+                              "three segments separated by dots")
+        if hname in seen:
+            raise bad("name", f'Duplicate value: "{hname}"')
+        seen.add(hname)
+        if hook.get("matchConditions"):
+            raise bad("matchConditions", "Forbidden: the fake kube-apiserver "
+                      "(tests/fakes/kube_apiserver.py) does not evaluate CEL match conditions")
+        if hook.get("sideEffects") not in _SIDE_EFFECTS:
+            raise bad("sideEffects", "Required value: must specify one of None, NoneOnDryRun"
+                      if not hook.get("sideEffects") else
+                      f'Unsupported value: "{hook["sideEffects"]}": supported values: '
+                      '"None", "NoneOnDryRun"')
+        versions = hook.get("admissionReviewVersions") or []
+        if not {"v1", "v1beta1"} & set(versions):
+            raise bad("admissionReviewVersions",
+                      f"Invalid value: {json.dumps(versions)}: must include at least one of "
+                      "v1, v1beta1" if versions else
+                      "Required value: must specify one of v1, v1beta1")
+        hook.setdefault("failurePolicy", "Fail")
+        if hook["failurePolicy"] not in ("Fail", "Ignore"):
+            raise bad("failurePolicy", f'Unsupported value: "{hook["failurePolicy"]}": '
+                                       'supported values: "Fail", "Ignore"')
+        hook.setdefault("matchPolicy", "Equivalent")
+        hook.setdefault("timeoutSeconds", 10)
+        timeout = hook["timeoutSeconds"]
+        if not isinstance(timeout, int) or not 1 <= timeout <= 30:
+            raise bad("timeoutSeconds", f"Invalid value: {timeout}: the timeout value must be "
+                                        "between 1 and 30 seconds")
+        for sel in ("namespaceSelector", "objectSelector"):
+            hook.setdefault(sel, {})
+            if not isinstance(hook[sel], dict):
+                raise bad(sel, "Invalid value: must be a label selector")
+            for j, expr in enumerate(hook[sel].get("matchExpressions") or []):
+                if not isinstance(expr, dict) or expr.get("operator") not in _SELECTOR_OPS:
+                    raise bad(f"{sel}.matchExpressions[{j}].operator",
+                              "Invalid value: not a valid selector requirement")
+        for j, rule in enumerate(hook.get("rules") or []):
+            if not isinstance(rule, dict):
+                raise bad(f"rules[{j}]", "Invalid value: must be a rule")
+            rule.setdefault("scope", "*")
+        cc = hook.get("clientConfig") or {}
+        if not isinstance(cc, dict) or not isinstance(cc.get("service", {}), dict):
+            raise bad("clientConfig", "Invalid value: must be a url or a service")
+        if ("url" in cc) == ("service" in cc):
+            raise bad("clientConfig", "Required value: exactly one of url or service is "
+                                      "required")
+        if "url" in cc:
+            url = urlsplit(str(cc["url"]))
+            if url.scheme != "https" or not url.hostname:
+                raise bad("clientConfig.url", f'Invalid value: "{cc["url"]}": \'https\' is the '
+                                              "only allowed URL scheme")
+        else:
+            svc = cc["service"]
+            for part in ("namespace", "name"):
+                if not svc.get(part):
+                    raise bad(f"clientConfig.service.{part}", "Required value: service "
+                              f"{part} is required")
+            svc.setdefault("port", 443)
+        if cc.get("caBundle"):
+            try:
+                base64.b64decode(cc["caBundle"], validate=True)
+            except ValueError:
+                raise _bad_request("the body of the request was in an unknown format: "
+                                   f"{at}.clientConfig.caBundle is not base64") from None
+
+
+def _rule_matches(rule: Obj, rt: ResourceType, operation: str, sub: str) -> bool:
+    """A webhook rule against a request, as kube's rule matcher reads it: ``*`` anywhere,
+    ``<plural>`` for the main resource only, ``<plural>/status``, ``*/status``, ``*/*``."""
+
+    def has(values: Any, value: str) -> bool:
+        return isinstance(values, list) and ("*" in values or value in values)
+
+    if not (has(rule.get("operations"), operation) and has(rule.get("apiGroups"), rt.group)
+            and has(rule.get("apiVersions"), rt.version)):
+        return False
+    scope = rule.get("scope") or "*"
+    if scope != "*" and (scope == "Namespaced") != rt.namespaced:
+        return False
+    for entry in rule.get("resources") or []:
+        res, _, want = str(entry).partition("/")
+        if res in ("*", rt.plural) and want in ("*", sub):
+            return True
+    return False
+
+
+def _selects(selector: Obj | None, labels: Mapping[str, str]) -> bool:
+    """A metav1.LabelSelector (matchLabels, matchExpressions) against labels."""
+    selector = selector or {}
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+class _CallFailed(Exception):
+    """A webhook could not be consulted; its failurePolicy decides."""
+
+
+def _client_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """TLS trusting ``caBundle`` (base64 PEM), else the system roots, as kube-apiserver."""
+    if not ca_bundle:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cadata=base64.b64decode(ca_bundle).decode())
+    except (ValueError, ssl.SSLError) as e:
+        raise _CallFailed(f"unable to load the caBundle: {e}") from None
+
+
+def _denied(hook: str, result: Any) -> ApiError:
+    """A webhook's denial as kube-apiserver v1.30 answers it (webhook/errors.ToStatusErr):
+    its Status, the code raised to 400 at least, the message naming the webhook."""
+    result = result if isinstance(result, dict) else {}
+    code = result.get("code")
+    code = code if isinstance(code, int) and code >= 400 else 400
+    reason, message = result.get("reason") or "", result.get("message") or ""
+    denied_by = f'admission webhook "{hook}" denied the request'
+    if message:
+        message = f"{denied_by}: {message}"
+    elif reason:
+        message = f"{denied_by}: {reason}"
+    else:
+        message = f"{denied_by} without explanation"
+    details = result.get("details") if isinstance(result.get("details"), dict) else None
+    return ApiError(code, reason, message, details)
+
+
 # --- watch plumbing -------------------------------------------------------------------------
 
 
@@ -392,6 +596,12 @@ class FakeKubeApiServer:
         self.set_nodes(nodes)
         self.requests: list[tuple[str, str]] = []
         self._tls = False
+        # (webhook name, operation) of every webhook consulted, in order.
+        self.webhook_calls: list[tuple[str, str]] = []
+        self._services: dict[tuple[str, str, int], tuple[str, str | None]] = {}
+        self.register(group=WEBHOOK_CONFIGS.group, version=WEBHOOK_CONFIGS.version,
+                      kind=WEBHOOK_CONFIGS.kind, plural=WEBHOOK_CONFIGS.plural,
+                      namespaced=WEBHOOK_CONFIGS.namespaced)
 
     # --- configuration ----------------------------------------------------------------
 
@@ -445,6 +655,17 @@ class FakeKubeApiServer:
             node["metadata"].setdefault("creationTimestamp", _now())
             out.append(node)
         self.nodes = out
+
+    def set_service(
+        self, namespace: str, name: str, port: int, address: str, *,
+        server_name: str | None = None,
+    ) -> None:
+        """Route a Service's port to ``address`` ("127.0.0.1:45678"), standing in for the
+        cluster DNS that kube-apiserver reaches a webhook's ``clientConfig.service`` by.
+        The webhook's certificate must be valid for ``server_name``: by default the host of
+        ``address``, so a certificate for 127.0.0.1 serves; kube-apiserver itself checks
+        ``<name>.<namespace>.svc``, which a test may ask for here."""
+        self._services[(namespace, name, port)] = (address, server_name)
 
     def set_history(self, size: int) -> None:
         """Keep only the last ``size`` events (older watch versions get 410 Gone)."""
@@ -646,7 +867,12 @@ class FakeKubeApiServer:
                 if namespace is None and rt.namespaced:
                     raise _no_route()
                 body = await _json_body(request)
-                return web.json_response(self._create(request, rt, namespace, body), status=201)
+                created = await self._admitted(
+                    request, rt, "CREATE", False,
+                    lambda: (None, self._plan_create(request, rt, namespace, body)),
+                    lambda: self._create(request, rt, namespace, body),
+                )
+                return web.json_response(created, status=201)
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
         if rt.namespaced and namespace is None:
             raise _no_route()
@@ -654,12 +880,21 @@ class FakeKubeApiServer:
             return web.json_response(self._get(rt, namespace, name))
         if method == "PUT":
             body = await _json_body(request)
-            return web.json_response(self._replace(request, rt, namespace, name, body, sub))
+            return web.json_response(await self._admitted(
+                request, rt, "UPDATE", sub,
+                lambda: self._plan_write(request, rt, namespace, name, body, sub),
+                lambda: self._replace(request, rt, namespace, name, body, sub),
+            ))
         if method == "PATCH":
             return web.json_response(await self._patch(request, rt, namespace, name, sub))
         if method == "DELETE" and not sub:
-            body = await _json_body(request, optional=True)
-            return web.json_response(self._delete(rt, namespace, name, body or {}))
+            opts = await _json_body(request, optional=True) or {}
+            return web.json_response(await self._admitted(
+                request, rt, "DELETE", False,
+                lambda: (self._get(rt, namespace, name), None),
+                lambda: self._delete(rt, namespace, name, opts),
+                options=opts,
+            ))
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
 
     def _key(self, rt: ResourceType, namespace: str | None, name: str) -> tuple[str, str, str, str]:
@@ -723,10 +958,19 @@ class FakeKubeApiServer:
             if w.translate(ev) is not None:
                 w.queue.put_nowait(ev)
 
+    def _stamp(self, request: web.Request) -> tuple[str, str]:
+        """The request's new uid and its time, memoized on it, so the object a webhook judged
+        and the object then stored carry the same ones."""
+        stamp = request.get(_STAMP)
+        if stamp is None:
+            stamp = request[_STAMP] = (str(uuid.uuid4()), _now())
+        return stamp
+
     def _managed(self, request: web.Request, rt: ResourceType, sub: bool) -> list[Obj]:
         agent = request.headers.get("User-Agent", "unknown").split("/")[0] or "unknown"
         entry: Obj = {"manager": agent, "operation": "Update", "apiVersion": rt.api_version,
-                      "time": _now(), "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}}}
+                      "time": self._stamp(request)[1], "fieldsType": "FieldsV1",
+                      "fieldsV1": {"f:metadata": {}}}
         if sub:
             entry["subresource"] = "status"
         return [entry]
@@ -766,28 +1010,39 @@ class FakeKubeApiServer:
                            "consist of lower case alphanumeric characters, '-' or '.'")
         return name
 
-    def _create(
+    def _plan_create(
         self, request: web.Request, rt: ResourceType, namespace: str | None, body: Obj
     ) -> Obj:
-        name = self._check_identity(rt, namespace, body, None)
-        key = self._key(rt, namespace, name)
-        if key in self._objects:
-            raise ApiError(409, "AlreadyExists", f'{rt.qualified} "{name}" already exists',
-                           _details(rt, name))
+        """The object a create would store, short of its resourceVersion, stored nowhere:
+        what the webhooks judge. Existence is not checked (kube admits before it stores)."""
         obj = copy.deepcopy(body)
+        name = self._check_identity(rt, namespace, obj, None)
         obj.pop("status", None)
         meta = obj["metadata"]
         for server_owned in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(server_owned, None)
-        meta.update(
-            uid=str(uuid.uuid4()), generation=1, creationTimestamp=_now(),
-            resourceVersion=self._next_rv(), managedFields=self._managed(request, rt, False),
-        )
+        uid, now = self._stamp(request)
+        meta.update(uid=uid, generation=1, creationTimestamp=now,
+                    managedFields=self._managed(request, rt, False))
+        if _is_webhook_config(rt):
+            _check_webhook_config(rt, name, obj)
+        return obj
+
+    def _create(
+        self, request: web.Request, rt: ResourceType, namespace: str | None, body: Obj
+    ) -> Obj:
+        obj = self._plan_create(request, rt, namespace, body)
+        name = obj["metadata"]["name"]
+        key = self._key(rt, namespace, name)
+        if key in self._objects:
+            raise ApiError(409, "AlreadyExists", f'{rt.qualified} "{name}" already exists',
+                           _details(rt, name))
+        obj["metadata"]["resourceVersion"] = self._next_rv()
         self._objects[key] = obj
         self._record(rt, namespace, "ADDED", obj, None)
         return copy.deepcopy(obj)
 
-    def _write(
+    def _plan_write(
         self,
         request: web.Request,
         rt: ResourceType,
@@ -795,12 +1050,15 @@ class FakeKubeApiServer:
         name: str,
         new: Obj,
         sub: bool,
-    ) -> Obj:
-        """Apply an update of the whole object or of its status; the shared write path."""
+    ) -> tuple[Obj, Obj]:
+        """(stored, would-be-stored) for an update of the whole object or of its status, with
+        every check of the write made and nothing stored: what the webhooks judge. The
+        candidate keeps the stored resourceVersion (the write assigns the next)."""
         key = self._key(rt, namespace, name)
         old = self._objects.get(key)
         if old is None:
             raise _not_found(rt, name)
+        new = copy.deepcopy(new)
         self._check_identity(rt, namespace, new, name)
         meta = new["metadata"]
         rv = meta.get("resourceVersion")
@@ -821,7 +1079,7 @@ class FakeKubeApiServer:
             else:
                 out.pop("status", None)
         else:
-            out = copy.deepcopy(new)
+            out = new
             if "status" in old:
                 out["status"] = copy.deepcopy(old["status"])
             else:
@@ -842,13 +1100,28 @@ class FakeKubeApiServer:
                         "Forbidden: no new finalizers can be added if the object is being "
                         "deleted", _details(rt, name),
                     )
+            if _is_webhook_config(rt):
+                _check_webhook_config(rt, name, out)
             if _spec_part(out) != _spec_part(old):
                 nm["generation"] = int(om.get("generation", 1)) + 1
+        out["metadata"]["managedFields"] = self._managed(request, rt, sub)
+        return old, out
+
+    def _write(
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        new: Obj,
+        sub: bool,
+    ) -> Obj:
+        """Apply an update of the whole object or of its status; the shared write path."""
+        old, out = self._plan_write(request, rt, namespace, name, new, sub)
         if _strip_rv(out) == _strip_rv(old):
             return copy.deepcopy(old)  # a no-op write keeps its resourceVersion
         out["metadata"]["resourceVersion"] = self._next_rv()
-        out["metadata"]["managedFields"] = self._managed(request, rt, sub)
-        self._objects[key] = out
+        self._objects[self._key(rt, namespace, name)] = out
         self._record(rt, namespace, "MODIFIED", out, old)
         if out["metadata"].get("deletionTimestamp") and not out["metadata"].get("finalizers"):
             self._remove(rt, namespace, name)
@@ -891,6 +1164,21 @@ class FakeKubeApiServer:
     ) -> Obj:
         ctype = request.content_type
         body = await _json_body(request)
+
+        def plan() -> tuple[Obj | None, Obj | None]:
+            patched = self._patched(rt, namespace, name, ctype, body)
+            return self._plan_write(request, rt, namespace, name, patched, sub)
+
+        def commit() -> Obj:
+            patched = self._patched(rt, namespace, name, ctype, body)
+            return self._write(request, rt, namespace, name, patched, sub)
+
+        return await self._admitted(request, rt, "UPDATE", sub, plan, commit)
+
+    def _patched(
+        self, rt: ResourceType, namespace: str | None, name: str, ctype: str, body: Any
+    ) -> Obj:
+        """The stored object with the patch applied (the stored one is left alone)."""
         current = self._get(rt, namespace, name)
         if ctype == "application/merge-patch+json":
             patched = merge_patch(current, body)
@@ -911,7 +1199,193 @@ class FakeKubeApiServer:
         # A patch without a resourceVersion applies to the current version.
         if not patched["metadata"].get("resourceVersion"):
             patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        return self._write(request, rt, namespace, name, patched, sub)
+        return patched
+
+    # --- validating admission ----------------------------------------------------------
+
+    async def _admitted(
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        operation: str,
+        sub: bool,
+        plan: Callable[[], tuple[Obj | None, Obj | None]],
+        commit: Callable[[], Obj],
+        *,
+        options: Obj | None = None,
+    ) -> Obj:
+        """Make a write once the validating webhooks that match it allow it.
+
+        ``plan`` gives (stored, candidate) without storing anything; ``commit`` is the write
+        itself, which makes every check again. Other writes can land while the webhooks are
+        consulted: an update or delete whose object changed meanwhile is judged again on the
+        new state, as kube-apiserver's retried update is, so a webhook never allows a write
+        it did not see. A create is not (its commit is a 409 then, as in kube)."""
+        while True:
+            hooks = self._hooks_for(rt, operation, "status" if sub else "")
+            if not hooks:
+                return commit()
+            old, new = plan()
+            labelled = [o["metadata"].get("labels") or {} for o in (new, old) if o is not None]
+            hooks = [h for h in hooks if any(_selects(h.get("objectSelector"), lb)
+                                              for lb in labelled)]
+            if not hooks:
+                return commit()
+            meta = (new or old or {})["metadata"]
+            key = self._key(rt, meta.get("namespace"), meta["name"])
+            before = self._stored_version(key)
+            review = self._review_request(request, rt, operation, sub, old, new, options)
+            outcomes = await asyncio.gather(*(self._consult(h, review) for h in hooks))
+            for refusal in outcomes:
+                if refusal is not None:
+                    raise refusal
+            if operation == "CREATE" or self._stored_version(key) == before:
+                return commit()
+
+    def _stored_version(self, key: tuple[str, str, str, str]) -> str | None:
+        obj = self._objects.get(key)
+        return None if obj is None else obj["metadata"]["resourceVersion"]
+
+    def _hooks_for(self, rt: ResourceType, operation: str, sub: str) -> list[Obj]:
+        """The webhooks whose rules match, configurations by name, webhooks in order. The
+        configurations' own writes are never sent to webhooks, as in kube."""
+        if _is_webhook_config(rt):
+            return []
+        configs = sorted((k[3], o) for k, o in self._objects.items()
+                         if k[:2] == (WEBHOOK_CONFIGS.group, WEBHOOK_CONFIGS.plural))
+        return [copy.deepcopy(hook) for _, config in configs
+                for hook in config.get("webhooks") or []
+                if any(_rule_matches(r, rt, operation, sub) for r in hook.get("rules") or [])]
+
+    def _review_request(
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        operation: str,
+        sub: bool,
+        old: Obj | None,
+        new: Obj | None,
+        options: Obj | None,
+    ) -> Obj:
+        """An AdmissionReview's ``request``, but for its uid (each webhook gets its own)."""
+        meta = (new or old or {})["metadata"]
+        gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
+        gvr = {"group": rt.group, "version": rt.version, "resource": rt.plural}
+        kind = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions"}.get(operation,
+                                                                          "DeleteOptions")
+        opts = {k: v for k, v in (options or {}).items() if k not in ("kind", "apiVersion")}
+        if operation != "DELETE" and request.query.get("fieldManager"):
+            opts["fieldManager"] = request.query["fieldManager"]
+        out: Obj = {
+            "kind": gvk, "resource": gvr, "requestKind": gvk, "requestResource": gvr,
+            "name": meta["name"], "operation": operation, "userInfo": self._user(request),
+            "object": copy.deepcopy(new), "oldObject": copy.deepcopy(old),
+            # The fake does not implement dryRun (a ?dryRun=All write is stored), so it
+            # never sends a dry-run review.
+            "dryRun": False,
+            "options": {"kind": kind, "apiVersion": "meta.k8s.io/v1"} | opts,
+        }
+        if sub:
+            out["subResource"] = out["requestSubResource"] = "status"
+        if rt.namespaced:
+            out["namespace"] = meta.get("namespace")
+        return out
+
+    def _user(self, request: web.Request) -> Obj:
+        """Who the request came as: its client certificate's CN and Os, else a service
+        account for a bearer token, else anonymous."""
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        if peer:
+            rdns = [kv for rdn in peer.get("subject", ()) for kv in rdn]
+            cn = next((v for k, v in rdns if k == "commonName"), "")
+            if cn:
+                return {"username": cn, "groups": [v for k, v in rdns
+                                                   if k == "organizationName"]
+                        + ["system:authenticated"]}
+        if request.headers.get("Authorization", "").startswith("Bearer "):
+            return {"username": "system:serviceaccount:fake:token",
+                    "groups": ["system:serviceaccounts", "system:serviceaccounts:fake",
+                               "system:authenticated"]}
+        return {"username": "system:anonymous", "groups": ["system:unauthenticated"]}
+
+    async def _consult(self, hook: Obj, review: Obj) -> ApiError | None:
+        """One webhook's verdict: None to go on, else the error the client gets."""
+        name = hook["name"]
+        self.webhook_calls.append((name, review["operation"]))
+        try:
+            response = await self._call(hook, review)
+        except _CallFailed as e:
+            if hook.get("failurePolicy", "Fail") == "Ignore":
+                return None
+            why = f'failed calling webhook "{name}": {e}'
+            return ApiError(500, "InternalError", f"Internal error occurred: {why}",
+                            {"causes": [{"message": why}]})
+        if response.get("allowed"):
+            return None
+        return _denied(name, response.get("status"))
+
+    async def _call(self, hook: Obj, review: Obj) -> Obj:
+        """POST the review to the webhook over verified HTTPS; its checked ``response``."""
+        versions = hook.get("admissionReviewVersions") or []
+        if "v1" not in versions:
+            raise _CallFailed(f"the fake kube-apiserver speaks {REVIEW_VERSION} only, the "
+                              f"webhook accepts {versions}")
+        timeout = int(hook.get("timeoutSeconds") or 10)
+        url, server_name = self._resolve(hook.get("clientConfig") or {})
+        url += ("&" if "?" in url else "?") + f"timeout={timeout}s"
+        if urlsplit(url).scheme != "https":
+            raise _CallFailed(f'Post "{url}": \'https\' is the only allowed URL scheme')
+        ctx = _client_context((hook.get("clientConfig") or {}).get("caBundle"))
+        uid = str(uuid.uuid4())
+        body = {"apiVersion": REVIEW_VERSION, "kind": "AdmissionReview",
+                "request": {"uid": uid} | review}
+        try:
+            async with asyncio.timeout(timeout), aiohttp.ClientSession() as session:
+                async with session.post(url, json=body, ssl=ctx,
+                                        server_hostname=server_name) as resp:
+                    status, raw = resp.status, await resp.read()
+        except TimeoutError:
+            raise _CallFailed(f'failed to call webhook: Post "{url}": context deadline '
+                              "exceeded") from None
+        except (aiohttp.ClientError, OSError) as e:
+            raise _CallFailed(f'failed to call webhook: Post "{url}": {e}') from None
+        if status != 200:
+            text = raw.decode(errors="replace").strip()[:200]
+            raise _CallFailed(f'failed to call webhook: an error on the server ("{text}") has '
+                              f"prevented the request from succeeding (status {status})")
+        try:
+            reply = json.loads(raw)
+        except ValueError as e:
+            raise _CallFailed(f"received invalid webhook response: {e}") from None
+        got = (reply.get("apiVersion"), reply.get("kind")) if isinstance(reply, dict) else None
+        if got != (REVIEW_VERSION, "AdmissionReview"):
+            raise _CallFailed("received invalid webhook response: expected webhook response "
+                              f"of {REVIEW_VERSION}, Kind=AdmissionReview, got {got}")
+        response = reply.get("response")
+        if not isinstance(response, dict):
+            raise _CallFailed("received invalid webhook response: webhook response was absent")
+        if response.get("uid") != uid:
+            raise _CallFailed("received invalid webhook response: expected "
+                              f'response.uid="{uid}", got "{response.get("uid")}"')
+        if not isinstance(response.get("allowed", False), bool):
+            raise _CallFailed("received invalid webhook response: response.allowed is not a "
+                              "boolean")
+        return response
+
+    def _resolve(self, client_config: Obj) -> tuple[str, str | None]:
+        """The webhook's URL and the name its certificate must carry (None: the URL host)."""
+        if "url" in client_config:
+            return str(client_config["url"]), None
+        svc = client_config.get("service") or {}
+        ns, name, port = svc.get("namespace"), svc.get("name"), svc.get("port") or 443
+        path = svc.get("path") or ""
+        target = self._services.get((ns, name, port))
+        if target is None:
+            raise _CallFailed(f'failed to call webhook: Post "https://{name}.{ns}.svc:{port}'
+                              f'{path}": service "{name}" in namespace "{ns}", port {port} is '
+                              "not reachable (FakeKubeApiServer.set_service maps it)")
+        address, server_name = target
+        return f"https://{address}{path}", server_name
 
     def _delete(self, rt: ResourceType, namespace: str | None, name: str, opts: Obj) -> Obj:
         key = self._key(rt, namespace, name)
