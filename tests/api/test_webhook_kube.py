@@ -25,6 +25,7 @@ from shared.models import ALL_KINDS, GROUP, VERSION, Cluster, Machine
 from shared.store import Conflict, NotFound
 from shared.store.kube import KubeStore
 from tests.api.conftest import cluster, machine, region
+from tests.api.test_webhook import cert_dir
 from tests.attach.pki import CA
 from tests.fakes.kube_apiserver import FakeKubeApiServer
 
@@ -61,11 +62,7 @@ async def kube(tmp_path: Path) -> AsyncIterator[Kube]:
     store = KubeStore(kubeconfig=server.kubeconfig(tmp_path / "kubeconfig"))
     await store.start()
     ca = CA("cc-api-webhook-ca")
-    pair = ca.issue("cc-api.ccloud.svc", server=True)
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    (certs / webhook.CERT_FILE).write_bytes(pair.cert_pem)
-    (certs / webhook.KEY_FILE).write_bytes(pair.key_pem)
+    certs = cert_dir(ca, tmp_path / "certs")
     hook = await webhook.serve(store, "127.0.0.1", 0, webhook.server_context(certs))
     server.set_service("ccloud", "cc-api", 9443, f"127.0.0.1:{hook.addresses[0][1]}")
     cfg = client.Configuration(host=server.url)
