@@ -22,7 +22,7 @@ a node record whose Machine uid is already there is kept as it is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
@@ -53,6 +53,12 @@ async def everything(store: Store) -> list[Resource]:
     objs: list[Resource] = []
     for cls in ALL_KINDS:
         objs.extend(await store.list_all(cls))
+    return owners_first(objs)
+
+
+def owners_first(objs: list[Resource]) -> list[Resource]:
+    """``objs`` with every owner before the objects it owns, so a garbage collector never
+    sees an orphan among objects being written one by one."""
     by_uid = {o.metadata.uid: o for o in objs}
     ordered: list[Resource] = []
     placed: set[str] = set()
@@ -104,25 +110,41 @@ async def move(
     target = needs_restore(dest)
     objs = await everything(source)
     done = {r.uid for r in state.moved}
+    if fail_after == 0 and objs:
+        raise InjectedFailure("injected failure after moving 0 objects")
     copied = 0
-    for obj in objs:
-        if fail_after is not None and copied >= fail_after:
-            raise InjectedFailure(f"injected failure after moving {copied} objects")
-        try:
-            await target.restore(paused(obj))
-        except AlreadyExists as e:
-            raise BootstrapError(
-                f"management already has a different {obj.kind} {obj.metadata.name!r}: {e}"
-            ) from None
+    async for obj in restore_paused(target, objs, "management"):
         if obj.metadata.uid not in done:
             state.moved.append(ref_of(obj))
             done.add(obj.metadata.uid)
             save(state)
         copied += 1
-    for obj in objs:  # unpause: back to the exact original content
+        if fail_after is not None and fail_after <= copied < len(objs):
+            raise InjectedFailure(f"injected failure after moving {copied} objects")
+    await unpause(target, objs)
+    return objs
+
+
+async def restore_paused(
+    target: KVStore, objs: list[Resource], where: str
+) -> AsyncIterator[Resource]:
+    """Write each object (owners first, as ``everything`` orders them) paused, yielding it
+    once written. Re-running over the same objects overwrites them in place."""
+    for obj in objs:
+        try:
+            await target.restore(paused(obj))
+        except AlreadyExists as e:
+            raise BootstrapError(
+                f"{where} already has a different {obj.kind} {obj.metadata.name!r}: {e}"
+            ) from None
+        yield obj
+
+
+async def unpause(target: KVStore, objs: list[Resource]) -> None:
+    """Back to each object's exact original content, which unpauses it."""
+    for obj in objs:
         current = await target.get(type(obj), obj.metadata.name, obj.metadata.namespace)
         await target.restore(obj, resource_version=current.metadata.resource_version)
-    return objs
 
 
 async def move_nodes(

@@ -1,7 +1,8 @@
 """``ccloud up``: the whole local region on this machine, on the embedded defaults.
 
 (``ccloud bootstrap create|resume|rollback`` is the bootstrap of a management cluster:
-``services.bootstrap.cli``.)
+``services.bootstrap.cli``; ``ccloud backup|restore FILE`` writes the management store to
+a file and back: ``services.bootstrap.backup_cli``.)
 
 Starts a JetStream nats-server bound to 127.0.0.1 with its data under ``--data``, the
 embedded store (JetStream KV), every service as a supervised process, and the API on a
@@ -24,6 +25,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+from services.bootstrap import backup_cli
 from services.bootstrap import cli as bootstrap_cli
 from services.lcm.config import load_secret
 from services.local.plan import LOCAL_SERVICES, runnable
@@ -81,6 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                           "machine (create|resume|rollback)")
     bootstrap_cli.add_commands(boot)
     boot.set_defaults(bootstrap=True)
+    backup_cli.add_commands(sub)
     return p.parse_args(argv)
 
 
@@ -293,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if getattr(args, "bootstrap", False):
         sys.exit(bootstrap_cli.execute(args))
+    if getattr(args, "backup_command", None):
+        sys.exit(backup_cli.execute(args))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         code = asyncio.run(up(args, Prepared(args)))

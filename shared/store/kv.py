@@ -33,6 +33,7 @@ from nats.js import api
 from nats.js.errors import APIError, BucketNotFoundError, KeyDeletedError, KeyNotFoundError
 
 from shared.models import Resource, copy, decode, encode
+from shared.models.registry import BY_KIND
 from shared.natsutil import api_prefix, close_subscription
 from shared.store import prefetch, selectors, semantics
 from shared.store.base import (
@@ -190,6 +191,28 @@ class KVStore(Store):
             rv = max(rv, entry.revision)
         items = [_with_rv(decode(cls, e.value), e.revision) for e in latest.values()]
         return items, rv
+
+    async def dump(self) -> tuple[list[Resource], int]:
+        """Every live object of every kind as of one revision, and that revision: one read
+        of the whole bucket in stream order, so the cut is consistent across kinds (an
+        owner is there whenever the objects it owns are). For backups."""
+        rv = await self._last_seq()
+        latest: dict[str, _Entry] = {}
+        for entry in await self._read(">"):
+            rv = max(rv, entry.revision)
+            if entry.key.startswith("_"):
+                continue  # the store's own bookkeeping (ORIGIN_KEY), not an object
+            if entry.operation in ("DEL", "PURGE"):
+                latest.pop(entry.key, None)
+            else:
+                latest[entry.key] = entry
+        out: list[Resource] = []
+        for entry in latest.values():
+            cls = BY_KIND.get(entry.key.split(".", 1)[0])
+            if cls is None:
+                raise Invalid(f"{entry.key}: a kind this version does not know")
+            out.append(_with_rv(decode(cls, entry.value), entry.revision))
+        return out, rv
 
     async def _read(self, subject: str) -> list[_Entry]:
         """Retained KV entries under ``subject`` in stream order, up to the end of the

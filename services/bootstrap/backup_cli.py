@@ -1,0 +1,112 @@
+"""``ccloud backup FILE`` and ``ccloud restore FILE``: the management store to a file and back.
+
+Both reach the store's NATS at --nats-url (default ``$CCLOUD_NATS_URL``, else ``ccloud
+up``'s nats://127.0.0.1:4222) and name it by --prefix (bucket ``<prefix>-objects``). A
+backup reads a store that exists; a restore creates the bucket on a fresh server. See
+``services/bootstrap/backup.py`` for what a backup holds and how a restore writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js.errors import BucketNotFoundError
+
+from services.bootstrap import backup
+from shared.config import Settings
+from shared.store import StoreError
+from shared.store.kv import KVStore
+
+CONNECT_TIMEOUT = 5.0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    settings = Settings.from_env()
+    for name, what in (("backup", "write every object of the management store to FILE"),
+                       ("restore", "write the objects of backup FILE into the store")):
+        p = sub.add_parser(name, help=what, description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("file", type=Path)
+        p.add_argument("--nats-url", default=settings.nats_url,
+                       help=f"the store's NATS (default {settings.nats_url})")
+        p.add_argument("--prefix", default=settings.prefix,
+                       help=f"the store's prefix (default {settings.prefix})")
+        p.set_defaults(backup_command=name)
+
+
+async def _quiet(_: Exception) -> None:
+    """The failure is reported once, as one line; nats-py would print each attempt's."""
+
+
+async def _with_store(args: argparse.Namespace, create: bool,
+                      work: Callable[[KVStore], Awaitable[str]]) -> str:
+    bucket = Settings(prefix=args.prefix).objects_bucket
+    try:
+        # A few quick attempts: with allow_reconnect=False nats-py never returns from a
+        # refused first connect (nats-io/nats.py#645).
+        nc: NATS = await nats.connect(args.nats_url, connect_timeout=CONNECT_TIMEOUT,
+                                      max_reconnect_attempts=3, reconnect_time_wait=0.2,
+                                      error_cb=_quiet)
+    except Exception as e:  # nats-py raises several unrelated types for "unreachable"
+        raise backup.BackupError(f"cannot reach NATS at {args.nats_url}: {e or type(e).__name__}"
+                                 ) from None
+    try:
+        if not create:
+            try:
+                await nc.jetstream().key_value(bucket)
+            except BucketNotFoundError:
+                raise backup.BackupError(f"no store with prefix {args.prefix!r} at "
+                                         f"{args.nats_url} (no bucket {bucket})") from None
+        store = KVStore(nc, bucket=bucket, informers=False)
+        await store.start()
+        try:
+            return await work(store)
+        except StoreError as e:
+            raise backup.BackupError(f"the store failed: {e}") from None
+        finally:
+            await store.close()
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
+async def run(args: argparse.Namespace) -> str:
+    path: Path = args.file
+    if args.backup_command == "backup":
+        async def write(store: KVStore) -> str:
+            summary = await backup.create(store, path)
+            return (f"backed up {summary.describe()} at revision {summary.revision} to {path} "
+                    "(it holds credentials: keep it as a secret)")
+        return await _with_store(args, False, write)
+
+    summary, objs = backup.read(path)  # the whole file is checked before connecting
+
+    async def put(store: KVStore) -> str:
+        await backup.restore(store, objs)
+        return (f"restored {summary.describe()} from {path} (taken {summary.created} at "
+                f"revision {summary.revision})")
+    return await _with_store(args, True, put)
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run a parsed backup/restore command; errors are one line on stderr, exit code 1."""
+    if Settings.from_env().store == "kube":
+        print(f"ccloud {args.backup_command}: the store is Kubernetes (CCLOUD_STORE=kube): "
+              "back up its etcd (or use Velero); a restore through the Kubernetes API "
+              "could not keep uids and owner references", file=sys.stderr)
+        return 1
+    try:
+        print(asyncio.run(run(args)))
+    except backup.BackupError as e:
+        print(f"ccloud {args.backup_command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
