@@ -30,12 +30,13 @@ from services.bootstrap.state import BootstrapError, BootstrapState, ObjectRef
 from services.providers.simulated.nodes import NodeTable
 from shared.models import ALL_KINDS, Cluster, Resource
 from shared.runtime.paused import PAUSED_ANNOTATION
-from shared.store import AlreadyExists, NotFound, Store
+from shared.store import AlreadyExists, Conflict, NotFound, Store
 from shared.store.kv import KVStore
 
 log = logging.getLogger(__name__)
 
 PAUSED_BY = "bootstrap-pivot"
+UNPAUSE_ATTEMPTS = 5
 KINDS: dict[str, type[Resource]] = {k.KIND: k for k in ALL_KINDS}
 
 
@@ -141,10 +142,18 @@ async def restore_paused(
 
 
 async def unpause(target: KVStore, objs: list[Resource]) -> None:
-    """Back to each object's exact original content, which unpauses it."""
+    """Back to each object's exact original content, which unpauses it. A write that
+    slips in between (a service that does not look at the pause, e.g. an agent's report)
+    is written over: the restored content is what was asked for."""
     for obj in objs:
-        current = await target.get(type(obj), obj.metadata.name, obj.metadata.namespace)
-        await target.restore(obj, resource_version=current.metadata.resource_version)
+        for attempt in range(UNPAUSE_ATTEMPTS):
+            current = await target.get(type(obj), obj.metadata.name, obj.metadata.namespace)
+            try:
+                await target.restore(obj, resource_version=current.metadata.resource_version)
+                break
+            except Conflict:
+                if attempt == UNPAUSE_ATTEMPTS - 1:
+                    raise
 
 
 async def move_nodes(

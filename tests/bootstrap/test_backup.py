@@ -206,3 +206,35 @@ def test_the_kubernetes_store_is_not_backed_up_here(monkeypatch: pytest.MonkeyPa
         cli.main(["backup", str(tmp_path / "f")])
     assert exit_.value.code == 1
     assert "back up its etcd" in capsys.readouterr().err
+
+
+class Busy(KVStore):
+    """A store where a write slips in between each unpause's read and its write, as an
+    agent's report (which does not look at the pause) can."""
+
+    slipped = 0
+
+    async def restore(self, obj: Any, *, resource_version: str | None = None) -> Any:
+        if resource_version and self.slipped < 2:
+            self.slipped += 1
+            current = await self.get(type(obj), obj.metadata.name, obj.metadata.namespace)
+            current.metadata.labels["report"] = str(self.slipped)
+            await self.update(current)
+        return await super().restore(obj, resource_version=resource_version)
+
+
+async def test_a_write_during_the_restore_is_written_over(nc: NATS, prefix: str,
+                                                            tmp_path: Path):
+    file = tmp_path / "mgmt.backup"
+    async with kv(nc, f"{prefix}-a") as source:
+        await populate(source)
+        await backup.create(source, file)
+        dest = Busy(nc, bucket=f"{prefix}-b", informers=False)
+        await dest.start()
+        try:
+            await backup.restore(dest, backup.read(file)[1])
+            assert dest.slipped == 2
+            assert await contents(dest) == await contents(source)
+        finally:
+            await dest.close()
+            await nc.jetstream().delete_key_value(f"{prefix}-b")
