@@ -129,9 +129,12 @@ def read(path: Path) -> tuple[Summary, list[Resource]]:
     return _summary(objs, doc.revision, doc.created), owners_first(objs)
 
 
-async def restore(store: KVStore, objs: list[Resource]) -> int:
-    """Write ``objs`` into ``store`` (see the module docstring); returns how many."""
-    clashes: list[str] = []
+async def restore(store: KVStore, objs: list[Resource], *, replace: bool = False) -> int:
+    """Write ``objs`` into ``store`` (see the module docstring); returns how many. An
+    object the store holds under one of their names with another uid stops the restore
+    before anything is written, or with ``replace`` is deleted first (what a fresh
+    installation seeds: its region, releases, hosts)."""
+    clashes: list[Resource] = []
     for obj in objs:
         md = obj.metadata
         try:
@@ -139,13 +142,33 @@ async def restore(store: KVStore, objs: list[Resource]) -> int:
         except NotFound:
             continue
         if held.metadata.uid != md.uid:
-            clashes.append(f"{obj.kind} {md.namespace + '/' if md.namespace else ''}{md.name}")
-    if clashes:
-        shown = ", ".join(clashes[:5]) + (f" and {len(clashes) - 5} more"
-                                          if len(clashes) > 5 else "")
+            clashes.append(held)
+    if clashes and not replace:
+        names = [f"{o.kind} {_ref(o)}" for o in clashes]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise BackupError(f"the store already holds other objects under these names: {shown}; "
-                          "nothing was restored (restore into an empty store, or delete them)")
+                          "nothing was restored (restore into an empty store, delete them, "
+                          "or pass --replace)")
+    for held in reversed(owners_first(clashes)):  # what they own first
+        await _delete_now(store, held)
     async for _ in restore_paused(store, objs, "the store"):
         pass
     await unpause(store, objs)
     return len(objs)
+
+
+async def _delete_now(store: KVStore, obj: Resource) -> None:
+    """Delete ``obj`` at once: its finalizers' controllers are not the backup's concern."""
+    cls, md = type(obj), obj.metadata
+    try:
+        if md.finalizers:
+            obj = await store.update(msgspec.structs.replace(
+                obj, metadata=msgspec.structs.replace(md, finalizers=[])))
+        await store.delete(cls, md.name, md.namespace)
+    except NotFound:
+        pass
+
+
+def _ref(obj: Resource) -> str:
+    md = obj.metadata
+    return f"{md.namespace}/{md.name}" if md.namespace else md.name

@@ -38,6 +38,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                        help=f"the store's NATS (default {settings.nats_url})")
         p.add_argument("--prefix", default=settings.prefix,
                        help=f"the store's prefix (default {settings.prefix})")
+        if name == "restore":
+            p.add_argument("--replace", action="store_true",
+                           help="delete objects the store holds under the backup's names "
+                                "with other uids (what a fresh installation seeds) instead "
+                                "of refusing")
         p.set_defaults(backup_command=name)
 
 
@@ -89,7 +94,7 @@ async def run(args: argparse.Namespace) -> str:
     summary, objs = backup.read(path)  # the whole file is checked before connecting
 
     async def put(store: KVStore) -> str:
-        await backup.restore(store, objs)
+        await backup.restore(store, objs, replace=args.replace)
         return (f"restored {summary.describe()} from {path} (taken {summary.created} at "
                 f"revision {summary.revision})")
     return await _with_store(args, True, put)

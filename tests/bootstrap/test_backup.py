@@ -105,18 +105,27 @@ async def test_a_backup_restores_every_object_as_it_was(nc: NATS, prefix: str, t
         assert await contents(dest) == before
 
 
-async def test_a_taken_name_writes_nothing(nc: NATS, prefix: str, tmp_path: Path):
+async def test_a_taken_name_writes_nothing_unless_replaced(nc: NATS, prefix: str,
+                                                            tmp_path: Path):
     file = tmp_path / "mgmt.backup"
     async with kv(nc, f"{prefix}-a") as source, kv(nc, f"{prefix}-b") as dest:
         await populate(source)
         await backup.create(source, file)
-        await dest.create(convert(Cluster, cluster("c1")))  # another object, same name
+        # What a fresh installation seeds: the same names, other uids (one with a finalizer).
+        await dest.create(convert(Region, region()))
+        seeded = convert(Cluster, cluster("c1"))
+        seeded.metadata.finalizers = ["kaas.containercloud.dev/lcm"]
+        await dest.create(seeded)
         held = await contents(dest)
+        objs = backup.read(file)[1]
         with pytest.raises(backup.BackupError,
                            match="already holds other objects under these names: "
-                                 "Cluster team-a/c1; nothing was restored"):
-            await backup.restore(dest, backup.read(file)[1])
+                                 "Region local, Cluster team-a/c1; nothing was restored"):
+            await backup.restore(dest, objs)
         assert await contents(dest) == held
+
+        await backup.restore(dest, objs, replace=True)
+        assert await contents(dest) == await contents(source)
 
 
 @pytest.mark.parametrize("damage, why", [
