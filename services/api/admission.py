@@ -9,7 +9,10 @@ after its clusters: its LCM reports a provider it lacks as ``ProviderAvailable=F
 The Region is read from the store's cache where it has one (no round trip per write), and
 read afresh before a refusal, so a provider added a moment ago is never refused. A Machine
 of an existing Cluster must be in its region with only its provider's section, and a
-Cluster being deleted takes no new Machine. (Deletes are judged in ``deletion.py``.)
+Cluster being deleted takes no new Machine. A Cluster's region and provider, a Machine's
+cluster and region, and a Machine's provider section once its node is made cannot change:
+nothing would move the cluster or remake the node, the write would only make the objects
+lie. (Deletes are judged in ``deletion.py``.)
 
 Release data is read from the store on every check (never cached, so a release written a
 moment ago counts), but cheaply: concurrent checks share one list of the KaaSReleases
@@ -55,10 +58,20 @@ class Admission:
     async def __call__(self, obj: Resource, stored: Resource | None = None) -> None:
         if isinstance(obj, Cluster):
             old = stored if isinstance(stored, Cluster) else None
+            if old is not None:
+                _unchanged(obj, old, CLUSTER_FIXED, "a cluster stays where it was made: "
+                                                    "create another")
             await self._provider(obj, old)
             await self._cluster(obj, old)
         elif isinstance(obj, Machine):
-            await self._machine(obj, stored if isinstance(stored, Machine) else None)
+            was = stored if isinstance(stored, Machine) else None
+            if was is not None:
+                _unchanged(obj, was, MACHINE_FIXED, "a machine stays in its cluster: create "
+                                                    "another")
+                if was.status.provider_id:
+                    _unchanged(obj, was, PROVIDERS, f"its node {was.status.provider_id} is made: "
+                                                    "delete the Machine and create another")
+            await self._machine(obj, was)
 
     async def _machine(self, obj: Machine, stored: Machine | None) -> None:
         """A Machine of an existing Cluster is in the Cluster's region and carries only the
@@ -141,6 +154,19 @@ class Admission:
 
 
 PROVIDERS: tuple[str, ...] = get_args(ProviderName)
+# Spec fields a write may not change (a provider's section: once the node is made).
+CLUSTER_FIXED = ("region", "provider")
+MACHINE_FIXED = ("cluster", "region")
+
+
+def _unchanged(obj: Cluster | Machine, stored: Cluster | Machine, fields: tuple[str, ...],
+               why: str) -> None:
+    for f in fields:
+        was, now = getattr(stored.spec, f), getattr(obj.spec, f)
+        if was != now:
+            shown = was if isinstance(was, str) else msgspec.json.encode(was).decode()
+            raise _invalid(obj, f"field is immutable (was {shown}): {why}",
+                           field=f"spec.{f}")
 
 
 def _placement(m: Machine) -> tuple[object, ...]:

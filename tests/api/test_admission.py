@@ -161,3 +161,42 @@ async def test_a_machine_matches_its_clusters_region_and_provider(gateway: Gatew
         json={"spec": {"simulated": {"flavor": "small"}}},
         content_type="application/merge-patch+json")
     assert code == 422 and body["details"]["causes"][0]["field"] == "spec.simulated", body
+
+
+async def test_where_clusters_and_machines_are_made_stays(gateway: Gateway):
+    """Nothing moves a cluster to another region or provider, a machine to another cluster,
+    or remakes a node for a changed provider section: such writes are refused, not stored
+    as a lie. What is followed (a release, a role, a credential, a section before the
+    node exists) still changes."""
+    await gateway.store.create(convert(Cluster, cluster("c1")))
+    await gateway.store.create(convert(Cluster, cluster("c2")))
+
+    async def patch(plural: str, name: str, spec: dict) -> tuple[int, dict]:
+        return await gateway.call("PATCH", ns_path(plural, name=name), json={"spec": spec},
+                                  content_type="application/merge-patch+json")
+
+    for change, field in (({"region": "dc2"}, "spec.region"),
+                          ({"provider": "baremetal"}, "spec.provider")):
+        code, body = await patch("clusters", "c1", change)
+        assert code == 422, body
+        assert body["details"]["causes"][0]["field"] == field
+        assert "field is immutable (was " in body["message"]
+    code, body = await patch("clusters", "c1", {"description": "the team's dev cluster"})
+    assert code == 200, body
+
+    code, body = await gateway.call("POST", ns_path("machines"), json=machine("w-0", "worker"))
+    assert code == 201, body
+    code, body = await patch("machines", "w-0", {"cluster": "c2"})
+    assert code == 422 and "spec.cluster: field is immutable (was c1)" in body["message"], body
+    code, body = await patch("machines", "w-0", {"simulated": {"flavor": "large"}})
+    assert code == 200, body  # no node yet: the provider will make it from this
+    made = await gateway.store.get(Machine, "w-0", "team-a")
+    made.status.provider_id = "simulated://w-0"
+    await gateway.store.update_status(made)
+    code, body = await patch("machines", "w-0", {"simulated": {"flavor": "small"}})
+    assert code == 422, body
+    assert 'spec.simulated: field is immutable (was {"flavor":"large"}): its node ' \
+           "simulated://w-0 is made" in body["message"]
+    assert (await gateway.store.get(Machine, "w-0", "team-a")).spec.simulated.flavor == "large"
+    code, body = await patch("machines", "w-0", {"role": "control-plane"})
+    assert code == 200, body
