@@ -2,7 +2,7 @@
 
 (``ccloud bootstrap create|resume|rollback`` is the bootstrap of a management cluster:
 ``services.bootstrap.cli``; ``ccloud backup|restore FILE`` writes the management store to
-a file and back: ``services.bootstrap.backup_cli``.)
+a file and back: ``services.backup``.)
 
 Starts a JetStream nats-server bound to 127.0.0.1 with its data under ``--data``, the
 embedded store (JetStream KV), every service as a supervised process, and the API on a
@@ -25,7 +25,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from services.bootstrap import backup_cli
+from services.backup import cli as backup_cli
 from services.bootstrap import cli as bootstrap_cli
 from services.lcm.config import load_secret
 from services.local.plan import LOCAL_SERVICES, runnable

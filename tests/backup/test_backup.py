@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client as NATS
 
-from services.bootstrap import backup
+from services.backup import archive as backup
 from services.local import cli
 from shared.models import (
     Cluster,
@@ -247,3 +247,39 @@ async def test_a_write_during_the_restore_is_written_over(nc: NATS, prefix: str,
         finally:
             await dest.close()
             await nc.jetstream().delete_key_value(f"{prefix}-b")
+
+
+async def test_scheduled_backups_keep_the_newest(nats_server: NatsServer, nc: NATS,
+                                                 prefix: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]):
+    """What the chart's CronJob runs: time-named files in a folder, the oldest beyond
+    --keep removed once the new one is written; other files there are left alone."""
+    from services.backup.__main__ import main
+
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    another = folder / f"{prefix}-east-20200101T000000.000000Z.backup"
+    another.write_text("another store's, whose prefix starts like ours")
+    async with kv(nc, f"{prefix}-objects") as source:
+        await populate(source)
+        written = []
+        for _ in range(4):
+            code = await asyncio.to_thread(main, ["backup", "--dir", str(folder), "--keep", "2",
+                                                  "--nats-url", nats_server.url,
+                                                  "--prefix", prefix])
+            assert code == 0, capsys.readouterr().err
+            written.append(capsys.readouterr().out)
+    ours = sorted(folder.glob(f"{prefix}-2*.backup"))
+    assert len(ours) == 2 and "removed 1 older" in written[-1]
+    assert all(str(p) in "".join(written[-2:]) for p in ours), "the two newest are kept"
+    assert (folder / "notes.txt").exists()
+    assert another.exists()
+    assert backup.read(ours[-1])[0].count == 5
+
+    for argv, why in ((["backup"], "give FILE or --dir DIR"),
+                      (["backup", "f", "--dir", "d"], "give FILE or --dir DIR"),
+                      (["backup", "f", "--keep", "3"], "--keep takes a count of backups and "
+                                                       "goes with --dir")):
+        assert await asyncio.to_thread(main, argv) == 1
+        assert why in capsys.readouterr().err

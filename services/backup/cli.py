@@ -3,7 +3,11 @@
 Both reach the store's NATS at --nats-url (default ``$CCLOUD_NATS_URL``, else ``ccloud
 up``'s nats://127.0.0.1:4222) and name it by --prefix (bucket ``<prefix>-objects``). A
 backup reads a store that exists; a restore creates the bucket on a fresh server. See
-``services/bootstrap/backup.py`` for what a backup holds and how a restore writes it.
+``services/backup/archive.py`` for what a backup holds and how a restore writes it.
+
+``ccloud backup --dir DIR --keep N`` (what the chart's CronJob runs, as ``python -m
+services.backup backup ...``) names each backup by its time, ``<prefix>-<UTC
+time>.backup``, and once it is written removes the oldest of them beyond N.
 """
 
 from __future__ import annotations
@@ -13,18 +17,21 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
 from nats.aio.client import Client as NATS
 from nats.js.errors import BucketNotFoundError
 
-from services.bootstrap import backup
+from services.backup import archive as backup
+from services.bootstrap.state import BootstrapError
 from shared.config import Settings
 from shared.store import StoreError
 from shared.store.kv import KVStore
 
 CONNECT_TIMEOUT = 5.0
+SUFFIX = ".backup"
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -33,11 +40,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                        ("restore", "write the objects of backup FILE into the store")):
         p = sub.add_parser(name, help=what, description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("file", type=Path)
+        p.add_argument("file", type=Path, nargs="?" if name == "backup" else None)
         p.add_argument("--nats-url", default=settings.nats_url,
                        help=f"the store's NATS (default {settings.nats_url})")
         p.add_argument("--prefix", default=settings.prefix,
                        help=f"the store's prefix (default {settings.prefix})")
+        if name == "backup":
+            p.add_argument("--dir", type=Path, help="write a new, time-named backup into DIR")
+            p.add_argument("--keep", type=int, default=0,
+                           help="with --dir: how many backups to keep (default all)")
         if name == "restore":
             p.add_argument("--replace", action="store_true",
                            help="delete objects the store holds under the backup's names "
@@ -82,14 +93,47 @@ async def _with_store(args: argparse.Namespace, create: bool,
             await nc.close()
 
 
+def _target(args: argparse.Namespace) -> Path:
+    """Where a backup goes: FILE, or a new time-named file in --dir."""
+    if (args.file is None) == (args.dir is None):
+        raise backup.BackupError("give FILE or --dir DIR (one of them)")
+    if args.keep < 0 or (args.keep and args.dir is None):
+        raise backup.BackupError("--keep takes a count of backups and goes with --dir")
+    if args.file is not None:
+        return args.file
+    try:
+        args.dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise backup.BackupError(f"cannot use {args.dir}: {e.strerror or e}") from None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return args.dir / f"{args.prefix}-{stamp}{SUFFIX}"
+
+
+def _rotate(args: argparse.Namespace) -> list[Path]:
+    """Remove the oldest time-named backups in --dir beyond --keep; the removed ones."""
+    if not args.keep:
+        return []
+    # Time order (names sort by it); only ours: "ccloud-east-..." is another store's.
+    ours = sorted(args.dir.glob(f"{args.prefix}-[0-9]*Z{SUFFIX}"))
+    gone = ours[: max(0, len(ours) - args.keep)]
+    for old in gone:
+        old.unlink(missing_ok=True)
+    return gone
+
+
 async def run(args: argparse.Namespace) -> str:
-    path: Path = args.file
     if args.backup_command == "backup":
+        path = _target(args)
+
         async def write(store: KVStore) -> str:
             summary = await backup.create(store, path)
+            gone = _rotate(args) if args.dir is not None else []
             return (f"backed up {summary.describe()} at revision {summary.revision} to {path} "
-                    "(it holds credentials: keep it as a secret)")
+                    "(it holds credentials: keep it as a secret)"
+                    + (f"; removed {len(gone)} older" if gone else ""))
         return await _with_store(args, False, write)
+
+    path = args.file
 
     summary, objs = backup.read(path)  # the whole file is checked before connecting
 
@@ -109,7 +153,7 @@ def execute(args: argparse.Namespace) -> int:
         return 1
     try:
         print(asyncio.run(run(args)))
-    except backup.BackupError as e:
+    except BootstrapError as e:  # BackupError, or a name taken while the restore ran
         print(f"ccloud {args.backup_command}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
