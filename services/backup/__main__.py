@@ -10,11 +10,15 @@ import sys
 from services.backup import cli
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m services.backup", description=cli.__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_commands(p.add_subparsers(dest="command", required=True))
-    return cli.execute(p.parse_args(argv))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.execute(parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ import yaml
 from cryptography import x509
 
 from services.api import webhook
+from services.backup import __main__ as backup_main
 from tests.deploy import code, helm
-from tests.deploy.test_manifest import MANIFEST, SERVICES, generate, require_landed
+from tests.deploy.test_manifest import MANIFEST, SERVICES, generate, landed, require_landed
 from tests.fakes.kube_cluster import FakeKubeCluster, validate
 
 LINTED = ["ccloud-lib", "nats", *MANIFEST.services, "container-cloud"]
@@ -48,12 +49,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
     standalone = tmp / "standalone.yaml"
     standalone.write_text(yaml.safe_dump(
         {"global": {"store": "kube", "natsUrl": "nats://nats.example:4222"}}))
+    backups = tmp / "backup.yaml"
+    backups.write_text(yaml.safe_dump({"backup": {"enabled": True, "keep": 12}}))
     mgmt = str(helm.UMBRELLA / "values-management.yaml")
     regional = str(helm.UMBRELLA / "values-regional.yaml")
     leaf = tmp / "leaf.yaml"  # values-regional.yaml leaves the per-region hub URL to set
     leaf.write_text(yaml.safe_dump({"nats": {"managementLeafURL": "nats-leaf://mgmt:7422"}}))
     installs = {
-        "mgmt-kv": (helm.UMBRELLA, [mgmt]),
+        "mgmt-kv": (helm.UMBRELLA, [mgmt, str(backups)]),
+        "backup-kube": (helm.UMBRELLA, [mgmt, str(kube), str(backups)]),
         "mgmt-kube": (helm.UMBRELLA, [mgmt, str(kube)]),
         "regional-kube": (helm.UMBRELLA, [regional, str(leaf), str(kube)]),
         "invalid": (invalid, []),
@@ -320,3 +324,32 @@ def test_the_embedded_store_has_no_webhook(runs: Runs) -> None:
     assert "cc-api-webhook-tls" not in objects(runs, "mgmt-kv", "Secret")
     ports = objects(runs, "mgmt-kv", "Service")["cc-api"]["spec"]["ports"]
     assert "webhook" not in {p["name"] for p in ports}
+
+
+def test_scheduled_backups_of_the_embedded_store(runs: Runs) -> None:
+    """The CronJob runs the backup command from the image's entry point (the first argument
+    names the module, the rest must be what its parser takes) onto a kept volume."""
+    installed(runs, "mgmt-kv")
+    cron = objects(runs, "mgmt-kv", "CronJob")["cc-backup"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    module, *argv = c["args"]
+    assert module == "backup" and landed(f"services.{module}")
+    args = backup_main.parser().parse_args(argv)
+    assert args.backup_command == "backup" and args.keep == 12
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "backups")
+    assert str(args.dir) == mount["mountPath"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["CCLOUD_NATS_URL"] == "nats://cc-nats:4222"
+    assert set(env) <= code.env_read("services.backup")
+    claim = pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    pvc = objects(runs, "mgmt-kv", "PersistentVolumeClaim")[claim]
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert "CronJob" not in {o["kind"] for o in runs.clusters["mgmt-kube"].objects()}
+
+
+def test_backups_of_the_kubernetes_store_are_refused_with_a_reason(runs: Runs) -> None:
+    result = runs.results["backup-kube"]
+    assert not result["ok"]
+    assert "backup.enabled needs global.store=kv" in result["error"]
