@@ -85,7 +85,7 @@ async def serve(args: argparse.Namespace) -> None:
     settings = settings_for(args)
     data = Path(settings.data_dir)
     auth = load_auth(args, data)
-    hook_tls = webhook.server_context(args.webhook_cert_dir) if args.webhook_port else None
+    hook_cert = webhook.ServingCert(args.webhook_cert_dir) if args.webhook_port else None
     nc = await connect(settings, "api")
     bus = Bus(nc, prefix=settings.prefix, service="api")
     await bus.start()
@@ -99,8 +99,8 @@ async def serve(args: argparse.Namespace) -> None:
     await site.start()
     log.info("API gateway listening on http://%s:%d", args.host, args.port)
     hook = None
-    if hook_tls is not None:
-        hook = await webhook.serve(store, args.host, args.webhook_port, hook_tls)
+    if hook_cert is not None:
+        hook = await webhook.serve(store, args.host, args.webhook_port, hook_cert)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -109,7 +109,7 @@ async def serve(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         if hook is not None:
-            await hook.cleanup()
+            await hook.stop()
         await runner.cleanup()
         await bus.stop()
         await store.close()

@@ -15,6 +15,7 @@ same). Everything else is a 200 whose ``response.allowed`` says what was decided
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from pathlib import Path
@@ -43,6 +44,7 @@ from shared.models import (
 from shared.models.registry import BY_KIND
 from shared.store import Store, StoreError
 from shared.store.kube import clean
+from shared.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -172,23 +174,76 @@ def _bad_review(message: str) -> web.Response:
     return web.Response(status=400, text=message)
 
 
-def server_context(cert_dir: Path) -> ssl.SSLContext:
-    """TLS from ``tls.crt``/``tls.key`` in ``cert_dir`` (a mounted kubernetes.io/tls
-    Secret); a missing file is a ``FileNotFoundError`` naming it."""
-    cert, key = cert_dir / CERT_FILE, cert_dir / KEY_FILE
-    for f in (cert, key):
-        if not f.is_file():
-            raise FileNotFoundError(f"webhook certificate: no {f}")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    return ctx
+RELOAD_INTERVAL = 10.0
 
 
-async def serve(store: Store, host: str, port: int, context: ssl.SSLContext) -> web.AppRunner:
-    """Start the listener; the caller cleans the returned runner up."""
+class ServingCert:
+    """The listener's certificate, loaded again when its files change, as
+    controller-runtime's certwatcher does: a rotated Secret (cert-manager renews before
+    expiry, kubelet swaps the mounted files) reaches new handshakes without a restart. A
+    pair that does not load (a key not yet swapped with its certificate) is tried again at
+    the next look; until then the previous one is served."""
+
+    def __init__(self, cert_dir: Path, *, interval: float = RELOAD_INTERVAL) -> None:
+        self.cert, self.key = cert_dir / CERT_FILE, cert_dir / KEY_FILE
+        for f in (self.cert, self.key):
+            if not f.is_file():
+                raise FileNotFoundError(f"webhook certificate: no {f}")
+        self.interval = interval
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(self.cert, self.key)
+        self._loaded = self._stamp()
+
+    def _stamp(self) -> tuple[int, ...]:
+        a, b = self.cert.stat(), self.key.stat()  # stat follows kubelet's ..data symlink
+        return (a.st_ino, a.st_mtime_ns, a.st_size, b.st_ino, b.st_mtime_ns, b.st_size)
+
+    def reload_if_changed(self) -> bool:
+        """Load the files if they changed since the last load; whether it did."""
+        try:
+            stamp = self._stamp()
+            if stamp == self._loaded:
+                return False
+            # A scratch context first: a pair that fails half-way must not touch the one
+            # serving (OpenSSL would keep the new certificate with the old key).
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                self.cert, self.key)
+            self.context.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as e:
+            log.warning("webhook certificate in %s not loaded, serving the previous one: %s",
+                        self.cert.parent, e)
+            return False
+        self._loaded = stamp
+        log.info("webhook certificate reloaded from %s", self.cert.parent)
+        return True
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.reload_if_changed()
+
+
+class Listener:
+    """The running webhook listener and its certificate watch."""
+
+    def __init__(self, runner: web.AppRunner, watch: asyncio.Task[None]) -> None:
+        self.runner = runner
+        self._watch = watch
+
+    @property
+    def port(self) -> int:
+        return int(self.runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        await cancel_all([self._watch])
+        await self.runner.cleanup()
+
+
+async def serve(store: Store, host: str, port: int, cert: ServingCert) -> Listener:
+    """Start the listener; the caller stops it."""
     runner = web.AppRunner(Webhook(store).app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=context)
+    site = web.TCPSite(runner, host, port, ssl_context=cert.context)
     await site.start()
     log.info("admission webhook listening on https://%s:%d%s", host, port, PATH)
-    return runner
+    return Listener(runner, asyncio.create_task(cert.watch(), name="webhook-cert-watch"))

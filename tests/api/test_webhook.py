@@ -3,6 +3,8 @@ its own writes: the same checks, codes and messages; reviews it cannot read are 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +20,7 @@ from shared.models import GROUP, VERSION, Cluster, Machine, Region, convert, to_
 from shared.store.kv import KVStore
 from tests.api.conftest import cluster, machine, region
 from tests.attach.pki import CA
+from tests.waiting import eventually
 
 
 def cert_dir(ca: CA, path: Path) -> Path:
@@ -66,13 +69,12 @@ class Hook:
 @pytest.fixture
 async def hook(kv_store: KVStore, tmp_path: Path) -> AsyncIterator[Hook]:
     ca = CA("webhook-ca")
-    runner = await webhook.serve(kv_store, "127.0.0.1", 0,
-                                 webhook.server_context(cert_dir(ca, tmp_path / "certs")))
-    port = runner.addresses[0][1]
+    listener = await webhook.serve(kv_store, "127.0.0.1", 0,
+                                   webhook.ServingCert(cert_dir(ca, tmp_path / "certs")))
     trust = ssl.create_default_context(cadata=ca.pem.decode())
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as session:
-        yield Hook(f"https://127.0.0.1:{port}{webhook.PATH}", session)
-    await runner.cleanup()
+        yield Hook(f"https://127.0.0.1:{listener.port}{webhook.PATH}", session)
+    await listener.stop()
 
 
 def stored(obj: Any) -> dict[str, Any]:
@@ -175,3 +177,40 @@ def test_a_missing_certificate_stops_the_gateway_before_it_starts(
     assert code == 1
     missing = tmp_path / "no" / "tls.crt"
     assert f"error: webhook certificate: no {missing}" in capsys.readouterr().err
+
+
+async def handshake(port: int, ca: CA) -> bool:
+    """Whether a client trusting only ``ca`` completes a TLS handshake with the listener."""
+    trust = ssl.create_default_context(cadata=ca.pem.decode())
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=trust)
+    except ssl.SSLError:
+        return False
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return True
+
+
+async def test_a_rotated_certificate_is_served_without_a_restart(kv_store: KVStore,
+                                                                 tmp_path: Path):
+    """As a renewed Secret reaches the pod: new handshakes get the new certificate; a
+    half-swapped pair (new certificate, old key) keeps the previous one serving."""
+    first, second = CA("first-ca"), CA("second-ca")
+    certs = cert_dir(first, tmp_path / "certs")
+    cert = webhook.ServingCert(certs, interval=0.05)
+    listener = await webhook.serve(kv_store, "127.0.0.1", 0, cert)
+    try:
+        assert await handshake(listener.port, first)
+        assert not cert.reload_if_changed()  # nothing changed
+
+        renewed = second.issue("webhook", server=True)
+        (certs / webhook.CERT_FILE).write_bytes(renewed.cert_pem)  # the key not yet
+        assert not cert.reload_if_changed()
+        assert await handshake(listener.port, first)
+        (certs / webhook.KEY_FILE).write_bytes(renewed.key_pem)
+        # The watch picks the pair up by itself.
+        await eventually(lambda: handshake(listener.port, second), timeout=10)
+        assert not await handshake(listener.port, first)
+    finally:
+        await listener.stop()

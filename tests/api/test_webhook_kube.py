@@ -63,8 +63,8 @@ async def kube(tmp_path: Path) -> AsyncIterator[Kube]:
     await store.start()
     ca = CA("cc-api-webhook-ca")
     certs = cert_dir(ca, tmp_path / "certs")
-    hook = await webhook.serve(store, "127.0.0.1", 0, webhook.server_context(certs))
-    server.set_service("ccloud", "cc-api", 9443, f"127.0.0.1:{hook.addresses[0][1]}")
+    hook = await webhook.serve(store, "127.0.0.1", 0, webhook.ServingCert(certs))
+    server.set_service("ccloud", "cc-api", 9443, f"127.0.0.1:{hook.port}")
     cfg = client.Configuration(host=server.url)
     async with client.ApiClient(configuration=cfg) as api:
         await client.AdmissionregistrationV1Api(api).create_validating_webhook_configuration({
@@ -82,7 +82,7 @@ async def kube(tmp_path: Path) -> AsyncIterator[Kube]:
             }],
         })
         yield Kube(server, client.CustomObjectsApi(api), store)
-    await hook.cleanup()
+    await hook.stop()
     await store.close()
     await server.stop()
 
