@@ -8,8 +8,9 @@ it is written with mode 0600 (keep it as a secret).
 
 A restore checks the whole file first (format, checksum, every object against the models)
 and that no object in the store has an object's name under another uid (or, asked to
-replace those, deletes them), and writes nothing if anything is wrong. It then writes the objects as the bootstrap pivot does: owners first,
-paused (controllers leave a half-restored tree alone), then each back to its exact content.
+replace those, deletes them), and writes nothing if anything is wrong. It then writes the
+objects as the bootstrap pivot does: owners first, paused (controllers leave a
+half-restored tree alone), then each back to its exact content.
 Objects the store holds and the backup does not are left as they are; one it holds under
 the same uid is overwritten, so a restore that stopped half-way is simply run again.
 
