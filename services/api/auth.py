@@ -12,6 +12,30 @@ Roles per namespace (project): ``reader`` may get/list/watch, ``writer`` may als
 create/update/patch/delete, ``admin`` may also write credential kinds (those that declare
 ``SECRET_FIELDS``). Everyone authenticated may read cluster-scoped kinds (regions and
 releases); only operators write them or a status subresource.
+
+OpenID Connect ID tokens are accepted too when the file has an ``oidc:`` section, as
+kube-apiserver's ``--oidc-*`` flags do (login stays with the IdP's tooling, e.g.
+kubelogin; verification is ``services/api/oidc.py``)::
+
+    oidc:
+      issuerURL: https://keycloak.example/realms/ccloud   # https only; = the tokens' iss
+      clientID: ccloud                  # the tokens' aud must contain it
+      usernameClaim: preferred_username # default
+      usernamePrefix: "oidc:"           # default; "-" for none. Keeps OIDC names apart
+                                        # from the static users above
+      groupsClaim: groups               # default; if present, a list of strings
+      caFile: /etc/ccloud/idp-ca.pem    # optional (relative: to this file); else the
+                                        # system's CAs
+      groups:                           # group -> bindings, as users have them
+        platform-admins: {operator: true}
+        team-a-devs: {roles: {team-a: writer}}
+      users:                            # optional: username (without prefix) -> bindings
+        alice: {roles: {team-b: admin}}
+
+An OIDC user is named prefix + username and gets the union of the bindings of its groups
+and its username: operator if any says so, and per namespace the highest role. A token
+that matches no binding is a user with no roles (it reads cluster-scoped kinds only).
+Static tokens are looked up first, so they keep working whatever the IdP does.
 """
 
 from __future__ import annotations
@@ -19,13 +43,23 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+import ssl
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
+from services.api.oidc import (
+    DEFAULT_REFRESH_INTERVAL,
+    Identity,
+    OIDCVerifier,
+    looks_like_jwt,
+    ssl_context,
+)
 from shared.models import Resource
 
 Verb = Literal["get", "list", "watch", "create", "update", "patch", "delete"]
@@ -95,35 +129,111 @@ class User:
         return rank >= ROLE_RANK[needed]
 
 
-class Authenticator:
-    """Maps bearer tokens to users by the sha256 of the token.
+@dataclass(frozen=True)
+class Binding:
+    """What a group or user of the ``oidc:`` section is granted."""
 
-    A dict lookup on the digest, not a scan: timing can at most reveal how much of a
-    stored *digest* a guess's digest matches, which does not help find a token (sha256 is
-    preimage resistant), and the cost stays flat however many users there are.
+    operator: bool = False
+    roles: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OIDCUsers:
+    """Maps verified OIDC identities to users through the tokens file's bindings."""
+
+    verifier: OIDCVerifier
+    prefix: str = "oidc:"
+    groups: Mapping[str, Binding] = field(default_factory=dict)
+    users: Mapping[str, Binding] = field(default_factory=dict)
+
+    def user_for(self, identity: Identity) -> User:
+        bindings = [self.groups[g] for g in identity.groups if g in self.groups]
+        if identity.username in self.users:
+            bindings.append(self.users[identity.username])
+        roles: dict[str, str] = {}
+        for binding in bindings:
+            for ns, role in binding.roles.items():
+                if ROLE_RANK[role] > ROLE_RANK.get(roles.get(ns, ""), 0):
+                    roles[ns] = role
+        return User(
+            name=self.prefix + identity.username,
+            operator=any(b.operator for b in bindings),
+            roles=roles,
+        )
+
+
+class Authenticator:
+    """Maps bearer tokens to users: static tokens by their sha256, then OIDC ID tokens.
+
+    Static tokens are a dict lookup on the digest, not a scan: timing can at most reveal how
+    much of a stored *digest* a guess's digest matches, which does not help find a token
+    (sha256 is preimage resistant), and the cost stays flat however many users there are.
     """
 
-    def __init__(self, users: Iterable[tuple[str, User]] = ()) -> None:
+    def __init__(
+        self, users: Iterable[tuple[str, User]] = (), *, oidc: OIDCUsers | None = None
+    ) -> None:
         self._by_hash: dict[str, User] = dict(users)
+        self.oidc = oidc
 
     def add(self, token_sha256: str, user: User) -> None:
         self._by_hash[token_sha256] = user
 
-    def authenticate(self, token: str) -> User | None:
-        return self._by_hash.get(hash_token(token))
+    async def authenticate(self, token: str) -> User | None:
+        """The token's user, or None for an unknown one.
+
+        Raises ``oidc.InvalidToken`` (say why, 401) for a JWT that fails verification and
+        ``oidc.IdPUnavailable`` (503) when the IdP's keys cannot be fetched to judge it.
+        """
+        user = self._by_hash.get(hash_token(token))
+        if user is not None or self.oidc is None or not looks_like_jwt(token):
+            return user
+        return self.oidc.user_for(await self.oidc.verifier.verify(token))
 
     @classmethod
-    def from_file(cls, path: str | Path) -> Authenticator:
+    def from_file(
+        cls,
+        path: str | Path,
+        *,
+        oidc_refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+        oidc_clock: Callable[[], float] = time.monotonic,
+    ) -> Authenticator:
         try:
             doc = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as e:
             raise AuthConfigError(f"cannot read tokens file {path}: {e}") from None
-        return cls.from_dict(doc, source=str(path))
+        return cls.from_dict(
+            doc, source=str(path), base_dir=Path(path).parent,
+            oidc_refresh_interval=oidc_refresh_interval, oidc_clock=oidc_clock,
+        )
 
     @classmethod
-    def from_dict(cls, doc: Mapping, *, source: str = "tokens") -> Authenticator:
-        auth = cls()
-        users = doc.get("users") if isinstance(doc, Mapping) else None
+    def from_dict(
+        cls,
+        doc: Mapping,
+        *,
+        source: str = "tokens",
+        base_dir: Path | None = None,
+        oidc_refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+        oidc_clock: Callable[[], float] = time.monotonic,
+    ) -> Authenticator:
+        """Validate a tokens document; every mistake is an AuthConfigError naming its path.
+
+        ``oidc_refresh_interval`` and ``oidc_clock`` rate-limit JWKS fetches (tests lower or
+        drive them); a relative ``oidc.caFile`` is taken from ``base_dir``.
+        """
+        if not isinstance(doc, Mapping):
+            raise AuthConfigError(f"{source}: 'users' must be a list")
+        oidc = None
+        if doc.get("oidc") is not None:
+            oidc = _parse_oidc(
+                doc["oidc"], f"{source}: oidc", base_dir=base_dir,
+                refresh_interval=oidc_refresh_interval, clock=oidc_clock,
+            )
+        auth = cls(oidc=oidc)
+        users = doc.get("users")
+        if users is None and oidc is not None:
+            users = []
         if not isinstance(users, list):
             raise AuthConfigError(f"{source}: 'users' must be a list")
         for i, entry in enumerate(users):
@@ -135,17 +245,101 @@ class Authenticator:
                 raise AuthConfigError(f"{where}.name is required")
             if not isinstance(digest, str) or len(digest) != 64:
                 raise AuthConfigError(f"{where}.tokenSha256 must be a sha256 hex digest")
-            roles = entry.get("roles") or {}
-            if not isinstance(roles, Mapping):
-                raise AuthConfigError(f"{where}.roles must map namespace to role")
-            for ns, role in roles.items():
-                if role not in ROLE_RANK:
-                    raise AuthConfigError(
-                        f"{where}.roles.{ns}: unknown role {role!r} (reader, writer, admin)"
-                    )
-            user = User(name=name, operator=bool(entry.get("operator")), roles=dict(roles))
+            roles = _parse_roles(entry.get("roles"), f"{where}.roles")
+            user = User(name=name, operator=bool(entry.get("operator")), roles=roles)
             auth.add(digest.lower(), user)
         return auth
+
+
+OIDC_KEYS = ("issuerURL", "clientID", "usernameClaim", "usernamePrefix", "groupsClaim",
+             "caFile", "groups", "users")
+
+
+def _parse_roles(roles: Any, where: str) -> dict[str, str]:
+    roles = roles or {}
+    if not isinstance(roles, Mapping):
+        raise AuthConfigError(f"{where} must map namespace to role")
+    for ns, role in roles.items():
+        if role not in ROLE_RANK:
+            raise AuthConfigError(f"{where}.{ns}: unknown role {role!r} (reader, writer, admin)")
+    return {str(ns): role for ns, role in roles.items()}
+
+
+def _parse_bindings(doc: Any, where: str) -> dict[str, Binding]:
+    if doc is None:
+        return {}
+    if not isinstance(doc, Mapping):
+        raise AuthConfigError(f"{where} must map names to bindings")
+    bindings: dict[str, Binding] = {}
+    for name, entry in doc.items():
+        at = f"{where}.{name}"
+        if not isinstance(entry, Mapping):
+            raise AuthConfigError(f"{at} must be a mapping with operator and/or roles")
+        unknown = sorted(str(k) for k in entry if k not in ("operator", "roles"))
+        if unknown:
+            raise AuthConfigError(f"{at}: unknown key {unknown[0]!r} (operator, roles)")
+        operator = entry.get("operator", False)
+        if not isinstance(operator, bool):
+            raise AuthConfigError(f"{at}.operator must be true or false")
+        bindings[str(name)] = Binding(operator, _parse_roles(entry.get("roles"), f"{at}.roles"))
+    return bindings
+
+
+def _string(doc: Mapping, key: str, where: str, default: str | None = None) -> str:
+    value = doc.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise AuthConfigError(f"{where}.{key} must be a non-empty string")
+    return value
+
+
+def _parse_oidc(
+    doc: Any,
+    where: str,
+    *,
+    base_dir: Path | None,
+    refresh_interval: float,
+    clock: Callable[[], float],
+) -> OIDCUsers:
+    if not isinstance(doc, Mapping):
+        raise AuthConfigError(f"{where} must be a mapping")
+    unknown = sorted(str(k) for k in doc if k not in OIDC_KEYS)
+    if unknown:
+        raise AuthConfigError(f"{where}: unknown key {unknown[0]!r} ({', '.join(OIDC_KEYS)})")
+    issuer = doc.get("issuerURL")
+    parts = urlsplit(issuer) if isinstance(issuer, str) else None
+    if (
+        parts is None or parts.scheme != "https" or not parts.hostname or parts.query
+        or parts.fragment or parts.username
+    ):
+        raise AuthConfigError(f"{where}.issuerURL must be an https URL")
+    client_id = _string(doc, "clientID", where)
+    username_claim = _string(doc, "usernameClaim", where, "preferred_username")
+    groups_claim = _string(doc, "groupsClaim", where, "groups")
+    prefix = doc.get("usernamePrefix", "oidc:")
+    if not isinstance(prefix, str) or not prefix:
+        raise AuthConfigError(f'{where}.usernamePrefix must be a non-empty string ("-" for none)')
+    ctx: ssl.SSLContext | None = None
+    if doc.get("caFile") is not None:
+        ca = Path(_string(doc, "caFile", where))
+        if base_dir is not None and not ca.is_absolute():
+            ca = base_dir / ca
+        try:
+            ctx = ssl_context(str(ca))
+        except ssl.SSLError:  # an OSError too: first
+            raise AuthConfigError(f"{where}.caFile: {ca} holds no PEM certificate") from None
+        except OSError as e:
+            raise AuthConfigError(f"{where}.caFile: cannot read {ca}: {e.strerror or e}") \
+                from None
+    verifier = OIDCVerifier(
+        issuer, client_id, username_claim=username_claim, groups_claim=groups_claim,
+        ssl_ctx=ctx, refresh_interval=refresh_interval, clock=clock,
+    )
+    return OIDCUsers(
+        verifier=verifier,
+        prefix="" if prefix == "-" else prefix,
+        groups=_parse_bindings(doc.get("groups"), f"{where}.groups"),
+        users=_parse_bindings(doc.get("users"), f"{where}.users"),
+    )
 
 
 def user_entry(name: str, token: str, *, operator: bool = False, roles: Mapping | None = None):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -20,6 +21,7 @@ from services.api.audit import AuditLog
 from services.api.auth import Authenticator, User
 from services.api.context import AUDIT, USER
 from services.api.errors import ApiError, status_body
+from services.api.oidc import IdPUnavailable, InvalidToken
 from services.api.respond import json_response
 from shared.models import BY_PLURAL
 from shared.store import StoreError
@@ -152,6 +154,15 @@ def _bearer(request: web.Request) -> str | None:
     return None
 
 
+_DESCRIPTION_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
+
+
+def _invalid_token(description: str) -> str:
+    """An RFC 6750 challenge; the description keeps only the characters it allows."""
+    safe = "".join(c for c in description if c in _DESCRIPTION_CHARS)
+    return f'Bearer realm="ccloud", error="invalid_token", error_description="{safe}"'
+
+
 def auth_middleware(auth: Authenticator, *, guarded: tuple[str, ...] = ("/apis",)):
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -163,7 +174,18 @@ def auth_middleware(auth: Authenticator, *, guarded: tuple[str, ...] = ("/apis",
                 401, "Unauthorized: a bearer token is required",
                 headers={"WWW-Authenticate": 'Bearer realm="ccloud"'},
             )
-        user = auth.authenticate(token)
+        try:
+            user = await auth.authenticate(token)
+        except InvalidToken as e:
+            raise ApiError(
+                401, f"Unauthorized: {e}", headers={"WWW-Authenticate": _invalid_token(str(e))}
+            ) from None
+        except IdPUnavailable as e:
+            # Not a 401: the token may be fine, the client should retry rather than log in.
+            raise ApiError(
+                503, f"cannot verify the token now: {e}",
+                headers={"Retry-After": str(max(1, math.ceil(e.retry_after)))},
+            ) from None
         if user is None:
             raise ApiError(
                 401, "Unauthorized: unknown or revoked token",

@@ -16,14 +16,14 @@ from shared.natsserver import NatsServer, free_port
 from tests.waiting import eventually
 
 
-def test_bootstrap_token_is_private_and_created_once(tmp_path: Path) -> None:
+async def test_bootstrap_token_is_private_and_created_once(tmp_path: Path) -> None:
     tokens, token = ensure_bootstrap(tmp_path)
     assert token
     secret = tmp_path / "admin-token"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert secret.read_text().strip() == token
     assert token not in tokens.read_text()  # only its hash is kept
-    user = Authenticator.from_file(tokens).authenticate(token)
+    user = await Authenticator.from_file(tokens).authenticate(token)
     assert user is not None and user.operator
     again, fresh = ensure_bootstrap(tmp_path)
     assert again == tokens and fresh is None

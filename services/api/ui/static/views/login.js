@@ -19,17 +19,24 @@ export function renderLogin(root) {
         session.setToken("");
         session.self = null;
         error.textContent = err instanceof ApiError && err.status === 401
-          ? "Unknown or revoked token." : `Cannot sign in: ${err.message}`;
+          ? refusal(err.message) : `Cannot sign in: ${err.message}`;
         return;
       }
       window.dispatchEvent(new CustomEvent("ccloud:signed-in"));
     } },
     h("h2", {}, "Sign in"),
     h("p", { class: "hint" },
-      "Paste your API token (the local runner prints the admin token on first start)."),
+      "Paste your API token (the local runner prints the admin token on first start) or an " +
+      "ID token from your identity provider."),
     h("div", { class: "field" }, h("label", { for: "token" }, "Token"), input, error),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Sign in")),
   );
   root.append(form);
   input.focus();
+}
+
+// The gateway's reason ("Unauthorized: token expired") as a sentence: "Token expired."
+function refusal(message) {
+  const why = message.replace(/^Unauthorized:\s*/, "") || "unknown or revoked token";
+  return `${why[0].toUpperCase()}${why.slice(1)}${why.endsWith(".") ? "" : "."}`;
 }
