@@ -67,6 +67,7 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     rbac: dict[str, tuple[str, ...]] = field(default_factory=dict)
     webhook_port: int = 0  # a validating admission webhook served by ``<module>.webhook``
+    tokens: bool = False  # reads a tokens file (users, roles): mounted from a Secret
 
     @property
     def command(self) -> str:
@@ -100,6 +101,7 @@ def load(path: Path = DEPLOY / "services.yaml") -> Manifest:
                 env={str(k): str(v) for k, v in (entry.get("env") or {}).items()},
                 rbac={str(k): tuple(v) for k, v in (entry.get("rbac") or {}).items()},
                 webhook_port=int((entry.get("webhook") or {}).get("port") or 0),
+                tokens=bool(entry.get("tokens")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestError(f"{where}: missing or bad field {e}") from None
@@ -170,6 +172,9 @@ def service_chart(m: Manifest, svc: Service) -> dict[str, str]:
     }
     if svc.webhook_port:
         values["webhook"] = webhook_values(m, svc)
+    if svc.tokens:
+        # The chart's Secret (an operator 'admin', kept across upgrades) unless one is named.
+        values["auth"] = {"enabled": True, "existingSecret": "", "mountPath": "/etc/ccloud/auth"}
     return {
         "Chart.yaml": HEADER + _dump(chart),
         "values.yaml": HEADER + _dump(values),

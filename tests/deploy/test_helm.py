@@ -3,6 +3,7 @@ that validates each object against the Kubernetes schemas (tests/fakes/kube_clus
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import shutil
@@ -16,6 +17,7 @@ import yaml
 from cryptography import x509
 
 from services.api import webhook
+from services.api.auth import Authenticator, user_entry
 from services.backup import __main__ as backup_main
 from tests.deploy import code, helm
 from tests.deploy.test_manifest import MANIFEST, SERVICES, generate, landed, require_landed
@@ -76,7 +78,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
         # An upgrade's view: the webhook's certificate Secret already there (as an earlier
         # install of the release left it); the chart must reuse it, not make a new pair.
         out.clusters["reuse"] = ct.new(tmp / "reuse.kubeconfig")
-        seed_secret(out.clusters["reuse"].url, EARLIER_TLS)
+        seed_secret(out.clusters["reuse"].url, "r-api-webhook-tls", EARLIER_TLS,
+                    "kubernetes.io/tls")
+        seed_secret(out.clusters["reuse"].url, "r-api-auth", EARLIER_USERS)
+        own = tmp / "own-users.yaml"
+        own.write_text(yaml.safe_dump({"auth": {"existingSecret": "team-users"}}))
+        jobs.append({"action": "install", "chart": str(helm.CHARTS / "api"), "id": "own-users",
+                     "release": "o", "namespace": NS, "kubeconfig": str(tmp / "reuse.kubeconfig"),
+                     "values_files": [str(own)]})
         jobs.append({"action": "install", "chart": str(helm.CHARTS / "api"), "id": "reuse",
                      "release": "r", "namespace": NS, "kubeconfig": str(tmp / "reuse.kubeconfig"),
                      "values_files": [str(standalone)]})
@@ -94,9 +103,18 @@ EARLIER_TLS = {"ca.crt": "ZWFybGllci1jYQ==", "tls.crt": "ZWFybGllci1jZXJ0",
                "tls.key": "ZWFybGllci1rZXk="}
 
 
-def seed_secret(url: str, data: dict[str, str]) -> None:
-    secret = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls", "data": data,
-              "metadata": {"name": "r-api-webhook-tls", "namespace": NS,
+EARLIER_USERS = {
+    "tokens.yaml": base64.b64encode(yaml.safe_dump({"users": [
+        user_entry("admin", "earlier-admin-token", operator=True),
+        user_entry("ada", "ada-token", roles={"team-a": "admin"})]}).encode()).decode(),
+    "admin-token": base64.b64encode(b"earlier-admin-token").decode(),
+}
+
+
+def seed_secret(url: str, name: str, data: dict[str, str], type_: str = "Opaque") -> None:
+    """A Secret as an earlier install of release r left it (Helm's ownership marks)."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": type_, "data": data,
+              "metadata": {"name": name, "namespace": NS,
                            "labels": {"app.kubernetes.io/managed-by": "Helm"},
                            "annotations": {"meta.helm.sh/release-name": "r",
                                            "meta.helm.sh/release-namespace": NS}}}
@@ -353,3 +371,46 @@ def test_backups_of_the_kubernetes_store_are_refused_with_a_reason(runs: Runs) -
     result = runs.results["backup-kube"]
     assert not result["ok"]
     assert "backup.enabled needs global.store=kv" in result["error"]
+
+
+def users_of(secret: dict[str, Any]) -> Authenticator:
+    doc = yaml.safe_load(base64.b64decode(secret["data"]["tokens.yaml"]))
+    return Authenticator.from_dict(doc, source=secret["metadata"]["name"])
+
+
+@pytest.mark.parametrize("cluster", ["mgmt-kv", "mgmt-kube"])
+def test_the_gateways_users_come_from_a_secret(runs: Runs, cluster: str) -> None:
+    """Not from its data folder (an emptyDir: a new admin token on every restart, another
+    per replica): a Secret the chart makes with an operator whose token it holds."""
+    installed(runs, cluster)
+    pod = objects(runs, cluster, "Deployment")["cc-api"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "auth")
+    assert env["CCLOUD_TOKENS_FILE"] == f"{mount['mountPath']}/tokens.yaml"
+    assert "CCLOUD_TOKENS_FILE" in code.env_read("services.api")
+    volume = next(v for v in pod["volumes"] if v["name"] == "auth")
+    secret = objects(runs, cluster, "Secret")[volume["secret"]["secretName"]]
+    token = base64.b64decode(secret["data"]["admin-token"]).decode()
+    assert len(token) >= 40
+    admin = asyncio.run(users_of(secret).authenticate(token))
+    assert admin is not None and admin.name == "admin" and admin.operator
+    assert token not in base64.b64decode(secret["data"]["tokens.yaml"]).decode()
+
+
+def test_an_upgrade_keeps_the_gateways_users(runs: Runs) -> None:
+    result = runs.results["reuse"]
+    assert result["ok"], result.get("error")
+    secret = objects(runs, "reuse", "Secret")["r-api-auth"]
+    assert secret["data"] == EARLIER_USERS
+    ada = asyncio.run(users_of(secret).authenticate("ada-token"))
+    assert ada is not None and ada.roles == {"team-a": "admin"}
+
+
+def test_users_from_a_secret_of_ones_own(runs: Runs) -> None:
+    result = runs.results["own-users"]
+    assert result["ok"], result.get("error")
+    assert "o-api-auth" not in objects(runs, "reuse", "Secret")
+    pod = objects(runs, "reuse", "Deployment")["o-api"]["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "auth")
+    assert volume["secret"]["secretName"] == "team-users"

@@ -2,11 +2,13 @@
 "ccloud.service" renders one service of the set: its ServiceAccount, RBAC (only with the
 Kubernetes store backend: with the embedded KV store a pod needs no API access and gets no
 token), a Service for its ports and probes, the Deployment, and with the Kubernetes store
-the service's admission webhook where it has one (_webhook.tpl).
+the service's admission webhook where it has one (_webhook.tpl), and for the gateway the
+Secret its users come from (_auth.tpl).
 */}}
 {{- define "ccloud.service" -}}
 {{- $kube := eq .Values.global.store "kube" -}}
 {{- $hook := and $kube (.Values.webhook | default dict).enabled -}}
+{{- $auth := (.Values.auth | default dict).enabled -}}
 apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -108,6 +110,10 @@ spec:
           args: [{{ .Values.service.command | quote }}]
           env:
             {{- include "ccloud.env" . | nindent 12 }}
+            {{- if $auth }}
+            - name: CCLOUD_TOKENS_FILE
+              value: {{ printf "%s/tokens.yaml" .Values.auth.mountPath | quote }}
+            {{- end }}
             {{- if $hook }}
             - name: CCLOUD_WEBHOOK_PORT
               value: {{ .Values.webhook.port | quote }}
@@ -150,6 +156,11 @@ spec:
               mountPath: /var/lib/ccloud
             - name: tmp
               mountPath: /tmp
+            {{- if $auth }}
+            - name: auth
+              mountPath: {{ .Values.auth.mountPath }}
+              readOnly: true
+            {{- end }}
             {{- if $hook }}
             - name: webhook-tls
               mountPath: {{ .Values.webhook.certDir }}
@@ -160,6 +171,11 @@ spec:
           emptyDir: {}
         - name: tmp
           emptyDir: {}
+        {{- if $auth }}
+        - name: auth
+          secret:
+            secretName: {{ .Values.auth.existingSecret | default (printf "%s-auth" (include "ccloud.fullname" .)) }}
+        {{- end }}
         {{- if $hook }}
         - name: webhook-tls
           secret:
@@ -173,6 +189,10 @@ spec:
       tolerations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+{{- if and $auth (not .Values.auth.existingSecret) }}
+---
+{{ include "ccloud.auth" . }}
+{{- end }}
 {{- if $hook }}
 ---
 {{ include "ccloud.webhook" . }}
