@@ -8,7 +8,8 @@ Settings come from the shared ``CCLOUD_*`` environment (``shared.config.Settings
     --port         CCLOUD_API_PORT      8443
     --tokens-file  CCLOUD_TOKENS_FILE   <data-dir>/tokens.yaml (created on first start,
                                         with the operator token in <data-dir>/admin-token)
-    --audit-log    CCLOUD_AUDIT_LOG     <data-dir>/audit.log
+    --audit-log    CCLOUD_AUDIT_LOG     <data-dir>/audit.log; - for standard output (the
+                                        container's log, as the chart sets it)
     --access-log   CCLOUD_API_ACCESS_LOG  off; 1 logs a line per request (a cost on every
                                         request; writes are audited and /metrics counts
                                         every request anyway)

@@ -23,11 +23,16 @@ from shared.models import now
 _encode = msgspec.json.Encoder().encode
 
 
+STDOUT = "-"  # as kube-apiserver's --audit-log-path=-: the container's log
+
+
 class AuditLog:
-    """Appends one JSON object per line to ``path`` (or keeps them in memory if None)."""
+    """Appends one JSON object per line to ``path`` (standard output for ``-``; kept in
+    memory if None)."""
 
     def __init__(self, path: str | Path | None) -> None:
-        self.path = Path(path) if path else None
+        self.stdout = str(path) == STDOUT
+        self.path = Path(path) if path and not self.stdout else None
         self.entries: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._fd: int | None = None
@@ -59,10 +64,12 @@ class AuditLog:
             "code": code,
         }
         with self._lock:
-            if self.path is None:
+            if self.stdout:
+                os.write(1, _encode(entry) + b"\n")  # one write: lines never interleave
+            elif self.path is None:
                 self.entries.append(entry)
-                return
-            os.write(self._file(), _encode(entry) + b"\n")
+            else:
+                os.write(self._file(), _encode(entry) + b"\n")
 
     def _file(self) -> int:
         """The open descriptor for ``path``, reopened if the file was moved or deleted."""

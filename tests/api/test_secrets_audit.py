@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from services.api.audit import AuditLog
 from shared.models import OpenStackCredential
 from tests.api.conftest import Gateway, ns_path, open_watch, os_credential
 
@@ -89,3 +90,16 @@ async def test_audit_log_records_writes_without_content(
     raw = gateway.audit_path.read_text()
     assert SECRET not in raw and "rotated-pw" not in raw and "keystone" not in raw
     assert SECRET not in caplog.text and "rotated-pw" not in caplog.text
+
+
+def test_audit_log_to_standard_output(capfd: pytest.CaptureFixture[str]) -> None:
+    """``-`` (what the chart sets): one JSON line per write on the container's log."""
+    log = AuditLog("-")
+    for name in ("c1", "c2"):
+        log.record(user="ada", verb="create", kind="Cluster", namespace="team-a", name=name,
+                   code=201, resource_version="7")
+    log.close()
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+    assert [(e["user"], e["name"], e["code"]) for e in lines] == [("ada", "c1", 201),
+                                                                  ("ada", "c2", 201)]
+    assert log.entries == [] and log.path is None
