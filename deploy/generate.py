@@ -68,6 +68,9 @@ class Service:
     rbac: dict[str, tuple[str, ...]] = field(default_factory=dict)
     webhook_port: int = 0  # a validating admission webhook served by ``<module>.webhook``
     tokens: bool = False  # reads a tokens file (users, roles): mounted from a Secret
+    # env var -> key of a random secret the chart makes once and keeps
+    generated_secrets: dict[str, str] = field(default_factory=dict)
+    persistent_size: str = ""  # the data folder on a volume of this size, not an emptyDir
 
     @property
     def command(self) -> str:
@@ -102,6 +105,9 @@ def load(path: Path = DEPLOY / "services.yaml") -> Manifest:
                 rbac={str(k): tuple(v) for k, v in (entry.get("rbac") or {}).items()},
                 webhook_port=int((entry.get("webhook") or {}).get("port") or 0),
                 tokens=bool(entry.get("tokens")),
+                generated_secrets={str(k): str(v) for k, v in
+                                   (entry.get("generated_secrets") or {}).items()},
+                persistent_size=str((entry.get("persistent") or {}).get("size") or ""),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestError(f"{where}: missing or bad field {e}") from None
@@ -172,6 +178,12 @@ def service_chart(m: Manifest, svc: Service) -> dict[str, str]:
     }
     if svc.webhook_port:
         values["webhook"] = webhook_values(m, svc)
+    if svc.generated_secrets:
+        values["generatedSecrets"] = dict(svc.generated_secrets)
+    if svc.persistent_size:
+        values["persistence"] = {"enabled": True, "size": svc.persistent_size,
+                                 "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                                 "existingClaim": ""}
     if svc.tokens:
         # The chart's Secret (an operator 'admin', kept across upgrades) unless one is named.
         values["auth"] = {"enabled": True, "existingSecret": "", "mountPath": "/etc/ccloud/auth"}

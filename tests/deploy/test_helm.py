@@ -81,6 +81,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
         seed_secret(out.clusters["reuse"].url, "r-api-webhook-tls", EARLIER_TLS,
                     "kubernetes.io/tls")
         seed_secret(out.clusters["reuse"].url, "r-api-auth", EARLIER_USERS)
+        seed_secret(out.clusters["reuse"].url, "r-lcm-secrets", EARLIER_LCM)
+        jobs.append({"action": "install", "chart": str(helm.CHARTS / "lcm"), "id": "reuse-lcm",
+                     "release": "r", "namespace": NS, "kubeconfig": str(tmp / "reuse.kubeconfig"),
+                     "values_files": [str(standalone)]})
         own = tmp / "own-users.yaml"
         own.write_text(yaml.safe_dump({"auth": {"existingSecret": "team-users"}}))
         jobs.append({"action": "install", "chart": str(helm.CHARTS / "api"), "id": "own-users",
@@ -111,6 +115,9 @@ EARLIER_USERS = {
 }
 
 
+EARLIER_LCM = {"agent-secret": base64.b64encode(b"e" * 64).decode()}
+
+
 def seed_secret(url: str, name: str, data: dict[str, str], type_: str = "Opaque") -> None:
     """A Secret as an earlier install of release r left it (Helm's ownership marks)."""
     secret = {"apiVersion": "v1", "kind": "Secret", "type": type_, "data": data,
@@ -123,6 +130,15 @@ def seed_secret(url: str, name: str, data: dict[str, str], type_: str = "Opaque"
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.status == 201
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    """A container's environment; a value from a Secret reads ``secret:<name>/<key>``."""
+    out = {}
+    for e in container["env"]:
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        out[e["name"]] = f"secret:{ref['name']}/{ref['key']}" if ref else e["value"]
+    return out
 
 
 def objects(runs: Runs, cluster: str, kind: str) -> dict[str, dict[str, Any]]:
@@ -222,7 +238,7 @@ def test_deployment_follows_the_manifest(runs: Runs, svc: generate.Service) -> N
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": svc.health_port}
     ports = {p["containerPort"] for p in c["ports"]}
     assert ports == {svc.health_port, *svc.ports.values()}
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = env_of(c)
     assert env["CCLOUD_NATS_URL"] == "nats://cc-nats:4222"
     assert env["CCLOUD_STORE"] == "kv"
     assert env["CCLOUD_HEALTH_PORT"] == str(svc.health_port)
@@ -241,7 +257,7 @@ def test_rendered_env_is_what_the_code_reads(runs: Runs, svc: generate.Service) 
             continue
         installed(runs, cluster)
         d = objects(runs, cluster, "Deployment")[f"cc-{svc.name}"]
-        env = {e["name"]: e["value"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+        env = env_of(d["spec"]["template"]["spec"]["containers"][0])
         unknown = set(env) - code.env_read(svc.module)
         assert not unknown, f"{cluster} {svc.name}: sets {sorted(unknown)} the code never reads"
         local = code.unset_loopback(svc.module, env)
@@ -254,7 +270,7 @@ def test_service_chart_installs_alone(runs: Runs, svc: generate.Service) -> None
     assert result["ok"], result.get("error")
     assert runs.clusters["standalone"].warnings == []
     d = objects(runs, "standalone", "Deployment")[f"s-{svc.name}-{svc.name}"]
-    env = {e["name"]: e["value"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = env_of(d["spec"]["template"]["spec"]["containers"][0])
     assert env["CCLOUD_NATS_URL"] == "nats://nats.example:4222"
 
 
@@ -310,7 +326,7 @@ def test_kube_store_gateway_serves_its_admission_webhook(runs: Runs) -> None:
     assert ports["webhook"]["port"] == 9443 and ports["webhook"]["targetPort"] == 9443
     pod = objects(runs, "mgmt-kube", "Deployment")["cc-api"]["spec"]["template"]["spec"]
     (c,) = pod["containers"]
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = env_of(c)
     assert env["CCLOUD_WEBHOOK_PORT"] == "9443"
     assert {"CCLOUD_WEBHOOK_PORT", "CCLOUD_WEBHOOK_CERT_DIR"} <= code.env_read("services.api")
     assert {"name": "webhook", "containerPort": 9443} in c["ports"]
@@ -358,7 +374,7 @@ def test_scheduled_backups_of_the_embedded_store(runs: Runs) -> None:
     assert args.backup_command == "backup" and args.keep == 12
     mount = next(m for m in c["volumeMounts"] if m["name"] == "backups")
     assert str(args.dir) == mount["mountPath"]
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = env_of(c)
     assert env["CCLOUD_NATS_URL"] == "nats://cc-nats:4222"
     assert set(env) <= code.env_read("services.backup")
     claim = pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
@@ -385,7 +401,7 @@ def test_the_gateways_users_come_from_a_secret(runs: Runs, cluster: str) -> None
     installed(runs, cluster)
     pod = objects(runs, cluster, "Deployment")["cc-api"]["spec"]["template"]["spec"]
     (c,) = pod["containers"]
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = env_of(c)
     mount = next(m for m in c["volumeMounts"] if m["name"] == "auth")
     assert env["CCLOUD_TOKENS_FILE"] == f"{mount['mountPath']}/tokens.yaml"
     assert "CCLOUD_TOKENS_FILE" in code.env_read("services.api")
@@ -414,3 +430,32 @@ def test_users_from_a_secret_of_ones_own(runs: Runs) -> None:
     pod = objects(runs, "reuse", "Deployment")["o-api"]["spec"]["template"]["spec"]
     volume = next(v for v in pod["volumes"] if v["name"] == "auth")
     assert volume["secret"]["secretName"] == "team-users"
+
+
+def test_what_services_keep_survives_restarts_and_upgrades(runs: Runs) -> None:
+    """LCM's agent secret comes from a Secret the chart made (not the data folder, an
+    emptyDir: a restart would turn away every agent); the release service's data folder,
+    the region's mirror, is a volume kept on uninstall."""
+    installed(runs, "mgmt-kv")
+    lcm = objects(runs, "mgmt-kv", "Deployment")["cc-lcm"]["spec"]["template"]["spec"]
+    env = env_of(lcm["containers"][0])
+    assert env["CCLOUD_LCM_SECRET"] == "secret:cc-lcm-secrets/agent-secret"
+    assert "CCLOUD_LCM_SECRET" in code.env_read("services.lcm")
+    made = objects(runs, "mgmt-kv", "Secret")["cc-lcm-secrets"]
+    assert len(base64.b64decode(made["data"]["agent-secret"])) == 64
+
+    release = objects(runs, "mgmt-kv", "Deployment")["cc-release"]
+    assert release["spec"]["strategy"] == {"type": "Recreate"}
+    volume = next(v for v in release["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == "data")
+    pvc = objects(runs, "mgmt-kv", "PersistentVolumeClaim")[
+        volume["persistentVolumeClaim"]["claimName"]]
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    others = objects(runs, "mgmt-kv", "Deployment")["cc-bridge"]["spec"]["template"]["spec"]
+    assert next(v for v in others["volumes"] if v["name"] == "data") == {
+        "name": "data", "emptyDir": {}}
+
+    result = runs.results["reuse-lcm"]
+    assert result["ok"], result.get("error")
+    assert objects(runs, "reuse", "Secret")["r-lcm-secrets"]["data"] == EARLIER_LCM

@@ -2,13 +2,16 @@
 "ccloud.service" renders one service of the set: its ServiceAccount, RBAC (only with the
 Kubernetes store backend: with the embedded KV store a pod needs no API access and gets no
 token), a Service for its ports and probes, the Deployment, and with the Kubernetes store
-the service's admission webhook where it has one (_webhook.tpl), and for the gateway the
-Secret its users come from (_auth.tpl).
+the service's admission webhook where it has one (_webhook.tpl), for the gateway the
+Secret its users come from (_auth.tpl), and where the manifest asks for them the secrets
+the chart makes once and a volume for the data folder (_kept.tpl).
 */}}
 {{- define "ccloud.service" -}}
 {{- $kube := eq .Values.global.store "kube" -}}
 {{- $hook := and $kube (.Values.webhook | default dict).enabled -}}
 {{- $auth := (.Values.auth | default dict).enabled -}}
+{{- $persist := (.Values.persistence | default dict).enabled -}}
+{{- $generated := .Values.generatedSecrets | default dict -}}
 apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -79,6 +82,10 @@ metadata:
     {{- include "ccloud.labels" . | nindent 4 }}
 spec:
   replicas: {{ .Values.replicas }}
+  {{- if $persist }}
+  strategy:
+    type: Recreate  # a ReadWriteOnce volume cannot be attached to the old and new pod
+  {{- end }}
   selector:
     matchLabels:
       {{- include "ccloud.selectorLabels" . | nindent 6 }}
@@ -110,6 +117,13 @@ spec:
           args: [{{ .Values.service.command | quote }}]
           env:
             {{- include "ccloud.env" . | nindent 12 }}
+            {{- range $env, $key := $generated }}
+            - name: {{ $env }}
+              valueFrom:
+                secretKeyRef:
+                  name: {{ include "ccloud.fullname" $ }}-secrets
+                  key: {{ $key }}
+            {{- end }}
             {{- if $auth }}
             - name: CCLOUD_TOKENS_FILE
               value: {{ printf "%s/tokens.yaml" .Values.auth.mountPath | quote }}
@@ -168,7 +182,12 @@ spec:
             {{- end }}
       volumes:
         - name: data
+          {{- if $persist }}
+          persistentVolumeClaim:
+            claimName: {{ .Values.persistence.existingClaim | default (printf "%s-data" (include "ccloud.fullname" .)) }}
+          {{- else }}
           emptyDir: {}
+          {{- end }}
         - name: tmp
           emptyDir: {}
         {{- if $auth }}
@@ -189,6 +208,14 @@ spec:
       tolerations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+{{- if $generated }}
+---
+{{ include "ccloud.generatedSecrets" . }}
+{{- end }}
+{{- if and $persist (not .Values.persistence.existingClaim) }}
+---
+{{ include "ccloud.dataVolume" . }}
+{{- end }}
 {{- if and $auth (not .Values.auth.existingSecret) }}
 ---
 {{ include "ccloud.auth" . }}
