@@ -71,6 +71,8 @@ class Service:
     # env var -> key of a random secret the chart makes once and keeps
     generated_secrets: dict[str, str] = field(default_factory=dict)
     persistent_size: str = ""  # the data folder on a volume of this size, not an emptyDir
+    # env var -> "<service>/<key>": a key of another service's generated secrets
+    secrets_from: dict[str, str] = field(default_factory=dict)
 
     @property
     def command(self) -> str:
@@ -108,6 +110,8 @@ def load(path: Path = DEPLOY / "services.yaml") -> Manifest:
                 generated_secrets={str(k): str(v) for k, v in
                                    (entry.get("generated_secrets") or {}).items()},
                 persistent_size=str((entry.get("persistent") or {}).get("size") or ""),
+                secrets_from={str(k): str(v) for k, v in
+                              (entry.get("secrets_from") or {}).items()},
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestError(f"{where}: missing or bad field {e}") from None
@@ -116,6 +120,12 @@ def load(path: Path = DEPLOY / "services.yaml") -> Manifest:
         if not svc.module.startswith("services."):
             raise ManifestError(f"{where}: module must be under services.")
         services[name] = svc
+    for svc in services.values():
+        for env, ref in svc.secrets_from.items():
+            other, _, key = ref.partition("/")
+            if key not in services.get(other, svc).generated_secrets.values() or other == svc.name:
+                raise ManifestError(f"{path.name}: services.{svc.name}.secrets_from.{env}: "
+                                    f"{ref!r} is no generated secret of another service")
     agents = {str(k): str(v["module"]) for k, v in (raw.get("agents") or {}).items()}
     return Manifest(group=str(raw["group"]), image=str(raw["image"]), services=services,
                     agents=agents)
@@ -180,6 +190,10 @@ def service_chart(m: Manifest, svc: Service) -> dict[str, str]:
         values["webhook"] = webhook_values(m, svc)
     if svc.generated_secrets:
         values["generatedSecrets"] = dict(svc.generated_secrets)
+    if svc.secrets_from:
+        values["secretsFrom"] = {
+            env: {"service": ref.split("/", 1)[0], "key": ref.split("/", 1)[1]}
+            for env, ref in svc.secrets_from.items()}
     if svc.persistent_size:
         values["persistence"] = {"enabled": True, "size": svc.persistent_size,
                                  "accessModes": ["ReadWriteOnce"], "storageClassName": "",

@@ -18,6 +18,7 @@ import logging
 import random
 
 from services.providers import steps as S
+from services.providers.agent_bootstrap import AgentBootstrap
 from services.providers.contract import (
     DEPROVISION_STEPS,
     PROVISION_STEPS,
@@ -71,8 +72,10 @@ class MachineReconciler:
         provision_timeout: float = 900.0,
         resync_interval: float = 600.0,
         backoff: S.Backoff | None = None,
+        bootstrap: AgentBootstrap | None = None,
     ) -> None:
         self.store = store
+        self.bootstrap = bootstrap  # cloud-init for the node's agent, where nodes take it
         self.provider = provider
         self.targets = targets
         self.region = region
@@ -157,7 +160,8 @@ class MachineReconciler:
         st.observed_generation = machine.metadata.generation
         provider = await self._provider(machine, cluster, claim=True)
         assert provider is not None
-        req = NodeRequest.from_machine(machine, self.provider)
+        user_data = self.bootstrap.user_data(machine) if self.bootstrap else ""
+        req = NodeRequest.from_machine(machine, self.provider, user_data=user_data)
 
         def step(name: str, state: str, message: str = "") -> None:
             S.set_step(st, name, state, message, order=PROVISION_STEPS)

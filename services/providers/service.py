@@ -6,7 +6,9 @@ its ``Targets``; the controllers take only their own region's events (``CCLOUD_R
 how often a provisioning node is polled and when a step counts as timed out;
 ``CCLOUD_PROVIDER_RESYNC_INTERVAL`` how often a running node is re-checked at the provider
 with no event asking for it (drift: a node removed behind our back);
-``CCLOUD_PROVIDER_WORKERS`` how many Machines are reconciled at once.
+``CCLOUD_PROVIDER_WORKERS`` how many Machines are reconciled at once. OpenStack and
+vSphere nodes get cloud-init that starts their LCM agent (``agent_bootstrap.py``:
+``CCLOUD_AGENT_ENDPOINT`` and ``CCLOUD_LCM_SECRET``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 
+from services.providers import agent_bootstrap
 from services.providers.machines import MachineReconciler
 from services.providers.targets import Targets
 from shared.models import Machine
 from shared.models.kinds import ProviderName
 from shared.runtime import Controller
 from shared.service import Parts, Runtime, main
+
+# Providers whose nodes take cloud-init user data (agent_bootstrap.py): bare metal hosts
+# boot the region's image and the simulated provider starts no real node.
+USER_DATA_PROVIDERS: tuple[ProviderName, ...] = ("openstack", "vsphere")
 
 
 def seconds(name: str, default: float) -> float:
@@ -64,6 +71,8 @@ def machine_controller(rt: Runtime, provider: ProviderName, targets: Targets) ->
         poll_interval=seconds("CCLOUD_PROVIDER_POLL_INTERVAL", 2.0),
         provision_timeout=seconds("CCLOUD_PROVIDER_PROVISION_TIMEOUT", 900.0),
         resync_interval=seconds("CCLOUD_PROVIDER_RESYNC_INTERVAL", 600.0),
+        bootstrap=agent_bootstrap.from_env(rt.settings.data_dir)
+        if provider in USER_DATA_PROVIDERS else None,
     )
     return Controller(
         name=f"provider-{provider}-machine",

@@ -459,3 +459,16 @@ def test_what_services_keep_survives_restarts_and_upgrades(runs: Runs) -> None:
     result = runs.results["reuse-lcm"]
     assert result["ok"], result.get("error")
     assert objects(runs, "reuse", "Secret")["r-lcm-secrets"]["data"] == EARLIER_LCM
+
+
+@pytest.mark.parametrize("provider", ["provider-openstack", "provider-vsphere"])
+def test_cloud_providers_sign_node_tokens_with_lcms_secret(runs: Runs, provider: str) -> None:
+    """Their nodes' cloud-init carries a token LCM must accept: both read the one Secret."""
+    for cluster in ("mgmt-kv", "regional-kube"):
+        installed(runs, cluster)
+        deployments = objects(runs, cluster, "Deployment")
+        lcm = env_of(deployments["cc-lcm"]["spec"]["template"]["spec"]["containers"][0])
+        env = env_of(deployments[f"cc-{provider}"]["spec"]["template"]["spec"]["containers"][0])
+        assert env["CCLOUD_LCM_SECRET"] == lcm["CCLOUD_LCM_SECRET"] == \
+            "secret:cc-lcm-secrets/agent-secret"
+        assert env["CCLOUD_AGENT_ENDPOINT"] == f"http://cc-lcm:{lcm['CCLOUD_LCM_PORT']}"

@@ -61,6 +61,12 @@ def test_bad_manifest_is_a_clear_error(tmp_path: Path) -> None:
                    "    sets: [nowhere]\n    health_port: 1\n")
     with pytest.raises(generate.ManifestError, match="services.x: sets"):
         generate.load(bad)
+    bad.write_text("group: g\nimage: i\nservices:\n  x:\n    module: services.x\n"
+                   "    sets: [management]\n    health_port: 1\n"
+                   "    secrets_from: {CCLOUD_LCM_SECRET: lcm/agent-secret}\n")
+    with pytest.raises(generate.ManifestError, match="services.x.secrets_from.CCLOUD_LCM_SECRET: "
+                                                     "'lcm/agent-secret' is no generated secret"):
+        generate.load(bad)
 
 
 @pytest.mark.parametrize("module", ALL_MODULES)

@@ -18,6 +18,7 @@ any thread (or from ``asyncio.to_thread``) work.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import re
 import secrets
@@ -111,6 +112,7 @@ class Server:
     power_state: int = 0
     task_state: str | None = "spawning"
     deleted_at: float | None = None
+    user_data: str = ""  # decoded; what cloud-init on the node would read
     fail_build: bool = False
     updated: float = field(default_factory=time.time)
 
@@ -669,6 +671,18 @@ class FakeOpenStack:
         if net not in self.networks:
             return _err(400, {"badRequest": {"code": 400,
                                              "message": f"Network {net} could not be found."}})
+        user_data = ""
+        if body.get("user_data") is not None:  # Nova: base64, at most 65535 bytes encoded
+            raw = body["user_data"]
+            try:
+                user_data = base64.b64decode(raw, validate=True).decode()
+            except (ValueError, TypeError, UnicodeDecodeError):
+                message = "User data needs to be valid base 64."
+                return _err(400, {"badRequest": {"code": 400, "message": message}})
+            if len(raw) > 65535:
+                return _err(400, {"badRequest": {"code": 400, "message":
+                                                 "User data too large. User data must be no "
+                                                 "larger than 65535 bytes once base64 encoded."}})
         used = sum(1 for s in self._visible(request))
         if used + 1 > self.instance_quota:
             msg = (f"Quota exceeded for instances: Requested 1, but already used {used} of "
@@ -685,6 +699,7 @@ class FakeOpenStack:
             image_id=image, flavor_id=flavor, network_id=net,
             metadata=dict(body.get("metadata") or {}), key_name=body.get("key_name"),
             created=now, build_until=now + self.build_seconds, fail_build=fail,
+            user_data=user_data,
         )
         self.servers[s.id] = s
         self._new_port(net, s.id, "compute:nova", tok.project.id)

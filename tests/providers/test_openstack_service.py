@@ -6,10 +6,21 @@ in status, and a fixed credential recovers the machine.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shlex
 from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
 
 import pytest
+import yaml
 
+from services.lcm import tokens
+from services.lcm.agent import __main__ as agent
+from services.lcm.config import load_secret
+from services.providers import agent_bootstrap
+from services.providers.agent_bootstrap import AgentBootstrap
 from services.providers.machines import MachineReconciler
 from services.providers.openstack import OpenStackProvider
 from services.providers.steps import PROVIDER_READY, Backoff
@@ -106,4 +117,83 @@ async def test_credentials_from_store_errors_and_recovery(h: Harness, cloud: Fak
 
     await eventually(gone, timeout=15, interval=0.1, what="machine deleted")
     assert cloud.servers == {} and cloud.floating_ips == {}
+    await targets.close()
+
+
+async def test_a_node_is_told_who_it_is_and_where_to_report(h: Harness,
+                                                            cloud: FakeOpenStack) -> None:
+    """The server's user data starts the node's LCM agent: the endpoint, the Machine and a
+    token the regional endpoint accepts for this Machine only, readable by root only, and
+    a unit whose command line the agent takes."""
+    machine, targets = await one_machine(h, cloud)
+    bootstrap = AgentBootstrap(endpoint="https://lcm.region-one.example:8430",
+                               secret=b"region-one-agent-secret")
+    rec = MachineReconciler(h.store, "openstack", targets, region=REGION, poll_interval=0.1,
+                            backoff=Backoff(initial=0.1, cap=0.5), bootstrap=bootstrap)
+    with contextlib.suppress(TransientError):
+        await rec.reconcile(Request("w0", "default"))
+    (server,) = cloud.servers.values()
+    assert server.user_data.startswith("#cloud-config\n")
+    config = yaml.safe_load(server.user_data)
+    files = {f["path"]: f for f in config["write_files"]}
+    env_file = files[agent_bootstrap.ENV_FILE]
+    assert env_file["permissions"] == "0600" and env_file["owner"] == "root:root"
+    env = dict(line.split("=", 1) for line in env_file["content"].splitlines())
+    uid = machine.metadata.uid or ""
+    assert tokens.verify(b"region-one-agent-secret", uid, env["CCLOUD_LCM_AGENT_TOKEN"])
+    assert not tokens.verify(b"region-one-agent-secret", "another-uid",
+                             env["CCLOUD_LCM_AGENT_TOKEN"])
+    unit = files[agent_bootstrap.UNIT_FILE]["content"]
+    command = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = shlex.split(command.removeprefix("ExecStart=").replace("\\\n", " "))
+    assert argv[0] == agent_bootstrap.AGENT_BINARY
+    argv = [env.get(a[2:-1], a) if a.startswith("${") else a for a in argv[1:]]
+    with mock.patch.dict(os.environ, {agent.TOKEN_ENV: env["CCLOUD_LCM_AGENT_TOKEN"]}):
+        args = agent.parse(argv)
+    assert (args.endpoint, args.namespace, args.name, args.executor) == (
+        "https://lcm.region-one.example:8430", "default", "w0", "host")
+    assert ["systemctl", "enable", "--now", "lcm-agent.service"] in config["runcmd"]
+    await targets.close()
+
+
+async def one_machine(h: Harness, cloud: FakeOpenStack) -> tuple[Machine, CredentialTargets]:
+    await h.store.create(cred(cloud.auth_url, PASSWORD))
+    await h.store.create(convert(Cluster, {
+        "metadata": {"name": "os", "namespace": "default"},
+        "spec": {"region": REGION, "provider": "openstack", "release": "mke-7-1-0",
+                 "credential": "demo-cloud"}}))
+    machine = await h.store.create(convert(Machine, {
+        "metadata": {"name": "w0", "namespace": "default"},
+        "spec": {"cluster": "os", "region": REGION,
+                 "openstack": {"flavor": "m1.medium", "image": "ubuntu-22.04",
+                               "network": "private"}}}))
+    targets = CredentialTargets(h.store, OpenStackCredential,
+                                lambda c: OpenStackProvider(c, timeout=5), provider="openstack")
+    return machine, targets
+
+
+async def test_no_node_is_made_before_lcms_secret_exists(h: Harness, cloud: FakeOpenStack,
+                                                         tmp_path: Path) -> None:
+    """Without LCM's secret (compose, ./dev up: LCM writes it in the shared data folder,
+    maybe after the provider started) a node could never report: none is made yet, and
+    the Machine says why; once LCM has written it, the node is made with a token from it."""
+    machine, targets = await one_machine(h, cloud)
+    bootstrap = agent_bootstrap.from_env(tmp_path, {"CCLOUD_AGENT_ENDPOINT": "http://lcm:8430"})
+    assert bootstrap is not None
+    rec = MachineReconciler(h.store, "openstack", targets, region=REGION, poll_interval=0.1,
+                            backoff=Backoff(initial=0.1, cap=0.5), bootstrap=bootstrap)
+    with pytest.raises(TransientError, match="AgentSecretMissing"):
+        await rec.reconcile(Request("w0", "default"))
+    assert cloud.servers == {}
+    m = await h.store.get(Machine, "w0", "default")
+    assert cond.get(m.status, PROVIDER_READY).reason == "AgentSecretMissing"  # type: ignore[union-attr]
+
+    secret = load_secret(tmp_path)  # what LCM does at its start
+    with contextlib.suppress(TransientError):
+        await rec.reconcile(Request("w0", "default"))
+    (server,) = cloud.servers.values()
+    env_file = next(f for f in yaml.safe_load(server.user_data)["write_files"]
+                    if f["path"] == agent_bootstrap.ENV_FILE)
+    token = env_file["content"].split("CCLOUD_LCM_AGENT_TOKEN=")[1].strip()
+    assert tokens.verify(secret, machine.metadata.uid or "", token)
     await targets.close()

@@ -124,6 +124,14 @@ spec:
                   name: {{ include "ccloud.fullname" $ }}-secrets
                   key: {{ $key }}
             {{- end }}
+            {{- range $env, $ref := .Values.secretsFrom }}
+            - name: {{ $env }}
+              valueFrom:
+                secretKeyRef:
+                  name: {{ printf "%s-%s" $.Release.Name $ref.service | trunc 63 | trimSuffix "-" }}-secrets
+                  key: {{ $ref.key }}
+                  optional: true  # that service's chart not installed: the code says so
+            {{- end }}
             {{- if $auth }}
             - name: CCLOUD_TOKENS_FILE
               value: {{ printf "%s/tokens.yaml" .Values.auth.mountPath | quote }}

@@ -1,0 +1,108 @@
+"""Bootstrap data for a cloud node: cloud-init that starts its LCM agent.
+
+A node boots from the region's image, which carries the ``lcm-agent`` (as Mirantis
+Container Cloud's images do). What the image cannot know is which Machine the node is and
+where to report: the OpenStack and vSphere providers hand it that as cloud-init user data
+(Nova's ``user_data``, vSphere's ``guestinfo.userdata``): an env file readable by root
+only with the regional LCM endpoint, the Machine and its token (an HMAC of the Machine's
+uid with the region's agent secret, ``services.lcm.tokens``: the endpoint accepts it and
+nothing else), and a systemd unit running the agent on the host.
+
+``CCLOUD_AGENT_ENDPOINT`` is the LCM agents' URL as the nodes reach it; the secret is
+LCM's: ``CCLOUD_LCM_SECRET`` (the chart passes the LCM chart's Secret), else LCM's own file
+in a data folder the two share (compose, ``./dev up``), read when a node is made. Without
+an endpoint the provider makes nodes without bootstrap data and says so at start; without
+a secret it makes no node yet (a node that cannot report would never join), and the
+Machine says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from services.lcm.config import SECRET_ENV, SECRET_FILE
+from services.lcm.tokens import machine_token
+from services.providers.errors import ProviderError
+from shared.models import Machine
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_ENV = "CCLOUD_AGENT_ENDPOINT"
+ENV_FILE = "/etc/ccloud/lcm-agent.env"
+UNIT_FILE = "/etc/systemd/system/lcm-agent.service"
+AGENT_BINARY = "/usr/bin/lcm-agent"
+UNIT = f"""[Unit]
+Description=Container Cloud LCM agent
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+EnvironmentFile={ENV_FILE}
+ExecStart={AGENT_BINARY} --executor host --endpoint ${{CCLOUD_LCM_AGENT_ENDPOINT}} \
+--machine ${{CCLOUD_LCM_AGENT_MACHINE}}
+Restart=always
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+class AgentSecretMissing(ProviderError):
+    reason = "AgentSecretMissing"
+
+
+@dataclass(frozen=True)
+class AgentBootstrap:
+    endpoint: str
+    secret: bytes = b""
+    secret_file: Path | None = None  # LCM's, in a data folder both services share
+
+    def _secret(self) -> bytes:
+        if self.secret:
+            return self.secret
+        if self.secret_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                if value := self.secret_file.read_text().strip():
+                    return value.encode()
+        raise AgentSecretMissing(
+            f"no LCM agent secret to sign the node's token ({SECRET_ENV}, or LCM's "
+            f"{self.secret_file}): a node made now could never report")
+
+    def user_data(self, machine: Machine) -> str:
+        """The cloud-config for ``machine``'s node."""
+        md = machine.metadata
+        env = (f"CCLOUD_LCM_AGENT_ENDPOINT={self.endpoint}\n"
+               f"CCLOUD_LCM_AGENT_MACHINE={md.namespace}/{md.name}\n"
+               f"CCLOUD_LCM_AGENT_TOKEN={machine_token(self._secret(), md.uid or '')}\n")
+        config = {
+            "write_files": [
+                {"path": ENV_FILE, "owner": "root:root", "permissions": "0600",
+                 "content": env},
+                {"path": UNIT_FILE, "owner": "root:root", "permissions": "0644",
+                 "content": UNIT},
+            ],
+            "runcmd": [["systemctl", "daemon-reload"],
+                       ["systemctl", "enable", "--now", "lcm-agent.service"]],
+        }
+        return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False)
+
+
+def from_env(data_dir: str | Path, env: dict[str, str] | None = None) -> AgentBootstrap | None:
+    """The bootstrap data settings, or None (logged) without an endpoint."""
+    env = dict(os.environ) if env is None else env
+    endpoint = env.get(ENDPOINT_ENV, "")
+    if not endpoint:
+        log.warning("%s not set: nodes are made without LCM agent bootstrap data (their "
+                    "agents must be started some other way)", ENDPOINT_ENV)
+        return None
+    if not endpoint.startswith(("http://", "https://")):
+        raise SystemExit(f"invalid {ENDPOINT_ENV} {endpoint!r}: not an http(s) URL")
+    return AgentBootstrap(endpoint=endpoint.rstrip("/"), secret=env.get(SECRET_ENV, "").encode(),
+                          secret_file=Path(data_dir) / SECRET_FILE)
