@@ -43,6 +43,7 @@ from services.api.auth import AuthConfigError, Authenticator, ensure_bootstrap
 from shared.bus import Bus
 from shared.config import Settings
 from shared.service import connect, make_store
+from shared.tls import ServingCert
 
 log = logging.getLogger("services.api")
 DEFAULT_CERT_DIR = "/tmp/k8s-webhook-server/serving-certs"  # controller-runtime's default
@@ -86,7 +87,7 @@ async def serve(args: argparse.Namespace) -> None:
     settings = settings_for(args)
     data = Path(settings.data_dir)
     auth = load_auth(args, data)
-    hook_cert = webhook.ServingCert(args.webhook_cert_dir) if args.webhook_port else None
+    hook_cert = ServingCert(args.webhook_cert_dir) if args.webhook_port else None
     nc = await connect(settings, "api")
     bus = Bus(nc, prefix=settings.prefix, service="api")
     await bus.start()

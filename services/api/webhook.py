@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
-from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
@@ -45,12 +43,12 @@ from shared.models.registry import BY_KIND
 from shared.store import Store, StoreError
 from shared.store.kube import clean
 from shared.tasks import cancel_all
+from shared.tls import ServingCert
 
 log = logging.getLogger(__name__)
 
 PATH = "/validate"
 API_VERSION = "admission.k8s.io/v1"
-CERT_FILE, KEY_FILE = "tls.crt", "tls.key"
 
 # What kube-apiserver sends here: the writes Admission judges and the deletes DeleteGuards
 # judges. Generated into the chart's rules; a kind left out is simply not judged.
@@ -172,55 +170,6 @@ def _decode(cls: type[Resource], raw: dict[str, Any] | None) -> Resource:
 
 def _bad_review(message: str) -> web.Response:
     return web.Response(status=400, text=message)
-
-
-RELOAD_INTERVAL = 10.0
-
-
-class ServingCert:
-    """The listener's certificate, loaded again when its files change, as
-    controller-runtime's certwatcher does: a rotated Secret (cert-manager renews before
-    expiry, kubelet swaps the mounted files) reaches new handshakes without a restart. A
-    pair that does not load (a key not yet swapped with its certificate) is tried again at
-    the next look; until then the previous one is served."""
-
-    def __init__(self, cert_dir: Path, *, interval: float = RELOAD_INTERVAL) -> None:
-        self.cert, self.key = cert_dir / CERT_FILE, cert_dir / KEY_FILE
-        for f in (self.cert, self.key):
-            if not f.is_file():
-                raise FileNotFoundError(f"webhook certificate: no {f}")
-        self.interval = interval
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.load_cert_chain(self.cert, self.key)
-        self._loaded = self._stamp()
-
-    def _stamp(self) -> tuple[int, ...]:
-        a, b = self.cert.stat(), self.key.stat()  # stat follows kubelet's ..data symlink
-        return (a.st_ino, a.st_mtime_ns, a.st_size, b.st_ino, b.st_mtime_ns, b.st_size)
-
-    def reload_if_changed(self) -> bool:
-        """Load the files if they changed since the last load; whether it did."""
-        try:
-            stamp = self._stamp()
-            if stamp == self._loaded:
-                return False
-            # A scratch context first: a pair that fails half-way must not touch the one
-            # serving (OpenSSL would keep the new certificate with the old key).
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
-                self.cert, self.key)
-            self.context.load_cert_chain(self.cert, self.key)
-        except (OSError, ssl.SSLError) as e:
-            log.warning("webhook certificate in %s not loaded, serving the previous one: %s",
-                        self.cert.parent, e)
-            return False
-        self._loaded = stamp
-        log.info("webhook certificate reloaded from %s", self.cert.parent)
-        return True
-
-    async def watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            self.reload_if_changed()
 
 
 class Listener:

@@ -16,19 +16,12 @@ import pytest
 
 from services.api import __main__ as api_main
 from services.api import webhook
+from shared import tls
 from shared.models import GROUP, VERSION, Cluster, Machine, Region, convert, to_dict
 from shared.store.kv import KVStore
 from tests.api.conftest import cluster, machine, region
-from tests.attach.pki import CA
+from tests.attach.pki import CA, cert_dir
 from tests.waiting import eventually
-
-
-def cert_dir(ca: CA, path: Path) -> Path:
-    pair = ca.issue("webhook", server=True)
-    path.mkdir(exist_ok=True)
-    (path / webhook.CERT_FILE).write_bytes(pair.cert_pem)
-    (path / webhook.KEY_FILE).write_bytes(pair.key_pem)
-    return path
 
 
 class Hook:
@@ -70,7 +63,7 @@ class Hook:
 async def hook(kv_store: KVStore, tmp_path: Path) -> AsyncIterator[Hook]:
     ca = CA("webhook-ca")
     listener = await webhook.serve(kv_store, "127.0.0.1", 0,
-                                   webhook.ServingCert(cert_dir(ca, tmp_path / "certs")))
+                                   tls.ServingCert(cert_dir(ca, tmp_path / "certs")))
     trust = ssl.create_default_context(cadata=ca.pem.decode())
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as session:
         yield Hook(f"https://127.0.0.1:{listener.port}{webhook.PATH}", session)
@@ -176,7 +169,7 @@ def test_a_missing_certificate_stops_the_gateway_before_it_starts(
                           "--webhook-port", "9443", "--webhook-cert-dir", str(tmp_path / "no")])
     assert code == 1
     missing = tmp_path / "no" / "tls.crt"
-    assert f"error: webhook certificate: no {missing}" in capsys.readouterr().err
+    assert f"error: TLS certificate: no {missing}" in capsys.readouterr().err
 
 
 async def handshake(port: int, ca: CA) -> bool:
@@ -198,17 +191,17 @@ async def test_a_rotated_certificate_is_served_without_a_restart(kv_store: KVSto
     half-swapped pair (new certificate, old key) keeps the previous one serving."""
     first, second = CA("first-ca"), CA("second-ca")
     certs = cert_dir(first, tmp_path / "certs")
-    cert = webhook.ServingCert(certs, interval=0.05)
+    cert = tls.ServingCert(certs, interval=0.05)
     listener = await webhook.serve(kv_store, "127.0.0.1", 0, cert)
     try:
         assert await handshake(listener.port, first)
         assert not cert.reload_if_changed()  # nothing changed
 
         renewed = second.issue("webhook", server=True)
-        (certs / webhook.CERT_FILE).write_bytes(renewed.cert_pem)  # the key not yet
+        (certs / tls.CERT_FILE).write_bytes(renewed.cert_pem)  # the key not yet
         assert not cert.reload_if_changed()
         assert await handshake(listener.port, first)
-        (certs / webhook.KEY_FILE).write_bytes(renewed.key_pem)
+        (certs / tls.KEY_FILE).write_bytes(renewed.key_pem)
         # The watch picks the pair up by itself.
         await eventually(lambda: handshake(listener.port, second), timeout=10)
         assert not await handshake(listener.port, first)

@@ -21,12 +21,12 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.api import webhook
+from shared import tls
 from shared.models import ALL_KINDS, GROUP, VERSION, Cluster, Machine
 from shared.store import Conflict, NotFound
 from shared.store.kube import KubeStore
 from tests.api.conftest import cluster, machine, region
-from tests.api.test_webhook import cert_dir
-from tests.attach.pki import CA
+from tests.attach.pki import CA, cert_dir
 from tests.fakes.kube_apiserver import FakeKubeApiServer
 
 NS = "team-a"
@@ -63,7 +63,7 @@ async def kube(tmp_path: Path) -> AsyncIterator[Kube]:
     await store.start()
     ca = CA("cc-api-webhook-ca")
     certs = cert_dir(ca, tmp_path / "certs")
-    hook = await webhook.serve(store, "127.0.0.1", 0, webhook.ServingCert(certs))
+    hook = await webhook.serve(store, "127.0.0.1", 0, tls.ServingCert(certs))
     server.set_service("ccloud", "cc-api", 9443, f"127.0.0.1:{hook.port}")
     cfg = client.Configuration(host=server.url)
     async with client.ApiClient(configuration=cfg) as api:

@@ -84,3 +84,13 @@ def server_context(ca: CA, server: Pair, tmp: Path) -> ssl.SSLContext:
     ctx.load_verify_locations(cafile)
     ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
+
+
+def cert_dir(ca: CA, path: Path, cn: str = "server") -> Path:
+    """``path`` holding ``tls.crt``/``tls.key`` for 127.0.0.1 signed by ``ca``, as a mounted
+    kubernetes.io/tls Secret (what shared.tls.ServingCert reads)."""
+    pair = ca.issue(cn, server=True)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "tls.crt").write_bytes(pair.cert_pem)
+    (path / "tls.key").write_bytes(pair.key_pem)
+    return path
