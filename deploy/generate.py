@@ -71,7 +71,9 @@ class Service:
     # env var -> key of a random secret the chart makes once and keeps
     generated_secrets: dict[str, str] = field(default_factory=dict)
     persistent_size: str = ""  # the data folder on a volume of this size, not an emptyDir
-    # env var -> "<service>/<key>": a key of another service's generated secrets
+    tls_env: str = ""  # serves TLS with a chart-made certificate whose folder this names
+    # env var -> "<service>/<key>" (a key of another service's generated secrets) or
+    # "<service>/tls/<key>" (of its serving certificate's Secret, e.g. the CA)
     secrets_from: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -110,6 +112,7 @@ def load(path: Path = DEPLOY / "services.yaml") -> Manifest:
                 generated_secrets={str(k): str(v) for k, v in
                                    (entry.get("generated_secrets") or {}).items()},
                 persistent_size=str((entry.get("persistent") or {}).get("size") or ""),
+                tls_env=str((entry.get("tls") or {}).get("env") or ""),
                 secrets_from={str(k): str(v) for k, v in
                               (entry.get("secrets_from") or {}).items()},
             )
@@ -122,13 +125,23 @@ def load(path: Path = DEPLOY / "services.yaml") -> Manifest:
         services[name] = svc
     for svc in services.values():
         for env, ref in svc.secrets_from.items():
-            other, _, key = ref.partition("/")
-            if key not in services.get(other, svc).generated_secrets.values() or other == svc.name:
+            other, secret, key = _secret_ref(ref)
+            owner = services.get(other, svc)
+            known = (owner.generated_secrets.values() if secret == "secrets"
+                     else ("ca.crt",) if owner.tls_env else ())
+            if key not in known or other == svc.name:
                 raise ManifestError(f"{path.name}: services.{svc.name}.secrets_from.{env}: "
                                     f"{ref!r} is no generated secret of another service")
     agents = {str(k): str(v["module"]) for k, v in (raw.get("agents") or {}).items()}
     return Manifest(group=str(raw["group"]), image=str(raw["image"]), services=services,
                     agents=agents)
+
+
+def _secret_ref(ref: str) -> tuple[str, str, str]:
+    """(service, Secret suffix, key) of a secrets_from reference."""
+    parts = ref.split("/")
+    return (parts[0], "secrets", parts[1]) if len(parts) == 2 else (parts[0], parts[1],
+                                                                     "/".join(parts[2:]))
 
 
 def rbac_rules(svc: Service) -> list[dict[str, list[str]]]:
@@ -192,8 +205,12 @@ def service_chart(m: Manifest, svc: Service) -> dict[str, str]:
         values["generatedSecrets"] = dict(svc.generated_secrets)
     if svc.secrets_from:
         values["secretsFrom"] = {
-            env: {"service": ref.split("/", 1)[0], "key": ref.split("/", 1)[1]}
+            env: dict(zip(("service", "secret", "key"), _secret_ref(ref), strict=True))
             for env, ref in svc.secrets_from.items()}
+    if svc.tls_env:
+        # extraNames: the addresses clients outside the cluster use (nodes reaching LCM).
+        values["tls"] = {"enabled": True, "env": svc.tls_env, "certDir": "/var/run/ccloud/tls",
+                         "certValidDays": 3650, "extraNames": []}
     if svc.persistent_size:
         values["persistence"] = {"enabled": True, "size": svc.persistent_size,
                                  "accessModes": ["ReadWriteOnce"], "storageClassName": "",
@@ -275,7 +292,9 @@ def compose(m: Manifest) -> str:
         env = dict(COMPOSE_SHARED)
         env["CCLOUD_HEALTH_PORT"] = str(svc.health_port)
         # An empty value must come from the shell: ${NAME:-} lets compose pass it through.
-        env.update({k: v.replace("{release}", "") or f"${{{k}:-}}" for k, v in svc.env.items()})
+        # Compose makes no certificates (the chart does): in-set https peers are plain http.
+        env.update({k: v.replace("https://{release}", "http://{release}")
+                    .replace("{release}", "") or f"${{{k}:-}}" for k, v in svc.env.items()})
         probe = (f"import urllib.request; urllib.request.urlopen("
                  f"'http://127.0.0.1:{svc.health_port}/readyz', timeout=3)")
         services[svc.name] = {

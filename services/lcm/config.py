@@ -14,6 +14,7 @@ from typing import Annotated
 import msgspec
 
 from shared.config import settings_from_env
+from shared.tls import CERT_FILE, KEY_FILE
 
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 
@@ -35,8 +36,15 @@ class LCMSettings(msgspec.Struct, kw_only=True):
     # Reconciles in flight per controller. A reconcile mostly waits on store round trips,
     # so a region with thousands of machines needs more than a handful in flight.
     workers: Annotated[int, msgspec.Meta(ge=1)] = 16
+    # A folder with tls.crt/tls.key (a mounted kubernetes.io/tls Secret): the agents'
+    # endpoint serves HTTPS, so their tokens never cross the network in the clear.
+    tls_cert_dir: str = ""
 
     def __post_init__(self) -> None:
+        if self.tls_cert_dir:
+            for name in (CERT_FILE, KEY_FILE):
+                if not (Path(self.tls_cert_dir) / name).is_file():
+                    raise ValueError(f"tls_cert_dir: no {Path(self.tls_cert_dir) / name}")
         # A live agent's last recorded sign of life is up to heartbeat_write_interval
         # (timeout / 3) plus one jittered interval (x1.2) old: past half the timeout for
         # the interval, live nodes would be called missing.

@@ -38,6 +38,7 @@ import hashlib
 import logging
 import math
 import time
+from pathlib import Path
 
 import msgspec
 from aiohttp import web
@@ -56,6 +57,7 @@ from shared.runtime import conditions as cond
 from shared.runtime import update_status
 from shared.store import NotFound, Store
 from shared.tasks import cancel_all, ignore_outcome
+from shared.tls import ServingCert
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,9 @@ class Endpoint:
         self._renewed: dict[Key, tuple[float, str]] = {}
         self._drops: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
+        # Read before anything starts: a missing certificate stops the service at once.
+        self._cert = ServingCert(Path(settings.tls_cert_dir)) if settings.tls_cert_dir else None
+        self._cert_watch: asyncio.Task[None] | None = None
         self.app = web.Application(client_max_size=MAX_BODY, middlewares=[_client_gone])
         base = "/lcm/v1/machines/{ns}/{name}"
         self.app.router.add_get(base, self.get_details)
@@ -161,13 +166,17 @@ class Endpoint:
 
     @property
     def url(self) -> str:
-        return f"http://{self.settings.host}:{self.port}"
+        scheme = "https" if self._cert is not None else "http"
+        return f"{scheme}://{self.settings.host}:{self.port}"
 
     async def start(self) -> None:
         await self.changes.start()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port,
+                           ssl_context=self._cert.context if self._cert else None)
+        if self._cert is not None:
+            self._cert_watch = asyncio.create_task(self._cert.watch(), name="lcm-cert-watch")
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         if sockets:
@@ -177,6 +186,8 @@ class Endpoint:
     async def stop(self) -> None:
         await self.changes.stop()  # held GETs answer now instead of holding the shutdown
         await cancel_all(self._drops)
+        if self._cert_watch is not None:
+            await cancel_all([self._cert_watch])
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -6,7 +6,8 @@ where to report: the OpenStack and vSphere providers hand it that as cloud-init 
 (Nova's ``user_data``, vSphere's ``guestinfo.userdata``): an env file readable by root
 only with the regional LCM endpoint, the Machine and its token (an HMAC of the Machine's
 uid with the region's agent secret, ``services.lcm.tokens``: the endpoint accepts it and
-nothing else), and a systemd unit running the agent on the host.
+nothing else), the CA the endpoint's certificate chains to (``CCLOUD_AGENT_CA``, PEM) and
+a systemd unit running the agent on the host.
 
 ``CCLOUD_AGENT_ENDPOINT`` is the LCM agents' URL as the nodes reach it; the secret is
 LCM's: ``CCLOUD_LCM_SECRET`` (the chart passes the LCM chart's Secret), else LCM's own file
@@ -34,7 +35,10 @@ from shared.models import Machine
 log = logging.getLogger(__name__)
 
 ENDPOINT_ENV = "CCLOUD_AGENT_ENDPOINT"
+CA_ENV = "CCLOUD_AGENT_CA"  # the PEM an https endpoint's certificate chains to
 ENV_FILE = "/etc/ccloud/lcm-agent.env"
+CA_FILE = "/etc/ccloud/lcm-ca.pem"
+AGENT_CA_ENV = "CCLOUD_LCM_AGENT_CA"  # what the agent reads (services.lcm.agent.__main__)
 UNIT_FILE = "/etc/systemd/system/lcm-agent.service"
 AGENT_BINARY = "/usr/bin/lcm-agent"
 UNIT = f"""[Unit]
@@ -63,6 +67,7 @@ class AgentBootstrap:
     endpoint: str
     secret: bytes = b""
     secret_file: Path | None = None  # LCM's, in a data folder both services share
+    ca_pem: str = ""
 
     def _secret(self) -> bytes:
         if self.secret:
@@ -81,13 +86,16 @@ class AgentBootstrap:
         env = (f"CCLOUD_LCM_AGENT_ENDPOINT={self.endpoint}\n"
                f"CCLOUD_LCM_AGENT_MACHINE={md.namespace}/{md.name}\n"
                f"CCLOUD_LCM_AGENT_TOKEN={machine_token(self._secret(), md.uid or '')}\n")
+        files = [{"path": ENV_FILE, "owner": "root:root", "permissions": "0600",
+                  "content": env},
+                 {"path": UNIT_FILE, "owner": "root:root", "permissions": "0644",
+                  "content": UNIT}]
+        if self.ca_pem:
+            files[0]["content"] += f"{AGENT_CA_ENV}={CA_FILE}\n"
+            files.append({"path": CA_FILE, "owner": "root:root", "permissions": "0644",
+                          "content": self.ca_pem})
         config = {
-            "write_files": [
-                {"path": ENV_FILE, "owner": "root:root", "permissions": "0600",
-                 "content": env},
-                {"path": UNIT_FILE, "owner": "root:root", "permissions": "0644",
-                 "content": UNIT},
-            ],
+            "write_files": files,
             "runcmd": [["systemctl", "daemon-reload"],
                        ["systemctl", "enable", "--now", "lcm-agent.service"]],
         }
@@ -104,5 +112,9 @@ def from_env(data_dir: str | Path, env: dict[str, str] | None = None) -> AgentBo
         return None
     if not endpoint.startswith(("http://", "https://")):
         raise SystemExit(f"invalid {ENDPOINT_ENV} {endpoint!r}: not an http(s) URL")
+    ca_pem = env.get(CA_ENV, "")
+    if endpoint.startswith("https://") and not ca_pem:
+        log.warning("%s is https and %s is not set: nodes trust their image's CAs only",
+                    ENDPOINT_ENV, CA_ENV)
     return AgentBootstrap(endpoint=endpoint.rstrip("/"), secret=env.get(SECRET_ENV, "").encode(),
-                          secret_file=Path(data_dir) / SECRET_FILE)
+                          secret_file=Path(data_dir) / SECRET_FILE, ca_pem=ca_pem)

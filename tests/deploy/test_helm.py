@@ -463,12 +463,25 @@ def test_what_services_keep_survives_restarts_and_upgrades(runs: Runs) -> None:
 
 @pytest.mark.parametrize("provider", ["provider-openstack", "provider-vsphere"])
 def test_cloud_providers_sign_node_tokens_with_lcms_secret(runs: Runs, provider: str) -> None:
-    """Their nodes' cloud-init carries a token LCM must accept: both read the one Secret."""
+    """Their nodes' cloud-init carries a token LCM must accept (both read the one Secret)
+    and the CA LCM's HTTPS certificate - made for the address in the endpoint - chains to."""
     for cluster in ("mgmt-kv", "regional-kube"):
         installed(runs, cluster)
         deployments = objects(runs, cluster, "Deployment")
-        lcm = env_of(deployments["cc-lcm"]["spec"]["template"]["spec"]["containers"][0])
+        pod = deployments["cc-lcm"]["spec"]["template"]["spec"]
+        lcm = env_of(pod["containers"][0])
         env = env_of(deployments[f"cc-{provider}"]["spec"]["template"]["spec"]["containers"][0])
         assert env["CCLOUD_LCM_SECRET"] == lcm["CCLOUD_LCM_SECRET"] == \
             "secret:cc-lcm-secrets/agent-secret"
-        assert env["CCLOUD_AGENT_ENDPOINT"] == f"http://cc-lcm:{lcm['CCLOUD_LCM_PORT']}"
+        assert env["CCLOUD_AGENT_ENDPOINT"] == f"https://cc-lcm:{lcm['CCLOUD_LCM_PORT']}"
+        assert env["CCLOUD_AGENT_CA"] == "secret:cc-lcm-tls/ca.crt"
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "tls")
+        assert lcm["CCLOUD_LCM_TLS_CERT_DIR"] == mount["mountPath"]
+        assert "CCLOUD_LCM_TLS_CERT_DIR" in code.env_read("services.lcm")
+        volume = next(v for v in pod["volumes"] if v["name"] == "tls")
+        secret = objects(runs, cluster, "Secret")[volume["secret"]["secretName"]]
+        ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
+        cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+        cert.verify_directly_issued_by(ca)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert {"cc-lcm", "cc-lcm.ccloud.svc"} <= set(names.get_values_for_type(x509.DNSName))

@@ -29,6 +29,7 @@ from shared.models import Cluster, Machine, OpenStackCredential, convert
 from shared.runtime import Request, TransientError
 from shared.runtime import conditions as cond
 from shared.store import NotFound
+from tests.attach.pki import CA
 from tests.fakes.openstack import FakeOpenStack
 from tests.harness import Harness
 from tests.waiting import eventually
@@ -120,14 +121,15 @@ async def test_credentials_from_store_errors_and_recovery(h: Harness, cloud: Fak
     await targets.close()
 
 
-async def test_a_node_is_told_who_it_is_and_where_to_report(h: Harness,
-                                                            cloud: FakeOpenStack) -> None:
+async def test_a_node_is_told_who_it_is_and_where_to_report(h: Harness, cloud: FakeOpenStack,
+                                                            tmp_path: Path) -> None:
     """The server's user data starts the node's LCM agent: the endpoint, the Machine and a
     token the regional endpoint accepts for this Machine only, readable by root only, and
     a unit whose command line the agent takes."""
     machine, targets = await one_machine(h, cloud)
+    region_ca = CA("region-one-ca")
     bootstrap = AgentBootstrap(endpoint="https://lcm.region-one.example:8430",
-                               secret=b"region-one-agent-secret")
+                               secret=b"region-one-agent-secret", ca_pem=region_ca.pem.decode())
     rec = MachineReconciler(h.store, "openstack", targets, region=REGION, poll_interval=0.1,
                             backoff=Backoff(initial=0.1, cap=0.5), bootstrap=bootstrap)
     with contextlib.suppress(TransientError):
@@ -148,8 +150,14 @@ async def test_a_node_is_told_who_it_is_and_where_to_report(h: Harness,
     argv = shlex.split(command.removeprefix("ExecStart=").replace("\\\n", " "))
     assert argv[0] == agent_bootstrap.AGENT_BINARY
     argv = [env.get(a[2:-1], a) if a.startswith("${") else a for a in argv[1:]]
-    with mock.patch.dict(os.environ, {agent.TOKEN_ENV: env["CCLOUD_LCM_AGENT_TOKEN"]}):
+    ca_file = files[env[agent.CA_ENV]]  # the node's copy of the region's CA
+    assert ca_file["content"] == region_ca.pem.decode()
+    on_node = tmp_path / "lcm-ca.pem"
+    on_node.write_text(ca_file["content"])
+    with mock.patch.dict(os.environ, {agent.TOKEN_ENV: env["CCLOUD_LCM_AGENT_TOKEN"],
+                                      agent.CA_ENV: str(on_node)}):
         args = agent.parse(argv)
+    assert args.ssl is not None  # the agent will trust the region's CA
     assert (args.endpoint, args.namespace, args.name, args.executor) == (
         "https://lcm.region-one.example:8430", "default", "w0", "host")
     assert ["systemctl", "enable", "--now", "lcm-agent.service"] in config["runcmd"]

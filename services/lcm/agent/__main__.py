@@ -1,6 +1,8 @@
 """``python -m services.lcm.agent --endpoint URL --machine NS/NAME --token TOKEN --root DIR``.
 
-The token may instead come from ``CCLOUD_LCM_AGENT_TOKEN`` (keeps it out of ``ps``).
+The token may instead come from ``CCLOUD_LCM_AGENT_TOKEN`` (keeps it out of ``ps``);
+``--ca-file`` (or ``CCLOUD_LCM_AGENT_CA``) is the CA an https endpoint's certificate must
+chain to.
 ``--executor root`` (default) applies items under ``--root``; ``--executor host`` runs the
 real commands on this host. Exit codes: 0 on SIGTERM/SIGINT, 2 on bad arguments or a token
 the endpoint refuses.
@@ -14,6 +16,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from services.lcm.agent.executor import Executor, HostExecutor, NodeRootExecutor
 from services.lcm.agent.runner import Agent
 
 TOKEN_ENV = "CCLOUD_LCM_AGENT_TOKEN"
+CA_ENV = "CCLOUD_LCM_AGENT_CA"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,6 +33,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--endpoint", required=True, help="regional LCM endpoint URL")
     p.add_argument("--machine", required=True, help="NAMESPACE/NAME of this node's Machine")
     p.add_argument("--token", default="", help=f"per-machine token (or ${TOKEN_ENV})")
+    p.add_argument("--ca-file", default=os.environ.get(CA_ENV, ""),
+                   help=f"CA to trust for an https endpoint (or ${CA_ENV}; default: the "
+                        "system's)")
     p.add_argument("--root", default="", help="node root directory (root executor)")
     p.add_argument("--executor", choices=["root", "host"], default="root")
     p.add_argument("--hostname", default="")
@@ -47,6 +54,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--root is required with --executor root")
     if not args.endpoint.startswith(("http://", "https://")):
         p.error(f"--endpoint must be an http(s) URL, got {args.endpoint!r}")
+    args.ssl = None
+    if args.ca_file:
+        try:
+            args.ssl = ssl.create_default_context(cafile=args.ca_file)
+        except (OSError, ssl.SSLError) as e:
+            p.error(f"--ca-file {args.ca_file}: {e}")
     return args
 
 
@@ -61,7 +74,7 @@ async def run(args: argparse.Namespace) -> int:
         executor = NodeRootExecutor(root, hostname=args.hostname, ip=args.ip)
     else:
         executor = HostExecutor(hostname=args.hostname, ip=args.ip)
-    client = AgentClient(args.endpoint, args.namespace, args.name, args.token)
+    client = AgentClient(args.endpoint, args.namespace, args.name, args.token, ssl=args.ssl)
     await client.start()
     try:
         await Agent(client, executor, root, poll_interval=args.poll_interval).run(stop)

@@ -9,6 +9,7 @@ is its wait plus ``REQUEST_TIMEOUT``, so the client never gives up before the en
 from __future__ import annotations
 
 import math
+import ssl as ssl_
 import time
 
 import aiohttp
@@ -39,12 +40,14 @@ class AgentClient:
         self, endpoint: str, namespace: str, name: str, token: str, *,
         session: aiohttp.ClientSession | None = None,
         poll_session: aiohttp.ClientSession | None = None,
+        ssl: ssl_.SSLContext | None = None,
     ) -> None:
         self.base = f"{endpoint.rstrip('/')}/lcm/v1/machines/{namespace}/{name}"
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self._own = session is None
         self._session = session
         self._poll_session = poll_session or session
+        self._ssl = ssl  # trust for an https endpoint (the session this client makes)
         self.etag = ""
         self._last: MachineDetails | None = None
         # Monotonic send time of the last call the endpoint answered for a known machine:
@@ -54,7 +57,8 @@ class AgentClient:
     async def start(self) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+                connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl else True),
             )
             self._poll_session = self._session
 

@@ -11,6 +11,7 @@ the chart makes once and a volume for the data folder (_kept.tpl).
 {{- $hook := and $kube (.Values.webhook | default dict).enabled -}}
 {{- $auth := (.Values.auth | default dict).enabled -}}
 {{- $persist := (.Values.persistence | default dict).enabled -}}
+{{- $tls := (.Values.tls | default dict).enabled -}}
 {{- $generated := .Values.generatedSecrets | default dict -}}
 apiVersion: v1
 kind: ServiceAccount
@@ -128,9 +129,13 @@ spec:
             - name: {{ $env }}
               valueFrom:
                 secretKeyRef:
-                  name: {{ printf "%s-%s" $.Release.Name $ref.service | trunc 63 | trimSuffix "-" }}-secrets
+                  name: {{ printf "%s-%s" $.Release.Name $ref.service | trunc 63 | trimSuffix "-" }}-{{ $ref.secret }}
                   key: {{ $ref.key }}
                   optional: true  # that service's chart not installed: the code says so
+            {{- end }}
+            {{- if $tls }}
+            - name: {{ .Values.tls.env }}
+              value: {{ .Values.tls.certDir | quote }}
             {{- end }}
             {{- if $auth }}
             - name: CCLOUD_TOKENS_FILE
@@ -178,6 +183,11 @@ spec:
               mountPath: /var/lib/ccloud
             - name: tmp
               mountPath: /tmp
+            {{- if $tls }}
+            - name: tls
+              mountPath: {{ .Values.tls.certDir }}
+              readOnly: true
+            {{- end }}
             {{- if $auth }}
             - name: auth
               mountPath: {{ .Values.auth.mountPath }}
@@ -198,6 +208,11 @@ spec:
           {{- end }}
         - name: tmp
           emptyDir: {}
+        {{- if $tls }}
+        - name: tls
+          secret:
+            secretName: {{ include "ccloud.fullname" . }}-tls
+        {{- end }}
         {{- if $auth }}
         - name: auth
           secret:
@@ -216,6 +231,10 @@ spec:
       tolerations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+{{- if $tls }}
+---
+{{ include "ccloud.tls" . }}
+{{- end }}
 {{- if $generated }}
 ---
 {{ include "ccloud.generatedSecrets" . }}

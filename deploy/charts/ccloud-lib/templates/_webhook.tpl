@@ -12,15 +12,7 @@ cluster to look in) makes a new pair each time.
 {{- $name := include "ccloud.fullname" . -}}
 {{- $secretName := printf "%s-webhook-tls" $name -}}
 {{- $host := printf "%s.%s.svc" $name .Release.Namespace -}}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace $secretName -}}
-{{- $data := dict -}}
-{{- if and $existing (hasKey ($existing.data | default dict) "ca.crt") -}}
-{{- $data = $existing.data -}}
-{{- else -}}
-{{- $ca := genCA (printf "%s-webhook-ca" $name) (int .Values.webhook.certValidDays) -}}
-{{- $cert := genSignedCert $host nil (list $host (printf "%s.cluster.local" $host)) (int .Values.webhook.certValidDays) $ca -}}
-{{- $data = dict "ca.crt" ($ca.Cert | b64enc) "tls.crt" ($cert.Cert | b64enc) "tls.key" ($cert.Key | b64enc) -}}
-{{- end -}}
+{{- $data := include "ccloud.certData" (dict "root" . "secret" $secretName "ca" (printf "%s-webhook-ca" $name) "hosts" (list $host (printf "%s.cluster.local" $host)) "days" .Values.webhook.certValidDays) | fromYaml -}}
 apiVersion: v1
 kind: Secret
 metadata:
@@ -55,4 +47,44 @@ webhooks:
       caBundle: {{ index $data "ca.crt" }}
     rules:
       {{- toYaml .Values.webhook.rules | nindent 6 }}
+{{- end -}}
+
+{{/*
+"ccloud.certData": the data of a kubernetes.io/tls Secret (ca.crt, tls.crt, tls.key) for
+.hosts, signed by a CA of its own (.days valid), as YAML: the Secret .secret's data when
+it exists (kept across upgrades, so mounted certificates and the CA others were given stay
+a pair), else a new pair. Callers read it with fromYaml.
+*/}}
+{{- define "ccloud.certData" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret -}}
+{{- if and $existing (hasKey ($existing.data | default dict) "ca.crt") -}}
+{{- toYaml $existing.data -}}
+{{- else -}}
+{{- $ca := genCA .ca (int .days) -}}
+{{- $cert := genSignedCert (first .hosts) nil .hosts (int .days) $ca -}}
+{{- toYaml (dict "ca.crt" ($ca.Cert | b64enc) "tls.crt" ($cert.Cert | b64enc) "tls.key" ($cert.Key | b64enc)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+"ccloud.tls": the service's own serving certificate (.Values.tls), a Secret <fullname>-tls
+for its Service's names and .Values.tls.extraNames (the address clients outside the
+cluster use, e.g. the nodes reaching LCM's agent endpoint).
+*/}}
+{{- define "ccloud.tls" -}}
+{{- $name := include "ccloud.fullname" . -}}
+{{- $svc := printf "%s.%s.svc" $name .Release.Namespace -}}
+{{- $hosts := concat (list $svc $name (printf "%s.%s" $name .Release.Namespace) (printf "%s.cluster.local" $svc)) (.Values.tls.extraNames | default list) -}}
+{{- $data := include "ccloud.certData" (dict "root" . "secret" (printf "%s-tls" $name) "ca" (printf "%s-ca" $name) "hosts" $hosts "days" .Values.tls.certValidDays) | fromYaml -}}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ $name }}-tls
+  labels:
+    {{- include "ccloud.labels" . | nindent 4 }}
+type: kubernetes.io/tls
+data:
+  ca.crt: {{ index $data "ca.crt" }}
+  tls.crt: {{ index $data "tls.crt" }}
+  tls.key: {{ index $data "tls.key" }}
 {{- end -}}
