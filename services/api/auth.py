@@ -24,6 +24,8 @@ kubelogin; verification is ``services/api/oidc.py``)::
       usernamePrefix: "oidc:"           # default; "-" for none. Keeps OIDC names apart
                                         # from the static users above
       groupsClaim: groups               # default; if present, a list of strings
+      scopes: openid profile email      # default; what the console's single sign-on asks
+                                        # for (space-separated, must include openid)
       caFile: /etc/ccloud/idp-ca.pem    # optional (relative: to this file); else the
                                         # system's CAs
       groups:                           # group -> bindings, as users have them
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import ssl
 import time
@@ -70,6 +73,8 @@ WRITE_VERBS: frozenset[str] = frozenset({"create", "update", "patch", "delete"})
 ROLE_RANK: dict[str, int] = {"reader": 1, "writer": 2, "admin": 3}
 BOOTSTRAP_USER = "admin"
 BOOTSTRAP_TOKEN_FILE = "admin-token"
+DEFAULT_SCOPES = "openid profile email"
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 3.3 scope-token
 
 
 class AuthConfigError(ValueError):
@@ -145,6 +150,7 @@ class OIDCUsers:
     prefix: str = "oidc:"
     groups: Mapping[str, Binding] = field(default_factory=dict)
     users: Mapping[str, Binding] = field(default_factory=dict)
+    scopes: str = DEFAULT_SCOPES  # only for the console's login: the gateway checks no scope
 
     def user_for(self, identity: Identity) -> User:
         bindings = [self.groups[g] for g in identity.groups if g in self.groups]
@@ -252,7 +258,7 @@ class Authenticator:
 
 
 OIDC_KEYS = ("issuerURL", "clientID", "usernameClaim", "usernamePrefix", "groupsClaim",
-             "caFile", "groups", "users")
+             "scopes", "caFile", "groups", "users")
 
 
 def _parse_roles(roles: Any, where: str) -> dict[str, str]:
@@ -292,6 +298,18 @@ def _string(doc: Mapping, key: str, where: str, default: str | None = None) -> s
     return value
 
 
+def _parse_scopes(doc: Mapping, where: str) -> str:
+    """``scopes`` as the authorization request sends it; without ``openid`` an IdP would
+    answer no ID token, so the console's login could never work."""
+    value = doc.get("scopes", DEFAULT_SCOPES)
+    scopes = value.split() if isinstance(value, str) else []
+    if not scopes or not all(_SCOPE_TOKEN.fullmatch(s) for s in scopes):
+        raise AuthConfigError(f'{where}.scopes must be space-separated scopes ("{DEFAULT_SCOPES}")')
+    if "openid" not in scopes:
+        raise AuthConfigError(f"{where}.scopes must include openid")
+    return " ".join(scopes)
+
+
 def _parse_oidc(
     doc: Any,
     where: str,
@@ -315,6 +333,7 @@ def _parse_oidc(
     client_id = _string(doc, "clientID", where)
     username_claim = _string(doc, "usernameClaim", where, "preferred_username")
     groups_claim = _string(doc, "groupsClaim", where, "groups")
+    scopes = _parse_scopes(doc, where)
     prefix = doc.get("usernamePrefix", "oidc:")
     if not isinstance(prefix, str) or not prefix:
         raise AuthConfigError(f'{where}.usernamePrefix must be a non-empty string ("-" for none)')
@@ -339,6 +358,7 @@ def _parse_oidc(
         prefix="" if prefix == "-" else prefix,
         groups=_parse_bindings(doc.get("groups"), f"{where}.groups"),
         users=_parse_bindings(doc.get("users"), f"{where}.users"),
+        scopes=scopes,
     )
 
 

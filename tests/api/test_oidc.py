@@ -17,22 +17,26 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
 import msgspec
 import pytest
 import yaml
 from aiohttp.test_utils import TestServer
 from nats.aio.client import Client as NATS
+from yarl import URL
 
 from services.api import create_app
 from services.api.audit import AuditLog
 from services.api.auth import AuthConfigError, Authenticator
 from services.api.events import PROTOCOL
+from services.api.oidc import ssl_context
+from services.api.ui import AUTH_CONFIG_PATH
 from services.api.ui.selfinfo import SELF_PATH
 from shared.bus import Bus, event_for
 from shared.models import Cluster, convert
 from shared.store.kv import KVStore
 from tests.api.conftest import BASE, TOKENS, cluster, ns_path, os_credential, region, users_doc
-from tests.fakes.oidc import FakeIdP
+from tests.fakes.oidc import FakeIdP, s256
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -369,6 +373,10 @@ def _section(**overrides: Any) -> dict[str, Any]:
          "t.yaml: oidc.users.alice must be a mapping with operator and/or roles"),
         (_section(users={"alice": {"roles": ["team-a"]}}),
          "t.yaml: oidc.users.alice.roles must map namespace to role"),
+        (_section(scopes=""), 't.yaml: oidc.scopes must be space-separated scopes'),
+        (_section(scopes=["openid"]), 't.yaml: oidc.scopes must be space-separated scopes'),
+        (_section(scopes='openid "x"'), 't.yaml: oidc.scopes must be space-separated scopes'),
+        (_section(scopes="profile email"), "t.yaml: oidc.scopes must include openid"),
     ],
 )
 def test_oidc_config_errors_name_the_path(section: Any, message: str) -> None:
@@ -416,3 +424,95 @@ async def test_the_entrypoint_exits_with_the_one_line_error(tmp_path: Path) -> N
     assert proc.returncode == 2
     assert out == b""
     assert err.decode() == f"error: {tokens}: oidc.issuerURL must be an https URL\n"
+
+
+# --- the console's single sign-on ---------------------------------------------------------
+
+
+async def test_auth_config_tells_the_console_the_idp_and_nothing_else(gw: OIDCGateway) -> None:
+    async with gw.session.get(gw.url + AUTH_CONFIG_PATH) as r:  # no token: the page is public
+        assert r.status == 200
+        assert r.headers["Cache-Control"] == "no-cache"
+        body = await r.json()
+    assert body == {"oidc": {"issuer": gw.idp.issuer, "clientID": "ccloud",
+                             "scopes": "openid profile email"}}
+
+
+async def test_auth_config_without_oidc_offers_no_sso(kv_store: KVStore, tmp_path: Path) -> None:
+    app = create_app(kv_store, Authenticator.from_dict(users_doc()),
+                     audit=AuditLog(tmp_path / "audit.log"))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session, \
+                session.get(str(server.make_url(AUTH_CONFIG_PATH))) as r:
+            assert (r.status, await r.json()) == (200, {"oidc": None})
+    finally:
+        await server.close()
+
+
+def test_scopes_are_normalised_and_default() -> None:
+    auth = Authenticator.from_dict({"oidc": _section(scopes="  openid   groups\toffline_access ")})
+    assert auth.oidc is not None and auth.oidc.scopes == "openid groups offline_access"
+    auth = Authenticator.from_dict({"oidc": _section()})
+    assert auth.oidc is not None and auth.oidc.scopes == "openid profile email"
+
+
+async def test_the_fake_idps_code_flow_refuses_what_a_real_one_would(idp: FakeIdP) -> None:
+    """The browser test covers the happy path; these are the fake's refusals."""
+    redirect = "http://127.0.0.1:1/ui/"
+    idp.redirect_uris.add(redirect)
+    idp.web_origins.add("http://127.0.0.1:1")
+    idp.login_as("carol", ["devs"])
+    verifier = "v" * 43
+    query = {"response_type": "code", "client_id": "ccloud", "redirect_uri": redirect,
+             "scope": "openid", "state": "s1", "nonce": "n1",
+             "code_challenge": s256(verifier), "code_challenge_method": "S256"}
+    connector = aiohttp.TCPConnector(ssl=ssl_context(str(idp.ca_file)))
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def authorize(**changes: str) -> tuple[int, dict[str, str]]:
+            async with session.get(idp.issuer + "/auth", params={**query, **changes},
+                                   allow_redirects=False) as r:
+                location = URL(r.headers.get("Location", ""))
+                return r.status, dict(location.query)
+
+        async def redeem(code: str, **changes: str) -> tuple[int, Any]:
+            form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect,
+                    "client_id": "ccloud", "code_verifier": verifier, **changes}
+            async with session.post(idp.issuer + "/token", data=form,
+                                    headers={"Origin": "http://127.0.0.1:1"}) as r:
+                assert r.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:1"
+                return r.status, await r.json()
+
+        assert (await authorize(client_id="other"))[0] == 400  # no redirect to the unknown
+        assert (await authorize(redirect_uri="https://evil.example/"))[0] == 400
+        assert await authorize(code_challenge_method="plain") == (
+            302, {"error": "invalid_request", "error_description": "PKCE with S256 is required",
+                  "state": "s1"})
+        status, answer = await authorize()
+        assert status == 302 and answer["state"] == "s1"
+        code = answer["code"]
+        assert await redeem(code, code_verifier="w" * 43) == (400, {
+            "error": "invalid_grant", "error_description": "the PKCE code_verifier does not match"})
+        assert (await redeem(code))[1]["error"] == "invalid_grant"  # one try per code
+
+        _, answer = await authorize()
+        assert (await redeem(answer["code"], client_id="other"))[0] == 401
+        _, answer = await authorize()
+        assert (await redeem(answer["code"], redirect_uri=redirect + "x"))[0] == 400
+        _, answer = await authorize()
+        status, tokens = await redeem(answer["code"])
+        assert status == 200 and tokens["token_type"] == "Bearer"
+        claims = jwt.decode(tokens["id_token"], options={"verify_signature": False})
+        assert (claims["preferred_username"], claims["groups"], claims["nonce"]) == (
+            "carol", ["devs"], "n1")
+
+        async with session.options(idp.issuer + "/token", headers={
+            "Origin": "http://127.0.0.1:1", "Access-Control-Request-Method": "POST",
+        }) as r:
+            assert r.status == 204
+            assert r.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:1"
+        async with session.get(idp.issuer + "/.well-known/openid-configuration",
+                               headers={"Origin": "https://elsewhere.example"}) as r:
+            assert "Access-Control-Allow-Origin" not in r.headers

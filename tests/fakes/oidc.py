@@ -5,22 +5,35 @@ An aiohttp HTTPS server on 127.0.0.1 (certificate from ``tests.attach.pki``; tru
 
 - ``/.well-known/openid-configuration``: the discovery document (``issuer``, ``jwks_uri``,
   signing algorithms...); ``discovery_issuer`` overrides its ``issuer`` to test a mismatch;
-- ``/keys``: the JWKS, public JWKs of real keys (``kid``, ``alg``, ``use: sig``).
+- ``/keys``: the JWKS, public JWKs of real keys (``kid``, ``alg``, ``use: sig``);
+- ``/auth`` and ``/token``: the authorization code flow for a public client with PKCE
+  (S256 only, required, as Keycloak's "PKCE method S256" setting). ``login_as(...)`` says
+  who "logs in" at ``/auth`` (no login page: it redirects straight back with a code),
+  ``refuse(...)`` makes it redirect back with an OAuth error instead. ``/token`` redeems a
+  code once, for the same client, redirect URI and PKCE verifier, and answers an ID token
+  carrying the request's nonce; anything else is the OAuth error JSON with a 400/401.
+  ``redirect_uris``, when not empty, are the only ones ``/auth`` accepts.
+
+Browsers call discovery and ``/token`` from the console's origin: those in ``web_origins``
+get CORS headers (and preflights an answer), as Keycloak does for a client's web origins.
 
 ``token(...)`` mints an ID token signed with the current key (or any alg/kid a test wants,
 including HS256 and ``none``), ``rotate()`` makes a new key current, ``stop()``/``start()``
 make the IdP unreachable and back on the same port, and ``discovery_fetches`` /
-``jwks_fetches`` count what relying parties fetched.
+``jwks_fetches`` count what relying parties fetched; ``authorize_requests`` and
+``token_requests`` keep the parameters of each call to ``/auth`` and ``/token``.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import secrets
 import ssl
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +41,13 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from yarl import URL
 
 from tests.attach.pki import CA
 
 HMAC_SECRET = b"a-client-secret-that-is-long-enough!!"
+CODE_LIFETIME = 60.0  # seconds, as Keycloak's default "client login timeout"
+CORS_PATHS = ("/.well-known/openid-configuration", "/keys", "/token")
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,43 @@ def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
+def s256(verifier: str) -> str:
+    """The PKCE S256 challenge of ``verifier`` (RFC 7636 4.2)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What an issued authorization code stands for, until redeemed."""
+
+    client_id: str
+    redirect_uri: str
+    challenge: str
+    nonce: str | None
+    username: str
+    groups: tuple[str, ...]
+    expires: float
+
+
+@dataclass
+class Login:
+    """Who ``/auth`` signs in, or the error it answers (``error`` set)."""
+
+    username: str | None = None
+    groups: list[str] = field(default_factory=list)
+    error: str | None = None
+    description: str = ""
+
+
+class OAuthError(Exception):
+    """An OAuth error answer of ``/token`` (RFC 6749 5.2)."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error, self.description, self.status = error, description, status
+
+
 class FakeIdP:
     def __init__(self, workdir: Path, *, client_id: str = "ccloud", alg: str = "RS256") -> None:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -76,6 +129,12 @@ class FakeIdP:
         self.discovery_issuer: str | None = None
         self.discovery_fetches = 0
         self.jwks_fetches = 0
+        self.web_origins: set[str] = set()
+        self.redirect_uris: set[str] = set()
+        self.login = Login()
+        self.authorize_requests: list[dict[str, str]] = []
+        self.token_requests: list[dict[str, str]] = []
+        self._grants: dict[str, Grant] = {}
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -89,9 +148,13 @@ class FakeIdP:
 
     async def start(self) -> None:
         """Listen (again: on the same port, so the issuer URL stays valid)."""
-        app = web.Application()
+        app = web.Application(middlewares=[self._cors])
         app.router.add_get("/.well-known/openid-configuration", self._discovery)
         app.router.add_get("/keys", self._jwks)
+        app.router.add_get("/auth", self._authorize)
+        app.router.add_post("/token", self._token)
+        for path in CORS_PATHS:
+            app.router.add_route("OPTIONS", path, self._preflight)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self._tls)
@@ -102,6 +165,14 @@ class FakeIdP:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def login_as(self, username: str, groups: list[str] | None = None) -> None:
+        """The user ``/auth`` signs in from now on (as if they typed their password)."""
+        self.login = Login(username=username, groups=list(groups or []))
+
+    def refuse(self, error: str = "access_denied", description: str = "") -> None:
+        """Make ``/auth`` redirect back with this OAuth error (the user said no, ...)."""
+        self.login = Login(error=error, description=description)
 
     def rotate(self, *, keep_old: bool = True, alg: str | None = None) -> str:
         """Make a new key current; the JWKS keeps the old ones unless ``keep_old`` is False."""
@@ -149,6 +220,10 @@ class FakeIdP:
             "token_endpoint": f"{self.issuer}/token",
             "jwks_uri": f"{self.issuer}/keys",
             "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "scopes_supported": ["openid", "profile", "email"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": sorted({k.alg for k in self.keys}),
         }
@@ -160,3 +235,91 @@ class FakeIdP:
     async def _jwks(self, _: web.Request) -> web.Response:
         self.jwks_fetches += 1
         return web.json_response({"keys": [k.jwk() for k in self.keys]})
+
+    # --- authorization code flow ---------------------------------------------------------
+
+    @web.middleware
+    async def _cors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        origin = request.headers.get("Origin")
+        if origin in self.web_origins and request.path in CORS_PATHS:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    async def _preflight(self, request: web.Request) -> web.Response:
+        if request.headers.get("Origin") not in self.web_origins:
+            return web.Response(status=403, text="origin not allowed")
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Allow-Headers": request.headers.get(
+                "Access-Control-Request-Headers", "Content-Type"),
+            "Access-Control-Max-Age": "600",
+        })
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        q = dict(request.query)
+        self.authorize_requests.append(q)
+        redirect_uri = q.get("redirect_uri", "")
+        # Never redirect to a URI the client is not known for: show an error page instead.
+        if q.get("client_id") != self.client_id:
+            return web.Response(status=400, text=f"unknown client_id {q.get('client_id')!r}")
+        if not redirect_uri or (self.redirect_uris and redirect_uri not in self.redirect_uris):
+            return web.Response(status=400, text=f"invalid redirect_uri {redirect_uri!r}")
+
+        def back(**params: str) -> web.HTTPFound:
+            if "state" in q:
+                params["state"] = q["state"]
+            return web.HTTPFound(URL(redirect_uri).update_query(params))
+
+        if q.get("response_type") != "code":
+            raise back(error="unsupported_response_type",
+                       error_description="only code is supported")
+        if "openid" not in q.get("scope", "").split():
+            raise back(error="invalid_scope", error_description="the openid scope is required")
+        if not q.get("code_challenge") or q.get("code_challenge_method") != "S256":
+            raise back(error="invalid_request", error_description="PKCE with S256 is required")
+        if self.login.error is not None:
+            raise back(error=self.login.error, error_description=self.login.description)
+        if self.login.username is None:
+            raise back(error="access_denied",
+                       error_description="nobody logged in at the fake IdP")
+        code = secrets.token_urlsafe(24)
+        self._grants[code] = Grant(
+            client_id=self.client_id, redirect_uri=redirect_uri,
+            challenge=q["code_challenge"], nonce=q.get("nonce"),
+            username=self.login.username, groups=tuple(self.login.groups),
+            expires=time.time() + CODE_LIFETIME,
+        )
+        raise back(code=code)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        self.token_requests.append(form)
+        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        try:
+            grant = self._redeem(form)
+        except OAuthError as e:
+            body = {"error": e.error, "error_description": e.description}
+            return web.json_response(body, status=e.status, headers=headers)
+        lifetime = 300
+        id_token = self.token(grant.username, groups=list(grant.groups), exp_in=lifetime,
+                              nonce=grant.nonce)
+        return web.json_response({
+            "access_token": secrets.token_urlsafe(24), "id_token": id_token,
+            "token_type": "Bearer", "expires_in": lifetime, "scope": "openid",
+        }, headers=headers)
+
+    def _redeem(self, form: dict[str, str]) -> Grant:
+        if form.get("grant_type") != "authorization_code":
+            raise OAuthError("unsupported_grant_type", "only authorization_code is supported")
+        if form.get("client_id") != self.client_id:
+            raise OAuthError("invalid_client", "unknown client_id", status=401)
+        grant = self._grants.pop(form.get("code", ""), None)  # one use, even if refused
+        if grant is None or grant.expires < time.time():
+            raise OAuthError("invalid_grant", "the code is unknown, used or expired")
+        if form.get("redirect_uri") != grant.redirect_uri:
+            raise OAuthError("invalid_grant", "redirect_uri differs from the authorization's")
+        if s256(form.get("code_verifier", "")) != grant.challenge:
+            raise OAuthError("invalid_grant", "the PKCE code_verifier does not match")
+        return grant

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,11 @@ class Console:
     store: Store
 
 
-@pytest.fixture
-async def console(nc: NATS, prefix: str, tmp_path: Path) -> AsyncIterator[Console]:
+@asynccontextmanager
+async def serve_console(
+    nc: NATS, prefix: str, tmp_path: Path, tokens_doc: dict[str, Any]
+) -> AsyncIterator[Console]:
+    """A gateway with the UI over a fresh KV store, authenticating by ``tokens_doc``."""
     bus = Bus(nc, prefix=prefix, service="ui-test")
     await bus.start()
     store = KVStore(nc, bucket=f"{prefix}-objects", on_commit=bus.announce)
@@ -95,7 +99,7 @@ async def console(nc: NATS, prefix: str, tmp_path: Path) -> AsyncIterator[Consol
     await store.create(Region(metadata=ObjectMeta(name="local"),
                               spec=RegionSpec(providers=["simulated", "openstack"])))
     await ensure_default_releases(store)
-    app = create_app(store, Authenticator.from_dict(users_doc()),
+    app = create_app(store, Authenticator.from_dict(tokens_doc),
                      audit=AuditLog(tmp_path / "audit.log"), nc=nc, bus_prefix=prefix)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -108,7 +112,14 @@ async def console(nc: NATS, prefix: str, tmp_path: Path) -> AsyncIterator[Consol
 
 
 @pytest.fixture
-async def browser_context(tmp_path: Path) -> AsyncIterator[BrowserContext]:
+async def console(nc: NATS, prefix: str, tmp_path: Path) -> AsyncIterator[Console]:
+    async with serve_console(nc, prefix, tmp_path, users_doc()) as served:
+        yield served
+
+
+@asynccontextmanager
+async def open_browser(tmp_path: Path, **options: Any) -> AsyncIterator[BrowserContext]:
+    """Headless Chromium with a fresh profile; ``options`` go to Playwright's context."""
     reason = _browser_missing()
     if reason:
         pytest.skip(reason)
@@ -119,12 +130,19 @@ async def browser_context(tmp_path: Path) -> AsyncIterator[BrowserContext]:
             headless=True,
             args=CHROMIUM_FLAGS,
             viewport={"width": 1360, "height": 900},
+            **options,
         )
         context.set_default_timeout(10_000)
         try:
             yield context
         finally:
             await context.close()
+
+
+@pytest.fixture
+async def browser_context(tmp_path: Path) -> AsyncIterator[BrowserContext]:
+    async with open_browser(tmp_path) as context:
+        yield context
 
 
 @pytest.fixture
@@ -158,4 +176,5 @@ def cluster_obj(name: str, ns: str = "team-a", **spec: Any) -> Cluster:
     return convert(Cluster, doc)
 
 
-__all__ = ["Browser", "Console", "cluster_obj", "needs_chromium", "screenshot", "sign_in"]
+__all__ = ["Browser", "Console", "cluster_obj", "needs_chromium", "open_browser", "screenshot",
+           "serve_console", "sign_in", "users_doc"]

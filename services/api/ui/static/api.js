@@ -90,6 +90,7 @@ export const api = {
     }),
   remove: (plural, ns, name) => request("DELETE", path(plural, ns, name)),
   self: () => request("GET", "/apis/ccloud/v1/self"),
+  authConfig: () => request("GET", "/ui/auth-config"),
 };
 
 function key(obj) {

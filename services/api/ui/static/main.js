@@ -5,6 +5,7 @@
 
 import { api, session } from "./api.js";
 import { h, replace } from "./dom.js";
+import { captureCallback } from "./sso.js";
 import { renderLogin } from "./views/login.js";
 import { renderClusters } from "./views/clusters.js";
 import { renderCreate } from "./views/create.js";
@@ -95,4 +96,9 @@ window.addEventListener("ccloud:signed-in", () => {
   location.hash = "#/clusters";
 });
 window.addEventListener("hashchange", route);
+// Back from the IdP: the login view finishes that sign-in, which replaces any session.
+if (captureCallback()) {
+  session.setToken("");
+  session.self = null;
+}
 route();
