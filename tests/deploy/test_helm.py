@@ -51,6 +51,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
     standalone = tmp / "standalone.yaml"
     standalone.write_text(yaml.safe_dump(
         {"global": {"store": "kube", "natsUrl": "nats://nats.example:4222"}}))
+    own_users = tmp / "umbrella-own-users.yaml"
+    own_users.write_text(yaml.safe_dump({"api": {"auth": {"existingSecret": "team-users"}}}))
     backups = tmp / "backup.yaml"
     backups.write_text(yaml.safe_dump({"backup": {"enabled": True, "keep": 12}}))
     mgmt = str(helm.UMBRELLA / "values-management.yaml")
@@ -60,6 +62,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
     installs = {
         "mgmt-kv": (helm.UMBRELLA, [mgmt, str(backups)]),
         "backup-kube": (helm.UMBRELLA, [mgmt, str(kube), str(backups)]),
+        "mgmt-own-users": (helm.UMBRELLA, [mgmt, str(own_users)]),
         "mgmt-kube": (helm.UMBRELLA, [mgmt, str(kube)]),
         "regional-kube": (helm.UMBRELLA, [regional, str(leaf), str(kube)]),
         "invalid": (invalid, []),
@@ -485,3 +488,23 @@ def test_cloud_providers_sign_node_tokens_with_lcms_secret(runs: Runs, provider:
         cert.verify_directly_issued_by(ca)
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert {"cc-lcm", "cc-lcm.ccloud.svc"} <= set(names.get_values_for_type(x509.DNSName))
+
+
+def test_install_notes_say_how_to_reach_and_sign_in(runs: Runs) -> None:
+    """What an operator needs right after `helm install`: the API, the admin token's Secret
+    (the one the gateway mounts), and what nodes need to reach LCM."""
+    installed(runs, "mgmt-kube")
+    notes = runs.results["mgmt-kube"]["result"]["info"]["notes"]
+    pod = objects(runs, "mgmt-kube", "Deployment")["cc-api"]["spec"]["template"]["spec"]
+    auth = next(v for v in pod["volumes"] if v["name"] == "auth")["secret"]["secretName"]
+    assert f"get secret {auth} -o jsonpath='{{.data.admin-token}}'" in notes
+    assert "port-forward svc/cc-api 8443:8443" in notes
+    assert "lcm.tls.extraNames" in notes and "Backups" not in notes  # kube store
+    regional = runs.results["regional-kube"]["result"]["info"]["notes"]
+    assert "regional set" in regional and "admin-token" not in regional
+    assert "Backups" not in runs.results["mgmt-kv"]["result"]["info"]["notes"]  # enabled there
+    installed(runs, "mgmt-own-users")
+    own = runs.results["mgmt-own-users"]["result"]["info"]["notes"]
+    assert "from your Secret team-users" in own and "admin-token" not in own
+    assert "Backups of the management store are off" in own
+    assert "cc-api-auth" not in objects(runs, "mgmt-own-users", "Secret")
