@@ -72,6 +72,7 @@ class Service:
     generated_secrets: dict[str, str] = field(default_factory=dict)
     persistent_size: str = ""  # the data folder on a volume of this size, not an emptyDir
     tls_env: str = ""  # serves TLS with a chart-made certificate whose folder this names
+    ingress: bool = False  # may be exposed through an Ingress (its first port)
     # env var -> "<service>/<key>" (a key of another service's generated secrets) or
     # "<service>/tls/<key>" (of its serving certificate's Secret, e.g. the CA)
     secrets_from: dict[str, str] = field(default_factory=dict)
@@ -113,6 +114,7 @@ def load(path: Path = DEPLOY / "services.yaml") -> Manifest:
                                    (entry.get("generated_secrets") or {}).items()},
                 persistent_size=str((entry.get("persistent") or {}).get("size") or ""),
                 tls_env=str((entry.get("tls") or {}).get("env") or ""),
+                ingress=bool(entry.get("ingress")),
                 secrets_from={str(k): str(v) for k, v in
                               (entry.get("secrets_from") or {}).items()},
             )
@@ -215,6 +217,11 @@ def service_chart(m: Manifest, svc: Service) -> dict[str, str]:
         values["persistence"] = {"enabled": True, "size": svc.persistent_size,
                                  "accessModes": ["ReadWriteOnce"], "storageClassName": "",
                                  "existingClaim": ""}
+    if svc.ingress:
+        # Watches and the events websocket hold a request open for minutes: give the
+        # controller's read timeout room (e.g. nginx.ingress.kubernetes.io/proxy-read-timeout).
+        values["ingress"] = {"enabled": False, "className": "", "host": "", "tlsSecret": "",
+                             "annotations": {}}
     if svc.tokens:
         # The chart's Secret (an operator 'admin', kept across upgrades) unless one is named.
         values["auth"] = {"enabled": True, "existingSecret": "", "mountPath": "/etc/ccloud/auth"}

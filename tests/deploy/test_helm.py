@@ -52,7 +52,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
     standalone.write_text(yaml.safe_dump(
         {"global": {"store": "kube", "natsUrl": "nats://nats.example:4222"}}))
     own_users = tmp / "umbrella-own-users.yaml"
-    own_users.write_text(yaml.safe_dump({"api": {"auth": {"existingSecret": "team-users"}}}))
+    own_users.write_text(yaml.safe_dump({"api": {
+        "auth": {"existingSecret": "team-users"},
+        "ingress": {"enabled": True, "host": "ccloud.example.com"}}}))
     backups = tmp / "backup.yaml"
     backups.write_text(yaml.safe_dump({"backup": {"enabled": True, "keep": 12}}))
     mgmt = str(helm.UMBRELLA / "values-management.yaml")
@@ -88,6 +90,18 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
         jobs.append({"action": "install", "chart": str(helm.CHARTS / "lcm"), "id": "reuse-lcm",
                      "release": "r", "namespace": NS, "kubeconfig": str(tmp / "reuse.kubeconfig"),
                      "values_files": [str(standalone)]})
+        exposed = tmp / "ingress.yaml"
+        exposed.write_text(yaml.safe_dump({"ingress": {
+            "enabled": True, "host": "ccloud.example.com", "tlsSecret": "ccloud-example-tls",
+            "className": "nginx",
+            "annotations": {"nginx.ingress.kubernetes.io/proxy-read-timeout": "3600"}}}))
+        nameless = tmp / "ingress-no-host.yaml"
+        nameless.write_text(yaml.safe_dump({"ingress": {"enabled": True}}))
+        for job, values in (("ingress", exposed), ("ingress-no-host", nameless)):
+            jobs.append({"action": "install", "chart": str(helm.CHARTS / "api"), "id": job,
+                         "release": job[:3] if job == "ingress" else "nh", "namespace": NS,
+                         "kubeconfig": str(tmp / "reuse.kubeconfig"),
+                         "values_files": [str(standalone), str(values)]})
         own = tmp / "own-users.yaml"
         own.write_text(yaml.safe_dump({"auth": {"existingSecret": "team-users"}}))
         jobs.append({"action": "install", "chart": str(helm.CHARTS / "api"), "id": "own-users",
@@ -506,5 +520,23 @@ def test_install_notes_say_how_to_reach_and_sign_in(runs: Runs) -> None:
     installed(runs, "mgmt-own-users")
     own = runs.results["mgmt-own-users"]["result"]["info"]["notes"]
     assert "from your Secret team-users" in own and "admin-token" not in own
+    assert "API and console: https://ccloud.example.com/" in own and "port-forward" not in own
     assert "Backups of the management store are off" in own
     assert "cc-api-auth" not in objects(runs, "mgmt-own-users", "Secret")
+
+
+def test_the_api_behind_an_ingress(runs: Runs) -> None:
+    result = runs.results["ingress"]
+    assert result["ok"], result.get("error")
+    ingress = objects(runs, "reuse", "Ingress")["ing-api"]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [{"hosts": ["ccloud.example.com"],
+                                       "secretName": "ccloud-example-tls"}]
+    (rule,) = ingress["spec"]["rules"]
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    service = objects(runs, "reuse", "Service")[backend["name"]]
+    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    assert ingress["metadata"]["annotations"][
+        "nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+    refused = runs.results["ingress-no-host"]
+    assert not refused["ok"] and "ingress.enabled needs ingress.host" in refused["error"]

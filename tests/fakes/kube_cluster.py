@@ -6,7 +6,7 @@ update/delete with the real status codes and ``Status`` bodies) it adds what a r
 server does for an install:
 
 - the core group at ``/api/v1`` (ConfigMaps, Secrets, Services, ServiceAccounts, ...) and
-  the built-in groups apps, batch, rbac.authorization.k8s.io, policy, apiextensions.k8s.io,
+  the built-in groups apps, batch, networking.k8s.io, rbac.authorization.k8s.io, policy, apiextensions.k8s.io,
   admissionregistration.k8s.io;
 - schema validation of every create and update against the Kubernetes OpenAPI schemas
   shipped by ``kubernetes-validate`` (422 Invalid, naming the field); fields the schema
@@ -52,6 +52,7 @@ BUILTIN_KINDS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("apps", "v1", "StatefulSet", "statefulsets", True),
     ("apps", "v1", "DaemonSet", "daemonsets", True),
     ("batch", "v1", "CronJob", "cronjobs", True),
+    ("networking.k8s.io", "v1", "Ingress", "ingresses", True),
     ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
     ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
     ("rbac.authorization.k8s.io", "v1", "Role", "roles", True),

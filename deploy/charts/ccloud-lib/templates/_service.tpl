@@ -231,6 +231,10 @@ spec:
       tolerations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+{{- if (.Values.ingress | default dict).enabled }}
+---
+{{ include "ccloud.ingress" . }}
+{{- end }}
 {{- if $tls }}
 ---
 {{ include "ccloud.tls" . }}
