@@ -3,8 +3,9 @@
 Kubernetes store backend: with the embedded KV store a pod needs no API access and gets no
 token), a Service for its ports and probes, the Deployment, and with the Kubernetes store
 the service's admission webhook where it has one (_webhook.tpl), for the gateway the
-Secret its users come from (_auth.tpl), and where the manifest asks for them the secrets
-the chart makes once and a volume for the data folder (_kept.tpl).
+Secret its users come from (_auth.tpl) and an Ingress (_ingress.tpl), and where the
+manifest asks for them a serving certificate (_tls.tpl), the secrets the chart makes once
+and a volume for the data folder (_kept.tpl).
 */}}
 {{- define "ccloud.service" -}}
 {{- $kube := eq .Values.global.store "kube" -}}
