@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -65,7 +65,7 @@ class AgentSecretMissing(ProviderError):
 @dataclass(frozen=True)
 class AgentBootstrap:
     endpoint: str
-    secret: bytes = b""
+    secret: bytes = field(default=b"", repr=False)  # never in a log line
     secret_file: Path | None = None  # LCM's, in a data folder both services share
     ca_pem: str = ""
 
