@@ -6,8 +6,8 @@ update/delete with the real status codes and ``Status`` bodies) it adds what a r
 server does for an install:
 
 - the core group at ``/api/v1`` (ConfigMaps, Secrets, Services, ServiceAccounts, ...) and
-  the built-in groups apps, batch, networking.k8s.io, rbac.authorization.k8s.io, policy, apiextensions.k8s.io,
-  admissionregistration.k8s.io;
+  the built-in groups apps, batch, networking.k8s.io, rbac.authorization.k8s.io, policy,
+  apiextensions.k8s.io, admissionregistration.k8s.io;
 - schema validation of every create and update against the Kubernetes OpenAPI schemas
   shipped by ``kubernetes-validate`` (422 Invalid, naming the field); fields the schema
   does not know are dropped with a warning, as the real server does unless the request
