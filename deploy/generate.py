@@ -181,6 +181,8 @@ def service_chart(m: Manifest, svc: Service) -> dict[str, str]:
             "leaderElection": True,
             "leaseSeconds": 15,
             "image": {"repository": m.image, "tag": "", "pullPolicy": "IfNotPresent"},
+            # issuer.name (kind, group): serving certificates from cert-manager, not Helm
+            "certManager": {"issuer": {}},
         },
         "service": {
             "name": svc.name,

@@ -55,6 +55,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
     own_users.write_text(yaml.safe_dump({"api": {
         "auth": {"existingSecret": "team-users"},
         "ingress": {"enabled": True, "host": "ccloud.example.com"}}}))
+    cert_manager = tmp / "cert-manager.yaml"
+    cert_manager.write_text(yaml.safe_dump(
+        {"global": {"certManager": {"issuer": {"name": "ccloud-ca", "kind": "ClusterIssuer"}}}}))
     backups = tmp / "backup.yaml"
     backups.write_text(yaml.safe_dump({"backup": {"enabled": True, "keep": 12}}))
     mgmt = str(helm.UMBRELLA / "values-management.yaml")
@@ -65,6 +68,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "mgmt-kv": (helm.UMBRELLA, [mgmt, str(backups)]),
         "backup-kube": (helm.UMBRELLA, [mgmt, str(kube), str(backups)]),
         "mgmt-own-users": (helm.UMBRELLA, [mgmt, str(own_users)]),
+        "mgmt-cert-manager": (helm.UMBRELLA, [mgmt, str(kube), str(cert_manager)]),
         "mgmt-kube": (helm.UMBRELLA, [mgmt, str(kube)]),
         "regional-kube": (helm.UMBRELLA, [regional, str(leaf), str(kube)]),
         "invalid": (invalid, []),
@@ -76,6 +80,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
     with helm.clusters() as ct:
         for name, (chart, values) in installs.items():
             out.clusters[name] = ct.new(tmp / f"{name}.kubeconfig")
+            if name == "mgmt-cert-manager":
+                post(out.clusters[name].url, "/apis/apiextensions.k8s.io/v1/"
+                     "customresourcedefinitions", CERT_MANAGER_CRD)  # cert-manager installed
             jobs.append({"action": "install", "chart": str(chart), "id": name, "release": "cc",
                          "namespace": NS, "kubeconfig": str(tmp / f"{name}.kubeconfig"),
                          "values_files": values})
@@ -133,6 +140,25 @@ EARLIER_USERS = {
 
 
 EARLIER_LCM = {"agent-secret": base64.b64encode(b"e" * 64).decode()}
+
+
+CERT_MANAGER_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "certificates.cert-manager.io"},
+    "spec": {"group": "cert-manager.io", "scope": "Namespaced",
+             "names": {"kind": "Certificate", "plural": "certificates",
+                       "singular": "certificate", "listKind": "CertificateList"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                 "openAPIV3Schema": {"type": "object",
+                                     "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+def post(url: str, path: str, body: dict[str, Any]) -> None:
+    req = urllib.request.Request(f"{url}{path}", method="POST", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 201
 
 
 def seed_secret(url: str, name: str, data: dict[str, str], type_: str = "Opaque") -> None:
@@ -295,8 +321,8 @@ def test_everything_installed_passes_strict_schemas(runs: Runs) -> None:
     seen = 0
     for cluster in runs.clusters.values():
         for obj in cluster.objects():
-            if obj["apiVersion"].startswith(MANIFEST.group):
-                continue
+            if obj["apiVersion"].startswith((MANIFEST.group, "cert-manager.io/")):
+                continue  # custom resources: their CRDs' schemas, not Kubernetes'
             validate(obj, "1.30.0", strict=True)
             seen += 1
     assert seen > 50
@@ -540,3 +566,23 @@ def test_the_api_behind_an_ingress(runs: Runs) -> None:
         "nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
     refused = runs.results["ingress-no-host"]
     assert not refused["ok"] and "ingress.enabled needs ingress.host" in refused["error"]
+
+
+def test_serving_certificates_from_cert_manager(runs: Runs) -> None:
+    """With an issuer named, cert-manager issues (and renews) the webhook's and LCM's
+    certificates into the Secrets the pods mount, and its cainjector fills the webhook's
+    caBundle; Helm makes none of them."""
+    installed(runs, "mgmt-cert-manager")
+    certs = objects(runs, "mgmt-cert-manager", "Certificate")
+    assert set(certs) == {"cc-api-webhook-tls", "cc-lcm-tls"}
+    for name, cert in certs.items():
+        assert cert["spec"]["secretName"] == name
+        assert cert["spec"]["issuerRef"] == {"name": "ccloud-ca", "kind": "ClusterIssuer",
+                                             "group": "cert-manager.io"}
+    assert "cc-lcm.ccloud.svc" in certs["cc-lcm-tls"]["spec"]["dnsNames"]
+    assert certs["cc-api-webhook-tls"]["spec"]["dnsNames"][0] == "cc-api.ccloud.svc"
+    assert not set(certs) & set(objects(runs, "mgmt-cert-manager", "Secret"))
+    vwc = objects(runs, "mgmt-cert-manager", "ValidatingWebhookConfiguration")["cc-api-ccloud"]
+    assert vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
+        "ccloud/cc-api-webhook-tls"
+    assert "caBundle" not in vwc["webhooks"][0]["clientConfig"]

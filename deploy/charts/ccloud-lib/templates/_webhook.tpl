@@ -6,24 +6,19 @@ kube-apiserver's reviews of the listed writes to the service's webhook port.
 The certificate is made by Helm (its own CA, valid .Values.webhook.certValidDays) and kept
 across upgrades: an existing Secret is looked up and reused, so the pods' mounted
 certificate and the configuration's caBundle stay a pair. A plain `helm template` (no
-cluster to look in) makes a new pair each time.
+cluster to look in) makes a new pair each time. With global.certManager.issuer.name set,
+cert-manager issues it and its cainjector fills caBundle (_tls.tpl).
 */}}
 {{- define "ccloud.webhook" -}}
 {{- $name := include "ccloud.fullname" . -}}
 {{- $secretName := printf "%s-webhook-tls" $name -}}
 {{- $host := printf "%s.%s.svc" $name .Release.Namespace -}}
-{{- $data := include "ccloud.certData" (dict "root" . "secret" $secretName "ca" (printf "%s-webhook-ca" $name) "hosts" (list $host (printf "%s.cluster.local" $host)) "days" .Values.webhook.certValidDays) | fromYaml -}}
-apiVersion: v1
-kind: Secret
-metadata:
-  name: {{ $secretName }}
-  labels:
-    {{- include "ccloud.labels" . | nindent 4 }}
-type: kubernetes.io/tls
-data:
-  ca.crt: {{ index $data "ca.crt" }}
-  tls.crt: {{ index $data "tls.crt" }}
-  tls.key: {{ index $data "tls.key" }}
+{{- $cert := dict "root" . "secret" $secretName "ca" (printf "%s-webhook-ca" $name) "hosts" (list $host (printf "%s.cluster.local" $host)) "days" .Values.webhook.certValidDays -}}
+{{- $managed := ((.Values.global.certManager | default dict).issuer | default dict).name -}}
+{{- if not $managed }}
+{{- $_ := set $cert "data" (include "ccloud.certData" $cert | fromYaml) }}
+{{- end }}
+{{- include "ccloud.servingCert" $cert }}
 ---
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration
@@ -31,6 +26,11 @@ metadata:
   name: {{ $name }}-{{ .Release.Namespace }}
   labels:
     {{- include "ccloud.labels" . | nindent 4 }}
+  {{- if $managed }}
+  annotations:
+    # cert-manager's cainjector writes the issuer's CA into caBundle (and on renewal).
+    cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ $secretName }}
+  {{- end }}
 webhooks:
   - name: validate.{{ .Values.rbac.group }}
     admissionReviewVersions: [v1]
@@ -44,7 +44,9 @@ webhooks:
         namespace: {{ .Release.Namespace }}
         port: {{ .Values.webhook.port }}
         path: {{ .Values.webhook.path }}
-      caBundle: {{ index $data "ca.crt" }}
+      {{- if not $managed }}
+      caBundle: {{ index $cert.data "ca.crt" }}
+      {{- end }}
     rules:
       {{- toYaml .Values.webhook.rules | nindent 6 }}
 {{- end -}}
