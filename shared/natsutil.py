@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+import nats
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
@@ -51,3 +52,19 @@ async def close_subscription(sub: Any, timeout: float = UNSUBSCRIBE_TIMEOUT) -> 
             queue.task_done()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(sub.unsubscribe(), timeout)
+
+
+async def _quiet(_: Exception) -> None:
+    """A command reports a failed connect once, as one line; nats-py prints each attempt's."""
+
+
+async def connect_briefly(url: str, *, name: str, timeout: float = 5.0) -> nats.NATS:
+    """Connect for a one-off command (a backup, a pivot): a few quick attempts, then a
+    ``ConnectionError`` saying why. With ``allow_reconnect=False`` nats-py never returns
+    from a refused first connect (nats-io/nats.py#645), hence attempts instead."""
+    try:
+        return await nats.connect(url, name=name, connect_timeout=timeout,
+                                  max_reconnect_attempts=3, reconnect_time_wait=0.2,
+                                  error_cb=_quiet)
+    except Exception as e:  # nats-py raises several unrelated types for "unreachable"
+        raise ConnectionError(f"cannot reach NATS at {url}: {e or type(e).__name__}") from None

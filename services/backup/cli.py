@@ -20,17 +20,15 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import nats
-from nats.aio.client import Client as NATS
 from nats.js.errors import BucketNotFoundError
 
 from services.backup import archive as backup
 from services.bootstrap.state import BootstrapError
 from shared.config import Settings
+from shared.natsutil import connect_briefly
 from shared.store import StoreError
 from shared.store.kv import KVStore
 
-CONNECT_TIMEOUT = 5.0
 SUFFIX = ".backup"
 
 
@@ -57,22 +55,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         p.set_defaults(backup_command=name)
 
 
-async def _quiet(_: Exception) -> None:
-    """The failure is reported once, as one line; nats-py would print each attempt's."""
-
-
 async def _with_store(args: argparse.Namespace, create: bool,
                       work: Callable[[KVStore], Awaitable[str]]) -> str:
     bucket = Settings(prefix=args.prefix).objects_bucket
     try:
-        # A few quick attempts: with allow_reconnect=False nats-py never returns from a
-        # refused first connect (nats-io/nats.py#645).
-        nc: NATS = await nats.connect(args.nats_url, connect_timeout=CONNECT_TIMEOUT,
-                                      max_reconnect_attempts=3, reconnect_time_wait=0.2,
-                                      error_cb=_quiet)
-    except Exception as e:  # nats-py raises several unrelated types for "unreachable"
-        raise backup.BackupError(f"cannot reach NATS at {args.nats_url}: {e or type(e).__name__}"
-                                 ) from None
+        nc = await connect_briefly(args.nats_url, name="ccloud-backup")
+    except ConnectionError as e:
+        raise backup.BackupError(str(e)) from None
     try:
         if not create:
             try:

@@ -21,8 +21,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
-import nats
-from nats.aio.client import Client as NATS
 
 from services.bootstrap import pivot, state
 from services.bootstrap.bootset import BootstrapSet
@@ -31,6 +29,7 @@ from services.bootstrap.state import BootstrapError, BootstrapState, Target
 from services.providers.simulated import SimulatedProvider
 from services.providers.simulated.nodes import KVNodes
 from shared.models import Resource
+from shared.natsutil import connect_briefly
 from shared.store import NotFound
 from shared.store.kv import KVStore
 
@@ -57,14 +56,9 @@ class ManagementSet:
 @contextlib.asynccontextmanager
 async def management(target: Target) -> AsyncIterator[ManagementSet]:
     try:
-        nc: NATS = await nats.connect(
-            target.management_url, name="ccloud-bootstrap-pivot", connect_timeout=5,
-            max_reconnect_attempts=3, allow_reconnect=True, reconnect_time_wait=0.2,
-        )
-    except Exception as e:
-        raise BootstrapError(
-            f"cannot reach the management set at {target.management_url}: {e}"
-        ) from None
+        nc = await connect_briefly(target.management_url, name="ccloud-bootstrap-pivot")
+    except ConnectionError as e:
+        raise BootstrapError(f"cannot reach the management set: {e}") from None
     try:
         store = KVStore(nc, bucket=f"{target.prefix}-objects")
         await store.start()
