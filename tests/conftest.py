@@ -1,4 +1,5 @@
-"""Suite-wide fixtures: one real nats-server per test session, isolated names per test."""
+"""Suite-wide fixtures: one real nats-server per test session, isolated names per test,
+and the fake OIDC provider the gateway and console tests share."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import nats
 import pytest
@@ -13,6 +15,7 @@ from nats.aio.client import Client as NATS
 
 from shared.natsserver import NatsServer
 from shared.store.kv import KVStore
+from tests.fakes.oidc import FakeIdP
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +50,13 @@ async def kv_store(nc: NATS, prefix: str) -> AsyncIterator[KVStore]:
     await store.close()
     with contextlib.suppress(Exception):
         await nc.jetstream().delete_key_value(prefix)
+
+
+@pytest.fixture
+async def idp(tmp_path: Path) -> AsyncIterator[FakeIdP]:
+    """The fake OpenID Connect provider (HTTPS on 127.0.0.1), for the gateway's and the
+    console's sign-in tests."""
+    idp = FakeIdP(tmp_path / "idp")
+    await idp.start()
+    yield idp
+    await idp.stop()

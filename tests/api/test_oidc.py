@@ -93,14 +93,6 @@ class OIDCGateway:
 
 
 @pytest.fixture
-async def idp(tmp_path: Path) -> AsyncIterator[FakeIdP]:
-    idp = FakeIdP(tmp_path / "idp")
-    await idp.start()
-    yield idp
-    await idp.stop()
-
-
-@pytest.fixture
 async def gw(
     kv_store: KVStore, tmp_path: Path, nc: NATS, prefix: str, idp: FakeIdP
 ) -> AsyncIterator[OIDCGateway]:

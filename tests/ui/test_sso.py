@@ -37,14 +37,6 @@ SSO_BUTTON = "Sign in with single sign-on"
 
 
 @pytest.fixture
-async def idp(tmp_path: Path) -> AsyncIterator[FakeIdP]:
-    idp = FakeIdP(tmp_path / "idp")
-    await idp.start()
-    yield idp
-    await idp.stop()
-
-
-@pytest.fixture
 async def sso(nc: NATS, prefix: str, tmp_path: Path, idp: FakeIdP) -> AsyncIterator[Console]:
     """A console whose gateway trusts the IdP; the IdP knows the console as a public client."""
     oidc = {
