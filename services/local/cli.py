@@ -55,6 +55,7 @@ PORTS = (
     ("mirror", 8480, "regional artifact mirror"),
     ("redfish", 8000, "Redfish BMC emulator"),
     ("image", 8089, "boot image server"),
+    ("media", 8436, "bare-metal config drive server"),
 )
 READY_TIMEOUT = 90.0
 
@@ -260,6 +261,10 @@ async def up(args: argparse.Namespace, prep: Prepared) -> int:
             "CCLOUD_MIRROR_PORT": str(args.mirror_port),
             "CCLOUD_LOCAL_IMAGE_PORT": str(args.image_port),
             "CCLOUD_BAREMETAL_IMAGE_BASE_URL": f"http://127.0.0.1:{args.image_port}",
+            "CCLOUD_BAREMETAL_MEDIA_PORT": str(args.media_port),
+            # What the bare-metal nodes' config drives tell their agents (LCM's secret is
+            # its file in the shared data folder).
+            "CCLOUD_AGENT_ENDPOINT": f"http://127.0.0.1:{args.lcm_port}",
         }
         emulator = supervisor.add("redfish", emulator_argv(prep.redfish_config), env)
         emulator.cwd = data / "redfish"

@@ -1,12 +1,17 @@
 """The node launcher: the local region's stand-in for real servers booting.
 
-A real node powered on by its BMC boots the provisioned image and cloud-init starts the
-LCM agent with the machine's token. Here the "servers" are Redfish emulator systems, so
-this service polls each BareMetalHost's system: while a host is claimed by a Machine
-(``spec.consumer`` = the Machine uid) and its power is On, an LCM agent process runs for
-it with the host's own node root folder (``<data>/nodes/<host>``); when the provider
-powers it off or deprovisions it, the agent stops. An agent that dies while its host is
-on is started again, and resumes from its journal.
+A real server powered on by its BMC boots the provisioned image; cloud-init reads the
+config drive in the BMC's removable virtual media (``services.providers.baremetal.
+configdrive``), writes the LCM agent's env file, CA and unit, and systemd starts the
+agent. Here the "servers" are Redfish emulator systems, so this service plays the server:
+it polls each BareMetalHost's system over Redfish, and while one is powered on with a
+config drive inserted it fetches the drive from the URL the BMC was given, writes the
+drive's files into the node's root folder (``<data>/nodes/<host>``) and runs the agent as
+the unit would, with what the drive says - endpoint, Machine, token, CA - and nothing
+else: no store read, no secret. When the host is powered off or its drive ejected the
+agent stops; an agent that dies while its host is on is started again, and resumes from
+its journal. A host powered on without a drive starts nothing (as a real one would boot
+without an agent).
 """
 
 from __future__ import annotations
@@ -17,16 +22,18 @@ import logging
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import yaml
 
-from services.lcm.config import LCMSettings, load_secret
-from services.lcm.tokens import machine_token
 from services.local.redfish import ImageServer
+from services.providers.agent_bootstrap import AGENT_CA_ENV, ENV_FILE
+from services.providers.baremetal import configdrive
 from services.providers.baremetal.adapter import ADDRESSES_ANNOTATION
-from shared.models import BareMetalHost, Machine
+from shared.models import BareMetalHost
 from shared.natsserver import die_with_parent
 from shared.service import Parts, Runtime, main
 from shared.store import Store
@@ -35,14 +42,48 @@ from shared.tasks import cancel_all, raise_if_cancelling
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
-TOKEN_ENV = "CCLOUD_LCM_AGENT_TOKEN"
 IMAGES = ("ubuntu-22.04",)
 OWNER_FILE = ".machine-uid"  # in a node root: which machine's image is on this disk
+REMOVABLE = {"USBStick", "Floppy"}  # where the provider inserts config drives
+
+
+class DriveError(Exception):
+    """A config drive the node cannot boot its agent from (said once per drive)."""
+
+
+@dataclass(frozen=True)
+class Boot:
+    """What a node's config drive gives it: the agent's settings and the files to write."""
+
+    instance_id: str
+    hostname: str
+    env: dict[str, str]
+    files: dict[str, str] = field(default_factory=dict)  # path -> content
+
+    @classmethod
+    def from_drive(cls, data: bytes) -> Boot:
+        try:
+            drive = configdrive.read(data)
+            meta = yaml.safe_load(drive[configdrive.META_DATA]) or {}
+            user = yaml.safe_load(drive[configdrive.USER_DATA]) or {}
+        except (configdrive.ConfigDriveError, yaml.YAMLError) as e:
+            raise DriveError(str(e)) from None
+        files = {str(f.get("path", "")): str(f.get("content", ""))
+                 for f in user.get("write_files") or [] if isinstance(f, dict)}
+        env = dict(line.split("=", 1) for line in files.get(ENV_FILE, "").splitlines()
+                   if "=" in line)
+        missing = [k for k in ("CCLOUD_LCM_AGENT_ENDPOINT", "CCLOUD_LCM_AGENT_MACHINE",
+                               "CCLOUD_LCM_AGENT_TOKEN") if not env.get(k)]
+        if missing or not meta.get("instance-id"):
+            raise DriveError(f"config drive lacks {', '.join(missing) or 'instance-id'}")
+        return cls(instance_id=str(meta["instance-id"]),
+                   hostname=str(meta.get("local-hostname", "")), env=env, files=files)
 
 
 @dataclass
 class Node:
     host: str
+    drive: str  # the config drive's URL this agent was started from
     machine: str  # namespace/name
     proc: asyncio.subprocess.Process
 
@@ -67,20 +108,15 @@ def node_root(root: Path, machine_uid: str) -> Path:
 
 class NodeLauncher:
     def __init__(
-        self,
-        store: Store,
-        *,
-        region: str,
-        data_dir: Path,
-        lcm_endpoint: str,
-        poll: float = POLL_SECONDS,
+        self, store: Store, *, region: str, data_dir: Path, poll: float = POLL_SECONDS
     ) -> None:
         self.store = store
         self.region = region
         self.data_dir = data_dir
-        self.lcm_endpoint = lcm_endpoint
         self.poll = poll
         self.nodes: dict[str, Node] = {}
+        self._boots: dict[str, Boot] = {}  # drive URL -> what it says (drives never change)
+        self._refused: set[str] = set()  # drive URLs already said to be unusable
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
 
@@ -108,58 +144,104 @@ class NodeLauncher:
             raise_if_cancelling()
             await asyncio.sleep(self.poll)
 
-    async def power_state(self, host: BareMetalHost) -> str:
+    async def _json(self, url: str) -> dict[str, Any] | None:
         assert self._http is not None
         try:
-            async with self._http.get(system_url(host.spec.bmc.address)) as r:
+            async with self._http.get(url) as r:
+                return await r.json() if r.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+
+    async def power_state(self, host: BareMetalHost) -> str:
+        system = await self._json(system_url(host.spec.bmc.address))
+        return (system or {}).get("PowerState", "Unknown")
+
+    async def drive_url(self, host: BareMetalHost) -> str:
+        """The URL of the config drive inserted in the host's removable media, or ""."""
+        system = system_url(host.spec.bmc.address)
+        root = system.split("/redfish/v1/", 1)[0]
+        listing = await self._json(system + "/VirtualMedia") or {}
+        for member in listing.get("Members") or []:
+            media = await self._json(root + member.get("@odata.id", ""))
+            if media and REMOVABLE & set(media.get("MediaTypes") or []):
+                if media.get("Inserted") and media.get("Image"):
+                    return str(media["Image"])
+        return ""
+
+    async def boot(self, url: str) -> Boot | None:
+        """What the drive at ``url`` says, fetched as the BMC serves it to the host."""
+        if (known := self._boots.get(url)) is not None:
+            return known
+        assert self._http is not None
+        try:
+            async with self._http.get(url) as r:
                 if r.status != 200:
-                    return "Unknown"
-                return (await r.json()).get("PowerState", "Unknown")
-        except (aiohttp.ClientError, TimeoutError):
-            return "Unknown"
+                    raise DriveError(f"fetching it answered HTTP {r.status}")
+                found = Boot.from_drive(await r.read())
+        except (aiohttp.ClientError, TimeoutError) as e:
+            log.warning("config drive %s unreachable: %s", url, e)
+            return None
+        except DriveError as e:
+            if url not in self._refused:
+                self._refused.add(url)
+                log.warning("config drive %s: %s; no agent starts from it", url, e)
+            return None
+        self._boots[url] = found
+        return found
 
     async def sync(self) -> None:
         hosts = [h for h in await self.store.list_all(BareMetalHost) if h.region() == self.region]
-        machines = {m.metadata.uid: m for m in await self.store.list_all(Machine)}
-        wanted: dict[str, tuple[BareMetalHost, Machine]] = {}
+        wanted: dict[str, tuple[BareMetalHost, str, Boot]] = {}
         for host in hosts:
-            machine = machines.get(host.spec.consumer)
-            if machine is not None and await self.power_state(host) == "On":
-                wanted[host.metadata.name] = (host, machine)
+            if await self.power_state(host) != "On":
+                continue
+            url = await self.drive_url(host)
+            if url and (found := await self.boot(url)) is not None:
+                wanted[host.metadata.name] = (host, url, found)
         for name, node in list(self.nodes.items()):
-            gone = name not in wanted or wanted[name][1].metadata.name != node.machine.split("/")[1]
+            gone = name not in wanted or wanted[name][1] != node.drive
             if gone or node.proc.returncode is not None:
                 if node.proc.returncode is not None and not gone:
                     log.warning("agent of %s exited with %s; starting it again",
                                 name, node.proc.returncode)
                 await self._stop_agent(node)
                 del self.nodes[name]
-        for name, (host, machine) in wanted.items():
+        for name, (host, url, found) in wanted.items():
             if name not in self.nodes:
-                self.nodes[name] = await self._start_agent(host, machine)
+                self.nodes[name] = await self._start_agent(host, url, found)
 
-    async def _start_agent(self, host: BareMetalHost, machine: Machine) -> Node:
+    async def _start_agent(self, host: BareMetalHost, url: str, found: Boot) -> Node:
+        """cloud-init's write_files into the node's root, then the agent as its unit runs
+        it (rooted in that folder here)."""
         name = host.metadata.name
-        root = node_root(self.data_dir / "nodes" / name, machine.metadata.uid or "")
+        root = node_root(self.data_dir / "nodes" / name, found.instance_id)
+        for path, content in found.files.items():
+            target = root / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+        env = dict(found.env)
+        if ca := env.get(AGENT_CA_ENV):
+            env[AGENT_CA_ENV] = str(root / ca.lstrip("/"))
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         ip = host.metadata.annotations.get(ADDRESSES_ANNOTATION, "").split(",")[0].strip()
-        token = machine_token(load_secret(self.data_dir), machine.metadata.uid or "")
-        ref = f"{machine.metadata.namespace}/{machine.metadata.name}"
-        argv = [sys.executable, "-m", "services.lcm.agent", "--endpoint", self.lcm_endpoint,
-                "--machine", ref, "--root", str(root), "--hostname", name]
+        ref = env["CCLOUD_LCM_AGENT_MACHINE"]
+        argv = [sys.executable, "-m", "services.lcm.agent",
+                "--endpoint", env["CCLOUD_LCM_AGENT_ENDPOINT"], "--machine", ref,
+                "--root", str(root), "--hostname", found.hostname or name]
         if ip:
             argv += ["--ip", ip]
         logf = open(logs / f"agent-{name}.log", "ab")  # noqa: ASYNC230, SIM115 - child owns it
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, env={**os.environ, TOKEN_ENV: token}, stdout=logf,
+                *argv, env={**os.environ, **env}, stdout=logf,
                 stderr=asyncio.subprocess.STDOUT, preexec_fn=die_with_parent,
             )
         finally:
             logf.close()
-        log.info("host %s is on: agent for machine %s started (pid %d)", name, ref, proc.pid)
-        return Node(host=name, machine=ref, proc=proc)
+        log.info("host %s is on: agent for machine %s started from its config drive (pid %d)",
+                 name, ref, proc.pid)
+        return Node(host=name, drive=url, machine=ref, proc=proc)
 
     async def _stop_agent(self, node: Node) -> None:
         if node.proc.returncode is None:
@@ -189,11 +271,9 @@ class _Images:
 
 
 async def build(rt: Runtime) -> Parts:
-    lcm = LCMSettings.from_env()
     data = Path(rt.settings.data_dir)
     image_port = int(os.environ.get("CCLOUD_LOCAL_IMAGE_PORT", "8089"))
-    launcher = NodeLauncher(rt.store, region=rt.settings.region, data_dir=data,
-                            lcm_endpoint=f"http://{lcm.host}:{lcm.port}")
+    launcher = NodeLauncher(rt.store, region=rt.settings.region, data_dir=data)
     return Parts(always=[_Images(data / "images", image_port)], leader=[launcher])
 
 

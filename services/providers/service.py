@@ -6,9 +6,9 @@ its ``Targets``; the controllers take only their own region's events (``CCLOUD_R
 how often a provisioning node is polled and when a step counts as timed out;
 ``CCLOUD_PROVIDER_RESYNC_INTERVAL`` how often a running node is re-checked at the provider
 with no event asking for it (drift: a node removed behind our back);
-``CCLOUD_PROVIDER_WORKERS`` how many Machines are reconciled at once. OpenStack and
-vSphere nodes get cloud-init that starts their LCM agent (``agent_bootstrap.py``:
-``CCLOUD_AGENT_ENDPOINT`` and ``CCLOUD_LCM_SECRET``).
+``CCLOUD_PROVIDER_WORKERS`` how many Machines are reconciled at once. OpenStack,
+vSphere and bare-metal nodes get cloud-init that starts their LCM agent
+(``agent_bootstrap.py``: ``CCLOUD_AGENT_ENDPOINT`` and ``CCLOUD_LCM_SECRET``).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from services.providers.targets import Targets
 from shared.models import Machine
 from shared.models.kinds import ProviderName
 from shared.runtime import Controller
-from shared.service import Parts, Runtime, main
+from shared.service import Component, Parts, Runtime, main
 
-# Providers whose nodes take cloud-init user data (agent_bootstrap.py): bare metal hosts
-# boot the region's image and the simulated provider starts no real node.
-USER_DATA_PROVIDERS: tuple[ProviderName, ...] = ("openstack", "vsphere")
+# Providers whose nodes take cloud-init user data (agent_bootstrap.py); bare metal hosts
+# get it on a config drive (baremetal/configdrive.py). The simulated provider starts no
+# real node.
+USER_DATA_PROVIDERS: tuple[ProviderName, ...] = ("openstack", "vsphere", "baremetal")
 
 
 def seconds(name: str, default: float) -> float:
@@ -88,12 +89,14 @@ def machine_controller(rt: Runtime, provider: ProviderName, targets: Targets) ->
 def run(
     provider: ProviderName,
     make_targets: Callable[[Runtime], Awaitable[Targets]],
-    extra: Callable[[Runtime], list[Controller]] | None = None,
+    extra: Callable[[Runtime], list[Component]] | None = None,
 ) -> None:
     async def build(rt: Runtime) -> Parts:
         targets = await make_targets(rt)
-        controllers = [machine_controller(rt, provider, targets)]
-        controllers += extra(rt) if extra else []
-        return Parts(leader=[*controllers, _Closing(targets)])
+        # Started in order, stopped in reverse: the extra parts (a server the nodes use, an
+        # inventory) before the Machine controller that relies on them.
+        parts = extra(rt) if extra else []
+        return Parts(leader=[*parts, machine_controller(rt, provider, targets),
+                             _Closing(targets)])
 
     main(f"provider-{provider}", build)

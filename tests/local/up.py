@@ -25,7 +25,7 @@ class Up:
         self.data = data
         self.ports = {name: free_port() for name in
                       ("port", "nats-port", "lcm-port", "mirror-port", "redfish-port",
-                       "image-port")}
+                       "image-port", "media-port")}
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
 

@@ -2,8 +2,10 @@
 
 The provider is bound to a host the service has already claimed for the Machine (the
 host's ``spec.consumer`` is the Machine uid, see ``hosts.py``). Provisioning inserts the
-OS image as virtual media, sets a one-time boot from it and powers on; deprovisioning
-powers off, ejects the media and leaves the host free for the next claim.
+OS image as virtual media (the CD drive), the node's cloud-init user data as a config
+drive in the removable one (``configdrive.py``, served by ``media.py``), sets a one-time
+boot from the CD and powers on; deprovisioning powers off, ejects both and leaves the host
+free for the next claim.
 
 Redfish reports no IP addresses on most BMCs (the emulator neither): addresses come from
 the EthernetInterfaces' ``IPv4Addresses`` when present, else from the host's
@@ -20,6 +22,7 @@ import sushy
 from sushy.resources.system.system import System
 
 from services.providers.baremetal.bmc import BMC, PROVIDER
+from services.providers.baremetal.media import ConfigDrives
 from services.providers.contract import Inspection, NodeRef, NodeRequest, NodeStatus
 from services.providers.errors import InvalidSpecError, NoCapacityError
 from shared.models import BareMetalHost, BareMetalMachineSpec
@@ -53,10 +56,12 @@ class BareMetalProvider:
         host: BareMetalHost,
         *,
         image_base_url: str = DEFAULT_IMAGE_BASE_URL,
+        drives: ConfigDrives | None = None,
         timeout: float = 30.0,
     ) -> None:
         self.host = host
         self.image_base_url = image_base_url
+        self.drives = drives
         self.bmc = BMC(host.spec.bmc, timeout=timeout)
 
     # --- helpers (blocking; run in a thread) ----------------------------------------------
@@ -74,15 +79,42 @@ class BareMetalProvider:
             provider_id=f"baremetal:///{self._host_id}",
         )
 
-    def _cd(self, system: System):  # noqa: ANN202 - sushy VirtualMedia
+    def _media(self, system: System, types: set[str], what: str):  # noqa: ANN202 - sushy
         def pick():  # noqa: ANN202
             for media in system.virtual_media.get_members():
-                types = {str(t.value) for t in media.media_types or []}
-                if types & {"CD", "DVD"}:
+                if {str(t.value) for t in media.media_types or []} & types:
                     return media
-            raise InvalidSpecError("BMC offers no CD/DVD virtual media", provider=PROVIDER)
+            raise InvalidSpecError(f"BMC offers no {what} virtual media", provider=PROVIDER)
 
         return self.bmc.call("list virtual media", pick)
+
+    def _cd(self, system: System):  # noqa: ANN202 - sushy VirtualMedia
+        return self._media(system, {"CD", "DVD"}, "CD/DVD")
+
+    def _removable(self, system: System):  # noqa: ANN202 - sushy VirtualMedia
+        """Where the config drive goes: the CD drive holds the OS image."""
+        return self._media(system, {"USBStick", "Floppy"}, "removable (USB stick/floppy)")
+
+    def _insert(self, media, url: str) -> None:  # noqa: ANN001 - sushy VirtualMedia
+        """``url`` in ``media``, unless it already is; a drive of ours it replaces is
+        withdrawn."""
+        if media.inserted and media.image == url:
+            return
+        if media.inserted:
+            self.bmc.call("eject media", media.eject_media)
+            if self.drives is not None:
+                self.drives.withdraw(media.image or "")
+        self.bmc.call(
+            "insert media", lambda: media.insert_media(url, inserted=True, write_protected=True))
+
+    def _eject_all(self, system: System) -> None:
+        """Eject whatever is inserted (OS image, config drive) and withdraw our drives."""
+        inserted = self.bmc.call("list virtual media", lambda: [
+            m for m in system.virtual_media.get_members() if m.inserted])
+        for media in inserted:
+            self.bmc.call("eject media", media.eject_media)
+            if self.drives is not None:
+                self.drives.withdraw(media.image or "")
 
     def _claimed_by(self, uid: str) -> bool:
         return uid in (self.host.spec.consumer, self.host.status.consumer)
@@ -96,14 +128,11 @@ class BareMetalProvider:
         spec = req.spec if isinstance(req.spec, BareMetalMachineSpec) else BareMetalMachineSpec()
         url = image_url(self.host.spec.image or spec.image, self.image_base_url)
         system = self.bmc.system()
-        cd = self._cd(system)
-        if not (cd.inserted and cd.image == url):
-            if cd.inserted:
-                self.bmc.call("eject media", cd.eject_media)
-            self.bmc.call(
-                "insert media",
-                lambda: cd.insert_media(url, inserted=True, write_protected=True),
-            )
+        if req.user_data and self.drives is not None:
+            drive = self.drives.publish(req.user_data, instance_id=req.machine_uid,
+                                        hostname=req.machine_name)
+            self._insert(self._removable(system), drive)
+        self._insert(self._cd(system), url)
         self.bmc.call(
             "set boot device",
             lambda: system.set_system_boot_options(
@@ -202,9 +231,7 @@ class BareMetalProvider:
             self._request_power(system, False)
             return False  # the BMC applies it later; the caller asks again
         _POWER_REQUESTS.pop((self._host_id, False), None)
-        cd = self._cd(system)
-        if cd.inserted:
-            self.bmc.call("eject media", cd.eject_media)
+        self._eject_all(system)
         return True
 
     # --- contract -------------------------------------------------------------------------
