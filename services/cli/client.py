@@ -10,7 +10,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from services.cli.config import Config
@@ -20,13 +20,18 @@ from services.cli.errors import CliError
 class ApiFailure(CliError):
     """A non-2xx answer; ``status`` is the decoded Status body."""
 
-    def __init__(self, code: int, status: dict[str, Any], *, hint: str = "") -> None:
+    def __init__(
+        self, code: int, status: dict[str, Any], *, hint: str = "", login: bool = False
+    ) -> None:
         self.code = code
         self.status = status
-        super().__init__(describe_failure(code, status, hint=hint))
+        super().__init__(describe_failure(code, status, hint=hint, login=login))
 
 
-def describe_failure(code: int, status: dict[str, Any], *, hint: str = "") -> str:
+def describe_failure(
+    code: int, status: dict[str, Any], *, hint: str = "", login: bool = False
+) -> str:
+    """``hint``: where the token came from; ``login``: it is a ``ccctl login`` ID token."""
     reason = status.get("reason") or str(code)
     message = status.get("message") or ""
     text = f"Error from server ({reason}): {message}"
@@ -37,14 +42,25 @@ def describe_failure(code: int, status: dict[str, Any], *, hint: str = "") -> st
             break  # the message already says it (one field): not twice
         text += f"\n  {line}"
     if code == 401:
-        text += "\n  hint: check the token" + (f" in {hint}" if hint else "")
+        if login:
+            text += "\n  hint: run ccctl login (the token is the ID token it stored"
+            text += f" in {hint})" if hint else ")"
+        else:
+            text += "\n  hint: check the token" + (f" in {hint}" if hint else "")
     return text
 
 
 class Client:
-    def __init__(self, config: Config, *, timeout: float = 30.0) -> None:
+    """``renew`` is asked for the config before each request: a ``ccctl login`` session's
+    ID token may expire during a long watch or wait."""
+
+    def __init__(
+        self, config: Config, *, timeout: float = 30.0,
+        renew: Callable[[Config], Config] | None = None,
+    ) -> None:
         self.config = config
         self.timeout = timeout
+        self.renew = renew
 
     def _url(self, path: str, params: dict[str, str] | None = None) -> str:
         url = self.config.server + path
@@ -62,6 +78,8 @@ class Client:
         content_type: str = "application/json",
         timeout: float | None = None,
     ):
+        if self.renew is not None:
+            self.config = self.renew(self.config)
         data = None
         headers = {"Accept": "application/json"}
         if self.config.token:
@@ -82,7 +100,8 @@ class Client:
                 status = {"message": raw.decode(errors="replace")[:200] or e.reason}
             if not isinstance(status, dict):
                 status = {"message": str(status)}
-            raise ApiFailure(e.code, status, hint=self.config.source) from None
+            raise ApiFailure(e.code, status, hint=self.config.source,
+                             login=self.config.session is not None) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
             reason = getattr(e, "reason", e)
             raise CliError(

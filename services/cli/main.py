@@ -1,4 +1,5 @@
-"""``ccctl`` entry point: get, apply, delete, describe, watch and wait, kubectl style.
+"""``ccctl`` entry point: get, apply, delete, describe, watch and wait, kubectl style;
+login and logout (OpenID Connect, ``services.cli.login``).
 
 Every failure is printed as one clear message (server Status with field paths, or an
 unreachable server) and a non-zero exit code; never a traceback.
@@ -17,9 +18,9 @@ from typing import Any, TextIO
 import yaml
 
 from services.api.discovery import resolve
-from services.cli import output
+from services.cli import login, output
 from services.cli.client import ApiFailure, Client
-from services.cli.config import Config, load
+from services.cli.config import Config, config_path, load
 from services.cli.errors import CliError
 from shared.models import API_VERSION, Resource, ValidationError, convert, to_dict
 
@@ -46,7 +47,9 @@ class Ctx:
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.config, timeout=self.args.request_timeout)
+            # A ccctl login session's ID token is renewed before requests when it expires.
+            self._client = Client(self.config, timeout=self.args.request_timeout,
+                                  renew=login.fresh)
         return self._client
 
     def namespace(self) -> str:
@@ -563,6 +566,30 @@ def _wait_one(ctx, cls, ns, name, met, deadline) -> bool:
     return False
 
 
+def cmd_login(ctx: Ctx) -> int:
+    a = ctx.args
+    if not 0 <= a.listen_port <= 65535:
+        raise CliError(f"error: --listen-port {a.listen_port} is not a port (0-65535)")
+    if a.timeout <= 0:
+        raise CliError("error: --timeout must be positive (seconds)")
+    config = load(a.config, server=a.server, must_exist=False)  # login may create the file
+    ctx.print(login.login(
+        config, path=config_path(a.config), ca_file=a.idp_certificate_authority,
+        listen_port=a.listen_port, timeout=a.timeout, browser=not a.no_browser,
+        extra_scopes=a.scope, err=ctx.err,
+    ))
+    return 0
+
+
+def cmd_logout(ctx: Ctx) -> int:
+    path = config_path(ctx.args.config)
+    if login.logout(path):
+        ctx.print(f"Logged out: removed the tokens of ccctl login from {path}")
+    else:
+        ctx.print(f"Not logged in: {path} holds no ccctl login session")
+    return 0
+
+
 # --- argument parsing -----------------------------------------------------------------------
 
 
@@ -641,6 +668,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--timeout", default="30s", help="e.g. 30s, 5m (default 30s)")
     t.add_argument("--all", action="store_true", help="every object of the kind in the namespace")
     t.set_defaults(func=cmd_wait)
+
+    li = sub.add_parser("login", help="sign in with the identity provider (OIDC) in a browser")
+    li.add_argument("--listen-port", type=int, default=0,
+                    help="port of the 127.0.0.1 callback listener (default: one the OS picks; "
+                         "pin it for an IdP that registers exact redirect URIs)")
+    li.add_argument("--timeout", type=float, default=login.DEFAULT_TIMEOUT,
+                    help="seconds to wait for the browser (default 300)")
+    li.add_argument("--no-browser", action="store_true",
+                    help="only print the URL to open, start no browser")
+    li.add_argument("--idp-certificate-authority", metavar="FILE",
+                    help="CA certificates to trust for the identity provider (default: the "
+                         "system's); kept for refreshes")
+    li.add_argument("--scope", action="append", default=[],
+                    help="an extra scope to ask for (repeatable), e.g. offline_access, which "
+                         "Dex needs to give refresh tokens")
+    li.set_defaults(func=cmd_login)
+
+    lo = sub.add_parser("logout", help="remove the tokens ccctl login stored")
+    lo.set_defaults(func=cmd_logout)
     return p
 
 

@@ -11,8 +11,15 @@ An aiohttp HTTPS server on 127.0.0.1 (certificate from ``tests.attach.pki``; tru
   who "logs in" at ``/auth`` (no login page: it redirects straight back with a code),
   ``refuse(...)`` makes it redirect back with an OAuth error instead. ``/token`` redeems a
   code once, for the same client, redirect URI and PKCE verifier, and answers an ID token
-  carrying the request's nonce; anything else is the OAuth error JSON with a 400/401.
-  ``redirect_uris``, when not empty, are the only ones ``/auth`` accepts.
+  carrying the request's nonce (valid ``id_token_lifetime`` seconds) and a refresh token;
+  anything else is the OAuth error JSON with a 400/401. ``redirect_uris``, when not empty,
+  are the only ones ``/auth`` accepts.
+- ``/token`` with ``grant_type=refresh_token`` (RFC 6749 section 6, OIDC Core 12): a refresh
+  token is bound to the client it was issued to and, if ``scope`` is given, to no more than
+  the scopes first granted; it answers a new ID token for the same user (same nonce) and a
+  new refresh token, the old one being spent (rotation, as the OAuth security BCP wants for
+  public clients). ``end_sessions()`` makes every refresh token issued so far refused with
+  ``invalid_grant``, as Keycloak's "Session not active" once the user's session is over.
 
 Browsers call discovery and ``/token`` from the console's origin: those in ``web_origins``
 get CORS headers (and preflights an answer), as Keycloak does for a client's web origins.
@@ -92,6 +99,18 @@ class Grant:
     username: str
     groups: tuple[str, ...]
     expires: float
+    scope: str = "openid"
+
+
+@dataclass(frozen=True)
+class RefreshGrant:
+    """What an issued refresh token stands for, until spent or its session ends."""
+
+    client_id: str
+    scope: str
+    nonce: str | None
+    username: str
+    groups: tuple[str, ...]
 
 
 @dataclass
@@ -135,6 +154,8 @@ class FakeIdP:
         self.authorize_requests: list[dict[str, str]] = []
         self.token_requests: list[dict[str, str]] = []
         self._grants: dict[str, Grant] = {}
+        self._refresh_grants: dict[str, RefreshGrant] = {}
+        self.id_token_lifetime = 300.0  # seconds, of the ID tokens /token answers
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -173,6 +194,11 @@ class FakeIdP:
     def refuse(self, error: str = "access_denied", description: str = "") -> None:
         """Make ``/auth`` redirect back with this OAuth error (the user said no, ...)."""
         self.login = Login(error=error, description=description)
+
+    def end_sessions(self) -> None:
+        """The users' sessions are over (logged out, revoked by an admin): every refresh
+        token issued so far is refused from now on."""
+        self._refresh_grants.clear()
 
     def rotate(self, *, keep_old: bool = True, alg: str | None = None) -> str:
         """Make a new key current; the JWKS keeps the old ones unless ``keep_old`` is False."""
@@ -220,7 +246,7 @@ class FakeIdP:
             "token_endpoint": f"{self.issuer}/token",
             "jwks_uri": f"{self.issuer}/keys",
             "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["none"],
             "scopes_supported": ["openid", "profile", "email"],
@@ -289,7 +315,7 @@ class FakeIdP:
             client_id=self.client_id, redirect_uri=redirect_uri,
             challenge=q["code_challenge"], nonce=q.get("nonce"),
             username=self.login.username, groups=tuple(self.login.groups),
-            expires=time.time() + CODE_LIFETIME,
+            expires=time.time() + CODE_LIFETIME, scope=q["scope"],
         )
         raise back(code=code)
 
@@ -298,21 +324,46 @@ class FakeIdP:
         self.token_requests.append(form)
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
         try:
-            grant = self._redeem(form)
+            if form.get("grant_type") == "refresh_token":
+                grant = self._refresh(form)
+            else:
+                code = self._redeem(form)
+                grant = RefreshGrant(client_id=code.client_id, scope=code.scope,
+                                     nonce=code.nonce, username=code.username,
+                                     groups=code.groups)
         except OAuthError as e:
             body = {"error": e.error, "error_description": e.description}
             return web.json_response(body, status=e.status, headers=headers)
-        lifetime = 300
+        refresh_token = secrets.token_urlsafe(32)
+        self._refresh_grants[refresh_token] = grant
+        lifetime = self.id_token_lifetime
         id_token = self.token(grant.username, groups=list(grant.groups), exp_in=lifetime,
                               nonce=grant.nonce)
         return web.json_response({
             "access_token": secrets.token_urlsafe(24), "id_token": id_token,
-            "token_type": "Bearer", "expires_in": lifetime, "scope": "openid",
+            "refresh_token": refresh_token, "token_type": "Bearer",
+            "expires_in": int(lifetime), "scope": grant.scope,
         }, headers=headers)
+
+    def _refresh(self, form: dict[str, str]) -> RefreshGrant:
+        if form.get("client_id") != self.client_id:
+            raise OAuthError("invalid_client", "unknown client_id", status=401)
+        token = form.get("refresh_token", "")
+        grant = self._refresh_grants.get(token)
+        if grant is None:
+            raise OAuthError("invalid_grant", "Session not active")
+        if grant.client_id != form["client_id"]:
+            raise OAuthError("invalid_grant", "the refresh token was issued to another client")
+        wanted = form.get("scope")
+        if wanted is not None and not set(wanted.split()) <= set(grant.scope.split()):
+            raise OAuthError("invalid_scope", "scope exceeds what was granted")
+        del self._refresh_grants[token]  # spent: the answer carries its successor
+        return grant
 
     def _redeem(self, form: dict[str, str]) -> Grant:
         if form.get("grant_type") != "authorization_code":
-            raise OAuthError("unsupported_grant_type", "only authorization_code is supported")
+            raise OAuthError("unsupported_grant_type",
+                             "only authorization_code and refresh_token are supported")
         if form.get("client_id") != self.client_id:
             raise OAuthError("invalid_client", "unknown client_id", status=401)
         grant = self._grants.pop(form.get("code", ""), None)  # one use, even if refused
