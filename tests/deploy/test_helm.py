@@ -504,9 +504,10 @@ def test_what_services_keep_survives_restarts_and_upgrades(runs: Runs) -> None:
     assert objects(runs, "reuse", "Secret")["r-lcm-secrets"]["data"] == EARLIER_LCM
 
 
-@pytest.mark.parametrize("provider", ["provider-openstack", "provider-vsphere"])
+@pytest.mark.parametrize("provider",
+                         ["provider-openstack", "provider-vsphere", "provider-baremetal"])
 def test_cloud_providers_sign_node_tokens_with_lcms_secret(runs: Runs, provider: str) -> None:
-    """Their nodes' cloud-init carries a token LCM must accept (both read the one Secret)
+    """Their nodes' cloud-init (bare metal: on a config drive) carries a token LCM must accept (both read the one Secret)
     and the CA LCM's HTTPS certificate - made for the address in the endpoint - chains to."""
     for cluster in ("mgmt-kv", "regional-kube"):
         installed(runs, cluster)
