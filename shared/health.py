@@ -7,6 +7,8 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.webserve import start_site
+
 ReadyCheck = Callable[[], str | None]
 
 
@@ -43,13 +45,7 @@ class HealthServer:
         return web.json_response({"status": "ready"})
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self._runner, self.port = await start_site(self.app, self.host, self.port)
 
     async def stop(self) -> None:
         if self._runner:

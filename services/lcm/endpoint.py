@@ -58,6 +58,7 @@ from shared.runtime import update_status
 from shared.store import NotFound, Store
 from shared.tasks import cancel_all, ignore_outcome
 from shared.tls import ServingCert
+from shared.webserve import start_site
 
 log = logging.getLogger(__name__)
 
@@ -171,16 +172,11 @@ class Endpoint:
 
     async def start(self) -> None:
         await self.changes.start()
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.port,
-                           ssl_context=self._cert.context if self._cert else None)
+        self._runner, self.port = await start_site(
+            self.app, self.settings.host, self.settings.port,
+            ssl_context=self._cert.context if self._cert else None)
         if self._cert is not None:
             self._cert_watch = asyncio.create_task(self._cert.watch(), name="lcm-cert-watch")
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
         log.info("lcm endpoint on %s", self.url)
 
     async def stop(self) -> None:

@@ -507,8 +507,9 @@ def test_what_services_keep_survives_restarts_and_upgrades(runs: Runs) -> None:
 @pytest.mark.parametrize("provider",
                          ["provider-openstack", "provider-vsphere", "provider-baremetal"])
 def test_cloud_providers_sign_node_tokens_with_lcms_secret(runs: Runs, provider: str) -> None:
-    """Their nodes' cloud-init (bare metal: on a config drive) carries a token LCM must accept (both read the one Secret)
-    and the CA LCM's HTTPS certificate - made for the address in the endpoint - chains to."""
+    """Their nodes' cloud-init (bare metal: on a config drive) carries a token LCM must
+    accept (both read the one Secret) and the CA LCM's HTTPS certificate - made for the
+    address in the endpoint - chains to."""
     for cluster in ("mgmt-kv", "regional-kube"):
         installed(runs, cluster)
         deployments = objects(runs, cluster, "Deployment")

@@ -29,6 +29,7 @@ from aiohttp import web
 from services.providers.baremetal import configdrive
 from services.providers.baremetal.bmc import PROVIDER
 from services.providers.errors import InvalidSpecError
+from shared.webserve import start_site
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +99,9 @@ class MediaServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get(ROUTE + "/{name}", self._get)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self._runner, self.port = await start_site(app, self.host, self.port)
+        if not self.drives.base_url:
+            log.warning("%s not set: nodes needing a config drive wait until it is", URL_ENV)
         log.info("config drives served on http://%s:%d%s, inserted as %s", self.host,
                  self.port, ROUTE, self.drives.base_url)
 

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from services.release.mirror.layout import MirrorDir, normalize_sha, safe_relpath
 from services.release.mirror.oci import MANIFEST_TYPES, blob_path
+from shared.webserve import start_site
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,7 @@ class MirrorServer:
         return app
 
     async def start(self) -> MirrorServer:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = await start_site(self.app(), self.host, self.port)
         self.url = f"http://{self.host}:{port}"
         log.info("regional mirror of %s serving on %s", self.mirror.root, self.url)
         return self
