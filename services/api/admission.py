@@ -14,6 +14,13 @@ cluster and region, and a Machine's provider section once its node is made canno
 nothing would move the cluster or remake the node, the write would only make the objects
 lie. (Deletes are judged in ``deletion.py``.)
 
+Maintenance mode (409s: the write conflicts with the current state, not with itself): a
+Cluster enters maintenance only while no upgrade is under way (LCM would hold the rest of
+it with nodes half-upgraded), and leaves it only once none of its Machines is in
+maintenance (an upgrade could start with their nodes out of service); a Machine enters
+maintenance only while its Cluster is in it, so a node goes out of service only once the
+cluster as a whole is held still. LCM copes with writes that bypass these checks.
+
 Release data is read from the store on every check (never cached, so a release written a
 moment ago counts), but cheaply: concurrent checks share one list of the KaaSReleases
 (``FreshRead``: a shared list always starts after its callers arrived), and an accepted
@@ -40,10 +47,12 @@ from shared.models import (
     Resource,
 )
 from shared.models.kinds import ProviderName
+from shared.runtime import conditions as cond
 from shared.store import Invalid, NotFound, Store
 
 RELEASE_FIELD = "spec.release"
 PROVIDER_FIELD = "spec.provider"
+MAINTENANCE_FIELD = "spec.maintenance"
 
 
 class Admission:
@@ -63,6 +72,7 @@ class Admission:
                                                     "create another")
             await self._provider(obj, old)
             await self._cluster(obj, old)
+            await self._cluster_maintenance(obj, old)
         elif isinstance(obj, Machine):
             was = stored if isinstance(stored, Machine) else None
             if was is not None:
@@ -72,6 +82,7 @@ class Admission:
                     _unchanged(obj, was, PROVIDERS, f"its node {was.status.provider_id} is made: "
                                                     "delete the Machine and create another")
             await self._machine(obj, was)
+            await self._machine_maintenance(obj, was)
 
     async def _machine(self, obj: Machine, stored: Machine | None) -> None:
         """A Machine of an existing Cluster is in the Cluster's region and carries only the
@@ -97,6 +108,39 @@ class Admission:
         if getattr(spec, provider) is None and _needs_section(provider):
             raise _invalid(obj, f"cluster {name!r} uses provider {provider}: spec.{provider} "
                                 "is required", field=f"spec.{provider}")
+
+    async def _machine_maintenance(self, obj: Machine, stored: Machine | None) -> None:
+        """A Machine enters maintenance only while its Cluster is in maintenance."""
+        if not obj.spec.maintenance or (stored is not None and stored.spec.maintenance):
+            return
+        name = obj.spec.cluster
+        try:
+            cluster = await self.store.get(Cluster, name, obj.metadata.namespace)
+        except NotFound:
+            raise _conflict(obj, "cannot enter maintenance: its cluster "
+                                 f"{name!r} does not exist") from None
+        if not cluster.spec.maintenance:
+            raise _conflict(obj, f"cannot enter maintenance: cluster {name!r} is not in "
+                                 "maintenance; set the Cluster's spec.maintenance first")
+
+    async def _cluster_maintenance(self, obj: Cluster, stored: Cluster | None) -> None:
+        """A Cluster enters maintenance only while no upgrade is under way, and leaves it
+        only once none of its Machines (deleting ones aside) is in maintenance."""
+        if stored is None or obj.spec.maintenance == stored.spec.maintenance:
+            return
+        if obj.spec.maintenance:
+            if upgrade := _upgrade_under_way(stored):
+                raise _conflict(obj, f"cannot enter maintenance while {upgrade}: wait for "
+                                     "it to finish")
+            return
+        name = obj.metadata.name
+        held = await self.store.list_all(
+            Machine, obj.metadata.namespace,
+            where=lambda m: m.spec.cluster == name and m.spec.maintenance and not m.deleting)
+        if held:
+            names = ", ".join(sorted(m.metadata.name for m in held))
+            raise _conflict(obj, f"cannot leave maintenance while its machines are in "
+                                 f"maintenance ({names}): clear their spec.maintenance first")
 
     async def _provider(self, obj: Cluster, stored: Cluster | None) -> None:
         spec = obj.spec
@@ -181,6 +225,29 @@ def _needs_section(provider: str) -> bool:
     section = next(f for f in msgspec.structs.fields(MachineSpec) if f.name == provider)
     kinds = [t for t in get_args(section.type) if t is not type(None)]
     return any(f.required for t in kinds for f in msgspec.structs.fields(t))
+
+
+def _upgrade_under_way(c: Cluster) -> str:
+    """What upgrade ``c`` is in ("" for none): one its LCM runs, or a release change it has
+    not finished (or, just written, not yet started); a change LCM refused is none."""
+    st = c.status
+    if st.phase == "Upgrading":
+        return f"the upgrade to {c.spec.release} is in progress"
+    if not st.release or c.spec.release == st.release:
+        return ""
+    allowed = cond.get(st, "UpgradeAllowed")
+    if allowed is not None and allowed.reason == "UpgradeNotAllowed":
+        return ""
+    return f"the upgrade {st.release} -> {c.spec.release} is in progress"
+
+
+def _conflict(obj: Resource, message: str, *, field: str = MAINTENANCE_FIELD) -> ApiError:
+    """A 409: the write is well-formed but the objects' current state refuses it."""
+    return ApiError(
+        409,
+        f"{obj.kind} {obj.metadata.name!r} {message}",
+        causes=[{"field": field, "message": message}],
+    )
 
 
 def _invalid(obj: Resource, message: str, *, field: str = RELEASE_FIELD) -> ApiError:

@@ -23,6 +23,14 @@ Region does not offer, or whose service is down there, keeps it Pending with
 cordon/drain or uncordon on a machine in flight stops the rollout until it succeeds. A
 Cluster delete removes its Machines (each runs its own drain/deprovision flow) and then the
 LCM objects.
+
+Maintenance: while the Cluster is in maintenance no upgrade is accepted (a changed
+``spec.release`` waits, ``Upgraded`` False ``HeldByMaintenance``) and its ``Maintenance``
+condition counts its machines in maintenance. A Machine in maintenance has its LCMMachine
+cordoned (the agent drains the node) and gets no new items: it keeps what it had, is no
+part of a rollout, never makes the cluster Failed, and shows in ``MachinesReady``; once
+out of it the rollout's own flow uncordons it, after applying what was held back.
+
 Everything is level-triggered: every pass recomputes from the store.
 """
 
@@ -33,7 +41,7 @@ from collections.abc import Callable
 
 from services.lcm.config import LCMSettings
 from services.lcm.items import keep_joined, release_items
-from services.lcm.lcmmachine import CORDON, HEARTBEAT, ITEMS_READY
+from services.lcm.lcmmachine import CORDON, HEARTBEAT, ITEMS_READY, MAINTENANCE, drain_of
 from services.lcm.objects import patch
 from services.lcm.rollout import Group, MachineView, Plan, plan, state_of
 from services.release.compat import UpgradeNotAllowed, check_upgrade, latest_kaas
@@ -83,6 +91,7 @@ PROVIDER_AVAILABLE = "ProviderAvailable"
 PROVIDER_RECHECK = 30.0
 PROVIDER_READY = cond.PROVIDER_READY  # on the Machine, written by its provider
 NO_CAPACITY = "NoCapacity"
+HELD = "HeldByMaintenance"
 
 
 def _failure(lm: LCMMachine) -> str:
@@ -132,6 +141,10 @@ class ClusterReconciler:
         if lcc is None:
             return None
         target = lcc.spec.release
+        # The release the Cluster asks for while maintenance holds its upgrade ("": none).
+        held = cluster.spec.release if (
+            cluster.spec.maintenance and cluster.spec.release != target
+            and cond.is_true(cluster.status, UPGRADE_ALLOWED)) else ""
         try:
             release = await self.store.get(ClusterRelease, target)
         except NotFound:
@@ -145,6 +158,7 @@ class ClusterReconciler:
         machines = await self.store.list_all(
             Machine, ns, where=lambda m: m.spec.cluster == cluster.metadata.name, shared=True)
         live = {m.metadata.name: m for m in machines if not m.deleting}
+        maintenance = sorted(n for n, m in live.items() if m.spec.maintenance)
         lacking = await self._provider_lacking(  # (reason, message, severity)
             cluster, nodes_wanted=any(not cond.is_true(m.status, PROVIDER_READY)
                                       for m in live.values()))
@@ -177,7 +191,7 @@ class ClusterReconciler:
                 state=state_of(
                     spec_release=lm.spec.release, status_release=lm.status.release,
                     target=target, spec_cordoned=lm.spec.cordoned,
-                    status_cordoned=lm.status.cordoned,
+                    status_cordoned=lm.status.cordoned, maintenance=live[name].spec.maintenance,
                 ),
                 group=live[name].spec.update_group,
                 failure=_failure(lm),
@@ -191,7 +205,8 @@ class ClusterReconciler:
 
         self._aggregate(cluster, lcc, list(active.values()), p, target,
                         capacity_shortfall(list(live.values())), total=len(live),
-                        unjoinable=unjoinable, lacking=lacking)
+                        unjoinable=unjoinable, lacking=lacking, maintenance=maintenance,
+                        held=held)
         await self._write_lcm_status(lcc, cluster, manager)
         # A Region edit wakes no cluster: look again for the provider the region now offers.
         return Result(requeue_after=PROVIDER_RECHECK) if lacking else None
@@ -252,6 +267,10 @@ class ClusterReconciler:
         if reason is not None:
             cond.mark_false(cluster.status, UPGRADE_ALLOWED, "UpgradeNotAllowed", reason, "Error")
             return lcc
+        if cluster.spec.maintenance:  # held, not refused: it starts once maintenance ends
+            cond.mark_true(cluster.status, UPGRADE_ALLOWED, "Allowed",
+                           f"{current} -> {wanted}, once the cluster leaves maintenance")
+            return lcc
         cond.mark_true(cluster.status, UPGRADE_ALLOWED, "Allowed", f"{current} -> {wanted}")
         log.info("cluster %s/%s: upgrade %s -> %s accepted", ns, name, current, wanted)
 
@@ -278,7 +297,10 @@ class ClusterReconciler:
         self, cluster: Cluster, lcc: LCMCluster, m: Machine, release: ClusterRelease,
         manager: str,
     ) -> LCMMachine:
+        """A Machine in maintenance gets a cordoned node and nothing to apply yet: it deploys
+        once out of maintenance."""
         ns = cluster.metadata.namespace
+        held = m.spec.maintenance
         lm = LCMMachine(
             metadata=ObjectMeta(
                 name=m.metadata.name, namespace=ns,
@@ -287,9 +309,9 @@ class ClusterReconciler:
             ),
             spec=LCMMachineSpec(
                 cluster=cluster.metadata.name, machine=m.metadata.name, region=m.spec.region,
-                role=m.spec.role, release=release.metadata.name,
-                state_items=self._items(release, m.spec.role, manager),
-                machine_uid=m.metadata.uid or "",
+                role=m.spec.role, release="" if held else release.metadata.name,
+                state_items=[] if held else self._items(release, m.spec.role, manager),
+                cordoned=held, machine_uid=m.metadata.uid or "",
             ),
         )
         try:
@@ -313,7 +335,8 @@ class ClusterReconciler:
         change reaches the node as changed items: the agent re-applies exactly those
         (Reconfigure). A node that has joined MKE keeps its join when only the cluster's
         manager changed (``keep_joined``). A machine waiting for its upgrade keeps its old
-        items until drained.
+        items until drained. A machine in maintenance is only kept cordoned: no new items,
+        and never uncordoned here while it stays in maintenance.
         """
         role = m.spec.role
         items = keep_joined(lm.spec.state_items, lm.status.state_items,
@@ -340,6 +363,10 @@ class ClusterReconciler:
 
         # ``lm`` is the store cache's shared object: changes are made to a copy.
         match v.state:
+            case "maintenance":
+                if not lm.spec.cordoned:
+                    log.info("maintenance: cordon and drain %s", lm.metadata.name)
+                    await patch(self.store, copy(lm), cordon(True))
             case "deploying" | "current" | "upgrading":
                 if release_due(lm):  # also picks up reconfiguration
                     await patch(self.store, copy(lm), set_release)
@@ -379,11 +406,15 @@ class ClusterReconciler:
     def _aggregate(
         self, cluster: Cluster, lcc: LCMCluster, lms: list[LCMMachine], p: Plan, target: str,
         short: list[tuple[str, str]], *, total: int, unjoinable: int = 0,
-        lacking: tuple[str, str, Severity] | None = None,
+        lacking: tuple[str, str, Severity] | None = None, maintenance: list[str] | None = None,
+        held: str = "",
     ) -> None:
         """``total``: the cluster's live Machines; ``lms`` may be fewer (a node other than
-        the manager gets its LCMMachine once the manager's address is known)."""
+        the manager gets its LCMMachine once the manager's address is known).
+        ``maintenance``: the live Machines in maintenance; ``held``: the release whose
+        upgrade the cluster's maintenance holds back."""
         st = cluster.status
+        maint = set(maintenance or ())
         if lacking:
             cond.mark_false(st, PROVIDER_AVAILABLE, *lacking)
         else:
@@ -397,9 +428,16 @@ class ClusterReconciler:
                             f"{name}: {msg}", "Warning")
         else:
             cond.remove(st, CAPACITY)
-        ready = sum(1 for lm in lms if cond.is_true(lm.status, cond.READY) and not lm.spec.cordoned)
+        self._maintenance(cluster, {lm.metadata.name: lm for lm in lms}, sorted(maint),
+                          total=total, held=held)
+        ready = sum(1 for lm in lms if cond.is_true(lm.status, cond.READY)
+                    and not lm.spec.cordoned and lm.metadata.name not in maint)
         st.total_machines, st.ready_machines = total, ready
-        failures = sorted((lm.metadata.name, f) for lm in lms if (f := _failure(lm)))
+        # A machine in maintenance is out of service on purpose: its drain is reported by
+        # the Maintenance conditions, never as a failure of the cluster.
+        failures = sorted((lm.metadata.name, f) for lm in lms
+                          if lm.metadata.name not in maint and (f := _failure(lm)))
+        in_maint = f"; {len(maint)} in maintenance" if maint else ""
         if total == 0:
             cond.mark_false(st, MACHINES_READY, "NoMachines", "the cluster has no machines",
                             "Info")
@@ -409,22 +447,37 @@ class ClusterReconciler:
             name, msg = failures[0]
             cond.mark_false(st, MACHINES_READY, "MachineFailed",
                             f"{ready} of {total} machines ready; {name}: {msg}", "Error")
+        elif maint and ready + len(maint) >= total:
+            cond.mark_false(st, MACHINES_READY, MAINTENANCE,
+                            f"{ready} of {total} machines ready{in_maint}", "Info")
         else:
             waiting = (f"; {unjoinable} {'waits' if unjoinable == 1 else 'wait'} for a "
                        "control-plane node's address to join through" if unjoinable else "")
             cond.mark_false(st, MACHINES_READY, "NotReady",
-                            f"{ready} of {total} machines ready{waiting}", "Info")
+                            f"{ready} of {total} machines ready{waiting}{in_maint}", "Info")
         all_at_target = total > 0 and len(lms) == total and all(
             lm.spec.release == target and lm.status.release == target for lm in lms)
+        # Deployed machines a rollout passed by because they are in maintenance.
+        behind = sorted(lm.metadata.name for lm in lms if lm.metadata.name in maint
+                        and lm.status.release
+                        and (lm.spec.release, lm.status.release) != (target, target))
         upgrading = bool(p.in_flight or p.waiting)
         if p.failed:
             name, msg = p.failed[0]
             cond.mark_false(st, UPGRADED, "UpgradeFailed",
                             f"upgrade to {target} stopped at {name}: {msg}", "Error")
         elif upgrading:
-            done = total - len(p.in_flight) - len(p.waiting)
+            done = total - len(p.in_flight) - len(p.waiting) - len(behind)
             cond.mark_false(st, UPGRADED, "Upgrading",
                             f"upgrading to {target}: {done} of {total} machines done", "Info")
+        elif held:
+            cond.mark_false(st, UPGRADED, HELD, f"the upgrade to {held} waits for the "
+                            "cluster to leave maintenance", "Info")
+        elif behind:
+            cond.mark_false(st, UPGRADED, HELD,
+                            f"{total - len(behind)} of {total} machines run {target}; "
+                            f"{', '.join(behind)} in maintenance, upgraded once out of it",
+                            "Info")
         elif all_at_target:
             cond.mark_true(st, UPGRADED, "Current", f"all machines run {target}")
         else:
@@ -439,11 +492,40 @@ class ClusterReconciler:
             st.phase = "Upgrading"
         elif short or (lacking and lacking[0] == "ProviderNotInRegion"):
             st.phase = "Pending"
+        elif cluster.spec.maintenance or maint:
+            st.phase = MAINTENANCE
         elif not st.release:
             st.phase = "Provisioning"
         else:
             st.phase = "Ready" if ready == total else "Degraded"
         st.observed_generation = cluster.metadata.generation
+
+    @staticmethod
+    def _maintenance(
+        cluster: Cluster, lms: dict[str, LCMMachine], machines: list[str], *, total: int,
+        held: str,
+    ) -> None:
+        """The Cluster's ``Maintenance`` condition: True while it is in maintenance, saying
+        which of its machines are and how far their drains got; False (Warning) for
+        machines in maintenance in a cluster that is not (written past the API's check)."""
+        st = cluster.status
+        if not cluster.spec.maintenance and not machines:
+            cond.remove(st, MAINTENANCE)
+            return
+        shown = []
+        for name in machines:
+            drain = drain_of(lms.get(name))
+            how = "drained" if drain.done else (
+                f"draining: {drain.message}" if drain.severity == "Error" else "draining")
+            shown.append(f"{name} ({how})")
+        count = f"{len(machines)} of {total} machines in maintenance" + (
+            f": {', '.join(shown)}" if shown else "")
+        if not cluster.spec.maintenance:
+            cond.mark_false(st, MAINTENANCE, "MachinesInMaintenance",
+                            f"the cluster is not in maintenance, but {count}", "Warning")
+            return
+        upgrade = f"; the upgrade to {held} waits for maintenance to end" if held else ""
+        cond.mark_true(st, MAINTENANCE, "InMaintenance", count + upgrade)
 
     async def _write_lcm_status(
         self, lcc: LCMCluster, cluster: Cluster, manager: tuple[str, str]
@@ -455,7 +537,8 @@ class ClusterReconciler:
             s.release = c.release
             s.upgrade_in_progress = c.phase in ("Upgrading", "Failed") and bool(c.release)
             s.phase = c.phase
-            for t in (MACHINES_READY, UPGRADED, CAPACITY, PROVIDER_AVAILABLE, cond.READY):
+            for t in (MACHINES_READY, UPGRADED, CAPACITY, PROVIDER_AVAILABLE, MAINTENANCE,
+                      cond.READY):
                 src = cond.get(c, t)
                 if src is None:
                     cond.remove(s, t)

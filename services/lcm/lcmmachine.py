@@ -7,7 +7,8 @@ applies the same ``derive`` (a report being a sign of life) to the write that st
 report, so the reconcile that write wakes has nothing left to write; calling a node
 missing is this controller's alone.
 It requeues itself to notice a heartbeat that stops, and mirrors phase and node name onto
-the Machine.
+the Machine, and - for a Machine in maintenance - how far its node's drain got
+(``Maintenance``; the Machine controller writes the same when the Machine's spec moves).
 A node's last sign of life is the later of ``status.heartbeat`` and its lease
 (``services.lcm.leases``): between status writes only the lease moves.
 """
@@ -15,11 +16,13 @@ A node's last sign of life is the later of ``status.heartbeat`` and its lease
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from services.lcm.clock import age
 from services.lcm.leases import LeaseView
 from services.lcm.phases import UNINITIALIZED, items_view, machine_phase
 from shared.models import LCMMachine, Machine
+from shared.models.meta import Severity
 from shared.runtime import Request, Result, status_writer
 from shared.runtime import conditions as cond
 from shared.store import NotFound, Store
@@ -30,6 +33,9 @@ ITEMS_READY = "ItemsReady"
 HEARTBEAT = "Heartbeat"
 CORDON = "Cordon"  # present only while the agent fails to cordon/drain or uncordon
 LCM_READY = cond.LCM_READY  # on the Machine
+MAINTENANCE = cond.MAINTENANCE  # on the Machine and the Cluster
+DRAINED = "Drained"
+DRAINING = "Draining"
 
 
 class LCMMachineReconciler:
@@ -94,6 +100,49 @@ class LCMMachineReconciler:
                 cond.mark_true(m.status, LCM_READY, "Ready")
             elif ready is not None:
                 cond.mark_false(m.status, LCM_READY, ready.reason, ready.message, ready.severity)
+            mark_maintenance(m, lm)
+
+
+@dataclass(frozen=True)
+class Drain:
+    """How far the drain of a node in maintenance got."""
+
+    done: bool
+    reason: str
+    message: str
+    severity: Severity = "Info"
+
+
+def drain_of(lm: LCMMachine | None) -> Drain:
+    """The drain of a node LCM cordons for maintenance: done once its agent acked the
+    cordon; a node with no agent to ask (none yet, or silent) has nothing LCM could drain,
+    and is cordoned and drained as soon as its agent reports."""
+    if lm is None:
+        return Drain(True, "NoNode", "the machine has no node yet")
+    hb = cond.get(lm.status, HEARTBEAT)
+    if not lm.status.hostname or (hb is not None and hb.reason == "HeartbeatMissing"):
+        return Drain(True, "AgentGone", "the node's agent is not reporting: its node is "
+                                        "cordoned and drained when it reports again")
+    if lm.spec.cordoned and lm.status.cordoned:
+        return Drain(True, DRAINED, "the node is cordoned and drained; LCM applies nothing "
+                                    "new to it")
+    if lm.spec.cordoned and lm.status.cordon_error:
+        return Drain(False, DRAINING, lm.status.cordon_error, "Error")
+    return Drain(False, DRAINING, "waiting for the agent to cordon and drain the node")
+
+
+def mark_maintenance(machine: Machine, lm: LCMMachine | None) -> None:
+    """The Machine's ``Maintenance`` condition: present while ``spec.maintenance``, True
+    once its node is drained (``lm``: its LCMMachine, None if it has none)."""
+    st = machine.status
+    if not machine.spec.maintenance:
+        cond.remove(st, MAINTENANCE)
+        return
+    drain = drain_of(lm)
+    if drain.done:
+        cond.mark_true(st, MAINTENANCE, drain.reason, drain.message)
+    else:
+        cond.mark_false(st, MAINTENANCE, drain.reason, drain.message, drain.severity)
 
 
 def _youngest(*ages: float | None) -> float | None:

@@ -1,4 +1,10 @@
-"""Machine controller (LCM's part): cluster label, finalizer, and the deletion flow.
+"""Machine controller (LCM's part): cluster label, finalizer, maintenance, and the deletion
+flow.
+
+A Machine in maintenance (``spec.maintenance``) is cordoned and drained by the Cluster
+controller (which owns its LCMMachine's spec); this one writes the Machine's
+``Maintenance`` condition when the Machine's spec moves, as the LCMMachine controller does
+when the node's agent reports (``mark_maintenance``: the same answer from either side).
 
 Deleting a Machine: cordon and drain the node (``spec.cordoned`` on its LCMMachine, acked
 by the agent; skipped when the agent is gone or never came), then report ``Drained`` on
@@ -12,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from services.lcm.clock import age
-from services.lcm.lcmmachine import HEARTBEAT
+from services.lcm.lcmmachine import HEARTBEAT, MAINTENANCE, mark_maintenance
 from services.lcm.objects import patch
 from shared.models import CLUSTER_LABEL, LCMMachine, Machine
 from shared.runtime import (
@@ -59,8 +65,9 @@ class MachineReconciler:
             young = age(machine.metadata.creation_timestamp or "")
             if young is not None and young < READY_GRACE:
                 return Result(requeue_after=min(READY_GRACE - young, READY_GRACE))
-        async with status_writer(self.store, machine, derive=cond.summarize_machine):
-            pass
+        async with status_writer(self.store, machine, derive=cond.summarize_machine) as m:
+            if m.spec.maintenance or cond.get(m.status, MAINTENANCE) is not None:
+                mark_maintenance(m, await self._lcm_machine(m))
         return None
 
     async def _lcm_machine(self, machine: Machine) -> LCMMachine | None:

@@ -6,7 +6,9 @@ index runs at once, each with at most ``concurrentUpdates`` machines in flight. 
 naming no (known) update group form the default group (index 0, one at a time). The
 first failure among machines in flight stops the rollout: nothing new starts until it is
 fixed. Machines never deployed yet are not part of a rollout (they simply deploy the
-target release).
+target release). Nor are machines in maintenance: they keep what they run, never count as
+in flight or failed, and are never uncordoned by a rollout; once out of maintenance their
+node is still drained, so one behind the target goes on straight to its new items.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-State = Literal["deploying", "current", "waiting", "draining", "upgrading", "uncordoning"]
+State = Literal["deploying", "current", "waiting", "draining", "upgrading", "uncordoning",
+                "maintenance"]
 IN_FLIGHT: tuple[State, ...] = ("draining", "upgrading", "uncordoning")
 
 DEFAULT_GROUP = ""
@@ -50,8 +53,10 @@ class Plan:
 
 def state_of(
     *, spec_release: str, status_release: str, target: str, spec_cordoned: bool,
-    status_cordoned: bool,
+    status_cordoned: bool, maintenance: bool = False,
 ) -> State:
+    if maintenance:
+        return "maintenance"
     if not status_release:
         return "deploying"
     if spec_release != target:

@@ -65,6 +65,8 @@ class ClusterSpec(_Spec, kw_only=True):
     release: Name
     credential: str = ""
     paused: bool = False
+    # Maintenance mode: no upgrade starts, and its Machines may enter maintenance too.
+    maintenance: bool = False
     # Attached MKE clusters carry no LCM agents; managed ones do.
     description: str = ""
 
@@ -118,6 +120,9 @@ class MachineSpec(_Spec, kw_only=True):
     role: MachineRole = "worker"
     region: DNSLabel
     update_group: str = ""
+    # Maintenance mode (only while its Cluster is in it): the node is cordoned and drained
+    # and LCM applies nothing new to it, so the operator can work on the host.
+    maintenance: bool = False
     openstack: OpenStackMachineSpec | None = None
     vsphere: VsphereMachineSpec | None = None
     baremetal: BareMetalMachineSpec | None = None

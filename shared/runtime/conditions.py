@@ -67,9 +67,28 @@ def summarize(status: Status, types: list[str]) -> None:
 PROVIDER_READY = "ProviderReady"
 LCM_READY = "LCMReady"
 MACHINE_READY_FROM = [PROVIDER_READY, LCM_READY]
+# Present while the Machine is in maintenance (LCM's): its node is out of service on purpose.
+MAINTENANCE = "Maintenance"
+RUNNING = "Running"
 
 
 def summarize_machine(status: Status) -> None:
-    """Ready of a Machine; each writer of either half passes this as ``derive`` to its
-    ``status_writer``, so Ready changes in the same write as the half that moved it."""
+    """Ready and phase of a Machine; each writer of either half passes this as ``derive``
+    to its ``status_writer``, so Ready changes in the same write as the half that moved it.
+
+    A running Machine in maintenance shows phase ``Maintenance`` and is not Ready (reason
+    ``Maintenance``, unless a half reports an error, which stays the reason): the provider
+    keeps writing ``Running``, and this turns it into ``Maintenance`` in the same write, so
+    the two writers never flap the phase. A Machine being made or deleted shows that."""
     summarize(status, MACHINE_READY_FROM)
+    maintenance = get(status, MAINTENANCE)
+    if maintenance is None:
+        if status.phase == MAINTENANCE:
+            status.phase = RUNNING if is_true(status, PROVIDER_READY) else "Provisioning"
+        return
+    if status.phase not in ("", RUNNING, MAINTENANCE):
+        return
+    status.phase = MAINTENANCE
+    ready = get(status, READY)
+    if ready is None or ready.severity != "Error":
+        mark_false(status, READY, MAINTENANCE, f"in maintenance: {maintenance.message}", "Info")

@@ -200,3 +200,76 @@ async def test_where_clusters_and_machines_are_made_stays(gateway: Gateway):
     assert (await gateway.store.get(Machine, "w-0", "team-a")).spec.simulated.flavor == "large"
     code, body = await patch("machines", "w-0", {"role": "control-plane"})
     assert code == 200, body
+
+
+async def test_maintenance_mode_follows_the_cluster_and_waits_for_upgrades(gateway: Gateway):
+    """A Machine enters maintenance only while its Cluster is in it; the Cluster leaves it
+    only once no Machine is in it, and enters it only while no upgrade is under way. Each
+    refusal is a 409 naming spec.maintenance, and stores nothing."""
+    await ensure_default_releases(gateway.store)
+    code, body = await gateway.call("POST", ns_path("clusters"),
+                                    json=cluster("c1", release="mke-3-7-0"))
+    assert code == 201, body
+    c1 = await gateway.store.get(Cluster, "c1", "team-a")
+    c1.status.release, c1.status.phase = "mke-3-7-0", "Ready"  # play LCM: it runs 3.7.0
+    await gateway.store.update_status(c1)
+    code, body = await gateway.call("POST", ns_path("machines"), json=machine("w-0", "worker"))
+    assert code == 201, body
+
+    async def patch(plural: str, name: str, spec: dict) -> tuple[int, dict]:
+        return await gateway.call("PATCH", ns_path(plural, name=name), json={"spec": spec},
+                                  content_type="application/merge-patch+json")
+
+    def refused(code: int, body: dict, message: str) -> None:
+        assert (code, body["reason"]) == (409, "Conflict"), body
+        assert body["details"]["causes"][0]["field"] == "spec.maintenance", body
+        assert body["message"] == message
+
+    # A machine of a cluster that is not in maintenance: refused, on update and on create.
+    code, body = await patch("machines", "w-0", {"maintenance": True})
+    refused(code, body, "Machine 'w-0' cannot enter maintenance: cluster 'c1' is not in "
+                        "maintenance; set the Cluster's spec.maintenance first")
+    assert not (await gateway.store.get(Machine, "w-0", "team-a")).spec.maintenance
+    early = machine("w-1", "worker") | {}
+    early["spec"] = early["spec"] | {"maintenance": True}
+    code, body = await gateway.call("POST", ns_path("machines"), json=early)
+    assert code == 409 and "cluster 'c1' is not in maintenance" in body["message"], body
+    with pytest.raises(NotFound):
+        await gateway.store.get(Machine, "w-1", "team-a")
+
+    # The cluster first, then its machine.
+    code, body = await patch("clusters", "c1", {"maintenance": True})
+    assert code == 200 and body["spec"]["maintenance"] is True, body
+    code, body = await patch("machines", "w-0", {"maintenance": True})
+    assert code == 200 and body["spec"]["maintenance"] is True, body
+    code, body = await gateway.call("POST", ns_path("machines"), json=early)
+    assert code == 201, body
+
+    # The cluster stays in maintenance while its machines are; other edits are not judged.
+    code, body = await patch("clusters", "c1", {"maintenance": False})
+    refused(code, body, "Cluster 'c1' cannot leave maintenance while its machines are in "
+                        "maintenance (w-0, w-1): clear their spec.maintenance first")
+    assert (await gateway.store.get(Cluster, "c1", "team-a")).spec.maintenance
+    code, body = await patch("clusters", "c1", {"description": "host work in progress"})
+    assert code == 200, body
+    for name in ("w-0", "w-1"):
+        code, body = await patch("machines", name, {"maintenance": False})
+        assert code == 200, body
+    code, body = await patch("clusters", "c1", {"maintenance": False})
+    assert code == 200 and not body["spec"].get("maintenance"), body
+
+    # An upgrade under way (asked for, not finished) keeps the cluster out of maintenance.
+    code, body = await patch("clusters", "c1", {"release": "mke-3-7-1"})
+    assert code == 200, body
+    code, body = await patch("clusters", "c1", {"maintenance": True})
+    refused(code, body, "Cluster 'c1' cannot enter maintenance while the upgrade mke-3-7-0 "
+                        "-> mke-3-7-1 is in progress: wait for it to finish")
+    c1 = await gateway.store.get(Cluster, "c1", "team-a")
+    assert not c1.spec.maintenance
+    c1.status.release, c1.status.phase = "mke-3-7-1", "Ready"  # the upgrade is done
+    await gateway.store.update_status(c1)
+    code, body = await patch("clusters", "c1", {"maintenance": True})
+    assert code == 200, body
+    # In maintenance, an upgrade may still be asked for: LCM holds it until maintenance ends.
+    code, body = await patch("clusters", "c1", {"release": "mke-3-8-0"})
+    assert code == 200, body

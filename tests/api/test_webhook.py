@@ -116,6 +116,34 @@ async def test_writes_are_judged_as_the_gateway_judges_them(hook: Hook, kv_store
     assert (await hook.review("DELETE", "Machine", old=stored(cp)))["allowed"] is True
 
 
+async def test_maintenance_rules_are_the_gateways(hook: Hook, kv_store: KVStore):
+    """kubectl edits of spec.maintenance meet the gateway's rules: a machine only while its
+    cluster is in maintenance, the cluster out of it only once its machines are."""
+    c1 = await kv_store.create(convert(Cluster, cluster("c1")))
+    w0 = await kv_store.create(convert(Machine, machine("w-0", "worker")))
+    into = stored(w0)
+    into["spec"]["maintenance"] = True
+    answer = await hook.review("UPDATE", "Machine", obj=into, old=stored(w0))
+    assert answer["allowed"] is False
+    status = answer["status"]
+    assert (status["code"], status["reason"]) == (409, "Conflict")
+    assert status["message"] == ("Machine 'w-0' cannot enter maintenance: cluster 'c1' is not "
+                                 "in maintenance; set the Cluster's spec.maintenance first")
+    assert status["details"]["causes"][0]["field"] == "spec.maintenance"
+
+    c1.spec.maintenance = True
+    c1 = await kv_store.update(c1)
+    assert (await hook.review("UPDATE", "Machine", obj=into, old=stored(w0)))["allowed"] is True
+    w0.spec.maintenance = True
+    await kv_store.update(w0)
+    out = stored(c1)
+    out["spec"]["maintenance"] = False
+    answer = await hook.review("UPDATE", "Cluster", obj=out, old=stored(c1))
+    assert answer["allowed"] is False and answer["status"]["code"] == 409
+    assert "cannot leave maintenance while its machines are in maintenance (w-0)" in \
+        answer["status"]["message"]
+
+
 async def test_what_is_not_judged_is_allowed(hook: Hook, kv_store: KVStore):
     """Status writes and kinds or operations outside the rules pass unjudged (a
     configuration wider than RULES must not block controllers)."""

@@ -465,3 +465,33 @@ def test_a_failure_says_each_thing_once():
                                   {"field": "spec.release", "message": "missing"}]}}
     assert describe_failure(422, two).splitlines()[1:] == [
         "  spec.region: bad", "  spec.release: missing"]
+
+
+async def test_patch_changes_fields_without_a_manifest(ctl: Ctl) -> None:
+    await ctl("apply", "-f", "-", stdin=MANIFEST)
+    r = await ctl("patch", "cluster", "demo", "-p", '{"spec": {"paused": true}}')
+    assert (r.code, r.out.strip()) == (0, "cluster.kaas.containercloud.dev/demo patched"), r.err
+    stored = await ctl.gw.store.get(Cluster, "demo", "team-a")
+    assert stored.spec.paused and stored.spec.release == "mke-1-0", "other fields kept"
+    r = await ctl("patch", "cluster/demo", "-p", "{spec: {paused: true}}")  # YAML flow style
+    assert r.out.strip() == "cluster.kaas.containercloud.dev/demo unchanged", r.err
+    r = await ctl("patch", "cluster", "demo", "-p", '{"spec": {"paused": false}}',
+                  "--dry-run=server")
+    assert r.out.strip() == "cluster.kaas.containercloud.dev/demo patched (server dry run)"
+    assert (await ctl.gw.store.get(Cluster, "demo", "team-a")).spec.paused, "nothing stored"
+
+    # Bad input: the server's reason or the CLI's, never a traceback, nothing written.
+    before = await ctl.gw.store.get(Cluster, "demo", "team-a")
+    r = await ctl("patch", "cluster", "demo", "-p", '{"spec": {"region": "Not_Valid"}}')
+    assert r.code == 1 and "spec.region" in r.err
+    for args, said in ((["-p", "{not json"], "not JSON or YAML"),
+                       (["-p", "[]"], "non-empty object"),
+                       (["-p", '{"status": {"phase": "Ready"}}'], "written by controllers")):
+        r = await ctl("patch", "cluster", "demo", *args)
+        assert r.code != 0 and said in r.err and "Traceback" not in r.err, (args, r.err)
+    r = await ctl("patch", "cluster", "nope", "-p", '{"spec": {"paused": true}}')
+    assert r.code == 1 and "not found" in r.err.lower()
+    r = await ctl("patch", "cluster", "-p", '{"spec": {"paused": true}}')
+    assert r.code != 0 and "one object" in r.err
+    after = await ctl.gw.store.get(Cluster, "demo", "team-a")
+    assert after.metadata.resource_version == before.metadata.resource_version
