@@ -76,11 +76,11 @@ def settings_for(args: argparse.Namespace) -> Settings:
 
 def load_auth(args: argparse.Namespace, data: Path) -> Authenticator:
     if args.tokens_file:
-        return Authenticator.from_file(args.tokens_file)
+        return Authenticator.from_file(args.tokens_file, watch=True)
     tokens, fresh = ensure_bootstrap(data)
     if fresh:
         log.info("bootstrap operator token written to %s (mode 0600)", data / "admin-token")
-    return Authenticator.from_file(tokens)
+    return Authenticator.from_file(tokens, watch=True)
 
 
 async def serve(args: argparse.Namespace) -> None:

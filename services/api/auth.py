@@ -13,9 +13,12 @@ create/update/patch/delete, ``admin`` may also write credential kinds (those tha
 ``SECRET_FIELDS``). Everyone authenticated may read cluster-scoped kinds (regions and
 releases); only operators write them or a status subresource.
 
+The gateway takes up edits of the file while it runs (``Authenticator.reload_if_changed``):
+a Secret-mounted file the operator changes applies within a minute, no restart.
+
 OpenID Connect ID tokens are accepted too when the file has an ``oidc:`` section, as
-kube-apiserver's ``--oidc-*`` flags do (login stays with the IdP's tooling, e.g.
-kubelogin; verification is ``services/api/oidc.py``)::
+kube-apiserver's ``--oidc-*`` flags do (sign-in is ``ccctl login``, the console's single
+sign-on or the IdP's own tooling; verification is ``services/api/oidc.py``)::
 
     oidc:
       issuerURL: https://keycloak.example/realms/ccloud   # https only; = the tokens' iss
@@ -43,6 +46,7 @@ Static tokens are looked up first, so they keep working whatever the IdP does.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -55,6 +59,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
+from prometheus_client import Counter
 
 from services.api.oidc import (
     DEFAULT_REFRESH_INTERVAL,
@@ -64,6 +69,8 @@ from services.api.oidc import (
     ssl_context,
 )
 from shared.models import Resource
+
+log = logging.getLogger(__name__)
 
 Verb = Literal["get", "list", "watch", "create", "update", "patch", "delete"]
 Role = Literal["reader", "writer", "admin"]
@@ -168,6 +175,32 @@ class OIDCUsers:
         )
 
 
+RELOAD_CHECK_SECONDS = 1.0
+RELOADS = Counter("ccloud_auth_reloads_total",
+                  "Edits of the tokens file taken up (ok) or refused, keeping the previous "
+                  "users (failed)", ["result"])
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file does: a Secret volume swaps a symlink (new inode), an
+    editor rewrites in place (mtime, size)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+@dataclass
+class _Watch:
+    path: Path
+    stamp: tuple[int, int, int] | None
+    clock: Callable[[], float]
+    checked: float
+    refresh_interval: float
+    oidc_clock: Callable[[], float]
+
+
 class Authenticator:
     """Maps bearer tokens to users: static tokens by their sha256, then OIDC ID tokens.
 
@@ -180,10 +213,16 @@ class Authenticator:
         self, users: Iterable[tuple[str, User]] = (), *, oidc: OIDCUsers | None = None
     ) -> None:
         self._by_hash: dict[str, User] = dict(users)
-        self.oidc = oidc
+        self._oidc = oidc
+        self._watch: _Watch | None = None
 
     def add(self, token_sha256: str, user: User) -> None:
         self._by_hash[token_sha256] = user
+
+    @property
+    def oidc(self) -> OIDCUsers | None:
+        self.reload_if_changed()
+        return self._oidc
 
     async def authenticate(self, token: str) -> User | None:
         """The token's user, or None for an unknown one.
@@ -191,10 +230,37 @@ class Authenticator:
         Raises ``oidc.InvalidToken`` (say why, 401) for a JWT that fails verification and
         ``oidc.IdPUnavailable`` (503) when the IdP's keys cannot be fetched to judge it.
         """
+        self.reload_if_changed()
         user = self._by_hash.get(hash_token(token))
-        if user is not None or self.oidc is None or not looks_like_jwt(token):
+        if user is not None or self._oidc is None or not looks_like_jwt(token):
             return user
-        return self.oidc.user_for(await self.oidc.verifier.verify(token))
+        return self._oidc.user_for(await self._oidc.verifier.verify(token))
+
+    def reload_if_changed(self) -> None:
+        """Take up an edited tokens file (a user added, a token revoked, a group bound),
+        as kube-apiserver does its authentication configuration: no restart. Looked at
+        most once per ``RELOAD_CHECK_SECONDS``; a file that does not load keeps the users
+        it replaces (said in the log and ``ccloud_auth_reloads_total{result="failed"}``),
+        so a typo never locks everyone out."""
+        w = self._watch
+        if w is None or (now := w.clock()) - w.checked < RELOAD_CHECK_SECONDS:
+            return
+        w.checked = now
+        stamp = _stamp(w.path)
+        if stamp == w.stamp:
+            return
+        w.stamp = stamp
+        try:
+            fresh = Authenticator.from_file(w.path, oidc_refresh_interval=w.refresh_interval,
+                                            oidc_clock=w.oidc_clock)
+        except AuthConfigError as e:
+            RELOADS.labels("failed").inc()
+            log.error("tokens file changed but does not load; the previous users stay: %s", e)
+            return
+        self._by_hash, self._oidc = fresh._by_hash, fresh._oidc
+        RELOADS.labels("ok").inc()
+        log.info("tokens file %s reloaded: %d users, OIDC %s", w.path, len(self._by_hash),
+                 "on" if self._oidc else "off")
 
     @classmethod
     def from_file(
@@ -203,15 +269,24 @@ class Authenticator:
         *,
         oidc_refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
         oidc_clock: Callable[[], float] = time.monotonic,
+        watch: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> Authenticator:
+        """``watch``: take up later edits of the file (``reload_if_changed``)."""
+        stamp = _stamp(Path(path))
         try:
             doc = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as e:
             raise AuthConfigError(f"cannot read tokens file {path}: {e}") from None
-        return cls.from_dict(
+        auth = cls.from_dict(
             doc, source=str(path), base_dir=Path(path).parent,
             oidc_refresh_interval=oidc_refresh_interval, oidc_clock=oidc_clock,
         )
+        if watch:
+            auth._watch = _Watch(path=Path(path), stamp=stamp, clock=clock,
+                                 checked=clock(), refresh_interval=oidc_refresh_interval,
+                                 oidc_clock=oidc_clock)
+        return auth
 
     @classmethod
     def from_dict(

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 
-from services.api.auth import AuthConfigError, Authenticator, ensure_bootstrap
+from services.api.auth import AuthConfigError, Authenticator, ensure_bootstrap, user_entry
 from shared.natsserver import NatsServer, free_port
 from tests.waiting import eventually
 
@@ -75,6 +76,22 @@ async def test_module_entrypoint_serves_with_bootstrap_token(
                 assert r.status == 200
             async with session.get(regions) as r:
                 assert r.status == 401
+
+            # A user added to the running gateway's tokens file is taken up, no restart
+            # (written as a Secret volume updates: a new file renamed over the old one).
+            tokens = tmp_path / "tokens.yaml"
+            doc = yaml.safe_load(tokens.read_text())
+            doc["users"].append(user_entry("bob", "bob-token-added-later",
+                                           roles={"team-a": "reader"}))
+            (tmp_path / "tokens.new").write_text(yaml.safe_dump(doc))
+            (tmp_path / "tokens.new").replace(tokens)
+            bob = {"Authorization": "Bearer bob-token-added-later"}
+
+            async def bob_accepted() -> bool:
+                async with session.get(regions, headers=bob) as r:
+                    return r.status == 200
+
+            await eventually(bob_accepted, timeout=10, what="the added user accepted")
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
