@@ -4,7 +4,8 @@ Every replica serves the regional mirror over HTTP (``CCLOUD_MIRROR_HOST``/``_PO
 in ``CCLOUD_MIRROR_DIR``, default ``<data_dir>/mirror/<region>``). The leader loads the
 default releases if missing and runs the ArtifactMirror controller and the
 available-upgrades controller, both for this region only (releases are global: their
-events reach every region).
+events reach every region), and, with ``CCLOUD_MIRROR_PRUNE_INTERVAL`` seconds, prunes the
+mirror to the releases in use (``controllers/prune.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from services.release.controllers import (
     ArtifactMirrorReconciler,
     AvailableUpgradesReconciler,
 )
+from services.release.controllers.prune import MirrorGuard, MirrorPruner
 from services.release.defaults import ensure_default_releases
 from services.release.mirror.server import MirrorServer
 from shared.models import ArtifactMirror, Cluster
@@ -26,6 +28,8 @@ from shared.service import Parts, Runtime, main
 from shared.store import Store
 
 log = logging.getLogger(__name__)
+
+PRUNE_INTERVAL_ENV = "CCLOUD_MIRROR_PRUNE_INTERVAL"  # seconds; 0 (default): never prune
 
 
 class DefaultReleases:
@@ -43,6 +47,17 @@ class DefaultReleases:
         return None
 
 
+def seconds(name: str, default: str) -> float:
+    raw = os.environ.get(name, default) or default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"invalid {name} {raw!r}: not a number of seconds") from None
+    if value < 0:
+        raise SystemExit(f"invalid {name} {raw!r}: must not be negative")
+    return value
+
+
 def mirror_dir(rt: Runtime) -> Path:
     default = Path(rt.settings.data_dir) / "mirror" / rt.settings.region
     return Path(os.environ.get("CCLOUD_MIRROR_DIR") or default)
@@ -56,10 +71,12 @@ async def build(rt: Runtime) -> Parts:
         host=os.environ.get("CCLOUD_MIRROR_HOST", "127.0.0.1"),
         port=int(os.environ.get("CCLOUD_MIRROR_PORT", "0")),
     )
+    pruner = MirrorPruner(rt.store, directory, region=rt.settings.region,
+                          interval=seconds(PRUNE_INTERVAL_ENV, "0"), guard=MirrorGuard())
     mirrors = Controller(
         name="release-artifactmirror",
         kind=ArtifactMirror,
-        reconciler=ArtifactMirrorReconciler(rt.store, directory),
+        reconciler=ArtifactMirrorReconciler(rt.store, directory, pruner=pruner),
         store=rt.store,
         bus=rt.bus,
         region=rt.settings.region,
@@ -74,7 +91,8 @@ async def build(rt: Runtime) -> Parts:
         region=rt.settings.region,
         watches=list(RELEASE_WATCHES),
     )
-    return Parts(always=[server], leader=[DefaultReleases(rt.store), mirrors, upgrades])
+    return Parts(always=[server],
+                 leader=[DefaultReleases(rt.store), mirrors, upgrades, pruner])
 
 
 if __name__ == "__main__":

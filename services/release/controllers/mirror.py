@@ -16,6 +16,7 @@ import logging
 import time
 from pathlib import Path
 
+from services.release.controllers.prune import MirrorGuard, MirrorPruner
 from services.release.mirror.copier import Copier, Progress
 from shared.models import ArtifactFailure, ArtifactMirror, ClusterRelease, now
 from shared.runtime import Request, Result, TransientError, status_writer, write_status
@@ -49,16 +50,24 @@ class ArtifactMirrorReconciler:
         *,
         progress_interval: float = 1.0,
         retry_interval: float = 60.0,
+        pruner: MirrorPruner | None = None,
     ) -> None:
         self.store = store
         self.mirror_dir = Path(mirror_dir)
         self.progress_interval = progress_interval
         self.retry_interval = retry_interval
+        self.pruner = pruner
+        self.guard = pruner.guard if pruner is not None else MirrorGuard()
 
     async def reconcile(self, req: Request) -> Result:
-        mirror = await self.store.get(ArtifactMirror, req.name, req.namespace)
+        try:
+            mirror = await self.store.get(ArtifactMirror, req.name, req.namespace)
+        except NotFound:
+            if self.pruner is not None:  # what only it needed may go now
+                self.pruner.request()
+            raise
         if mirror.deleting:
-            return Result.done()  # mirrored files stay: other mirrors may share them
+            return Result.done()  # its files stay until a prune pass finds them unused
         st = mirror.status
         if st.observed_generation == mirror.metadata.generation:
             if cond.is_true(st, cond.READY):
@@ -112,7 +121,8 @@ class ArtifactMirrorReconciler:
         stop = asyncio.Event()
         writer = asyncio.create_task(self._write_progress(mirror, latest, changed, stop))
         try:
-            result = await copier.run()
+            async with self.guard.copying():
+                result = await copier.run()
         finally:
             # Asked, not cancelled: a cancelled write can still land later, and a
             # cancellation can be lost (3.11's wait_for returns a result that raced it),
@@ -174,6 +184,8 @@ class ArtifactMirrorReconciler:
             cond.mark_true(st, MIRRORED, REASON_DONE,
                            f"{result.items_total} artifacts of {name} mirrored")
             st.phase = PHASE_READY
+            if self.pruner is not None:  # a mirror moved to another release, say
+                self.pruner.request()
         cond.summarize(st, [MIRRORED])
         # Only a copy of the generation we started from counts as observed.
         if fresh.metadata.generation == mirror.metadata.generation:
