@@ -71,6 +71,7 @@ export function badge(phase) {
     Ready: "ok", Running: "ok", Provisioned: "ok", Done: "ok", Healthy: "ok",
     Failed: "bad", Error: "bad", Unhealthy: "bad",
     Deleting: "warn", Upgrading: "warn",
+    Maintenance: "maint",
   }[phase] || "info";
   return h("span", { class: `badge ${tone}` }, phase || "—");
 }
@@ -126,5 +127,30 @@ export function confirmTyped({ title, message, expected, action = "Delete" }) {
     document.body.append(dialog);
     dialog.showModal();
     input.focus();
+  });
+}
+
+// A modal confirmation for a reversible action; resolves true only when the user confirms.
+// `message` may be a string or nodes (a list of what the action does).
+export function confirmAction({ title, message, action }) {
+  return new Promise((resolve) => {
+    const dialog = h(
+      "dialog",
+      { class: "confirm" },
+      h("form", { method: "dialog" },
+        h("h3", {}, title),
+        h("div", { class: "message" }, message),
+        h("div", { class: "actions" },
+          h("button", { type: "button", class: "secondary",
+                        onclick: () => dialog.close("cancel") }, "Cancel"),
+          h("button", { type: "submit", value: "confirm" }, action))),
+    );
+    dialog.addEventListener("close", () => {
+      const confirmed = dialog.returnValue === "confirm";
+      dialog.remove();
+      resolve(confirmed);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
   });
 }

@@ -1,9 +1,12 @@
 // One cluster: summary, upgrade (only to releases the release service allows), delete,
-// machines with per-item LCM progress (add one like an existing one, delete one),
-// conditions and events. Everything is live.
+// maintenance mode (the cluster's, then its machines' one by one), machines with per-item
+// LCM progress (add one like an existing one, delete one), conditions and events.
+// Everything is live. Writes the gateway refuses show its message in the notice.
 
 import { ApiError, CLUSTER_LABEL, api, events, live, session } from "../api.js";
-import { age, badge, confirmTyped, h, phaseOf, progress, replace, table } from "../dom.js";
+import {
+  age, badge, condition, confirmAction, confirmTyped, h, phaseOf, progress, replace, table,
+} from "../dom.js";
 import { readyCount } from "./clusters.js";
 
 const MAX_EVENTS = 50;
@@ -25,6 +28,41 @@ function providerProgress(machine) {
   if (!steps.length) return "";
   const done = steps.filter((s) => s.state === "Done").length;
   return progress(done, steps.length, `${done}/${steps.length}`);
+}
+
+// Maintenance as asked for (spec.maintenance) and as LCM reports it (the Maintenance
+// condition): [state, badge text, tone, message].
+function clusterMaintenance(c) {
+  const want = Boolean(c.spec.maintenance);
+  const got = condition(c, "Maintenance");
+  if (want && got?.status === "True") return ["on", "In maintenance", "maint", got.message];
+  if (want) {
+    return ["entering", "Entering maintenance", "maint",
+      got?.message || "requested; waiting for LCM to hold the cluster"];
+  }
+  if (got?.reason === "MachinesInMaintenance") {
+    return ["machines", "Machines in maintenance", "warn", got.message];
+  }
+  if (got) return ["leaving", "Leaving maintenance", "maint", "waiting for LCM to release it"];
+  return ["off", "Off", "", ""];
+}
+
+// A machine's Maintenance condition: True/Drained once its node is drained, False/Draining
+// while the drain runs or fails (an error the agent reported is the message).
+function machineMaintenance(m) {
+  const got = condition(m, "Maintenance");
+  if (!got) {
+    return m.spec.maintenance
+      ? h("small", { class: "muted", "data-state": "requested" },
+        "requested; waiting for LCM to cordon the node")
+      : "";
+  }
+  const failing = got.status !== "True" && got.severity === "Error";
+  const tone = got.status === "True" ? "maint" : failing ? "bad" : "warn";
+  return h("div", { class: "stack", "data-state": got.reason },
+    h("span", { class: `badge ${tone}` }, got.reason || "Maintenance"),
+    got.message ? h("small", { class: failing ? "error" : "muted" }, got.message) : "",
+    m.spec.maintenance ? "" : h("small", { class: "muted" }, "leaving maintenance"));
 }
 
 function transitions(objects) {
@@ -62,6 +100,12 @@ export function renderCluster(root, { namespace, name }) {
     h("h3", {}, "Events"), eventsEl));
 
   const cluster = () => clusters.items.get(key);
+  const readOnly = `Read-only: your role in project ${namespace} cannot change it.`;
+
+  function tell(text, failed = false) {
+    notice.textContent = text;
+    notice.classList.toggle("failed", failed);
+  }
 
   function renderSummary() {
     const c = cluster();
@@ -76,8 +120,12 @@ export function renderCluster(root, { namespace, name }) {
     }
     seen = true;
     const s = c.status || {};
+    const [state, label, tone, message] = clusterMaintenance(c);
     replace(summary, h("dl", { class: "facts" },
       h("dt", {}, "Phase"), h("dd", { class: "phase" }, badge(phaseOf(c))),
+      h("dt", {}, "Maintenance"), h("dd", { class: "maintenance", "data-state": state },
+        tone ? h("span", { class: `badge ${tone}` }, label) : h("span", { class: "muted" }, label),
+        message ? h("small", { class: "muted" }, " ", message) : ""),
       h("dt", {}, "Machines ready"), h("dd", { class: "ready" }, readyCount(c)),
       h("dt", {}, "Release"), h("dd", { class: "release" }, s.release || c.spec.release,
         s.release && s.release !== c.spec.release
@@ -101,6 +149,8 @@ export function renderCluster(root, { namespace, name }) {
       upgrades.length ? upgrades.map((r) => h("option", { value: r }, r))
                       : h("option", { value: "" }, "no upgrade available"));
     const error = h("span", { class: "field-error", "data-error-for": "spec.release" });
+    const inMaintenance = Boolean(c.spec.maintenance);
+    const gone = Boolean(c.metadata.deletionTimestamp);
     replace(actions,
       h("div", { class: "upgrade" },
         h("label", {}, "Upgrade to ", choice),
@@ -110,7 +160,7 @@ export function renderCluster(root, { namespace, name }) {
             error.textContent = "";
             try {
               await api.patch("clusters", namespace, name, { spec: { release: choice.value } });
-              notice.textContent = `Upgrade to ${choice.value} requested.`;
+              tell(`Upgrade to ${choice.value} requested.`);
             } catch (err) {
               error.textContent = err instanceof ApiError && err.causes.length
                 ? err.causes[0].message : err.message;
@@ -128,18 +178,101 @@ export function renderCluster(root, { namespace, name }) {
           deleting = true;
           try {
             await api.remove("clusters", namespace, name);
-            notice.textContent = `Deleting cluster ${name}…`;
+            tell(`Deleting cluster ${name}…`);
           } catch (err) {
             deleting = false;
-            notice.textContent = `Delete failed: ${err.message}`;
+            tell(`Delete failed: ${err.message}`, true);
           }
           renderSummary();
         } }, c.metadata.deletionTimestamp ? "Deleting…" : "Delete cluster"),
+      h("div", { class: "maintenance" },
+        h("button", { type: "button", name: "maintenance-button", class: "secondary",
+          disabled: !writable || gone,
+          title: !writable ? readOnly : gone ? "The cluster is being deleted." : inMaintenance
+            ? "Take the cluster out of maintenance: held upgrades start"
+            : "Hold upgrades, so its machines can be put in maintenance one by one",
+          onclick: () => setClusterMaintenance(!inMaintenance) },
+        inMaintenance ? "Leave maintenance" : "Enter maintenance")),
       h("div", { class: "add-machine" },
         h("label", {}, "Add ", role, " machine"),
         h("button", { type: "button", name: "add-machine",
           disabled: !writable || Boolean(c.metadata.deletionTimestamp),
           onclick: () => addMachine(role.value) }, "Add")));
+  }
+
+  // Maintenance is a JSON merge patch of spec.maintenance; the gateway judges the order
+  // (a 409 naming spec.maintenance), and its answer is shown as it gives it.
+  async function setMaintenance(plural, objName, on, done) {
+    try {
+      await api.patch(plural, namespace, objName, { spec: { maintenance: on } });
+      tell(done);
+    } catch (err) {
+      tell(`${on ? "Entering" : "Leaving"} maintenance failed: ${err.message}`, true);
+    }
+  }
+
+  async function setClusterMaintenance(on) {
+    const ok = await confirmAction(on ? {
+      title: `Put cluster ${name} into maintenance?`,
+      message: h("ul", {},
+        h("li", {}, "Upgrades are held: none starts while the cluster is in maintenance ",
+          "(a changed release waits until it leaves)."),
+        h("li", {}, "Its machines can then be put into maintenance one by one: each one's ",
+          "node is cordoned and drained, and LCM applies nothing new to it."),
+        h("li", {}, "No node is drained by this step alone.")),
+      action: "Enter maintenance",
+    } : {
+      title: `Take cluster ${name} out of maintenance?`,
+      message: h("ul", {},
+        h("li", {}, "Every machine must leave maintenance first."),
+        h("li", {}, "An upgrade held meanwhile starts then.")),
+      action: "Leave maintenance",
+    });
+    if (!ok) return;
+    await setMaintenance("clusters", name, on, on
+      ? `Cluster ${name} is entering maintenance: upgrades are held; put machines into ` +
+        "maintenance one by one."
+      : `Cluster ${name} is leaving maintenance.`);
+  }
+
+  async function setMachineMaintenance(m, on) {
+    const machine = m.metadata.name;
+    const ok = await confirmAction(on ? {
+      title: `Put machine ${machine} into maintenance?`,
+      message: h("ul", {},
+        h("li", {}, "Its node is cordoned and drained: its workloads move to other nodes."),
+        h("li", {}, "LCM applies nothing new to it (a changed role, a release) until it ",
+          "leaves maintenance."),
+        h("li", {}, "A drain that is refused (a PodDisruptionBudget, say) shows as ",
+          "Draining with the reason.")),
+      action: "Enter maintenance",
+    } : {
+      title: `Take machine ${machine} out of maintenance?`,
+      message: "Its node is uncordoned, and what was held back meanwhile is applied.",
+      action: "Leave maintenance",
+    });
+    if (!ok) return;
+    await setMaintenance("machines", machine, on, on
+      ? `Machine ${machine} is entering maintenance: its node is cordoned and drained.`
+      : `Machine ${machine} is leaving maintenance.`);
+  }
+
+  // Entering is for machines of a cluster in maintenance only (the gateway's rule, shown
+  // before it has to refuse); leaving is always offered, it is the way back.
+  function machineMaintenanceButton(m) {
+    const on = Boolean(m.spec.maintenance);
+    const why = !session.canWrite(namespace) ? readOnly
+      : m.metadata.deletionTimestamp ? "The machine is being deleted."
+      : !on && !cluster()?.spec.maintenance
+        ? `Put cluster ${name} into maintenance first: a machine enters maintenance only ` +
+          "while its cluster is in it."
+        : "";
+    return h("button", { type: "button", name: "machine-maintenance", class: "secondary small",
+      disabled: Boolean(why),
+      title: why || (on ? "Uncordon the node and apply what was held back"
+                        : "Cordon and drain the node; LCM applies nothing new to it"),
+      onclick: () => setMachineMaintenance(m, !on) },
+    on ? "Leave maintenance" : "Enter maintenance");
   }
 
   // A new machine is made like the newest machine of its role (else of any role): same
@@ -168,14 +301,14 @@ export function renderCluster(root, { namespace, name }) {
   async function addMachine(role) {
     const body = machineLike(role);
     if (!body) {
-      notice.textContent = "This cluster has no machine to make one like; add one with the API.";
+      tell("This cluster has no machine to make one like; add one with the API.", true);
       return;
     }
     try {
       await api.create("machines", namespace, body);
-      notice.textContent = `Machine ${body.metadata.name} (${role}) requested.`;
+      tell(`Machine ${body.metadata.name} (${role}) requested.`);
     } catch (err) {
-      notice.textContent = `Adding a machine failed: ${err.message}`;
+      tell(`Adding a machine failed: ${err.message}`, true);
     }
   }
 
@@ -188,9 +321,9 @@ export function renderCluster(root, { namespace, name }) {
     if (!ok) return;
     try {
       await api.remove("machines", namespace, m.metadata.name);
-      notice.textContent = `Deleting machine ${m.metadata.name}…`;
+      tell(`Deleting machine ${m.metadata.name}…`);
     } catch (err) {
-      notice.textContent = `Delete failed: ${err.message}`;
+      tell(`Delete failed: ${err.message}`, true);
     }
   }
 
@@ -213,10 +346,12 @@ export function renderCluster(root, { namespace, name }) {
         cls: "lcm-cell" },
       { title: "LCM phase", render: (m) => m.status?.lcmPhase || "" },
       { title: "Addresses", render: (m) => (m.status?.addresses || []).join(", ") },
-      { title: "", render: (m) => h("button", { type: "button", name: "delete-machine",
+      { title: "Maintenance", render: machineMaintenance, cls: "maintenance" },
+      { title: "", cls: "row-actions", render: (m) => [machineMaintenanceButton(m),
+        h("button", { type: "button", name: "delete-machine",
           class: "danger small", onclick: () => deleteMachine(m),
           disabled: !session.canWrite(namespace) || Boolean(m.metadata.deletionTimestamp) },
-        m.metadata.deletionTimestamp ? "Deleting…" : "Delete") },
+        m.metadata.deletionTimestamp ? "Deleting…" : "Delete")] },
     ], machines.values().filter(mine), {
       empty: "No machines.",
       rowAttrs: (m) => ({ "data-machine": m.metadata.name }),
