@@ -191,6 +191,22 @@ class FakeIdP:
         """The user ``/auth`` signs in from now on (as if they typed their password)."""
         self.login = Login(username=username, groups=list(groups or []))
 
+    def code_flow(self) -> dict[str, str]:
+        """Check that exactly one authorization code flow with PKCE happened as a public
+        client must run it (S256, a long state and nonce, the code redeemed for the same
+        redirect URI with the verifier of the challenge); its /auth parameters."""
+        [auth] = self.authorize_requests
+        assert auth["response_type"] == "code"
+        assert auth["client_id"] == self.client_id
+        assert auth["scope"] == "openid profile email"
+        assert auth["code_challenge_method"] == "S256"
+        assert len(auth["state"]) >= 32 and len(auth["nonce"]) >= 32
+        [exchange] = self.token_requests
+        assert exchange["grant_type"] == "authorization_code"
+        assert exchange["redirect_uri"] == auth["redirect_uri"]
+        assert s256(exchange["code_verifier"]) == auth["code_challenge"]
+        return auth
+
     def refuse(self, error: str = "access_denied", description: str = "") -> None:
         """Make ``/auth`` redirect back with this OAuth error (the user said no, ...)."""
         self.login = Login(error=error, description=description)
