@@ -20,6 +20,9 @@ Settings come from the shared ``CCLOUD_*`` environment (``shared.config.Settings
                                         its tls.crt and tls.key
 
 Flags ``--nats-url``, ``--prefix`` and ``--data-dir`` override the shared settings.
+``CCLOUD_HEALTH_HOST``/``CCLOUD_HEALTH_PORT`` (127.0.0.1, 0: a free port, logged) is the
+health port: probes, and /metrics with the fleet's state (services/api/ops.py), kept off
+the public API port.
 """
 
 from __future__ import annotations
@@ -40,10 +43,12 @@ from aiohttp.log import access_logger
 from services.api import webhook
 from services.api.app import create_app
 from services.api.auth import AuthConfigError, Authenticator, ensure_bootstrap
+from services.api.ops import create_ops_app
 from shared.bus import Bus
 from shared.config import Settings
 from shared.service import connect, make_store
 from shared.tls import ServingCert
+from shared.webserve import start_site
 
 log = logging.getLogger("services.api")
 DEFAULT_CERT_DIR = "/tmp/k8s-webhook-server/serving-certs"  # controller-runtime's default
@@ -85,6 +90,9 @@ def load_auth(args: argparse.Namespace, data: Path) -> Authenticator:
 
 async def serve(args: argparse.Namespace) -> None:
     settings = settings_for(args)
+    if settings.health_port == args.port:
+        raise OSError(f"CCLOUD_HEALTH_PORT ({settings.health_port}) must differ from the API "
+                      "port: the health port serves the fleet's metrics, the API port is public")
     data = Path(settings.data_dir)
     auth = load_auth(args, data)
     hook_cert = ServingCert(args.webhook_cert_dir) if args.webhook_port else None
@@ -100,6 +108,9 @@ async def serve(args: argparse.Namespace) -> None:
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
     log.info("API gateway listening on http://%s:%d", args.host, args.port)
+    ops, ops_port = await start_site(create_ops_app(app), settings.health_host,
+                                     settings.health_port)
+    log.info("health and fleet metrics on http://%s:%d", settings.health_host, ops_port)
     hook = None
     if hook_cert is not None:
         hook = await webhook.serve(store, args.host, args.webhook_port, hook_cert)
@@ -112,6 +123,7 @@ async def serve(args: argparse.Namespace) -> None:
     finally:
         if hook is not None:
             await hook.stop()
+        await ops.cleanup()
         await runner.cleanup()
         await bus.stop()
         await store.close()

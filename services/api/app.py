@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 STORE_KEY = web.AppKey("store", Store)
 AUTH_KEY = web.AppKey("auth", Authenticator)
 AUDIT_KEY = web.AppKey("audit", AuditLog)
+# The gateway's own request metrics, which its health port (services/api/ops.py) serves too.
+REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 UI_MODULE = "services.api.ui"
 
 
@@ -52,6 +54,15 @@ def _mount_ui(app: web.Application) -> None:
     setup: Callable[[web.Application], None] | None = getattr(ui, "setup", None)
     if setup is not None:
         setup(app)
+
+
+async def store_unready(store: Store) -> str | None:
+    """None when the store answers a list, else why not (the /readyz answer)."""
+    try:
+        await store.list(Region, limit=1)
+    except Exception as e:  # any backend failure means not ready
+        return f"store unavailable: {type(e).__name__}"
+    return None
 
 
 def create_app(
@@ -81,6 +92,7 @@ def create_app(
     app[STORE_KEY] = store
     app[AUTH_KEY] = auth
     app[AUDIT_KEY] = audit_log
+    app[REGISTRY_KEY] = registry
     watcher = WatchStreamer(store)
     feed = EventFeed(nc, prefix=bus_prefix)
     handlers = ResourceHandlers(store, watcher)
@@ -89,11 +101,8 @@ def create_app(
         return web.Response(text="ok")
 
     async def readyz(_: web.Request) -> web.Response:
-        try:
-            await store.list(Region, limit=1)
-        except Exception as e:  # any backend failure means not ready
-            return web.Response(status=503, text=f"store unavailable: {type(e).__name__}")
-        return web.Response(text="ok")
+        why = await store_unready(store)
+        return web.Response(status=503, text=why) if why else web.Response(text="ok")
 
     async def metrics_page(_: web.Request) -> web.Response:
         body = generate_latest(registry) + generate_latest(REGISTRY)

@@ -180,6 +180,14 @@ class Store(abc.ABC):
         except NotFound:
             return None
 
+    def cached_all(self, cls: type[R]) -> list[R] | None:
+        """Every object of ``cls`` as this process's cache of the kind last saw it, without
+        a round trip (shared, not copies; possibly a moment behind; objects that no longer
+        decode left out); None while no cache of the kind is kept or it has not caught up
+        once. For readers that only look and may be a moment late, e.g. the gateway's fleet
+        metrics at every scrape."""
+        return None
+
     def cached(self, cls: type[R], name: str, namespace: str | None, *,
                at_least: int, shared: bool = False) -> R | None:
         """A private copy of the object from an in-memory cache that has applied every

@@ -50,6 +50,7 @@ class Informer(Generic[R]):
         self._broken: dict[tuple[str, str], ValidationError] = {}
         self._applied = 0  # stream sequence of the last message applied
         self._proven = 0  # stream sequence fresh() proved everything up to is applied
+        self._synced = False  # a fresh() has finished
         self._advanced = asyncio.Event()
         self._sub: Any = None
         self._starting: asyncio.Lock = asyncio.Lock()
@@ -118,6 +119,7 @@ class Informer(Generic[R]):
             except TimeoutError:
                 pass
         self._proven = max(self._proven, target)
+        self._synced = True
 
     def objects(self, namespace: str | None) -> Iterator[R]:
         """Live objects (shared, not copies: callers must copy what they hand out)."""
@@ -130,9 +132,20 @@ class Informer(Generic[R]):
         for bucket in self._objects.values():
             yield from bucket.values()
 
+    def live(self) -> list[R]:
+        """Every object of the kind that decodes (shared); unlike ``objects``, one that no
+        longer decodes is left out rather than failing the read."""
+        return [o for bucket in self._objects.values() for o in bucket.values()]
+
     def find(self, namespace: str | None, name: str) -> R | None:
         """The object as last applied (shared, may be behind the store)."""
         return self._objects.get(namespace or "_", {}).get(name)
+
+    @property
+    def synced(self) -> bool:
+        """Whether a ``fresh()`` has finished: the cache held every object of the kind at
+        least once (before that it is still reading the kind's history)."""
+        return self._synced
 
     @property
     def applied(self) -> int:

@@ -414,6 +414,12 @@ class KVStore(Store):
     def follows(self, cls: type[Resource]) -> bool:
         return cls.KIND in self._informers
 
+    def cached_all(self, cls: type[R]) -> list[R] | None:
+        informer = self._informers.get(cls.KIND)
+        if informer is None or not informer.synced:
+            return None
+        return informer.live()
+
     def cached(self, cls: type[R], name: str, namespace: str | None, *,
                at_least: int, shared: bool = False) -> R | None:
         informer = self._informers.get(cls.KIND)

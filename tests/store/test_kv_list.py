@@ -121,3 +121,18 @@ async def test_writes_through_a_listed_copy_keep_their_errors(nats_server, nc, p
         await reader.close()
         await writer.close()
         await other.close()
+
+
+async def test_cached_all_reads_a_followed_kind_without_a_round_trip(kv_store: KVStore) -> None:
+    """None until a list has made the store follow the kind (and caught up once); then the
+    cached objects themselves, following later writes, with no server call."""
+    m = await kv_store.create(Machine(metadata=ObjectMeta(name="m0", namespace="ns"),
+                                      spec=MachineSpec(cluster="c", region="r")))
+    assert kv_store.cached_all(Machine) is None
+    await kv_store.list_all(Machine)
+    (cached,) = kv_store.cached_all(Machine) or []
+    assert cached.metadata.name == "m0"
+    assert kv_store.cached_all(Machine)[0] is cached  # type: ignore[index]  # shared, not copied
+    await kv_store.delete(Machine, m.metadata.name, "ns")
+    await kv_store.list_all(Machine)  # proves the delete applied
+    assert kv_store.cached_all(Machine) == []

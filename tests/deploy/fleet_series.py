@@ -1,0 +1,187 @@
+"""A small fleet with something wrong in each kind, the series the real FleetCollector
+exports for it, and which alerts must fire on them (test_monitoring.py runs promtool)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.api.fleet_metrics import FleetCollector
+from shared.models import (
+    ArtifactFailure,
+    ArtifactMirror,
+    ArtifactMirrorSpec,
+    ArtifactMirrorStatus,
+    BareMetalHost,
+    BareMetalHostSpec,
+    BareMetalHostStatus,
+    BMCDetails,
+    Cluster,
+    ClusterSpec,
+    ClusterStatus,
+    Condition,
+    Machine,
+    MachineSpec,
+    MachineStatus,
+    ObjectMeta,
+    OpenStackAuth,
+    OpenStackCredential,
+    OpenStackCredentialSpec,
+    Region,
+    RegionStatus,
+    Resource,
+    Status,
+    VsphereCredential,
+    VsphereCredentialSpec,
+)
+
+NS = "team-a"
+
+
+def c(type_: str, status: str, reason: str = "") -> Condition:
+    return Condition(type=type_, status=status, reason=reason)  # type: ignore[arg-type]
+
+
+def md(name: str, ns: str | None = NS) -> ObjectMeta:
+    return ObjectMeta(name=name, namespace=ns)
+
+
+def cluster(name: str, phase: str, ready: str) -> Cluster:
+    return Cluster(metadata=md(name), spec=ClusterSpec(region="dc1", provider="baremetal",
+                                                       release="mke-3-7-0"),
+                   status=ClusterStatus(phase=phase, conditions=[c("Ready", ready, phase)]))
+
+
+def machine(name: str, cluster_name: str, phase: str, *conds: Condition) -> Machine:
+    return Machine(metadata=md(name), spec=MachineSpec(cluster=cluster_name, region="dc1"),
+                   status=MachineStatus(phase=phase, conditions=list(conds)))
+
+
+def host(name: str, reachable: str, reason: str) -> BareMetalHost:
+    return BareMetalHost(
+        metadata=md(name), spec=BareMetalHostSpec(
+            region="dc1", bmc=BMCDetails(address=f"redfish://{name}/redfish/v1/Systems/1"),
+            boot_mac_address="52:54:00:00:00:01"),
+        status=BareMetalHostStatus(conditions=[c("BMCReachable", reachable, reason),
+                                               c("Ready", reachable, reason)]))
+
+
+def objects() -> dict[type[Resource], list[Any]]:
+    ok = (c("ProviderReady", "True", "NodeRunning"), c("Ready", "True", "Ready"))
+    return {
+        Region: [
+            Region(metadata=md("dc1", None), status=RegionStatus(
+                phase="Degraded", services_down=["lcm", "release"],
+                conditions=[c("Ready", "False", "ServicesDown")])),
+            Region(metadata=md("dc2", None), status=RegionStatus(
+                phase="Ready", conditions=[c("Ready", "True", "Running")])),
+        ],
+        Cluster: [cluster("prod", "Degraded", "False"), cluster("fine", "Ready", "True"),
+                  cluster("held", "Maintenance", "False")],
+        Machine: [
+            machine("prod-cp-0", "prod", "Running", *ok),
+            machine("prod-w-0", "prod", "Provisioning", c("ProviderReady", "False", "NoCapacity"),
+                    c("Ready", "False", "NoCapacity")),
+            machine("prod-w-1", "prod", ""),  # just created: no conditions yet
+            machine("held-w-0", "held", "Maintenance", c("Maintenance", "True", "Drained"),
+                    c("Ready", "False", "Maintenance")),
+        ],
+        BareMetalHost: [host("bm-0", "False", "ConnectionRefused"),
+                        host("bm-1", "True", "Connected")],
+        ArtifactMirror: [
+            ArtifactMirror(metadata=md("mke"), spec=ArtifactMirrorSpec(
+                region="dc1", release="mke-3-7-0"), status=ArtifactMirrorStatus(
+                items_total=10, items_done=8, failures=[
+                    ArtifactFailure(artifact="a.deb", reason="404"),
+                    ArtifactFailure(artifact="b.deb", reason="404")])),
+            ArtifactMirror(metadata=md("done"), spec=ArtifactMirrorSpec(
+                region="dc1", release="mke-3-7-0"), status=ArtifactMirrorStatus(
+                items_total=3, items_done=3)),
+        ],
+        OpenStackCredential: [OpenStackCredential(
+            metadata=md("os1"), spec=OpenStackCredentialSpec(
+                region="dc1", auth=OpenStackAuth(auth_url="https://keystone.example/v3")),
+            status=Status(conditions=[c("Valid", "False", "InvalidCredentials")]))],
+        VsphereCredential: [VsphereCredential(
+            metadata=md("vc1"), spec=VsphereCredentialSpec(
+                region="dc1", server="vc.example", username="u"),
+            status=Status(conditions=[c("Valid", "True", "Authenticated")]))],
+    }
+
+
+class _Cache:
+    """What FleetCollector reads: the objects, as an informer cache hands them out."""
+
+    def __init__(self, by_kind: dict[type[Resource], list[Any]]) -> None:
+        self.by_kind = by_kind
+
+    def cached_all(self, kind: type[Resource]) -> list[Any]:
+        return self.by_kind.get(kind, [])
+
+
+def exported(replicas: int) -> list[tuple[str, float]]:
+    """promtool input series: the collector's output as each gateway replica's target
+    (its own instance label, honorLabels keeping the objects' namespace), and `up` for
+    the gateway only."""
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(_Cache(objects())))  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    out = []
+    for i in range(replicas):
+        target = {"job": "cc-api", "instance": f"10.0.0.{i + 1}:9090"}
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                out.append((_series(s.name, {**s.labels, **target}), s.value))
+        out.append((_series("up", {**target, "namespace": "ccloud"}), 1.0))
+    return out
+
+
+def _series(name: str, labels: dict[str, str]) -> str:
+    inner = ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}}"
+
+
+# alert -> what fires: (labels it carries, its value, what its annotations' queries print)
+FIRING: dict[str, list[tuple[dict[str, str], float, dict[str, str]]]] = {
+    "ClusterNotReady": [({"namespace": NS, "cluster": "prod", "region": "dc1"}, 0,
+                         {"phase": "Degraded"})],
+    "MachineNotReady": [
+        ({"namespace": NS, "cluster": "prod", "machine": "prod-w-0", "role": "worker",
+          "region": "dc1"}, 0, {"reason": "NoCapacity"}),
+        ({"namespace": NS, "cluster": "prod", "machine": "prod-w-1", "role": "worker",
+          "region": "dc1"}, 0, {}),  # no condition to query: the template's else
+    ],
+    "RegionDegraded": [({"region": "dc1"}, 2, {})],
+    "ArtifactMirrorFailing": [({"namespace": NS, "mirror": "mke", "region": "dc1"}, 2, {})],
+    "CredentialInvalid": [({"namespace": NS, "kind": "OpenStackCredential",
+                            "credential": "os1", "region": "dc1"}, 0, {})],
+    "BareMetalHostUnreachable": [({"namespace": NS, "host": "bm-0", "region": "dc1"}, 1,
+                                  {"reason": "ConnectionRefused"})],
+}
+
+_QUERY = re.compile(r'\{\{ with printf .*? \| query \}\}\{\{ \. \| first \| label "(\w+)" \}\}'
+                    r"\{\{ else \}\}(.*?)\{\{ end \}\}")
+
+
+def expand(text: str, labels: dict[str, str], value: float, printed: dict[str, str]) -> str:
+    """The annotation as Prometheus expands it for these labels, with ``printed`` standing
+    for what each query prints (the else branch where the query finds nothing)."""
+    text = _QUERY.sub(lambda m: printed.get(m.group(1), m.group(2)), text)
+    text = text.replace("{{ $value }}", f"{value:g}")
+    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], text)
+
+
+def expected(rules: list[dict[str, Any]], eval_time: str) -> list[dict[str, Any]]:
+    """promtool alert_rule_test entries: every fleet alert, with exactly what fires."""
+    tests = []
+    for rule in rules:
+        fires = FIRING[rule["alert"]]
+        tests.append({"eval_time": eval_time, "alertname": rule["alert"], "exp_alerts": [
+            {"exp_labels": {**rule["labels"], **labels},
+             "exp_annotations": {k: expand(v, labels, value, printed)
+                                 for k, v in rule["annotations"].items()}}
+            for labels, value, printed in fires]})
+    return tests
