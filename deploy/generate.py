@@ -219,6 +219,12 @@ def service_chart(m: Manifest, svc: Service) -> dict[str, str]:
         values["persistence"] = {"enabled": True, "size": svc.persistent_size,
                                  "accessModes": ["ReadWriteOnce"], "storageClassName": "",
                                  "existingClaim": ""}
+    if svc.ports:
+        # A second Service for what clients outside the cluster reach (nodes -> LCM and the
+        # mirror, BMCs -> the config drive server): the main one stays ClusterIP.
+        values["expose"] = {"enabled": False, "type": "LoadBalancer", "ports": [],
+                            "annotations": {}, "nodePorts": {}, "loadBalancerIP": "",
+                            "externalTrafficPolicy": ""}
     if svc.ingress:
         # Watches and the events websocket hold a request open for minutes: give the
         # controller's read timeout room (e.g. nginx.ingress.kubernetes.io/proxy-read-timeout).

@@ -1,7 +1,8 @@
 {{/*
 "ccloud.service" renders one service of the set: its ServiceAccount, RBAC (only with the
 Kubernetes store backend: with the embedded KV store a pod needs no API access and gets no
-token), a Service for its ports and probes, the Deployment, and with the Kubernetes store
+token), a Service for its ports and probes (and with expose.enabled a LoadBalancer or
+NodePort one for clients outside the cluster), the Deployment, and with the Kubernetes store
 the service's admission webhook where it has one (_webhook.tpl), for the gateway the
 Secret its users come from (_auth.tpl) and an Ingress (_ingress.tpl), and where the
 manifest asks for them a serving certificate (_tls.tpl), the secrets the chart makes once
@@ -75,6 +76,10 @@ spec:
       port: {{ .Values.webhook.port }}
       targetPort: {{ .Values.webhook.port }}
     {{- end }}
+{{- if and .Values.expose .Values.expose.enabled }}
+---
+{{ include "ccloud.exposed" . }}
+{{- end }}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -285,4 +290,59 @@ spec:
 - name: health
   containerPort: {{ .Values.service.healthPort }}
 {{- end }}
+{{- end -}}
+
+
+{{/*
+"ccloud.exposed": the Service clients outside the cluster use (.Values.expose): nodes
+reaching LCM's agents port and the mirror, BMCs fetching config drives. LoadBalancer or
+NodePort; `ports` names which of the service's ports (all when empty), `nodePorts` pins
+them by name.
+*/}}
+{{- define "ccloud.exposed" -}}
+{{- $e := .Values.expose -}}
+{{- if not (has $e.type (list "LoadBalancer" "NodePort")) }}
+{{- fail (printf "expose.type must be LoadBalancer or NodePort, not %q" $e.type) }}
+{{- end }}
+{{- range $e.ports }}
+{{- if not (hasKey $.Values.service.ports .) }}
+{{- fail (printf "expose.ports: %q is not a port of %s (its ports: %s)" . $.Values.service.name (keys $.Values.service.ports | sortAlpha | join ", ")) }}
+{{- end }}
+{{- end }}
+{{- range $name, $_ := ($e.nodePorts | default dict) }}
+{{- if not (hasKey $.Values.service.ports $name) }}
+{{- fail (printf "expose.nodePorts: %q is not a port of %s" $name $.Values.service.name) }}
+{{- end }}
+{{- end }}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "ccloud.fullname" . }}-external
+  labels:
+    {{- include "ccloud.labels" . | nindent 4 }}
+  {{- with $e.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  type: {{ $e.type }}
+  selector:
+    {{- include "ccloud.selectorLabels" . | nindent 4 }}
+  {{- if and $e.loadBalancerIP (eq $e.type "LoadBalancer") }}
+  loadBalancerIP: {{ $e.loadBalancerIP }}
+  {{- end }}
+  {{- with $e.externalTrafficPolicy }}
+  externalTrafficPolicy: {{ . }}
+  {{- end }}
+  ports:
+  {{- range $name, $port := .Values.service.ports }}
+  {{- if or (not $e.ports) (has $name $e.ports) }}
+    - name: {{ $name }}
+      port: {{ $port }}
+      targetPort: {{ $port }}
+      {{- with (index ($e.nodePorts | default dict) $name) }}
+      nodePort: {{ . }}
+      {{- end }}
+  {{- end }}
+  {{- end }}
 {{- end -}}
