@@ -9,10 +9,12 @@ after its clusters: its LCM reports a provider it lacks as ``ProviderAvailable=F
 The Region is read from the store's cache where it has one (no round trip per write), and
 read afresh before a refusal, so a provider added a moment ago is never refused. A Machine
 of an existing Cluster must be in its region with only its provider's section, and a
-Cluster being deleted takes no new Machine. A Cluster's region and provider, a Machine's
-cluster and region, and a Machine's provider section once its node is made cannot change:
-nothing would move the cluster or remake the node, the write would only make the objects
-lie. (Deletes are judged in ``deletion.py``.)
+Cluster being deleted takes no new Machine. A MachineHealthCheck of an existing Cluster must
+be in its region too (that region's LCM runs it; its own fields - maxUnhealthy, the
+strategy, timeouts - are the model's to judge).
+A Cluster's region and provider, a Machine's cluster and region, and a Machine's provider
+section once its node is made cannot change: nothing would move the cluster or remake the
+node, the write would only make the objects lie. (Deletes are judged in ``deletion.py``.)
 
 Maintenance mode (409s: the write conflicts with the current state, not with itself): a
 Cluster enters maintenance only while no upgrade is under way (LCM would hold the rest of
@@ -42,6 +44,7 @@ from shared.models import (
     ClusterRelease,
     KaaSRelease,
     Machine,
+    MachineHealthCheck,
     MachineSpec,
     Region,
     Resource,
@@ -83,6 +86,23 @@ class Admission:
                                                     "delete the Machine and create another")
             await self._machine(obj, was)
             await self._machine_maintenance(obj, was)
+        elif isinstance(obj, MachineHealthCheck):
+            await self._health_check(obj, stored)
+
+    async def _health_check(self, obj: MachineHealthCheck, stored: Resource | None) -> None:
+        """A MachineHealthCheck of an existing Cluster is in the Cluster's region (its LCM
+        runs the check); one written before its Cluster is allowed, as a Machine is."""
+        spec = obj.spec
+        if isinstance(stored, MachineHealthCheck) and (
+                stored.spec.cluster, stored.spec.region) == (spec.cluster, spec.region):
+            return
+        try:
+            cluster = await self.store.get(Cluster, spec.cluster, obj.metadata.namespace)
+        except NotFound:
+            return
+        if spec.region != cluster.spec.region:
+            raise _invalid(obj, f"cluster {spec.cluster!r} is in region "
+                                f"{cluster.spec.region}, not {spec.region}", field="spec.region")
 
     async def _machine(self, obj: Machine, stored: Machine | None) -> None:
         """A Machine of an existing Cluster is in the Cluster's region and carries only the

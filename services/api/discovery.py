@@ -14,6 +14,7 @@ SHORT_NAMES: dict[str, tuple[str, ...]] = {
     "Cluster": ("cl",),
     "Machine": ("ma",),
     "UpdateGroup": ("ug",),
+    "MachineHealthCheck": ("mhc",),
     "LCMCluster": ("lcmc",),
     "LCMMachine": ("lcmm",),
     "KaaSRelease": ("kaasr",),

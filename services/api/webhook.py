@@ -33,6 +33,7 @@ from shared.models import (
     Cluster,
     ClusterRelease,
     Machine,
+    MachineHealthCheck,
     OpenStackCredential,
     Resource,
     ValidationError,
@@ -53,7 +54,7 @@ API_VERSION = "admission.k8s.io/v1"
 # What kube-apiserver sends here: the writes Admission judges and the deletes DeleteGuards
 # judges. Generated into the chart's rules; a kind left out is simply not judged.
 RULES: tuple[tuple[tuple[str, ...], tuple[type[Resource], ...]], ...] = (
-    (("CREATE", "UPDATE"), (Cluster, Machine)),
+    (("CREATE", "UPDATE"), (Cluster, Machine, MachineHealthCheck)),
     (("DELETE",), (Machine, OpenStackCredential, VsphereCredential, BareMetalHost,
                    BareMetalHostCredential, ClusterRelease)),
 )

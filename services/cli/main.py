@@ -426,6 +426,7 @@ def describe(
     else:
         lines.append("  <none>")
     lines += _state_items(obj)
+    lines += _targets(obj)
     lines.append("Events:")
     if isinstance(events, str):
         lines.append(f"  <unavailable: {events}>")
@@ -459,6 +460,19 @@ def _state_items(obj: dict[str, Any]) -> list[str]:
                      st.get("state", "Pending"), str(st.get("attempts", 0)),
                      st.get("message", "")])
     return ["State items:"] + ["  " + r for r in output.aligned(rows)]
+
+
+def _targets(obj: dict[str, Any]) -> list[str]:
+    """A MachineHealthCheck's machines under remediation: reboots so far and why."""
+    targets = (obj.get("status") or {}).get("targets")
+    if not targets:
+        return []
+    rows = [["MACHINE", "STATE", "REBOOTS", "LAST", "REASON", "MESSAGE"]]
+    rows += [[t.get("machine", ""), t.get("state", ""), str(t.get("attempts", 0)),
+              output.age(t.get("lastAttemptTime", "").split(".")[0].rstrip("Z") + "Z")
+              if t.get("lastAttemptTime") else "<none>",
+              t.get("reason", ""), t.get("message", "")] for t in targets]
+    return ["Remediation:"] + ["  " + r for r in output.aligned(rows)]
 
 
 def watch_events(

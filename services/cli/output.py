@@ -40,6 +40,11 @@ def ratio(done: str, total: str) -> Callable[[dict[str, Any]], str]:
     return render
 
 
+def remediating(obj: dict[str, Any]) -> str:
+    """How many machines a MachineHealthCheck remediates (or gave up on)."""
+    return str(len(dig(obj, "status.targets") or []))
+
+
 # Extra columns per kind: header -> dotted path into the object, or a function of it.
 Column = tuple[str, str | Callable[[dict[str, Any]], str]]
 COLUMNS: dict[str, list[Column]] = {
@@ -48,6 +53,9 @@ COLUMNS: dict[str, list[Column]] = {
     "Machine": [("CLUSTER", "spec.cluster"), ("ROLE", "spec.role"), ("REGION", "spec.region")],
     "UpdateGroup": [("CLUSTER", "spec.cluster"), ("INDEX", "spec.index"),
                     ("CONCURRENT", "spec.concurrentUpdates")],
+    "MachineHealthCheck": [("CLUSTER", "spec.cluster"), ("MAX-UNHEALTHY", "spec.maxUnhealthy"),
+                           ("HEALTHY", ratio("status.currentHealthy", "status.expectedMachines")),
+                           ("REMEDIATING", remediating)],
     "LCMMachine": [("CLUSTER", "spec.cluster"), ("ROLE", "spec.role"),
                    ("RELEASE", "status.release"), ("ITEMS", items_done)],
     "LCMCluster": [("CLUSTER", "spec.cluster"), ("RELEASE", "spec.release")],

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 
-def stamp() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def stamp(at: float | None = None) -> str:
+    """Now (or ``at``, seconds since the epoch) in RFC 3339 with milliseconds."""
+    when = dt.datetime.now(dt.UTC) if at is None else dt.datetime.fromtimestamp(at, dt.UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def age(ts: str) -> float | None:

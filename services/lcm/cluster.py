@@ -22,7 +22,7 @@ Region does not offer, or whose service is down there, keeps it Pending with
 ``ProviderAvailable`` False. A failing item,
 cordon/drain or uncordon on a machine in flight stops the rollout until it succeeds. A
 Cluster delete removes its Machines (each runs its own drain/deprovision flow) and then the
-LCM objects.
+LCM objects, its UpdateGroups and MachineHealthChecks.
 
 Maintenance: while the Cluster is in maintenance no upgrade is accepted (a changed
 ``spec.release`` waits, ``Upgraded`` False ``HeldByMaintenance``) and its ``Maintenance``
@@ -56,6 +56,7 @@ from shared.models import (
     LCMMachine,
     LCMMachineSpec,
     Machine,
+    MachineHealthCheck,
     ObjectMeta,
     Region,
     Resource,
@@ -565,6 +566,9 @@ class ClusterReconciler:
         for g in await self.store.list_all(UpdateGroup, ns):
             if g.spec.cluster == name:
                 await self._delete(UpdateGroup, g.metadata.name, ns)
+        for hc in await self.store.list_all(MachineHealthCheck, ns):
+            if hc.spec.cluster == name:
+                await self._delete(MachineHealthCheck, hc.metadata.name, ns)
         for lm in await self.store.list_all(
                 LCMMachine, ns, label_selector=f"{CLUSTER_LABEL}={name}"):
             await self._delete(LCMMachine, lm.metadata.name, ns)

@@ -7,6 +7,7 @@ from nats.aio.client import Client as NATS
 from services.lcm.cluster import ClusterReconciler
 from services.lcm.config import LCMSettings, load_secret
 from services.lcm.endpoint import Endpoint
+from services.lcm.healthcheck import HealthCheckReconciler
 from services.lcm.lcmmachine import LCMMachineReconciler
 from services.lcm.leases import LeaseView, node_leases
 from services.lcm.machine import MachineReconciler
@@ -19,6 +20,7 @@ from shared.models import (
     LCMCluster,
     LCMMachine,
     Machine,
+    MachineHealthCheck,
     Region,
     UpdateGroup,
 )
@@ -66,7 +68,22 @@ def controllers(
             name="lcm-node", kind=Machine, store=store, bus=bus, region=region,
             workers=workers, reconciler=MachineReconciler(store),
         ),
+        health_check_controller(store, bus, region=region, workers=workers),
     ]
+
+
+def health_check_controller(
+    store: Store, bus: Bus, *, region: str | None, workers: int = 4
+) -> Controller:
+    """MachineHealthChecks, woken by their cluster's Machines (a condition that changed)
+    and Cluster (an upgrade starting or ending)."""
+    checks = HealthCheckReconciler(store)
+    return Controller(
+        name="lcm-healthcheck", kind=MachineHealthCheck, store=store, bus=bus, region=region,
+        workers=workers, reconciler=checks,
+        watches=[Watch(Machine, checks.checks_of_machine, delay=CHILD_BATCH),
+                 Watch(Cluster, checks.checks_of_cluster, delay=CHILD_BATCH)],
+    )
 
 
 def endpoint(

@@ -65,7 +65,10 @@ STEP_POWER_ON = "PowerOn"
 STEP_ADDRESSES = "Addresses"
 STEP_POWER_OFF = "PowerOff"
 STEP_DELETE = "Delete"
+STEP_REBOOT = "Reboot"
 PROVISION_STEPS: tuple[str, ...] = (STEP_CREATE, STEP_INSPECT, STEP_POWER_ON, STEP_ADDRESSES)
+# A live node's steps: how it was made, then the latest power cycle a health check asked for.
+NODE_STEPS: tuple[str, ...] = (*PROVISION_STEPS, STEP_REBOOT)
 DEPROVISION_STEPS: tuple[str, ...] = (STEP_POWER_OFF, STEP_DELETE)
 
 
@@ -260,6 +263,7 @@ __all__ = [
     "Inspection",
     "InvalidSpecError",
     "MACHINE_UID_TAG",
+    "NODE_STEPS",
     "NoCapacityError",
     "NodePhase",
     "NodeRef",

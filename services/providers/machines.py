@@ -1,8 +1,9 @@
 """The Machine reconciler every provider service runs, one per provider.
 
 ``reconcile`` is a short dispatcher: it skips machines of other regions and of Clusters
-using another provider, then runs ``reconcile_delete`` or ``reconcile_normal`` inside one
-status write. The normal path is an ordered list of steps (Create, Inspect, PowerOn,
+using another provider, then runs ``reconcile_delete``, ``reconcile_reboot`` (a power cycle
+a MachineHealthCheck asked for, ``reboot.py``) or ``reconcile_normal`` inside one status
+write. The normal path is an ordered list of steps (Create, Inspect, PowerOn,
 Addresses), each safe to repeat; the delete path waits for LCM's drain (when LCM holds a
 finalizer), then powers off and deletes the node, frees what was claimed, and only then
 removes the provider's finalizer.
@@ -17,11 +18,12 @@ from __future__ import annotations
 import logging
 import random
 
+from services.providers import reboot
 from services.providers import steps as S
 from services.providers.agent_bootstrap import AgentBootstrap
 from services.providers.contract import (
     DEPROVISION_STEPS,
-    PROVISION_STEPS,
+    NODE_STEPS,
     STEP_ADDRESSES,
     STEP_CREATE,
     STEP_DELETE,
@@ -106,6 +108,8 @@ class MachineReconciler:
             return Result(requeue_after=self.backoff.next(machine.metadata.uid or req.name))
         machine = await self._ensure_metadata(machine, cluster)
         async with status_writer(self.store, machine, derive=cond.summarize_machine) as m:
+            if reboot.pending(m):
+                return await self._guarded(m, self.reconcile_reboot, m, cluster)
             return await self._guarded(m, self.reconcile_normal, m, cluster)
 
     async def _cluster(self, machine: Machine) -> Cluster | None:
@@ -138,12 +142,12 @@ class MachineReconciler:
             result = await fn(*args)
         except ProviderError as e:
             S.mark_failed(machine.status, e)
-            order = DEPROVISION_STEPS if machine.deleting else PROVISION_STEPS
+            order = DEPROVISION_STEPS if machine.deleting else NODE_STEPS
             running = next(
                 (s.name for s in machine.status.provider_steps if s.state != "Done"), order[0]
             )
             S.set_step(machine.status, running, "Failed", str(e), order=order)
-            if not machine.deleting:
+            if not machine.deleting and not reboot.pending(machine):  # a live node stays so
                 machine.status.phase = "Failed" if not e.transient else "Provisioning"
             delay = self.backoff.next(key, e)
             log.warning("machine %s/%s: %s: %s (retry in %.1fs)", machine.metadata.namespace,
@@ -156,7 +160,7 @@ class MachineReconciler:
 
     async def reconcile_normal(self, machine: Machine, cluster: Cluster) -> Result:
         st = machine.status
-        S.reset_steps(st, PROVISION_STEPS)
+        S.reset_steps(st, NODE_STEPS)
         st.observed_generation = machine.metadata.generation
         provider = await self._provider(machine, cluster, claim=True)
         assert provider is not None
@@ -164,7 +168,7 @@ class MachineReconciler:
         req = NodeRequest.from_machine(machine, self.provider, user_data=user_data)
 
         def step(name: str, state: str, message: str = "") -> None:
-            S.set_step(st, name, state, message, order=PROVISION_STEPS)
+            S.set_step(st, name, state, message, order=NODE_STEPS)
 
         if st.phase in ("", "Failed"):
             st.phase = "Provisioning"
@@ -207,6 +211,14 @@ class MachineReconciler:
         # Every running node re-checked on one fixed period is a region-wide wave of provider
         # calls, and a cost per second that grows with the fleet: spread it (+-20%).
         return Result(requeue_after=self.resync_interval * random.uniform(0.8, 1.2))
+
+    async def reconcile_reboot(self, machine: Machine, cluster: Cluster) -> Result:
+        """Power cycle the node at a MachineHealthCheck's request (``reboot.py``); the
+        normal path resumes once it is done."""
+        provider = await self._provider(machine, cluster, claim=False)
+        return await reboot.power_cycle(
+            self.store, machine, provider, NodeRequest.from_machine(machine, self.provider),
+            poll_interval=self.poll_interval, timeout=self.provision_timeout)
 
     def _check_timeout(self, st, name: str) -> None:  # noqa: ANN001
         """A step in progress longer than ``provision_timeout`` fails with what it awaited."""

@@ -6,7 +6,9 @@ made while the link was down) merge instead of overwriting each other:
 
 - *management-homed* kinds (everything users create: Cluster, Machine, BareMetalHost, ...):
   management owns metadata and spec (including a deletion request); the region owns
-  ``status`` and ``metadata.finalizers`` (its controllers write them).
+  ``status``, ``metadata.finalizers`` and the annotations in ``REGION_ANNOTATIONS`` (its
+  controllers write them: a reboot a health check asks of a Machine's provider, and the
+  provider's answers).
 - *region-homed* kinds (made by regional controllers: LCMCluster, LCMMachine): the region
   owns everything; management may only request deletion.
 - *global* objects (releases): management owns them whole; they only flow down, and
@@ -23,11 +25,20 @@ from typing import TypeVar
 
 import msgspec
 
-from shared.models import GLOBAL_REGION, Resource, encode
+from shared.models import (
+    GLOBAL_REGION,
+    REBOOT_DONE_ANNOTATION,
+    REBOOT_OFF_ANNOTATION,
+    REBOOT_REQUEST_ANNOTATION,
+    Resource,
+    encode,
+)
 
 R = TypeVar("R", bound=Resource)
 
 REGION_HOMED_KINDS: frozenset[str] = frozenset({"LCMCluster", "LCMMachine"})
+REGION_ANNOTATIONS: frozenset[str] = frozenset({
+    REBOOT_REQUEST_ANNOTATION, REBOOT_OFF_ANNOTATION, REBOOT_DONE_ANNOTATION})
 
 
 @dataclass(frozen=True)
@@ -76,12 +87,18 @@ def _bytes(obj: Resource) -> bytes:
 
 
 def _with(base: R, *, status_from: Resource | None = None, finalizers: list[str] | None = None,
-          deletion: str | None = None) -> R:
+          deletion: str | None = None, annotations_from: Resource | None = None) -> R:
     md = base.metadata
+    annotations = md.annotations
+    if annotations_from is not None:
+        annotations = {k: v for k, v in md.annotations.items() if k not in REGION_ANNOTATIONS}
+        annotations |= {k: v for k, v in annotations_from.metadata.annotations.items()
+                        if k in REGION_ANNOTATIONS}
     md = msgspec.structs.replace(
         md,
         finalizers=list(md.finalizers if finalizers is None else finalizers),
         deletion_timestamp=md.deletion_timestamp or deletion,
+        annotations=annotations,
     )
     out = msgspec.structs.replace(base, metadata=md)
     if status_from is not None and hasattr(out, "status"):
@@ -124,7 +141,7 @@ def down(mgmt: Resource | None, local: Resource | None, *, uid: str,
             return RequestDelete(local)
         return None
     merged = _with(mgmt, status_from=local, finalizers=local.metadata.finalizers,
-                   deletion=local.metadata.deletion_timestamp)
+                   deletion=local.metadata.deletion_timestamp, annotations_from=local)
     return _write(merged, local)
 
 
@@ -144,5 +161,6 @@ def up(local: Resource | None, mgmt: Resource | None, *, uid: str,
     if local.kind in region_homed:
         merged = _with(local, deletion=mgmt.metadata.deletion_timestamp)
     else:
-        merged = _with(mgmt, status_from=local, finalizers=local.metadata.finalizers)
+        merged = _with(mgmt, status_from=local, finalizers=local.metadata.finalizers,
+                       annotations_from=local)
     return _write(merged, mgmt)

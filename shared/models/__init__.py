@@ -9,6 +9,9 @@ from shared.models.meta import (
     GROUP,
     MACHINE_LABEL,
     PROVIDER_LABEL,
+    REBOOT_DONE_ANNOTATION,
+    REBOOT_OFF_ANNOTATION,
+    REBOOT_REQUEST_ANNOTATION,
     REGION_LABEL,
     TARGET_ANNOTATION,
     VERSION,
@@ -35,6 +38,7 @@ from shared.models.registry import (
 __all__ = [
     "ALL_KINDS", "API_VERSION", "BY_KIND", "BY_PLURAL", "CLUSTER_LABEL", "Condition",
     "GLOBAL_REGION", "GROUP", "MACHINE_LABEL", "ObjectMeta", "OwnerReference", "PROVIDER_LABEL",
+    "REBOOT_DONE_ANNOTATION", "REBOOT_OFF_ANNOTATION", "REBOOT_REQUEST_ANNOTATION",
     "REGION_LABEL", "TARGET_ANNOTATION",
     "Resource", "Status", "VERSION", "ValidationError", "convert", "copy", "decode", "encode",
     "kind_of", "now", "redact", "to_dict",

@@ -7,6 +7,7 @@ status only by controllers.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, ClassVar, Literal
 
 from msgspec import Meta, Struct, field
@@ -165,6 +166,96 @@ class UpdateGroup(Resource, kw_only=True):
     PLURAL: ClassVar[str] = "updategroups"
     spec: UpdateGroupSpec
     status: Status = field(default_factory=Status)
+
+
+# --- MachineHealthCheck (Cluster API's, with Metal3's reboot remediation) --------------------
+
+# Timeouts in seconds; bounded so a deadline always fits a timer (a year at most).
+Seconds = Annotated[int, Meta(ge=0, le=31_536_000)]
+_PERCENT = re.compile(r"^(100|[1-9]?[0-9])%$")
+
+
+class UnhealthyCondition(Wire, kw_only=True):
+    """A Machine condition held at this status longer than timeoutSeconds makes it unhealthy."""
+
+    type: Annotated[str, Meta(min_length=1, max_length=316)]
+    status: Literal["False", "Unknown"]
+    timeout_seconds: Seconds
+
+
+def _default_unhealthy() -> list[UnhealthyCondition]:
+    return [UnhealthyCondition(type="Ready", status="False", timeout_seconds=300),
+            UnhealthyCondition(type="Ready", status="Unknown", timeout_seconds=300)]
+
+
+class MachineSelector(Wire, kw_only=True):
+    """Which of the cluster's Machines a check covers: all of them when empty."""
+
+    match_labels: dict[str, str] = field(default_factory=dict)
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels.items())
+
+
+class Remediation(Wire, kw_only=True):
+    # Reboot: the Machine's provider power cycles the node (Metal3's reboot remediation).
+    strategy: Literal["Reboot"] = "Reboot"
+    # Reboots of one machine before the check gives up on it (HealthCheckSucceeded False,
+    # RemediationFailed), each at least retryIntervalSeconds after the one before.
+    retry_limit: Annotated[int, Meta(ge=1, le=100)] = 2
+    retry_interval_seconds: Seconds = 300
+
+
+class MachineHealthCheckSpec(_Spec, kw_only=True):
+    cluster: Name
+    # The cluster's region: that region's LCM runs the check (as a Machine's spec.region).
+    region: DNSLabel
+    selector: MachineSelector = field(default_factory=MachineSelector)
+    unhealthy_conditions: list[UnhealthyCondition] = field(default_factory=_default_unhealthy)
+    # A machine whose node has not come up (deployed once) this long after its provider
+    # reported it running counts unhealthy; 0 turns this check off.
+    node_startup_timeout_seconds: Seconds = 1200
+    # More machines unhealthy than this (a count, or a percentage of the machines the check
+    # covers, rounded down) and none is remediated: a partition must not reboot the fleet.
+    max_unhealthy: int | str = "40%"
+    remediation: Remediation = field(default_factory=Remediation)
+
+    def __post_init__(self) -> None:
+        m = self.max_unhealthy
+        if (isinstance(m, int) and m < 0) or (isinstance(m, str) and not _PERCENT.match(m)):
+            raise ValueError(f"maxUnhealthy must be a count (0 or more) or a percentage "
+                             f"from 0% to 100%, not {m!r}")
+
+
+class HealthCheckTarget(Wire, kw_only=True):
+    """A machine the check remediates: its reboots so far and the latest request."""
+
+    machine: str
+    # Rebooting (the latest request not yet done), Rebooted (waiting for the node to
+    # recover), Failed (retryLimit reboots did not bring it back).
+    state: Literal["Rebooting", "Rebooted", "Failed"]
+    attempts: NonNegative = 0
+    last_attempt_time: str = ""
+    request_id: str = ""
+    reason: str = ""
+    message: str = ""
+
+
+class MachineHealthCheckStatus(Status, kw_only=True):
+    expected_machines: NonNegative = 0
+    current_healthy: NonNegative = 0
+    remediations_allowed: NonNegative = 0
+    targets: list[HealthCheckTarget] = field(default_factory=list)
+
+
+class MachineHealthCheck(Resource, kw_only=True):
+    """Reboots the nodes of a cluster's machines that stop being healthy."""
+
+    KIND: ClassVar[str] = "MachineHealthCheck"
+    PLURAL: ClassVar[str] = "machinehealthchecks"
+    HAS_READY: ClassVar[bool] = True
+    spec: MachineHealthCheckSpec
+    status: MachineHealthCheckStatus = field(default_factory=MachineHealthCheckStatus)
 
 
 # --- LCM -----------------------------------------------------------------------------------
@@ -521,6 +612,7 @@ ALL_KINDS: tuple[type[Resource], ...] = (
     Cluster,
     Machine,
     UpdateGroup,
+    MachineHealthCheck,
     LCMCluster,
     LCMMachine,
     KaaSRelease,

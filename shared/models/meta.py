@@ -24,6 +24,13 @@ MACHINE_LABEL = f"{GROUP}/machine"
 # On a Machine of a cloud provider: the credential its node was made with, recorded on first
 # use so the node can be deleted with it after the Cluster is gone.
 TARGET_ANNOTATION = "providers.kaas.containercloud.dev/target"
+# On a Machine: a MachineHealthCheck asks its provider to power cycle the node (the value is
+# the request's id); the provider answers with the same id in REBOOT_DONE once the node is
+# back on, and marks the midpoint (powered off) in REBOOT_OFF. The ids are the state: a
+# request is pending while REQUEST differs from DONE, whoever restarts in between.
+REBOOT_REQUEST_ANNOTATION = f"{GROUP}/reboot-request"
+REBOOT_OFF_ANNOTATION = f"{GROUP}/reboot-powered-off"
+REBOOT_DONE_ANNOTATION = f"{GROUP}/reboot-done"
 GLOBAL_REGION = "global"
 
 # RFC 1123 subdomain-ish names, as Kubernetes requires for object names.

@@ -1,14 +1,19 @@
 """Admission of writes: a Cluster names a supported release, moves only along allowed
-paths and uses a provider its Region offers; a Machine fits its Cluster."""
+paths and uses a provider its Region offers; a Machine fits its Cluster; a
+MachineHealthCheck has sound fields and sits in its Cluster's region."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from services.release.defaults import ensure_default_releases
 from shared.models import (
+    API_VERSION,
     Cluster,
     Machine,
+    MachineHealthCheck,
     ObjectMeta,
     Region,
     RegionSpec,
@@ -273,3 +278,59 @@ async def test_maintenance_mode_follows_the_cluster_and_waits_for_upgrades(gatew
     # In maintenance, an upgrade may still be asked for: LCM holds it until maintenance ends.
     code, body = await patch("clusters", "c1", {"release": "mke-3-8-0"})
     assert code == 200, body
+
+
+def health_check(name: str = "hc", cluster_name: str = "c1", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "MachineHealthCheck",
+            "metadata": {"name": name, "namespace": "team-a"},
+            "spec": {"cluster": cluster_name, "region": "local", **spec}}
+
+
+@pytest.mark.parametrize(("spec", "field", "words"), [
+    ({"maxUnhealthy": "140%"}, "spec", "maxUnhealthy must be a count"),
+    ({"maxUnhealthy": "some"}, "spec", "maxUnhealthy must be a count"),
+    ({"maxUnhealthy": -1}, "spec", "maxUnhealthy must be a count"),
+    ({"remediation": {"strategy": "Replace"}}, "spec.remediation.strategy", "Invalid enum"),
+    ({"nodeStartupTimeoutSeconds": -5}, "spec.nodeStartupTimeoutSeconds", ">= 0"),
+    ({"unhealthyConditions": [{"type": "Ready", "status": "False", "timeoutSeconds": -1}]},
+     "spec.unhealthyConditions[0].timeoutSeconds", ">= 0"),
+    ({"remediation": {"retryIntervalSeconds": -1}}, "spec.remediation.retryIntervalSeconds",
+     ">= 0"),
+])
+async def test_a_health_check_with_a_bad_field_is_refused(
+    gateway: Gateway, spec: dict[str, Any], field: str, words: str
+) -> None:
+    code, body = await gateway.call("POST", ns_path("machinehealthchecks"),
+                                    json=health_check(**spec))
+    assert code == 422, body
+    assert words in body["message"], body
+    assert body["details"]["causes"][0]["field"] == field, body
+    assert await gateway.store.list_all(MachineHealthCheck, "team-a") == []
+
+
+async def test_a_health_check_names_any_cluster_but_sits_in_its_region(gateway: Gateway):
+    # Written before its Cluster (as a Machine may be): nothing to judge against yet.
+    code, body = await gateway.call("POST", ns_path("machinehealthchecks"),
+                                    json=health_check("early", "later", maxUnhealthy="40%"))
+    assert code == 201, body
+    assert body["spec"]["maxUnhealthy"] == "40%"
+    code, body = await gateway.call("POST", ns_path("clusters"),
+                                    json=cluster("dc2-cluster", region="dc2"))
+    assert code == 201, body
+    code, body = await gateway.call("POST", ns_path("machinehealthchecks"),
+                                    json=health_check("hc", "dc2-cluster", maxUnhealthy=2))
+    assert code == 422, body
+    assert body["details"]["causes"][0]["field"] == "spec.region"
+    assert "is in region dc2, not local" in body["message"]
+    code, body = await gateway.call(
+        "POST", ns_path("machinehealthchecks"),
+        json=health_check("hc", "dc2-cluster", maxUnhealthy=2) | {
+            "spec": {"cluster": "dc2-cluster", "region": "dc2", "maxUnhealthy": 2}})
+    assert code == 201, body
+    # Defaults as documented: Ready False/Unknown for 300 s, 1200 s to start, 2 reboots.
+    stored = await gateway.store.get(MachineHealthCheck, "hc", "team-a")
+    assert [(c.type, c.status, c.timeout_seconds) for c in stored.spec.unhealthy_conditions] \
+        == [("Ready", "False", 300), ("Ready", "Unknown", 300)]
+    assert stored.spec.node_startup_timeout_seconds == 1200
+    rem = stored.spec.remediation
+    assert (rem.strategy, rem.retry_limit, rem.retry_interval_seconds) == ("Reboot", 2, 300)

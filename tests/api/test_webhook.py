@@ -164,6 +164,20 @@ async def test_an_object_the_models_refuse_is_a_422_naming_the_field(hook: Hook)
     assert "Cluster is invalid: spec.provider" in answer["status"]["message"]
 
 
+async def test_a_health_check_written_with_kubectl_is_judged_too(hook: Hook):
+    """kubectl writes skip the gateway, and a bad maxUnhealthy only the model can tell (the
+    CRD's schema takes any int-or-string): the webhook refuses it as the gateway does."""
+    check = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MachineHealthCheck",
+             "metadata": {"name": "hc", "namespace": "team-a"},
+             "spec": {"cluster": "c1", "region": "local", "maxUnhealthy": "150%"}}
+    assert "machinehealthchecks" in webhook.rules()[0]["resources"]
+    answer = await hook.review("CREATE", "MachineHealthCheck", obj=check)
+    assert answer["allowed"] is False and answer["status"]["code"] == 422
+    assert "maxUnhealthy must be a count" in answer["status"]["message"]
+    check["spec"]["maxUnhealthy"] = "40%"
+    assert (await hook.review("CREATE", "MachineHealthCheck", obj=check))["allowed"] is True
+
+
 @pytest.mark.parametrize("body, why", [
     ("not json", "not an AdmissionReview"),
     ({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview",

@@ -452,6 +452,33 @@ def test_progress_columns_of_mirrors_attached_clusters_and_update_groups():
     assert row[1:4] == ["demo", "1", "1"], "the default concurrency shows"
 
 
+def test_health_checks_have_a_short_name_columns_and_their_targets_described():
+    from services.api.discovery import resolve
+    from services.cli.main import describe
+    from services.cli.output import table_rows
+    from shared.models import MachineHealthCheck
+
+    assert resolve("mhc") is MachineHealthCheck
+    meta = {"name": "workers", "namespace": "default"}
+    check = {"metadata": meta, "spec": {"cluster": "demo", "region": "local"},
+             "status": {"expectedMachines": 5, "currentHealthy": 4,
+                        "conditions": [{"type": "Ready", "status": "False"}],
+                        "targets": [{"machine": "demo-w1", "state": "Rebooted", "attempts": 1,
+                                     "lastAttemptTime": "2020-01-01T00:00:00.250Z",
+                                     "reason": "UnhealthyCondition",
+                                     "message": "Ready False for more than 300s"}]}}
+    header, row = table_rows(MachineHealthCheck, [check], all_namespaces=False, wide=False)
+    assert header == ["NAME", "CLUSTER", "MAX-UNHEALTHY", "HEALTHY", "REMEDIATING", "READY",
+                      "AGE"]
+    assert row[1:6] == ["demo", "40%", "4/5", "1", "False"], "the default maxUnhealthy shows"
+    text = describe(MachineHealthCheck, check, [])
+    lines = text.split("Remediation:\n")[1].split("Events:")[0].splitlines()
+    assert lines[0].split() == ["MACHINE", "STATE", "REBOOTS", "LAST", "REASON", "MESSAGE"]
+    assert lines[1].split()[:3] == ["demo-w1", "Rebooted", "1"]
+    assert lines[1].split()[3].endswith("d"), "the attempt's age, from a time with millis"
+    assert "Ready False for more than 300s" in lines[1]
+
+
 def test_a_failure_says_each_thing_once():
     from services.cli.client import describe_failure
 

@@ -1,9 +1,11 @@
-"""Machine deletion (drain, provider deprovision, finalizer) and the Cluster delete cascade."""
+"""Machine deletion (drain, provider deprovision, finalizer) and the Cluster delete cascade
+(its MachineHealthChecks included)."""
 
 from __future__ import annotations
 
+from services.lcm.healthcheck import FINALIZER as HC_FINALIZER
 from services.lcm.machine import FINALIZER
-from shared.models import Cluster, LCMCluster, LCMMachine, Machine
+from shared.models import Cluster, LCMCluster, LCMMachine, Machine, MachineHealthCheck, convert
 from shared.runtime import conditions as cond
 from tests.lcm.conftest import NS, PROVIDER_FINALIZER, Lcm
 from tests.waiting import eventually
@@ -15,6 +17,15 @@ async def test_machine_delete_drains_then_waits_for_provider_then_cascade(lcm: L
     for n in names:
         await lcm.start_agent(n)
     await eventually(lambda: lcm.ready("del"), timeout=30, what="Ready")
+    await lcm.store.create(convert(MachineHealthCheck, {
+        "metadata": {"name": "del-hc", "namespace": NS},
+        "spec": {"cluster": "del", "region": "local"}}))
+
+    async def followed() -> bool:
+        hc = await lcm.store.get(MachineHealthCheck, "del-hc", NS)
+        return HC_FINALIZER in hc.metadata.finalizers and hc.status.expected_machines == 3
+
+    await eventually(followed, what="the health check followed by LCM")
     m = await lcm.store.get(Machine, "del-w1", NS)
     assert FINALIZER in m.metadata.finalizers
 
@@ -51,3 +62,5 @@ async def test_machine_delete_drains_then_waits_for_provider_then_cascade(lcm: L
         assert await lcm.gone(Machine, n) and await lcm.gone(LCMMachine, n)
         assert (n, "Drained") in lcm.provider.deprovisioned
     assert await lcm.gone(LCMCluster, "del")
+    # Its health check goes with it, once LCM took its finalizer off.
+    await eventually(lambda: lcm.gone(MachineHealthCheck, "del-hc"), what="health check gone")

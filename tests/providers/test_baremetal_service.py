@@ -1,6 +1,6 @@
 """Bare-metal service on the real store + bus and the sushy-tools emulator: host inventory
 (inspection and power state into BareMetalHost status), host selection by labels, claim,
-provisioning over Redfish, and release on deletion.
+provisioning over Redfish, a power cycle a health check asks for, and release on deletion.
 """
 
 from __future__ import annotations
@@ -12,7 +12,15 @@ from services.providers.baremetal.hosts import HostTargets
 from services.providers.baremetal.inventory import BMC_REACHABLE, HostReconciler
 from services.providers.machines import MachineReconciler
 from services.providers.steps import PROVIDER_READY, Backoff
-from shared.models import MACHINE_LABEL, BareMetalHost, Cluster, Machine, convert
+from shared.models import (
+    MACHINE_LABEL,
+    REBOOT_DONE_ANNOTATION,
+    REBOOT_REQUEST_ANNOTATION,
+    BareMetalHost,
+    Cluster,
+    Machine,
+    convert,
+)
 from shared.runtime import Controller, Request, TransientError
 from shared.runtime import conditions as cond
 from shared.store import NotFound
@@ -92,6 +100,22 @@ async def test_inventory_claim_provision_release(
             return h6.status.power_state == "on" and h6.status.provisioning_state == "provisioned"
 
         await eventually(host6_on, timeout=10, what="host-6 status provisioned/on")
+
+        # A health check asks for a reboot: the BMC powers the host off, then on again.
+        m = await h.store.get(Machine, "gpu-0", "default")
+        m.metadata.annotations[REBOOT_REQUEST_ANNOTATION] = "r1"
+        await h.store.update(m)
+
+        async def rebooted() -> Machine | None:
+            m = await h.store.get(Machine, "gpu-0", "default")
+            done = m.metadata.annotations.get(REBOOT_DONE_ANNOTATION) == "r1"
+            return m if done and m.status.phase == "Running" else None
+
+        m = await eventually(rebooted, timeout=40, interval=0.3, what="host-6 rebooted")
+        step = next(s for s in m.status.provider_steps if s.name == "Reboot")
+        assert step.state == "Done" and step.message.startswith("node host-6")
+        assert cond.is_true(m.status, PROVIDER_READY)
+        await eventually(host6_on, timeout=10, what="host-6 on again")
 
         await h.store.delete(Machine, "gpu-0", "default")
 

@@ -4,23 +4,32 @@ Covers: only this region's machines of Clusters using this provider are touched;
 providerID, addresses and ProviderReady are written; re-runs (at-least-once delivery,
 restarts) never make a second node; provider errors become conditions with the
 provider's reason; deletion waits for LCM's drain and releases the node before the
-finalizer goes.
+finalizer goes; a health check's reboot request power cycles the node once per request id.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from services.providers import steps as S
 from services.providers.errors import QuotaError
 from services.providers.machines import LCM_FINALIZER, MachineReconciler, finalizer_for
 from services.providers.simulated import SimulatedConfig, SimulatedProvider
 from services.providers.steps import PROVIDER_READY, Backoff
 from services.providers.targets import SingleTarget
-from shared.models import Cluster, Machine, convert
+from shared.models import (
+    REBOOT_DONE_ANNOTATION,
+    REBOOT_OFF_ANNOTATION,
+    REBOOT_REQUEST_ANNOTATION,
+    Cluster,
+    Machine,
+    convert,
+)
 from shared.runtime import Controller, Request, TransientError
 from shared.runtime import conditions as cond
 from shared.store import NotFound
 from tests.harness import Harness
+from tests.providers.powerlog import PowerLog
 from tests.waiting import eventually
 
 REGION = "region-one"
@@ -192,3 +201,146 @@ async def test_delete_waits_for_lcm_drain(h: Harness) -> None:
     assert m.metadata.finalizers == [LCM_FINALIZER]
     assert [(s.name, s.state) for s in m.status.provider_steps] == [
         ("PowerOff", "Done"), ("Delete", "Done")]
+
+
+# --- reboot remediation: the provider's half ---------------------------------------------------
+
+
+async def ask_reboot(h: Harness, name: str, request: str) -> None:
+    m = await get(h, name)
+    m.metadata.annotations[REBOOT_REQUEST_ANNOTATION] = request
+    await h.store.update(m)
+
+
+async def test_a_reboot_request_power_cycles_the_node_once_whatever_restarts(h: Harness) -> None:
+    """Off, wait until off, on, wait until running, answer: each pass by a fresh reconciler
+    (a restarted service, or the same event delivered again), and still one cycle per id."""
+    nodes = PowerLog()
+    provider = SimulatedProvider(SimulatedConfig(power_seconds=0.3), nodes=nodes)
+    await h.store.create(cluster("sim", "simulated"))
+    await h.store.create(machine("m1", "sim"))
+    req = Request("m1", "default")
+
+    async def provisioned() -> Machine | None:
+        await reconciler(h, provider).reconcile(req)
+        return await running(h, "m1")
+
+    await eventually(provisioned, timeout=10, what="m1 running")
+    uid = (await get(h, "m1")).metadata.uid or ""
+    assert nodes.of(uid) == ["On"]  # provisioning powered it on
+
+    await ask_reboot(h, "m1", "r1")
+    passes = 0
+
+    async def answered() -> bool:
+        nonlocal passes
+        passes += 1
+        await reconciler(h, provider).reconcile(req)
+        m = await get(h, "m1")
+        return m.metadata.annotations.get(REBOOT_DONE_ANNOTATION) == "r1"
+
+    await eventually(answered, timeout=10, interval=0.05, what="reboot r1 answered")
+    assert passes > 4, "waited for the power changes across several passes"
+    for _ in range(3):  # delivered again after the answer: nothing more happens
+        await reconciler(h, provider).reconcile(req)
+    assert nodes.of(uid) == ["On", "Off", "On"]
+    m = await get(h, "m1")
+    assert REBOOT_OFF_ANNOTATION not in m.metadata.annotations
+    reboot = S.get_step(m.status, "Reboot")
+    assert reboot is not None and reboot.state == "Done"
+    assert "rebooted at the health check's request (r1)" in reboot.message
+    assert [s.name for s in m.status.provider_steps][-1] == "Reboot"
+    ready = cond.get(m.status, PROVIDER_READY)
+    assert ready is not None and (ready.status, ready.reason) == ("True", "NodeRunning")
+    assert m.status.phase == "Running"
+
+    # A new id is a new reboot.
+    await ask_reboot(h, "m1", "r2")
+    await eventually(answered_with(h, provider, req, "r2"), timeout=10, what="reboot r2")
+    assert nodes.of(uid) == ["On", "Off", "On", "Off", "On"]
+
+
+def answered_with(h: Harness, provider: SimulatedProvider, req: Request, request: str):  # noqa: ANN201
+    async def probe() -> bool:
+        await reconciler(h, provider).reconcile(req)
+        return (await get(h, req.name)).metadata.annotations.get(
+            REBOOT_DONE_ANNOTATION) == request
+    return probe
+
+
+async def test_a_restart_after_the_node_went_off_only_powers_it_on(h: Harness) -> None:
+    """The midpoint mark is the state: with it written, a restarted provider that finds the
+    node off (or already on again) never powers it off a second time."""
+    nodes = PowerLog()
+    provider = SimulatedProvider(SimulatedConfig(power_seconds=0.0), nodes=nodes)
+    await h.store.create(cluster("sim", "simulated"))
+    await h.store.create(machine("m1", "sim"))
+    req = Request("m1", "default")
+    for _ in range(2):  # power on asked, then found on
+        await reconciler(h, provider).reconcile(req)
+    m = await get(h, "m1")
+    uid = m.metadata.uid or ""
+    assert m.status.phase == "Running"
+    await ask_reboot(h, "m1", "r1")
+    await reconciler(h, provider).reconcile(req)  # asks for power off
+    assert nodes.of(uid) == ["On", "Off"]
+    await reconciler(h, provider).reconcile(req)  # off: marked, power on asked
+    m = await get(h, "m1")
+    assert m.metadata.annotations.get(REBOOT_OFF_ANNOTATION) == "r1"
+    assert nodes.of(uid) == ["On", "Off", "On"]
+    step = S.get_step(m.status, "Reboot")
+    assert step is not None and step.state == "InProgress"
+    ready = cond.get(m.status, PROVIDER_READY)
+    assert ready is not None and ready.reason == "Rebooting"
+    # The node is on again; a restarted reconciler only answers.
+    await reconciler(h, provider).reconcile(req)
+    assert (await get(h, "m1")).metadata.annotations.get(REBOOT_DONE_ANNOTATION) == "r1"
+    assert nodes.of(uid) == ["On", "Off", "On"]
+
+
+async def test_a_reboot_of_a_machine_with_no_node_is_answered_at_once(h: Harness) -> None:
+    provider = SimulatedProvider(SimulatedConfig())
+    await h.store.create(cluster("sim", "simulated"))
+    m = machine("m1", "sim")
+    m.metadata.annotations[REBOOT_REQUEST_ANNOTATION] = "r1"
+    await h.store.create(m)
+    await reconciler(h, provider).reconcile(Request("m1", "default"))
+    m = await get(h, "m1")
+    assert m.metadata.annotations.get(REBOOT_DONE_ANNOTATION) == "r1"
+    step = S.get_step(m.status, "Reboot")
+    assert step is not None and step.message.startswith("no node to reboot")
+    assert await provider.nodes.all() == [], "nothing was made for the reboot"
+
+
+async def test_a_reboot_that_does_not_finish_fails_like_a_step_and_is_retried(
+    h: Harness,
+) -> None:
+    provider = SimulatedProvider(SimulatedConfig())
+    await h.store.create(cluster("sim", "simulated"))
+    await h.store.create(machine("m1", "sim"))
+    req = Request("m1", "default")
+    for _ in range(2):
+        await reconciler(h, provider).reconcile(req)
+    assert (await get(h, "m1")).status.phase == "Running"
+    provider.config = SimulatedConfig(power_seconds=3600)  # the BMC never gets to it
+    rec = MachineReconciler(h.store, "simulated", SingleTarget(provider), region=REGION,
+                            poll_interval=0.1, provision_timeout=0.0,
+                            backoff=Backoff(initial=0.1, cap=0.5))
+    await ask_reboot(h, "m1", "r1")
+
+    async def timed_out() -> TransientError | None:
+        try:
+            await rec.reconcile(req)
+        except TransientError as e:
+            return e
+        return None
+
+    err = await eventually(timed_out, timeout=5, what="the reboot timing out")
+    assert err.delay == pytest.approx(0.1) and "ProviderTimeout" in str(err)
+    m = await get(h, "m1")
+    step = S.get_step(m.status, "Reboot")
+    assert step is not None and step.state == "Failed" and "reboot not done after" in step.message
+    ready = cond.get(m.status, PROVIDER_READY)
+    assert ready is not None and ready.reason == "ProviderTimeout"
+    assert m.status.phase == "Running", "a live node is not called provisioning"
+    assert REBOOT_DONE_ANNOTATION not in m.metadata.annotations
