@@ -246,8 +246,12 @@ async def test_phases_outside_the_known_set_and_missing_conditions(fleet: Fleet)
 
 async def test_cached_kinds_cost_no_store_call_per_scrape(fleet: Fleet,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The health port starts following every kind the fleet series need (the embedded
-    store's informers); from then on a scrape reads the caches only, no store call."""
+    """The first scrape starts following every kind the fleet series need (the embedded
+    store's informers; before it the gateway pays nothing per write for them); from then
+    on a scrape reads the caches only, no store call."""
+    assert [k.KIND for k in KINDS if fleet.store.cached_all(k) is not None] == [], \
+        "nothing followed before anyone scrapes"
+    await fleet.scrape()
     await eventually(lambda: all(fleet.store.cached_all(k) is not None for k in KINDS),
                      what="the store to follow every fleet kind")
     calls: list[str] = []
