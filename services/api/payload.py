@@ -1,17 +1,18 @@
-"""Request body handling: JSON parsing, route/body consistency, secrets.
+"""Request body handling: JSON parsing, route/body consistency, secrets, controller fields.
 
 Everything here runs before a write, so a rejected payload never reaches the store.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from services.api.errors import ApiError
-from shared.models import API_VERSION, Resource, ValidationError, convert
+from shared.models import API_VERSION, Resource, ValidationError, convert, to_dict
 
 JSON_TYPES = frozenset({"application/json"})
 MERGE_PATCH = "application/merge-patch+json"
@@ -119,6 +120,78 @@ def keep_secrets(new: dict[str, Any], stored: dict[str, Any], cls: type[Resource
             continue
         if src.get(leaf) and not dst.get(leaf):
             dst[leaf] = src[leaf]
+
+
+def controlled(cls: type[Resource]) -> bool:
+    """Whether controllers write parts of this kind's spec or metadata (see below)."""
+    return bool(cls.CONTROLLER_SPEC or cls.CONTROLLER_LABELS or cls.CONTROLLER_ANNOTATIONS)
+
+
+def keep_controller_fields(new: dict[str, Any], stored: Resource, given: Any) -> None:
+    """What controllers write into a user's object (``Resource.CONTROLLER_*``: a host's
+    claim, a Machine's cluster label, ...) is theirs, in every topology: a user's update
+    that leaves such a field out keeps the stored value (re-applying a manifest does not
+    free a claimed host), and one that gives another value is refused, so a user cannot
+    clear a host's consumer (deleting its Machine frees the host). In a split deployment
+    the region's value wins anyway (``services/regional/merge.py``): such a write would
+    never reach the region.
+
+    ``new`` is the object to write (the PUT body, or the merge patch applied to the stored
+    object), ``given`` what the user sent (the body, or the patch).
+    """
+    stored_dict = to_dict(stored)
+    for field, parent, key, was, default in _controller_fields(stored):
+        sent = _dig(given, parent)
+        if isinstance(sent, dict) and key in sent:
+            value = default if sent[key] is None else sent[key]
+            if value != was:
+                message = (f"written by the {stored.kind} controllers, not by users (it is "
+                           f"{was!r}): leave it out and it is kept")
+                raise ApiError(422, f"{stored.kind} {stored.metadata.name!r} is invalid: "
+                                    f"{field}: {message}",
+                               causes=[{"field": field, "message": message}])
+        _carry(stored_dict, new, parent, key)
+
+
+def _controller_fields(obj: Resource) -> Iterator[tuple[str, str, str, Any, Any]]:
+    """(field as shown, parent path, wire key, stored value, value of a null) of each
+    controller field of ``obj``'s kind."""
+    cls = type(obj)
+    if cls.CONTROLLER_SPEC:
+        spec = obj.spec  # type: ignore[attr-defined]
+        defaults = {f.name: f.default for f in msgspec.structs.fields(type(spec))}
+        for name in sorted(cls.CONTROLLER_SPEC):
+            key = _camel(name)
+            yield f"spec.{key}", "spec", key, getattr(spec, name), defaults[name]
+    for where, keys, current in (("labels", cls.CONTROLLER_LABELS, obj.metadata.labels),
+                                 ("annotations", cls.CONTROLLER_ANNOTATIONS,
+                                  obj.metadata.annotations)):
+        for key in sorted(keys):
+            yield f"metadata.{where}[{key}]", f"metadata.{where}", key, current.get(key), None
+
+
+def _carry(src_root: dict[str, Any], dst_root: dict[str, Any], parent: str, key: str) -> None:
+    """Make ``dst_root``'s ``parent.key`` what it is in ``src_root`` (there or absent)."""
+    src = _dig(src_root, parent)
+    present = isinstance(src, dict) and key in src
+    dst = _dig(dst_root, parent)
+    if not isinstance(dst, dict):
+        if not present:
+            return
+        head, _, leaf = parent.rpartition(".")
+        holder = _dig(dst_root, head) if head else dst_root
+        if not isinstance(holder, dict):
+            return
+        dst = holder[leaf] = {}
+    if present:
+        dst[key] = src[key]
+    else:
+        dst.pop(key, None)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
 
 
 def _dig(node: Any, path: str) -> Any:

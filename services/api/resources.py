@@ -21,7 +21,9 @@ from services.api.errors import ApiError, status_body
 from services.api.payload import (
     PATCH_TYPES,
     check_identity,
+    controlled,
     decoded_body,
+    keep_controller_fields,
     keep_secrets,
     read_json,
     to_object,
@@ -265,6 +267,9 @@ class ResourceHandlers:
             stored = await self.store.get(t.cls, t.name, t.namespace)
             if t.cls.SECRET_FIELDS:
                 keep_secrets(data, to_dict(stored), t.cls)
+            if controlled(t.cls):
+                keep_controller_fields(data, stored, data)
+            if t.cls.SECRET_FIELDS or controlled(t.cls):
                 obj = to_object(t.cls, data)
             await self.admit(obj, stored)
             if dry_run(request):
@@ -288,6 +293,8 @@ class ResourceHandlers:
             merged = merge_patch(base, patch)
             check_identity(merged, t.cls, namespace=t.namespace, name=t.name)
             keep_secrets(merged, base, t.cls)
+            if t.subresource != "status" and controlled(t.cls):
+                keep_controller_fields(merged, stored, patch)
             merged["metadata"]["resourceVersion"] = (
                 precondition or stored.metadata.resource_version
             )

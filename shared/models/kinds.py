@@ -13,7 +13,20 @@ from typing import Annotated, ClassVar, Literal
 from msgspec import Meta, Struct, field
 
 from shared.armor import dearmor_keys
-from shared.models.meta import DNSLabel, Name, NonNegative, Resource, Status, Wire
+from shared.models.meta import (
+    CLUSTER_LABEL,
+    MACHINE_LABEL,
+    REBOOT_DONE_ANNOTATION,
+    REBOOT_OFF_ANNOTATION,
+    REBOOT_REQUEST_ANNOTATION,
+    TARGET_ANNOTATION,
+    DNSLabel,
+    Name,
+    NonNegative,
+    Resource,
+    Status,
+    Wire,
+)
 
 ProviderName = Literal["baremetal", "openstack", "vsphere", "simulated"]
 MachineRole = Literal["control-plane", "worker"]
@@ -150,6 +163,12 @@ class Machine(Resource, kw_only=True):
     PLURAL: ClassVar[str] = "machines"
     HAS_PHASE: ClassVar[bool] = True
     HAS_READY: ClassVar[bool] = True
+    # LCM labels it with its cluster; a cloud provider records the credential its node was
+    # made with; a health check asks for a reboot and the provider answers.
+    CONTROLLER_LABELS: ClassVar[frozenset[str]] = frozenset({CLUSTER_LABEL})
+    CONTROLLER_ANNOTATIONS: ClassVar[frozenset[str]] = frozenset({
+        TARGET_ANNOTATION, REBOOT_REQUEST_ANNOTATION, REBOOT_OFF_ANNOTATION,
+        REBOOT_DONE_ANNOTATION})
     spec: MachineSpec
     status: MachineStatus = field(default_factory=MachineStatus)
 
@@ -499,6 +518,10 @@ class BareMetalHost(Resource, kw_only=True):
     HAS_READY: ClassVar[bool] = True
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("bmc.password",)
     SECRET_REFERENCES: ClassVar[dict[str, str]] = {"bmc.password": "bmc.credentialsName"}
+    # The bare-metal provider claims a host for a Machine (consumer = its uid, powered
+    # online, labelled with its name) and frees it when the Machine goes.
+    CONTROLLER_SPEC: ClassVar[frozenset[str]] = frozenset({"consumer", "online"})
+    CONTROLLER_LABELS: ClassVar[frozenset[str]] = frozenset({MACHINE_LABEL})
     spec: BareMetalHostSpec
     status: BareMetalHostStatus = field(default_factory=BareMetalHostStatus)
 

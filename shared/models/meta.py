@@ -128,6 +128,14 @@ class Resource(Struct, kw_only=True, rename="camel", forbid_unknown_fields=True,
     # release, a key) shows no PHASE/READY column rather than a "<none>"/"Unknown" forever.
     HAS_PHASE: ClassVar[bool] = False
     HAS_READY: ClassVar[bool] = False
+    # What controllers write into a kind users make, besides status and finalizers: spec
+    # fields (attribute names), label keys, annotation keys. They are the controllers' (in a
+    # split deployment the region's): the region link takes the region's values
+    # (``services/regional/merge.py``), and a user's update through the gateway keeps the
+    # stored ones unless it changes one explicitly, which is refused (``services/api``).
+    CONTROLLER_SPEC: ClassVar[frozenset[str]] = frozenset()
+    CONTROLLER_LABELS: ClassVar[frozenset[str]] = frozenset()
+    CONTROLLER_ANNOTATIONS: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.kind:

@@ -17,11 +17,28 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from services.providers.baremetal.hosts import HostTargets
 from services.regional.link import RegionLink, downlink_stream
 from services.regional.topology import hub_args, leaf_args
 from shared.bus import ChangeEvent
-from shared.models import Cluster, LCMMachine, Machine, ObjectMeta, Region
-from shared.models.kinds import ClusterSpec, LCMMachineSpec, MachineSpec, MachineStatus
+from shared.models import (
+    MACHINE_LABEL,
+    BareMetalHost,
+    Cluster,
+    LCMMachine,
+    Machine,
+    ObjectMeta,
+    Region,
+)
+from shared.models.kinds import (
+    BareMetalHostSpec,
+    BareMetalMachineSpec,
+    BMCDetails,
+    ClusterSpec,
+    LCMMachineSpec,
+    MachineSpec,
+    MachineStatus,
+)
 from shared.natsserver import NatsServer, free_port
 from shared.store import Conflict, NotFound
 from shared.store.kv import KVStore
@@ -272,6 +289,62 @@ async def test_management_releases_replace_a_regional_seed(tmp_path: Path, prefi
             return bool(got and got.metadata.labels.get("edited") == "yes")
 
         await eventually(edited, timeout=15, what="management's edit in the region")
+
+
+async def test_a_host_claimed_in_the_region_keeps_its_claim_through_edits_at_management(
+    tmp_path: Path, prefix: str
+) -> None:
+    """The bare-metal provider claims a host in the region (spec.consumer, spec.online and
+    the machine label, its own code on the regional store) while a user labels the host at
+    management, across a partition: after the heal both sides hold the claim and the user's
+    label, and a later edit at management leaves the claim alone. Lost, the provider would
+    claim a second host for the same Machine."""
+    async with topology(tmp_path, prefix) as t:
+        await t.mgmt.store.create(_cluster("c1", "r1"))
+        m = await t.mgmt.store.create(Machine(
+            metadata=ObjectMeta(name="w-0", namespace=NS),
+            spec=MachineSpec(cluster="c1", region="r1", baremetal=BareMetalMachineSpec())))
+        h = await t.mgmt.store.create(BareMetalHost(
+            metadata=ObjectMeta(name="bm-0", namespace=NS, labels={"rack": "a"}),
+            spec=BareMetalHostSpec(region="r1", bmc=BMCDetails(address="redfish://10.0.0.1/1"),
+                                   boot_mac_address="52:54:00:00:00:01")))
+        await eventually(lambda: _get(t.region.store, BareMetalHost, "bm-0"), timeout=15,
+                         what="the host in the region")
+
+        await t.cut()
+        claimed = await HostTargets(t.region.store).claim(m)
+        assert claimed.spec.consumer == m.metadata.uid
+
+        async def label(value: str) -> bool:  # a user's edit at management
+            got = await t.mgmt.store.get(BareMetalHost, "bm-0", NS)
+            got.metadata.labels["team"] = value
+            try:
+                await t.mgmt.store.update(got)
+            except Conflict:
+                return False
+            return True
+
+        await eventually(lambda: label("x"), what="the user's label at management")
+        await t.heal()
+
+        async def agreed(team: str) -> bool:
+            mh = await _get(t.mgmt.store, BareMetalHost, "bm-0")
+            rh = await _get(t.region.store, BareMetalHost, "bm-0")
+            want = {"rack": "a", "team": team, MACHINE_LABEL: "w-0"}
+            return bool(
+                mh and rh and all(
+                    (o.spec.consumer, o.spec.online, o.metadata.labels)
+                    == (m.metadata.uid, True, want) for o in (mh, rh))
+                and mh.metadata.generation == rh.metadata.generation
+            )
+
+        await eventually(lambda: agreed("x"), timeout=30,
+                         what="the claim at management and the label in the region")
+        await eventually(lambda: label("y"), what="another label edit at management")
+        await eventually(lambda: agreed("y"), timeout=15, what="the edit down, the claim kept")
+        rh = await t.region.store.get(BareMetalHost, "bm-0", NS)
+        assert rh.metadata.uid == h.metadata.uid
+        assert rh.metadata.generation == claimed.metadata.generation, "the claim's, not older"
 
 
 @pytest.mark.parametrize("region", ["global"])
