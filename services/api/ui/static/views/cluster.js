@@ -1,6 +1,7 @@
 // One cluster: summary, upgrade (only to releases the release service allows), delete,
 // maintenance mode (the cluster's, then its machines' one by one), machines with per-item
-// LCM progress (add one like an existing one, delete one), conditions and events.
+// LCM progress (add one like an existing one, delete one), its machine health checks
+// (read-only: views/healthchecks.js), conditions and events.
 // Everything is live. Writes the gateway refuses show its message in the notice.
 
 import { ApiError, CLUSTER_LABEL, api, events, live, session } from "../api.js";
@@ -8,6 +9,7 @@ import {
   age, badge, condition, confirmAction, confirmTyped, h, phaseOf, progress, replace, table,
 } from "../dom.js";
 import { readyCount } from "./clusters.js";
+import { checksOf, machineHealth, renderHealthChecks } from "./healthchecks.js";
 
 const MAX_EVENTS = 50;
 
@@ -81,6 +83,7 @@ export function renderCluster(root, { namespace, name }) {
   const clusters = live("clusters", namespace);
   const machines = live("machines", namespace);
   const lcm = live("lcmmachines", namespace);
+  const checks = live("machinehealthchecks", namespace);
   const feed = [];
   const mine = (o) => o.spec?.cluster === name;
   const key = `${namespace}/${name}`;
@@ -91,11 +94,13 @@ export function renderCluster(root, { namespace, name }) {
   const summary = h("div", { class: "card summary" });
   const actions = h("div", { class: "card actions-card" });
   const machinesEl = h("div", {});
+  const checksEl = h("div", { class: "health-checks" });
   const conditionsEl = h("div", {});
   const eventsEl = h("div", { class: "events", "data-feed": "connecting" });
   const notice = h("p", { class: "notice", role: "status" });
   root.append(h("section", { "data-cluster-page": key }, header, notice, summary, actions,
     h("h3", {}, "Machines"), machinesEl,
+    h("h3", {}, "Health checks"), checksEl,
     h("h3", {}, "Conditions"), conditionsEl,
     h("h3", {}, "Events"), eventsEl));
 
@@ -347,6 +352,7 @@ export function renderCluster(root, { namespace, name }) {
       { title: "LCM phase", render: (m) => m.status?.lcmPhase || "" },
       { title: "Addresses", render: (m) => (m.status?.addresses || []).join(", ") },
       { title: "Maintenance", render: machineMaintenance, cls: "maintenance" },
+      { title: "Health check", render: machineHealth, cls: "health" },
       { title: "", cls: "row-actions", render: (m) => [machineMaintenanceButton(m),
         h("button", { type: "button", name: "delete-machine",
           class: "danger small", onclick: () => deleteMachine(m),
@@ -373,7 +379,8 @@ export function renderCluster(root, { namespace, name }) {
   }
 
   function renderEvents() {
-    const objects = [cluster(), ...machines.values().filter(mine)].filter(Boolean);
+    const objects = [cluster(), ...machines.values().filter(mine), ...checksOf(checks, name)]
+      .filter(Boolean);
     const rows = [...feed, ...transitions(objects)]
       .sort((a, b) => b.time.localeCompare(a.time)).slice(0, MAX_EVENTS);
     replace(eventsEl, table([
@@ -385,20 +392,27 @@ export function renderCluster(root, { namespace, name }) {
       rowAttrs: (e) => ({ "data-event-object": e.object, "data-event": e.what }) }));
   }
 
+  const renderChecks = () =>
+    renderHealthChecks(checksEl, checks, { name, namespace, region: cluster()?.spec.region });
+
   const all = () => {
     renderSummary();
     renderMachines();
+    renderChecks();
     renderConditions();
     renderEvents();
   };
   clusters.subscribe(all);
   machines.subscribe(() => { renderMachines(); renderEvents(); });
   lcm.subscribe(renderMachines);
+  checks.subscribe(() => { renderChecks(); renderEvents(); });
 
   const stopEvents = events({ namespace }, (ev) => {
     const related = (ev.kind === "Cluster" && ev.name === name) ||
       (ev.labels || {})["kaas.containercloud.dev/cluster"] === name ||
-      (ev.owners || []).some((o) => o.kind === "Cluster" && o.name === name);
+      (ev.owners || []).some((o) => o.kind === "Cluster" && o.name === name) ||
+      (ev.kind === "MachineHealthCheck" &&
+        checks.items.get(`${namespace}/${ev.name}`)?.spec.cluster === name);
     if (!related) return;
     feed.unshift({ time: ev.time || new Date().toISOString(),
       object: `${ev.kind}/${ev.name}`, what: ev.type, message: `resourceVersion ${ev.resourceVersion}` });
@@ -410,6 +424,7 @@ export function renderCluster(root, { namespace, name }) {
     clusters.close();
     machines.close();
     lcm.close();
+    checks.close();
     stopEvents();
   };
 }
