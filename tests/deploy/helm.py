@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import threading
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,3 +86,24 @@ def clusters() -> Iterator[ClusterThread]:
         yield ct
     finally:
         ct.close()
+
+
+def install_crd(url: str, group: str, kind: str, plural: str) -> None:
+    """Install a third party's CRD (cert-manager's, the Prometheus Operator's) into a fake
+    cluster, schema-less: the chart's objects of that kind are then accepted as a real
+    cluster with the operator installed would take them."""
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"kind": kind, "plural": plural, "singular": kind.lower(),
+                           "listKind": f"{kind}List"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                     "openAPIV3Schema": {"type": "object",
+                                         "x-kubernetes-preserve-unknown-fields": True}}}]},
+    }
+    req = urllib.request.Request(
+        f"{url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions", method="POST",
+        data=json.dumps(crd).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 201

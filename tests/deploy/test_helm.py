@@ -81,8 +81,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
         for name, (chart, values) in installs.items():
             out.clusters[name] = ct.new(tmp / f"{name}.kubeconfig")
             if name == "mgmt-cert-manager":
-                post(out.clusters[name].url, "/apis/apiextensions.k8s.io/v1/"
-                     "customresourcedefinitions", CERT_MANAGER_CRD)  # cert-manager installed
+                helm.install_crd(out.clusters[name].url, "cert-manager.io", "Certificate",
+                                 "certificates")  # cert-manager installed
             jobs.append({"action": "install", "chart": str(chart), "id": name, "release": "cc",
                          "namespace": NS, "kubeconfig": str(tmp / f"{name}.kubeconfig"),
                          "values_files": values})
@@ -140,25 +140,6 @@ EARLIER_USERS = {
 
 
 EARLIER_LCM = {"agent-secret": base64.b64encode(b"e" * 64).decode()}
-
-
-CERT_MANAGER_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "certificates.cert-manager.io"},
-    "spec": {"group": "cert-manager.io", "scope": "Namespaced",
-             "names": {"kind": "Certificate", "plural": "certificates",
-                       "singular": "certificate", "listKind": "CertificateList"},
-             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
-                 "openAPIV3Schema": {"type": "object",
-                                     "x-kubernetes-preserve-unknown-fields": True}}}]},
-}
-
-
-def post(url: str, path: str, body: dict[str, Any]) -> None:
-    req = urllib.request.Request(f"{url}{path}", method="POST", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        assert r.status == 201
 
 
 def seed_secret(url: str, name: str, data: dict[str, str], type_: str = "Opaque") -> None:

@@ -8,11 +8,9 @@ collector produced."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,26 +25,6 @@ NS = "ccloud"
 PROMTOOL_PATHS = (helm.ROOT / "var" / "promtool" / "promtool",)
 FLEET_ALERTS = {"ClusterNotReady", "MachineNotReady", "RegionDegraded", "ArtifactMirrorFailing",
                 "CredentialInvalid", "BareMetalHostUnreachable"}
-
-
-def crd(kind: str, plural: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
-        "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
-                 "names": {"kind": kind, "plural": plural, "singular": kind.lower(),
-                           "listKind": f"{kind}List"},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
-                     "openAPIV3Schema": {"type": "object",
-                                         "x-kubernetes-preserve-unknown-fields": True}}}]},
-    }
-
-
-def post(url: str, path: str, body: dict[str, Any]) -> None:
-    req = urllib.request.Request(f"{url}{path}", method="POST", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        assert r.status == 201
 
 
 class Rendered:
@@ -93,8 +71,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
             servers[name] = ct.new(tmp / f"{name}.kubeconfig")
             for kind, plural in (("ServiceMonitor", "servicemonitors"),
                                  ("PrometheusRule", "prometheusrules")):
-                post(servers[name].url, "/apis/apiextensions.k8s.io/v1/"
-                     "customresourcedefinitions", crd(kind, plural))
+                helm.install_crd(servers[name].url, "monitoring.coreos.com", kind, plural)
             jobs.append({"action": "install", "chart": str(helm.UMBRELLA), "id": name,
                          "release": "cc", "namespace": NS,
                          "kubeconfig": str(tmp / f"{name}.kubeconfig"), "values_files": values})
