@@ -35,7 +35,10 @@ from shared.models import (
     Cluster,
     ClusterSpec,
     Condition,
+    HealthCheckTarget,
     Machine,
+    MachineHealthCheck,
+    MachineHealthCheckSpec,
     MachineSpec,
     ObjectMeta,
     OpenStackAuth,
@@ -162,13 +165,21 @@ async def seed(f: Fleet) -> None:
     await f.put(VsphereCredential(metadata=md("vc1"), spec=VsphereCredentialSpec(
         region="dc1", server="vcenter.example", username="u")),
         conditions=[cond("Ready", "True", "Authenticated")])  # no Valid: Ready counts
+    await f.put(MachineHealthCheck(metadata=md("prod-nodes"), spec=MachineHealthCheckSpec(
+        cluster="prod", region="dc1")), expected_machines=2, current_healthy=1,
+        remediations_allowed=1,
+        targets=[HealthCheckTarget(machine="prod-w-0", state="Rebooted", attempts=1)],
+        conditions=[cond("RemediationAllowed", "True", "Allowed"),
+                    cond("Ready", "False", "Remediating")])
 
 
 async def test_the_fleets_state_follows_the_store(fleet: Fleet) -> None:
     await seed(fleet)
     s = await fleet.until(lambda s: value(s, "ccloud_credential_valid", namespace="team-a",
                                           kind="VsphereCredential", credential="vc1",
-                                          region="dc1") == 1, "every object's series")
+                                          region="dc1") == 1
+                          and named(s, "ccloud_machinehealthcheck_target"),
+                          "every object's series")
     prod = {"namespace": "team-a", "cluster": "prod", "region": "dc1"}
     assert value(s, "ccloud_cluster_info", **prod, provider="baremetal",
                  release="mke-3-7-0") == 1
@@ -196,6 +207,12 @@ async def test_the_fleets_state_follows_the_store(fleet: Fleet) -> None:
             for st in ("done", "failed", "total")] == [7, 2, 10]
     assert value(s, "ccloud_credential_valid", namespace="team-a",
                  kind="OpenStackCredential", credential="os1", region="dc1") == 0
+    check = {"namespace": "team-a", "check": "prod-nodes", "cluster": "prod", "region": "dc1"}
+    assert value(s, "ccloud_machinehealthcheck_machines", **check, state="expected") == 2
+    assert value(s, "ccloud_machinehealthcheck_machines", **check, state="healthy") == 1
+    assert value(s, "ccloud_machinehealthcheck_remediation_allowed", **check) == 1
+    assert named(s, "ccloud_machinehealthcheck_target") == {
+        frozenset({**check, "machine": "prod-w-0", "state": "Rebooted"}.items()): 1}
 
     # A machine loses Ready (no host for it), the region loses a service.
     await fleet.set_status(Machine, "prod-w-0", "team-a", conditions=[
@@ -242,6 +259,53 @@ async def test_phases_outside_the_known_set_and_missing_conditions(fleet: Fleet)
                  machine="boot-0", role="control-plane", region="dc1") == 0
     assert not named(s, "ccloud_machine_condition", machine="boot-0")
     assert not any(named(s, "ccloud_cluster_phase", cluster="fresh").values())
+
+
+async def test_machine_health_checks_follow_their_status(fleet: Fleet) -> None:
+    """A check's counts, whether it may remediate (its RemediationAllowed condition: absent
+    before it has counted, False when too many machines are unhealthy) and one series per
+    machine it remediates, whose state label moves with the target's."""
+    await fleet.put(MachineHealthCheck(metadata=md("edge"), spec=MachineHealthCheckSpec(
+        cluster="edge", region="dc2")))
+    check = {"namespace": "team-a", "check": "edge", "cluster": "edge", "region": "dc2"}
+    s = await fleet.until(lambda s: named(s, "ccloud_machinehealthcheck_machines", check="edge"),
+                          "the fresh check's series")
+    assert value(s, "ccloud_machinehealthcheck_remediation_allowed", **check) == 0
+    assert value(s, "ccloud_machinehealthcheck_machines", **check, state="expected") == 0
+    assert not named(s, "ccloud_machinehealthcheck_target")
+
+    # Two machines remediated, then too many unhealthy: remediation is held.
+    await fleet.set_status(MachineHealthCheck, "edge", "team-a", expected_machines=5,
+                           current_healthy=2, remediations_allowed=0, targets=[
+                               HealthCheckTarget(machine="edge-w-0", state="Rebooting"),
+                               HealthCheckTarget(machine="edge-w-1", state="Failed",
+                                                 attempts=2)],
+                           conditions=[cond("RemediationAllowed", "False", "TooManyUnhealthy")])
+    s = await fleet.until(lambda s: value(s, "ccloud_machinehealthcheck_machines", **check,
+                                          state="expected") == 5, "the check's new counts")
+    assert value(s, "ccloud_machinehealthcheck_machines", **check, state="healthy") == 2
+    assert value(s, "ccloud_machinehealthcheck_remediation_allowed", **check) == 0
+    targets = {(dict(k)["machine"], dict(k)["state"]): v
+               for k, v in named(s, "ccloud_machinehealthcheck_target", **check).items()}
+    assert targets == {("edge-w-0", "Rebooting"): 1, ("edge-w-1", "Failed"): 1}
+
+    # Enough came back: allowed again; edge-w-0 rebooted, edge-w-1 healthy (no target).
+    await fleet.set_status(MachineHealthCheck, "edge", "team-a", current_healthy=4,
+                           remediations_allowed=1, targets=[
+                               HealthCheckTarget(machine="edge-w-0", state="Rebooted",
+                                                 attempts=1)],
+                           conditions=[cond("RemediationAllowed", "True", "Allowed")])
+    s = await fleet.until(lambda s: value(s, "ccloud_machinehealthcheck_remediation_allowed",
+                                          **check) == 1, "remediation allowed again")
+    targets = {(dict(k)["machine"], dict(k)["state"]): v
+               for k, v in named(s, "ccloud_machinehealthcheck_target", **check).items()}
+    assert targets == {("edge-w-0", "Rebooted"): 1}
+
+    await fleet.store.delete(MachineHealthCheck, "edge", "team-a")
+    s = await fleet.until(lambda s: not named(s, "ccloud_machinehealthcheck_machines"),
+                          "the deleted check's series")
+    assert not named(s, "ccloud_machinehealthcheck_remediation_allowed")
+    assert not named(s, "ccloud_machinehealthcheck_target")
 
 
 async def test_cached_kinds_cost_no_store_call_per_scrape(fleet: Fleet,
@@ -312,7 +376,8 @@ async def test_the_public_api_port_serves_no_fleet_series(fleet: Fleet) -> None:
 async def test_every_declared_metric_is_exported(fleet: Fleet) -> None:
     """The names the chart's alerts are checked against (METRICS) are the ones served."""
     await seed(fleet)
-    s = await fleet.until(lambda s: named(s, "ccloud_credential_valid", credential="vc1"),
+    s = await fleet.until(lambda s: named(s, "ccloud_credential_valid", credential="vc1")
+                          and named(s, "ccloud_machinehealthcheck_target"),
                           "the fleet's series")
     served = {n: set() for n in METRICS}
     for n, labels in s:

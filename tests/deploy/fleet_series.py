@@ -1,5 +1,6 @@
 """A small fleet with something wrong in each kind, the series the real FleetCollector
-exports for it, and which alerts must fire on them (test_monitoring.py runs promtool)."""
+exports for it, and which alerts must fire on them (test_monitoring.py runs promtool); and
+machine health checks whose status changes over time, for the alerts' timing."""
 
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ from shared.models import (
     ClusterSpec,
     ClusterStatus,
     Condition,
+    HealthCheckTarget,
     Machine,
+    MachineHealthCheck,
+    MachineHealthCheckSpec,
+    MachineHealthCheckStatus,
     MachineSpec,
     MachineStatus,
     ObjectMeta,
@@ -69,6 +74,22 @@ def host(name: str, reachable: str, reason: str) -> BareMetalHost:
                                                c("Ready", reachable, reason)]))
 
 
+def mhc(name: str, cluster_name: str, allowed: str | None, expected: int, healthy: int,
+        *targets: tuple[str, str]) -> MachineHealthCheck:
+    """A check as LCM writes it: ``allowed`` its RemediationAllowed status (None: not
+    counted yet, no condition), ``targets`` (machine, state)."""
+    conds = [] if allowed is None else [c("RemediationAllowed", allowed,
+                                          "Allowed" if allowed == "True" else "TooManyUnhealthy")]
+    return MachineHealthCheck(
+        metadata=md(name), spec=MachineHealthCheckSpec(cluster=cluster_name, region="dc1"),
+        status=MachineHealthCheckStatus(
+            expected_machines=expected, current_healthy=healthy,
+            remediations_allowed=int(allowed == "True"), conditions=conds,
+            targets=[HealthCheckTarget(machine=m, state=st,  # type: ignore[arg-type]
+                                       attempts=2 if st == "Failed" else 1)
+                     for m, st in targets]))
+
+
 def objects() -> dict[type[Resource], list[Any]]:
     ok = (c("ProviderReady", "True", "NodeRunning"), c("Ready", "True", "Ready"))
     return {
@@ -109,6 +130,13 @@ def objects() -> dict[type[Resource], list[Any]]:
             metadata=md("vc1"), spec=VsphereCredentialSpec(
                 region="dc1", server="vc.example", username="u"),
             status=Status(conditions=[c("Valid", "True", "Authenticated")]))],
+        MachineHealthCheck: [
+            # Too many unhealthy: held; one machine given up on, one being rebooted.
+            mhc("prod-nodes", "prod", "False", 3, 1, ("prod-w-0", "Failed"),
+                ("prod-w-1", "Rebooting")),
+            mhc("fine-nodes", "fine", "True", 3, 2, ("fine-w-0", "Rebooted")),
+            mhc("orphan", "gone", None, 0, 0),  # its cluster is gone: nothing counted
+        ],
     }
 
 
@@ -122,12 +150,14 @@ class _Cache:
         return self.by_kind.get(kind, [])
 
 
-def exported(replicas: int) -> list[tuple[str, float]]:
+def exported(replicas: int, fleet: dict[type[Resource], list[Any]] | None = None,
+             up: bool = True) -> list[tuple[str, float]]:
     """promtool input series: the collector's output as each gateway replica's target
     (its own instance label, honorLabels keeping the objects' namespace), and `up` for
     the gateway only."""
     registry = CollectorRegistry()
-    registry.register(FleetCollector(_Cache(objects())))  # type: ignore[arg-type]
+    cache = _Cache(objects() if fleet is None else fleet)
+    registry.register(FleetCollector(cache))  # type: ignore[arg-type]
     text = generate_latest(registry).decode()
     out = []
     for i in range(replicas):
@@ -135,8 +165,21 @@ def exported(replicas: int) -> list[tuple[str, float]]:
         for fam in text_string_to_metric_families(text):
             for s in fam.samples:
                 out.append((_series(s.name, {**s.labels, **target}), s.value))
-        out.append((_series("up", {**target, "namespace": "ccloud"}), 1.0))
+        if up:
+            out.append((_series("up", {**target, "namespace": "ccloud"}), 1.0))
     return out
+
+
+def timeline(stages: list[tuple[int, list[MachineHealthCheck]]]) -> list[dict[str, str]]:
+    """promtool input series for checks whose status changes: each stage (minutes, the
+    checks then) exported by the real collector (two replicas), one sample a minute; a
+    series the stage does not export has no sample then ('_')."""
+    exports = [dict(exported(2, {MachineHealthCheck: checks}, up=False))
+               for _, checks in stages]
+    names = sorted(set().union(*exports))
+    return [{"series": name, "values": " ".join(
+        " ".join([f"{e[name]:g}" if name in e else "_"] * minutes)
+        for (minutes, _), e in zip(stages, exports, strict=True))} for name in names]
 
 
 def _series(name: str, labels: dict[str, str]) -> str:
@@ -160,6 +203,12 @@ FIRING: dict[str, list[tuple[dict[str, str], float, dict[str, str]]]] = {
                             "credential": "os1", "region": "dc1"}, 0, {})],
     "BareMetalHostUnreachable": [({"namespace": NS, "host": "bm-0", "region": "dc1"}, 1,
                                   {"reason": "ConnectionRefused"})],
+    # Not fine-nodes (allowed, its target Rebooted), nor orphan (no condition, nothing
+    # counted: its remediation_allowed 0 is not a short circuit).
+    "MachineRemediationFailed": [({"namespace": NS, "check": "prod-nodes", "cluster": "prod",
+                                   "region": "dc1", "machine": "prod-w-0"}, 1, {})],
+    "MachineHealthCheckShortCircuited": [({"namespace": NS, "check": "prod-nodes",
+                                           "cluster": "prod", "region": "dc1"}, 0, {})],
 }
 
 _QUERY = re.compile(r'\{\{ with printf .*? \| query \}\}\{\{ \. \| first \| label "(\w+)" \}\}'
@@ -174,11 +223,16 @@ def expand(text: str, labels: dict[str, str], value: float, printed: dict[str, s
     return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], text)
 
 
-def expected(rules: list[dict[str, Any]], eval_time: str) -> list[dict[str, Any]]:
-    """promtool alert_rule_test entries: every fleet alert, with exactly what fires."""
+def expected(rules: list[dict[str, Any]], eval_time: str,
+             firing: dict[str, list[tuple[dict[str, str], float, dict[str, str]]]] | None = None
+             ) -> list[dict[str, Any]]:
+    """promtool alert_rule_test entries: every fleet alert (or those ``firing`` names),
+    with exactly what fires."""
     tests = []
     for rule in rules:
-        fires = FIRING[rule["alert"]]
+        if firing is not None and rule["alert"] not in firing:
+            continue
+        fires = (FIRING if firing is None else firing)[rule["alert"]]
         tests.append({"eval_time": eval_time, "alertname": rule["alert"], "exp_alerts": [
             {"exp_labels": {**rule["labels"], **labels},
              "exp_annotations": {k: expand(v, labels, value, printed)

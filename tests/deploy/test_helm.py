@@ -54,7 +54,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Any:
     own_users = tmp / "umbrella-own-users.yaml"
     own_users.write_text(yaml.safe_dump({"api": {
         "auth": {"existingSecret": "team-users"},
-        "ingress": {"enabled": True, "host": "ccloud.example.com"}}}))
+        "ingress": {"enabled": True, "host": "ccloud.example.com"}},
+        # What outside clients reach: the agents on a load balancer, config drives on a
+        # node port; the mirror left to route by hand.
+        "lcm": {"expose": {"enabled": True, "loadBalancerIP": "192.0.2.40"}},
+        "provider-baremetal": {"expose": {"enabled": True, "type": "NodePort",
+                                          "ports": ["media"], "nodePorts": {"media": 30436}}}}))
     cert_manager = tmp / "cert-manager.yaml"
     cert_manager.write_text(yaml.safe_dump(
         {"global": {"certManager": {"issuer": {"name": "ccloud-ca", "kind": "ClusterIssuer"}}}}))
@@ -515,7 +520,9 @@ def test_cloud_providers_sign_node_tokens_with_lcms_secret(runs: Runs, provider:
 
 def test_install_notes_say_how_to_reach_and_sign_in(runs: Runs) -> None:
     """What an operator needs right after `helm install`: the API, the admin token's Secret
-    (the one the gateway mounts), and what nodes need to reach LCM."""
+    (the one the gateway mounts), what must be reached from outside (LCM's agents port and
+    the mirror by the nodes, the config drives by the BMCs) and how: the Services
+    `<service>.expose` rendered, or the value to set; monitoring only when it is on."""
     installed(runs, "mgmt-kube")
     notes = runs.results["mgmt-kube"]["result"]["info"]["notes"]
     pod = objects(runs, "mgmt-kube", "Deployment")["cc-api"]["spec"]["template"]["spec"]
@@ -532,6 +539,29 @@ def test_install_notes_say_how_to_reach_and_sign_in(runs: Runs) -> None:
     assert "API and console: https://ccloud.example.com/" in own and "port-forward" not in own
     assert "Backups of the management store are off" in own
     assert "cc-api-auth" not in objects(runs, "mgmt-own-users", "Secret")
+
+    # Nothing exposed: each port outside clients need, and the value that exposes it.
+    for notes_of in (notes, regional):
+        for svc, port, number in (("lcm", "agents", 8430), ("release", "mirror", 8480),
+                                  ("provider-baremetal", "media", 8436)):
+            assert f"{svc} port {port} ({number})" in notes_of
+            assert f"NOT exposed: set {svc}.expose.enabled=true (or route to cc-{svc}:{number}" \
+                in notes_of
+        assert "Monitoring" not in notes_of  # off by default
+    assert "reached by the nodes' agents" in notes and "reached by the BMCs" in notes
+    # Exposed: the notes name the Services the chart rendered, and how to find them.
+    external = {n: svc["spec"] for n, svc in objects(runs, "mgmt-own-users", "Service").items()
+                if n.endswith("-external")}
+    assert {n: s["type"] for n, s in external.items()} == {
+        "cc-lcm-external": "LoadBalancer", "cc-provider-baremetal-external": "NodePort"}
+    assert external["cc-provider-baremetal-external"]["ports"][0]["nodePort"] == 30436
+    assert "exposed by LoadBalancer Service cc-lcm-external at 192.0.2.40:" in own
+    assert "exposed by NodePort Service cc-provider-baremetal-external on node port 30436:" \
+        in own
+    for name in external:
+        assert f"kubectl -n {NS} get svc {name}" in own
+    assert "NOT exposed: set release.expose.enabled=true" in own
+    assert "NOT exposed: set lcm." not in own and "NOT exposed: set provider-baremetal." not in own
 
 
 def test_the_api_behind_an_ingress(runs: Runs) -> None:

@@ -24,7 +24,8 @@ from tests.deploy.test_manifest import SERVICES
 NS = "ccloud"
 PROMTOOL_PATHS = (helm.ROOT / "var" / "promtool" / "promtool",)
 FLEET_ALERTS = {"ClusterNotReady", "MachineNotReady", "RegionDegraded", "ArtifactMirrorFailing",
-                "CredentialInvalid", "BareMetalHostUnreachable"}
+                "CredentialInvalid", "BareMetalHostUnreachable", "MachineRemediationFailed",
+                "MachineHealthCheckShortCircuited"}
 
 
 class Rendered:
@@ -153,6 +154,35 @@ def test_rules_without_service_monitors_have_no_service_down(rendered: Rendered)
     assert rendered.of("rules-only", "ServiceMonitor") == {}
 
 
+def test_install_notes_say_what_is_monitored(rendered: Rendered) -> None:
+    """With monitoring on, the notes name what is scraped (every ServiceMonitor rendered;
+    the fleet's series on the gateway's health port) and where the alerts are (the
+    PrometheusRule and its groups); off, they say nothing of it."""
+    def notes(install: str) -> str:
+        rendered.installed(install)
+        return rendered.results[install]["result"]["info"]["notes"]
+
+    assert "Monitoring" not in notes("off")
+    mgmt = notes("mgmt")
+    monitors = sorted(rendered.of("mgmt", "ServiceMonitor"))
+    assert "ServiceMonitors scrape /metrics on each service's health port every 30s: " \
+        + " ".join(monitors) + "\n" in mgmt
+    assert "cc-api, port health) also carries the fleet's state" in mgmt
+    (rule,) = rendered.of("mgmt", "PrometheusRule")
+    groups = " ccloud-fleet (clusters, machines, health checks, regions, mirrors, " \
+        "credentials, hosts) ccloud-services (ServiceDown per service)."
+    assert f"Alerts: PrometheusRule {rule} in namespace {NS}, groups{groups}" in mgmt
+    regional = notes("regional")
+    (rule,) = rendered.of("regional", "PrometheusRule")
+    assert " ".join(sorted(rendered.of("regional", "ServiceMonitor"))) in regional
+    assert f"Alerts: PrometheusRule {rule} in namespace {NS}, groups ccloud-services " \
+        "(ServiceDown per service)." in regional
+    assert "fleet's state" not in regional and "ccloud-fleet" not in regional
+    rules_only = notes("rules-only")
+    assert "ServiceMonitors" not in rules_only and "ccloud-services" not in rules_only
+    assert "ccloud-fleet (clusters" in rules_only
+
+
 # --- the alerts against the exporter -------------------------------------------------------
 
 METRIC = re.compile(r"\bccloud_[a-z_]+")
@@ -222,7 +252,8 @@ def test_annotations_name_the_object(rendered: Rendered) -> None:
     """Each fleet alert's summary names the object by the labels that identify it."""
     names = {"ClusterNotReady": "cluster", "MachineNotReady": "machine",
              "ArtifactMirrorFailing": "mirror", "CredentialInvalid": "credential",
-             "BareMetalHostUnreachable": "host", "RegionDegraded": "region"}
+             "BareMetalHostUnreachable": "host", "RegionDegraded": "region",
+             "MachineRemediationFailed": "machine", "MachineHealthCheckShortCircuited": "check"}
     for rule in fleet_rules(rendered):
         summary = rule["annotations"]["summary"]
         assert f"$labels.{names[rule['alert']]}" in summary, rule["alert"]
@@ -287,3 +318,41 @@ def test_alerts_fire_on_what_the_collector_exports(rendered: Rendered, tmp_path:
 def down_job(rule: dict[str, Any]) -> str:
     return re.search(r'job="([^"]+)"', rule["expr"]).group(1)  # type: ignore[union-attr]
 
+
+
+def test_health_check_alerts_fire_exactly_when_due(rendered: Rendered, tmp_path: Path) -> None:
+    """Over checks whose status changes (exported by the real collector, two replicas):
+    MachineRemediationFailed fires from the evaluation its target turns Failed and stops
+    once the target is gone (healthy again); MachineHealthCheckShortCircuited fires only
+    after remediation has been held for 15 minutes, not for a shorter hold, nor for a
+    check that may remediate though some of its machines are unhealthy."""
+    tool = promtool()
+    fs = fleet_series
+    # 4 stages: minutes 0-4, 5-9, 10-24, 25-39.
+    stages = [
+        (5, [fs.mhc("flap", "a", "False", 3, 1), fs.mhc("held", "b", "True", 4, 3)]),
+        (5, [fs.mhc("flap", "a", "False", 3, 1),
+             fs.mhc("held", "b", "False", 4, 1, ("b-w-0", "Rebooting"))]),
+        (15, [fs.mhc("flap", "a", "True", 3, 2),
+              fs.mhc("held", "b", "False", 4, 1, ("b-w-0", "Failed"))]),
+        (15, [fs.mhc("flap", "a", "True", 3, 3), fs.mhc("held", "b", "False", 4, 2)]),
+    ]
+    held = {"namespace": fs.NS, "check": "held", "cluster": "b", "region": "dc1"}
+    failed = {"MachineRemediationFailed": [({**held, "machine": "b-w-0"}, 1, {})]}
+    short = {"MachineHealthCheckShortCircuited": [(held, 0, {})]}
+    none = {"MachineRemediationFailed": [], "MachineHealthCheckShortCircuited": []}
+    rules = fleet_rules(rendered)
+    checks = {"9m": none, "10m": {**none, **failed}, "14m": {**none, **failed},
+              "19m": {**none, **failed}, "20m": {**failed, **short}, "24m": {**failed, **short},
+              "31m": {**none, **short}, "39m": {**none, **short}}
+    alert_tests = [t for at, firing in checks.items()
+                   for t in fs.expected(rules, at, firing)]
+    assert len(alert_tests) == 2 * len(checks)
+    tests = {"rule_files": [str(rule_file(rendered, tmp_path))], "evaluation_interval": "1m",
+             "tests": [{"interval": "1m", "input_series": fs.timeline(stages),
+                        "alert_rule_test": alert_tests}]}
+    path = tmp_path / "tests.yaml"
+    path.write_text(yaml.safe_dump(tests, width=1000))
+    out = subprocess.run([tool, "test", "rules", str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
