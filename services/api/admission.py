@@ -11,7 +11,7 @@ read afresh before a refusal, so a provider added a moment ago is never refused.
 of an existing Cluster must be in its region with only its provider's section, and a
 Cluster being deleted takes no new Machine. A MachineHealthCheck of an existing Cluster must
 be in its region too (that region's LCM runs it; its own fields - maxUnhealthy, the
-strategy, timeouts - are the model's to judge).
+strategy, timeouts - are the model's to judge), and no two checks cover one machine (409).
 A Cluster's region and provider, a Machine's cluster and region, and a Machine's provider
 section once its node is made cannot change: nothing would move the cluster or remake the
 node, the write would only make the objects lie. (Deletes are judged in ``deletion.py``.)
@@ -91,10 +91,24 @@ class Admission:
 
     async def _health_check(self, obj: MachineHealthCheck, stored: Resource | None) -> None:
         """A MachineHealthCheck of an existing Cluster is in the Cluster's region (its LCM
-        runs the check); one written before its Cluster is allowed, as a Machine is."""
+        runs the check); one written before its Cluster is allowed, as a Machine is. No two
+        checks cover one machine: each would count and reboot it on its own, and their
+        requests would overwrite each other's on the Machine."""
         spec = obj.spec
-        if isinstance(stored, MachineHealthCheck) and (
-                stored.spec.cluster, stored.spec.region) == (spec.cluster, spec.region):
+        was = stored if isinstance(stored, MachineHealthCheck) else None
+        if was is None or (was.spec.cluster, was.spec.selector) != (spec.cluster,
+                                                                   spec.selector):
+            for other in await self.store.list_all(MachineHealthCheck, obj.metadata.namespace):
+                if (other.metadata.name != obj.metadata.name and not other.deleting
+                        and other.spec.cluster == spec.cluster
+                        and _overlap(other.spec.selector.match_labels,
+                                     spec.selector.match_labels)):
+                    raise _conflict(obj, f"MachineHealthCheck {other.metadata.name!r} already "
+                                         f"covers machines of cluster {spec.cluster!r} this one "
+                                         "would: narrow either's selector so that no machine "
+                                         "has two checks", field="spec.selector")
+        if was is not None and (was.spec.cluster, was.spec.region) == (spec.cluster,
+                                                                       spec.region):
             return
         try:
             cluster = await self.store.get(Cluster, spec.cluster, obj.metadata.namespace)
@@ -259,6 +273,11 @@ def _upgrade_under_way(c: Cluster) -> str:
     if allowed is not None and allowed.reason == "UpgradeNotAllowed":
         return ""
     return f"the upgrade {st.release} -> {c.spec.release} is in progress"
+
+
+def _overlap(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Whether some labels match both selectors: unless a key both name wants two values."""
+    return all(a[k] == b[k] for k in a.keys() & b.keys())
 
 
 def _conflict(obj: Resource, message: str, *, field: str = MAINTENANCE_FIELD) -> ApiError:

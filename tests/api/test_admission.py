@@ -334,3 +334,33 @@ async def test_a_health_check_names_any_cluster_but_sits_in_its_region(gateway: 
     assert stored.spec.node_startup_timeout_seconds == 1200
     rem = stored.spec.remediation
     assert (rem.strategy, rem.retry_limit, rem.retry_interval_seconds) == ("Reboot", 2, 300)
+
+
+async def test_no_machine_has_two_health_checks(gateway: Gateway) -> None:
+    """Each check would count and reboot the machine on its own, and their requests would
+    overwrite each other's on the Machine."""
+    async def put(name: str, cluster_name: str, labels: dict[str, str]) -> tuple[int, Any]:
+        return await gateway.call("POST", ns_path("machinehealthchecks"), json=health_check(
+            name, cluster_name, selector={"matchLabels": labels}))
+
+    assert (await put("workers", "c1", {"role": "worker"}))[0] == 201
+    assert (await put("cps", "c1", {"role": "control-plane"}))[0] == 201, "disjoint: fine"
+    assert (await put("other-cluster", "c2", {}))[0] == 201, "another cluster's machines"
+    for name, labels in (("all", {}), ("gpu-workers", {"role": "worker", "gpu": "yes"}),
+                         ("gpus", {"gpu": "yes"})):
+        code, body = await put(name, "c1", labels)
+        assert code == 409, (name, body)
+        assert "'workers' already covers machines of cluster 'c1'" in body["message"] or \
+            "'cps' already covers machines of cluster 'c1'" in body["message"], body
+        assert body["details"]["causes"][0]["field"] == "spec.selector"
+    names = {c.metadata.name for c in await gateway.store.list_all(MachineHealthCheck, "team-a")}
+    assert names == {"workers", "cps", "other-cluster"}, "nothing stored on refusal"
+
+    # Widening a check onto another's machines is refused too; other edits are not judged.
+    path = ns_path("machinehealthchecks", name="cps")
+    code, body = await gateway.call("PATCH", path, json={"spec": {"selector": {
+        "matchLabels": None}}}, content_type="application/merge-patch+json")
+    assert code == 409 and "'workers' already covers" in body["message"], body
+    code, body = await gateway.call("PATCH", path, json={"spec": {"maxUnhealthy": 1}},
+                                    content_type="application/merge-patch+json")
+    assert code == 200, body
