@@ -136,7 +136,10 @@ async def test_openstack_secrets_stay_out(
     await make_machine(h, openstack={"flavor": "m1.medium", "image": "ubuntu-22.04",
                                      "network": "private", "floatingNetwork": "public"})
     targets = CredentialTargets(h.store, OpenStackCredential,
-                                lambda c: OpenStackProvider(c, timeout=0.5),
+                                # Room for a loaded machine: only the stall below may
+                                # time out (0.5 s once did in CI: ProviderTimeout where
+                                # QuotaExceeded was due).
+                                lambda c: OpenStackProvider(c, timeout=2.0),
                                 provider="openstack")
     rec = MachineReconciler(h.store, "openstack", targets, region=REGION, poll_interval=0.1,
                             backoff=Backoff(initial=0.1, cap=0.5))
@@ -157,7 +160,7 @@ async def test_openstack_secrets_stay_out(
         await set_credential(h, OpenStackCredential, "cloud", right_app_secret)
         cloud.instance_quota = 0
         assert await reason_after(rec, h) == "QuotaExceeded"
-        cloud.instance_quota, cloud.stall_seconds = 10, 2
+        cloud.instance_quota, cloud.stall_seconds = 10, 6
         assert await reason_after(rec, h) == "ProviderTimeout"
         cloud.stall_seconds = 0
 
