@@ -12,6 +12,8 @@ of an existing Cluster must be in its region with only its provider's section, a
 Cluster being deleted takes no new Machine. A MachineHealthCheck of an existing Cluster must
 be in its region too (that region's LCM runs it; its own fields - maxUnhealthy, the
 strategy, timeouts - are the model's to judge), and no two checks cover one machine (409).
+A MachinePool of an existing Cluster is in its region with a template that fits its provider
+(the Machine check, on ``spec.template.spec``).
 A Cluster's region and provider, a Machine's cluster and region, and a Machine's provider
 section once its node is made cannot change: nothing would move the cluster or remake the
 node, the write would only make the objects lie. (Deletes are judged in ``deletion.py``.)
@@ -32,8 +34,6 @@ refusal or to judge an upgrade path.
 
 from __future__ import annotations
 
-from typing import get_args
-
 import msgspec
 
 from services.api.coalesce import FreshRead
@@ -45,11 +45,11 @@ from shared.models import (
     KaaSRelease,
     Machine,
     MachineHealthCheck,
-    MachineSpec,
+    MachinePool,
     Region,
     Resource,
 )
-from shared.models.kinds import ProviderName
+from shared.models.fit import PROVIDERS, misfit
 from shared.runtime import conditions as cond
 from shared.store import Invalid, NotFound, Store
 
@@ -88,6 +88,37 @@ class Admission:
             await self._machine_maintenance(obj, was)
         elif isinstance(obj, MachineHealthCheck):
             await self._health_check(obj, stored)
+        elif isinstance(obj, MachinePool):
+            await self._pool(obj, stored if isinstance(stored, MachinePool) else None)
+
+    async def _pool(self, obj: MachinePool, stored: MachinePool | None) -> None:
+        """A MachinePool stays with its cluster and region, names its Machines with room
+        to spare, leaves the labels the pool itself sets to it, and - its Cluster existing -
+        is in that Cluster's region with a template its provider can make nodes from (the
+        same check as a Machine's). A template change is allowed: it applies to the
+        Machines made after it."""
+        spec = obj.spec
+        if stored is not None:
+            _unchanged(obj, stored, POOL_FIXED, "a pool stays with its cluster: create another")
+        if len(obj.metadata.name) > POOL_NAME_MAX:
+            raise _invalid(obj, f"at most {POOL_NAME_MAX} characters: its machines are named "
+                                "<pool>-<n>", field="metadata.name")
+        if taken := sorted(spec.template.metadata.labels.keys() & Machine.CONTROLLER_LABELS):
+            raise _invalid(obj, f"{taken[0]} is set by the pool and LCM, not the template",
+                           field="spec.template.metadata.labels")
+        try:
+            cluster = await self.store.get(Cluster, spec.cluster, obj.metadata.namespace)
+        except NotFound:
+            return  # written before its Cluster: the pool waits (ClusterNotFound)
+        name = cluster.metadata.name
+        if stored is None and cluster.deleting:
+            raise ApiError(409, f"cluster {name!r} is being deleted: no new pools join it")
+        if spec.region != cluster.spec.region:
+            raise _invalid(obj, f"cluster {name!r} is in region {cluster.spec.region}, not "
+                                f"{spec.region}", field="spec.region")
+        wrong = misfit(spec.template.spec, cluster.spec.provider, "spec.template.spec.")
+        if wrong is not None:
+            raise _invalid(obj, f"cluster {name!r} {wrong[1]}", field=wrong[0])
 
     async def _health_check(self, obj: MachineHealthCheck, stored: Resource | None) -> None:
         """A MachineHealthCheck of an existing Cluster is in the Cluster's region (its LCM
@@ -135,13 +166,8 @@ class Admission:
         if spec.region != cluster.spec.region:
             raise _invalid(obj, f"cluster {name!r} is in region {cluster.spec.region}, not "
                                 f"{spec.region}", field="spec.region")
-        for other in PROVIDERS:
-            if other != provider and getattr(spec, other) is not None:
-                raise _invalid(obj, f"cluster {name!r} uses provider {provider}: give "
-                                    f"spec.{provider}, not spec.{other}", field=f"spec.{other}")
-        if getattr(spec, provider) is None and _needs_section(provider):
-            raise _invalid(obj, f"cluster {name!r} uses provider {provider}: spec.{provider} "
-                                "is required", field=f"spec.{provider}")
+        if (wrong := misfit(spec, provider)) is not None:
+            raise _invalid(obj, f"cluster {name!r} {wrong[1]}", field=wrong[0])
 
     async def _machine_maintenance(self, obj: Machine, stored: Machine | None) -> None:
         """A Machine enters maintenance only while its Cluster is in maintenance."""
@@ -231,13 +257,15 @@ class Admission:
         return True
 
 
-PROVIDERS: tuple[str, ...] = get_args(ProviderName)
 # Spec fields a write may not change (a provider's section: once the node is made).
 CLUSTER_FIXED = ("region", "provider")
 MACHINE_FIXED = ("cluster", "region")
+POOL_FIXED = ("cluster", "region")
+POOL_NAME_MAX = 240
 
 
-def _unchanged(obj: Cluster | Machine, stored: Cluster | Machine, fields: tuple[str, ...],
+def _unchanged(obj: Cluster | Machine | MachinePool, stored: Cluster | Machine | MachinePool,
+               fields: tuple[str, ...],
                why: str) -> None:
     for f in fields:
         was, now = getattr(stored.spec, f), getattr(obj.spec, f)
@@ -251,14 +279,6 @@ def _placement(m: Machine) -> tuple[object, ...]:
     """What the Machine check judges: its cluster, region and which provider sections."""
     return (m.spec.cluster, m.spec.region,
             tuple(getattr(m.spec, p) is not None for p in PROVIDERS))
-
-
-def _needs_section(provider: str) -> bool:
-    """Whether a Machine of ``provider`` must say something (OpenStack's flavor, image and
-    network; vSphere's template...), or may leave its section out for the defaults."""
-    section = next(f for f in msgspec.structs.fields(MachineSpec) if f.name == provider)
-    kinds = [t for t in get_args(section.type) if t is not type(None)]
-    return any(f.required for t in kinds for f in msgspec.structs.fields(t))
 
 
 def _upgrade_under_way(c: Cluster) -> str:

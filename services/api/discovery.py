@@ -14,6 +14,7 @@ SHORT_NAMES: dict[str, tuple[str, ...]] = {
     "Cluster": ("cl",),
     "Machine": ("ma",),
     "UpdateGroup": ("ug",),
+    "MachinePool": ("mp",),
     "MachineHealthCheck": ("mhc",),
     "LCMCluster": ("lcmc",),
     "LCMMachine": ("lcmm",),
@@ -70,6 +71,18 @@ def api_resource_list() -> dict[str, Any]:
                 "verbs": ["get", "patch", "update"],
             }
         )
+        if cls.SCALE:  # as kube-apiserver lists a CRD's scale subresource
+            resources.append(
+                {
+                    "name": f"{cls.PLURAL}/scale",
+                    "singularName": "",
+                    "namespaced": cls.NAMESPACED,
+                    "group": "autoscaling",
+                    "version": "v1",
+                    "kind": "Scale",
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",

@@ -34,6 +34,7 @@ from shared.models import (
     ClusterRelease,
     Machine,
     MachineHealthCheck,
+    MachinePool,
     OpenStackCredential,
     Resource,
     ValidationError,
@@ -54,7 +55,7 @@ API_VERSION = "admission.k8s.io/v1"
 # What kube-apiserver sends here: the writes Admission judges and the deletes DeleteGuards
 # judges. Generated into the chart's rules; a kind left out is simply not judged.
 RULES: tuple[tuple[tuple[str, ...], tuple[type[Resource], ...]], ...] = (
-    (("CREATE", "UPDATE"), (Cluster, Machine, MachineHealthCheck)),
+    (("CREATE", "UPDATE"), (Cluster, Machine, MachineHealthCheck, MachinePool)),
     (("DELETE",), (Machine, OpenStackCredential, VsphereCredential, BareMetalHost,
                    BareMetalHostCredential, ClusterRelease)),
 )

@@ -57,6 +57,7 @@ from shared.models import (
     LCMMachineSpec,
     Machine,
     MachineHealthCheck,
+    MachinePool,
     ObjectMeta,
     Region,
     Resource,
@@ -553,16 +554,23 @@ class ClusterReconciler:
 
     async def reconcile_delete(self, cluster: Cluster) -> Result | None:
         ns, name = cluster.metadata.namespace, cluster.metadata.name
+        # Pools first, so none makes a Machine again; each deletes its own Machines.
+        pools = await self.store.list_all(MachinePool, ns, where=lambda p: p.spec.cluster == name)
+        for p in pools:
+            if not p.deleting:
+                await self._delete(MachinePool, p.metadata.name, ns)
         machines = await self.store.list_all(Machine, ns, where=lambda m: m.spec.cluster == name)
         for m in machines:
             if not m.deleting:
                 await self.store.delete(Machine, m.metadata.name, ns)
-        if machines:
+        if machines or pools:
+            what = f"{len(machines)} machines" + (f" and {len(pools)} machine pools"
+                                                   if pools else "")
             async with status_writer(self.store, cluster) as c:
                 c.status.phase = "Deleting"
                 cond.mark_false(c.status, cond.READY, "Deleting",
-                                f"waiting for {len(machines)} machines to be removed", "Info")
-            raise TransientError(f"{len(machines)} machines still being removed", delay=1.0)
+                                f"waiting for {what} to be removed", "Info")
+            raise TransientError(f"{what} still being removed", delay=1.0)
         for g in await self.store.list_all(UpdateGroup, ns):
             if g.spec.cluster == name:
                 await self._delete(UpdateGroup, g.metadata.name, ns)

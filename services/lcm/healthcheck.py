@@ -36,6 +36,7 @@ import msgspec
 from services.lcm.clock import stamp
 from services.lcm.cluster import UPGRADED
 from services.lcm.health import Assessment, Verdict, assess, next_step
+from services.lcm.index import ClusterIndex
 from services.lcm.objects import patch
 from shared.bus import ChangeEvent
 from shared.models import (
@@ -113,36 +114,16 @@ class HealthCheckReconciler:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
-        # (namespace, cluster) -> names of the checks covering it, and each check's key.
-        self._by_cluster: dict[tuple[str | None, str], set[str]] = {}
-        self._cluster_of: dict[tuple[str | None, str], str] = {}
+        self.index = ClusterIndex()  # the checks of each cluster
 
     # --- which checks an event concerns -----------------------------------------------------
 
     def checks_of_machine(self, ev: ChangeEvent) -> list[Request]:
         cluster = ev.labels.get(CLUSTER_LABEL)
-        return self._checks(ev.namespace, cluster) if cluster else []
+        return self.index.requests(ev.namespace, cluster) if cluster else []
 
     def checks_of_cluster(self, ev: ChangeEvent) -> list[Request]:
-        return self._checks(ev.namespace, ev.name)
-
-    def _checks(self, namespace: str | None, cluster: str) -> list[Request]:
-        return [Request(n, namespace) for n in sorted(self._by_cluster.get((namespace, cluster),
-                                                                           ()))]
-
-    def _follow(self, mhc: MachineHealthCheck) -> None:
-        key = (mhc.metadata.namespace, mhc.metadata.name)
-        self._forget(*key)
-        self._cluster_of[key] = mhc.spec.cluster
-        self._by_cluster.setdefault((key[0], mhc.spec.cluster), set()).add(key[1])
-
-    def _forget(self, namespace: str | None, name: str) -> None:
-        cluster = self._cluster_of.pop((namespace, name), None)
-        if cluster is not None:
-            names = self._by_cluster.get((namespace, cluster), set())
-            names.discard(name)
-            if not names:
-                self._by_cluster.pop((namespace, cluster), None)
+        return self.index.requests(ev.namespace, ev.name)
 
     # --- reconcile --------------------------------------------------------------------------
 
@@ -150,12 +131,12 @@ class HealthCheckReconciler:
         try:
             mhc = await self.store.get(MachineHealthCheck, req.name, req.namespace)
         except NotFound:
-            self._forget(req.namespace, req.name)
+            self.index.forget(req.namespace, req.name)
             raise
         if mhc.deleting:
-            self._forget(req.namespace, req.name)
+            self.index.forget(req.namespace, req.name)
             return await self._release(mhc)
-        self._follow(mhc)
+        self.index.follow(req.namespace, req.name, mhc.spec.cluster)
         mhc = await ensure_finalizer(self.store, mhc, FINALIZER)
         now = self.clock()
         async with status_writer(self.store, mhc) as obj:

@@ -11,16 +11,19 @@ from services.lcm.healthcheck import HealthCheckReconciler
 from services.lcm.lcmmachine import LCMMachineReconciler
 from services.lcm.leases import LeaseView, node_leases
 from services.lcm.machine import MachineReconciler
+from services.lcm.pool import MachinePoolReconciler
 from services.lcm.region import RegionReconciler
 from shared.bus import Bus, ChangeEvent
 from shared.config import Settings
 from shared.models import (
     CLUSTER_LABEL,
+    POOL_LABEL,
     Cluster,
     LCMCluster,
     LCMMachine,
     Machine,
     MachineHealthCheck,
+    MachinePool,
     Region,
     UpdateGroup,
 )
@@ -69,7 +72,21 @@ def controllers(
             workers=workers, reconciler=MachineReconciler(store),
         ),
         health_check_controller(store, bus, region=region, workers=workers),
+        pool_controller(store, bus, region=region, workers=workers),
     ]
+
+
+def pool_controller(store: Store, bus: Bus, *, region: str | None, workers: int = 4,
+                    ) -> Controller:
+    """MachinePools, woken by their Machines (made, Ready, deleted) and their Cluster (made
+    after the pool, being deleted)."""
+    pools = MachinePoolReconciler(store)
+    return Controller(
+        name="lcm-pool", kind=MachinePool, store=store, bus=bus, region=region,
+        workers=workers, reconciler=pools,
+        watches=[Watch(Machine, by_label(POOL_LABEL), delay=CHILD_BATCH),
+                 Watch(Cluster, pools.pools_of_cluster)],
+    )
 
 
 def health_check_controller(

@@ -16,6 +16,8 @@ from shared.armor import dearmor_keys
 from shared.models.meta import (
     CLUSTER_LABEL,
     MACHINE_LABEL,
+    POOL_LABEL,
+    POOL_TEMPLATE_ANNOTATION,
     REBOOT_DONE_ANNOTATION,
     REBOOT_OFF_ANNOTATION,
     REBOOT_REQUEST_ANNOTATION,
@@ -165,10 +167,11 @@ class Machine(Resource, kw_only=True):
     HAS_READY: ClassVar[bool] = True
     # LCM labels it with its cluster; a cloud provider records the credential its node was
     # made with; a health check asks for a reboot and the provider answers.
-    CONTROLLER_LABELS: ClassVar[frozenset[str]] = frozenset({CLUSTER_LABEL})
+    # A machine pool marks the Machines it makes with its name and template.
+    CONTROLLER_LABELS: ClassVar[frozenset[str]] = frozenset({CLUSTER_LABEL, POOL_LABEL})
     CONTROLLER_ANNOTATIONS: ClassVar[frozenset[str]] = frozenset({
         TARGET_ANNOTATION, REBOOT_REQUEST_ANNOTATION, REBOOT_OFF_ANNOTATION,
-        REBOOT_DONE_ANNOTATION})
+        REBOOT_DONE_ANNOTATION, POOL_TEMPLATE_ANNOTATION})
     spec: MachineSpec
     status: MachineStatus = field(default_factory=MachineStatus)
 
@@ -185,6 +188,65 @@ class UpdateGroup(Resource, kw_only=True):
     PLURAL: ClassVar[str] = "updategroups"
     spec: UpdateGroupSpec
     status: Status = field(default_factory=Status)
+
+
+# --- MachinePool (Cluster API's MachineSet, for workers) -------------------------------------
+
+# Replicas of one pool, bounded as a region's capacity is (a typo of 10000 would otherwise
+# order ten thousand nodes).
+Replicas = Annotated[int, Meta(ge=0, le=1000)]
+
+
+class MachineTemplateMeta(Wire, kw_only=True):
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+class MachineTemplateSpec(_Spec, kw_only=True):
+    """A pool Machine's spec, less what the pool gives it: its cluster and region (the
+    pool's) and its role (worker: control-plane membership is not a number to scale)."""
+
+    update_group: str = ""
+    openstack: OpenStackMachineSpec | None = None
+    vsphere: VsphereMachineSpec | None = None
+    baremetal: BareMetalMachineSpec | None = None
+    simulated: SimulatedMachineSpec | None = None
+
+
+class MachineTemplate(Wire, kw_only=True):
+    metadata: MachineTemplateMeta = field(default_factory=MachineTemplateMeta)
+    spec: MachineTemplateSpec = field(default_factory=MachineTemplateSpec)
+
+
+class MachinePoolSpec(_Spec, kw_only=True):
+    cluster: Name
+    # The cluster's region: that region's LCM keeps the pool (as a Machine's spec.region).
+    region: DNSLabel
+    replicas: Replicas = 1
+    # Which Machines go first when the pool shrinks, after those marked with the
+    # delete-machine annotation, those made from an older template and those not Ready.
+    delete_policy: Literal["Newest", "Oldest"] = "Newest"
+    template: MachineTemplate = field(default_factory=MachineTemplate)
+
+
+class MachinePoolStatus(Status, kw_only=True):
+    replicas: NonNegative = 0  # Machines of the pool, not being deleted
+    ready_replicas: NonNegative = 0
+    # Made from the current template (a template change applies to Machines made after it).
+    updated_replicas: NonNegative = 0
+    selector: str = ""  # the label selector of its Machines (the scale subresource's)
+
+
+class MachinePool(Resource, kw_only=True):
+    """Keeps ``replicas`` worker Machines of a cluster made from one template."""
+
+    KIND: ClassVar[str] = "MachinePool"
+    PLURAL: ClassVar[str] = "machinepools"
+    HAS_PHASE: ClassVar[bool] = True
+    HAS_READY: ClassVar[bool] = True
+    SCALE: ClassVar[bool] = True
+    spec: MachinePoolSpec
+    status: MachinePoolStatus = field(default_factory=MachinePoolStatus)
 
 
 # --- MachineHealthCheck (Cluster API's, with Metal3's reboot remediation) --------------------
@@ -635,6 +697,7 @@ ALL_KINDS: tuple[type[Resource], ...] = (
     Cluster,
     Machine,
     UpdateGroup,
+    MachinePool,
     MachineHealthCheck,
     LCMCluster,
     LCMMachine,

@@ -31,6 +31,12 @@ TARGET_ANNOTATION = "providers.kaas.containercloud.dev/target"
 REBOOT_REQUEST_ANNOTATION = f"{GROUP}/reboot-request"
 REBOOT_OFF_ANNOTATION = f"{GROUP}/reboot-powered-off"
 REBOOT_DONE_ANNOTATION = f"{GROUP}/reboot-done"
+# On a Machine a MachinePool made: the pool's name (its replicas are the Machines with it), the
+# hash of the pool's template it was made from, and - set by a user - the mark that picks
+# it first when the pool scales down (Cluster API's delete-machine annotation).
+POOL_LABEL = f"{GROUP}/machine-pool"
+POOL_TEMPLATE_ANNOTATION = f"{GROUP}/machine-pool-template"
+DELETE_MACHINE_ANNOTATION = f"{GROUP}/delete-machine"
 GLOBAL_REGION = "global"
 
 # RFC 1123 subdomain-ish names, as Kubernetes requires for object names.
@@ -136,6 +142,10 @@ class Resource(Struct, kw_only=True, rename="camel", forbid_unknown_fields=True,
     CONTROLLER_SPEC: ClassVar[frozenset[str]] = frozenset()
     CONTROLLER_LABELS: ClassVar[frozenset[str]] = frozenset()
     CONTROLLER_ANNOTATIONS: ClassVar[frozenset[str]] = frozenset()
+    # Served with Kubernetes' scale subresource (``<plural>/<name>/scale``, an autoscaling/v1
+    # Scale; the CRD's ``subresources.scale``): the kind has ``spec.replicas`` (an int),
+    # ``status.replicas`` and ``status.selector`` (the label selector of what it keeps).
+    SCALE: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if not self.kind:

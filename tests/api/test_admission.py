@@ -1,6 +1,7 @@
 """Admission of writes: a Cluster names a supported release, moves only along allowed
 paths and uses a provider its Region offers; a Machine fits its Cluster; a
-MachineHealthCheck has sound fields and sits in its Cluster's region."""
+MachineHealthCheck has sound fields and sits in its Cluster's region; a MachinePool fits
+its Cluster as its Machines would."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from shared.models import (
     Cluster,
     Machine,
     MachineHealthCheck,
+    MachinePool,
     ObjectMeta,
     Region,
     RegionSpec,
@@ -364,3 +366,68 @@ async def test_no_machine_has_two_health_checks(gateway: Gateway) -> None:
     code, body = await gateway.call("PATCH", path, json={"spec": {"maxUnhealthy": 1}},
                                     content_type="application/merge-patch+json")
     assert code == 200, body
+
+
+def pool(name: str = "workers", cluster_name: str = "c1", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "MachinePool",
+            "metadata": {"name": name, "namespace": "team-a"},
+            "spec": {"cluster": cluster_name, "region": "local", "replicas": 2,
+                     "template": {"spec": {"simulated": {}}}} | spec}
+
+
+@pytest.mark.parametrize(("body", "code", "field", "words"), [
+    (pool(replicas=1001), 422, "spec.replicas", "<= 1000"),
+    (pool(replicas=-1), 422, "spec.replicas", ">= 0"),
+    (pool(deletePolicy="Random"), 422, "spec.deletePolicy", "Invalid enum"),
+    (pool(template={"spec": {"role": "control-plane"}}), 422, "spec.template.spec",
+     "unknown field `role`"),
+    (pool(template={"metadata": {"labels": {"kaas.containercloud.dev/machine-pool": "x"}}}),
+     422, "spec.template.metadata.labels", "machine-pool is set by the pool"),
+    (pool("p" * 241), 422, "metadata.name", "at most 240 characters"),
+    (pool(template={"spec": {"openstack": {"flavor": "f", "image": "i", "network": "n"}}}),
+     422, "spec.template.spec.openstack",
+     "cluster 'c1' uses provider simulated: give spec.template.spec.simulated, not "
+     "spec.template.spec.openstack"),
+    (pool(region="dc2"), 422, "spec.region", "cluster 'c1' is in region local, not dc2"),
+])
+async def test_a_machine_pool_is_judged_against_its_model_and_cluster(
+    gateway: Gateway, body: dict[str, Any], code: int, field: str, words: str,
+) -> None:
+    await gateway.store.create(convert(Cluster, cluster("c1")))
+    got, answer = await gateway.call("POST", ns_path("machinepools"), json=body)
+    assert got == code, answer
+    assert words in answer["message"], answer
+    assert answer["details"]["causes"][0]["field"] == field, answer
+    assert await gateway.store.list_all(MachinePool, "team-a") == []
+
+
+async def test_a_machine_pool_stays_with_its_cluster_and_may_change_its_template(
+    gateway: Gateway,
+) -> None:
+    code, body = await gateway.call("POST", ns_path("machinepools"),
+                                    json=pool("early", "later"))
+    assert code == 201, body  # written before its Cluster: the pool waits for it
+    await gateway.store.create(convert(Cluster, cluster("c1")))
+    code, body = await gateway.call("POST", ns_path("machinepools"), json=pool())
+    assert code == 201, body
+    assert (await gateway.store.get(MachinePool, "workers", "team-a")).spec.delete_policy \
+        == "Newest"
+    code, body = await gateway.call(
+        "PATCH", ns_path("machinepools", name="workers"),
+        json={"spec": {"replicas": 5, "template": {"spec": {"simulated": {"flavor": "big"}}}}},
+        content_type="application/merge-patch+json")
+    assert code == 200 and body["spec"]["replicas"] == 5, body
+    code, body = await gateway.call(
+        "PATCH", ns_path("machinepools", name="workers"), json={"spec": {"cluster": "c2"}},
+        content_type="application/merge-patch+json")
+    assert code == 422 and body["details"]["causes"][0]["field"] == "spec.cluster", body
+    assert "field is immutable (was c1)" in body["message"]
+    stored = await gateway.store.get(MachinePool, "workers", "team-a")
+    assert (stored.spec.cluster, stored.spec.replicas) == ("c1", 5)
+
+    doomed = await gateway.store.get(Cluster, "c1", "team-a")
+    doomed.metadata.finalizers = ["test/hold"]
+    await gateway.store.update(doomed)
+    await gateway.store.delete(Cluster, "c1", "team-a")
+    code, body = await gateway.call("POST", ns_path("machinepools"), json=pool("late"))
+    assert code == 409 and "cluster 'c1' is being deleted" in body["message"], body

@@ -349,7 +349,7 @@ async def test_the_reconciler_requeues_at_the_next_timeout_and_reboots_once_per_
     assert (hc.status.expected_machines, hc.status.current_healthy) == (3, 3)
     assert cond.is_true(hc.status, "Ready") and cond.is_true(hc.status, "RemediationAllowed")
     # The index a Machine event of cluster c is mapped through now knows the check.
-    assert rec._checks(NS, "c") == [req]
+    assert rec.index.requests(NS, "c") == [req]
 
     await set_ready(store, "m0", "False", T0)
     clock.t = T0 + 45
