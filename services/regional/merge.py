@@ -31,6 +31,9 @@ made while the link was down) merge instead of overwriting each other:
   sides end with the same.
 - *region-homed* kinds (made by regional controllers: LCMCluster, LCMMachine): the region
   owns everything; management may only request deletion.
+- management-homed objects a regional controller made (a MachinePool's Machines, which
+  carry the pool's label): they go up whole when made, and from then on are shared as
+  any object of their kind (users edit them at management; the region deletes them).
 - *global* objects (releases): management owns them whole; they only flow down, and
   management's copy replaces one the region made itself under the same name.
 
@@ -46,7 +49,7 @@ from typing import TypeVar
 
 import msgspec
 
-from shared.models import GLOBAL_REGION, Resource
+from shared.models import GLOBAL_REGION, POOL_LABEL, Resource
 
 R = TypeVar("R", bound=Resource)
 
@@ -166,6 +169,11 @@ def _write(merged: R, target: R) -> Action:
     return Restore(merged, target.metadata.resource_version)
 
 
+def made_in_region(obj: Resource) -> bool:
+    """A management-homed object a regional controller made (a pool's Machine)."""
+    return POOL_LABEL in obj.metadata.labels
+
+
 def is_global(obj: Resource) -> bool:
     return obj.region() == GLOBAL_REGION
 
@@ -205,7 +213,8 @@ def up(local: Resource | None, mgmt: Resource | None, *, uid: str,
     if is_global(local):
         return None
     if mgmt is None:
-        return Restore(local, None) if local.kind in region_homed and not local.deleting else None
+        made_here = local.kind in region_homed or made_in_region(local)
+        return Restore(local, None) if made_here and not local.deleting else None
     if mgmt.metadata.uid != local.metadata.uid:
         return None
     if local.kind in region_homed:

@@ -7,12 +7,20 @@ Ready; the bus waking the pool) is in ``test_machine_pool_fleet.py``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+import yaml
 
-from services.lcm.pool import FINALIZER, MachinePoolReconciler, surplus, template_hash
+from services.lcm.pool import (
+    FINALIZER,
+    MachinePoolReconciler,
+    machine_for,
+    surplus,
+    template_hash,
+)
 from shared.bus import event_for
 from shared.models import (
     CLUSTER_LABEL,
@@ -24,6 +32,7 @@ from shared.models import (
     MachinePool,
     convert,
 )
+from shared.models.fit import misfit
 from shared.runtime import Request, TransientError
 from shared.runtime import conditions as cond
 from shared.store import NotFound
@@ -243,3 +252,13 @@ async def test_a_deleted_pool_deletes_its_machines_and_goes_once_they_are_gone(
     with pytest.raises(NotFound):
         await store.get(MachinePool, "workers", NS)
     assert rec.pools_of_cluster(event_for("MODIFIED", await store.get(Cluster, "c1", NS))) == []
+
+
+def test_the_example_pool_reads_as_documented() -> None:
+    path = Path(__file__).resolve().parents[2] / "examples/machine-pool/workers.yaml"
+    pool = convert(MachinePool, yaml.safe_load(path.read_text()))
+    assert (pool.spec.cluster, pool.spec.region, pool.spec.replicas) == ("demo", "local", 1)
+    pool.metadata.uid = "as-stored"
+    m = machine_for(pool, "demo-pool-0", template_hash(pool))
+    assert m.spec.role == "worker" and m.spec.update_group == "demo-workers"
+    assert misfit(pool.spec.template.spec, "baremetal") is None

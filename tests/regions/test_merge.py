@@ -10,6 +10,7 @@ from services.regional import merge
 from shared.models import (
     CLUSTER_LABEL,
     MACHINE_LABEL,
+    POOL_LABEL,
     REBOOT_DONE_ANNOTATION,
     REBOOT_REQUEST_ANNOTATION,
     TARGET_ANNOTATION,
@@ -156,3 +157,26 @@ def test_a_machines_cluster_label_and_credential_record_are_the_regions() -> Non
     assert isinstance(up, merge.Restore)
     assert up.obj.metadata.labels == {"owner": "ops", CLUSTER_LABEL: "c"}
     assert up.obj.metadata.annotations == {"team": "a", TARGET_ANNOTATION: "os-cred"}
+
+
+def test_a_pools_machine_made_in_the_region_goes_up_and_is_then_shared() -> None:
+    """LCM's pool controller runs in the region: the Machines it makes must appear at
+    management (a hand-made Machine never starts in the region, so nothing else goes up
+    uninvited); once there, management's edits go down as for any Machine."""
+    made = machine("4")
+    made.metadata.labels = {POOL_LABEL: "workers", CLUSTER_LABEL: "c"}
+    made.metadata.finalizers = ["lcm/x"]
+    up = merge.up(made, None, uid="u1")
+    assert isinstance(up, merge.Restore) and up.obj is made
+    assert merge.up(machine("4"), None, uid="u1") is None, "no label: management's to make"
+    gone = copy(made)
+    gone.metadata.deletion_timestamp = "2026-12-02T00:00:00Z"
+    assert merge.up(gone, None, uid="u1") is None, "never resurrected on its way out"
+
+    at_mgmt = copy(made)
+    at_mgmt.metadata.labels["team"] = "a"  # a user's edit at management
+    at_mgmt.metadata.resource_version = "9"
+    down = merge.down(at_mgmt, made, uid="u1")
+    assert isinstance(down, merge.Restore)
+    assert down.obj.metadata.labels == {POOL_LABEL: "workers", CLUSTER_LABEL: "c", "team": "a"}
+    assert down.obj.metadata.finalizers == ["lcm/x"]
