@@ -41,6 +41,7 @@ from shared.models import (
     Condition,
     Machine,
     MachineHealthCheck,
+    MachinePool,
     OpenStackCredential,
     Region,
     Resource,
@@ -53,13 +54,14 @@ CLUSTER_PHASES = ("Pending", "Provisioning", "Ready", "Degraded", "Upgrading", "
 MACHINE_PHASES = ("Provisioning", "Running", "Maintenance", "Failed", "Deleting")
 CREDENTIALS: tuple[type[Resource], ...] = (OpenStackCredential, VsphereCredential)
 KINDS: tuple[type[Resource], ...] = (Region, Cluster, Machine, BareMetalHost, ArtifactMirror,
-                                     MachineHealthCheck, *CREDENTIALS)
+                                     MachineHealthCheck, MachinePool, *CREDENTIALS)
 
 _CLUSTER = ("namespace", "cluster", "region")
 _MACHINE = ("namespace", "cluster", "machine", "role", "region")
 _HOST = ("namespace", "host", "region")
 _CONDITION = ("condition", "status", "reason")
 _CHECK = ("namespace", "check", "cluster", "region")
+_POOL = ("namespace", "pool", "cluster", "region")
 
 # name -> (help, label names): what describe() announces and the chart's alerts may use.
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -102,6 +104,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "ccloud_machinehealthcheck_target": (
         "1 for each machine the MachineHealthCheck remediates, with its state (Rebooting, "
         "Rebooted, or Failed: it gave up)", (*_CHECK, "machine", "state")),
+    "ccloud_machinepool_replicas": (
+        "The MachinePool's machines: desired (spec.replicas), current, ready, and updated "
+        "(made from its current template)", (*_POOL, "state")),
 }
 
 Snapshot = dict[type[Resource], list[Any]]
@@ -201,6 +206,13 @@ class FleetCollector(Collector):
                 ready(st.conditions, "RemediationAllowed"))
             for t in st.targets:
                 add("ccloud_machinehealthcheck_target", (*key, t.machine, t.state), 1)
+        for pool in snap[MachinePool]:
+            key = (pool.metadata.namespace or "", pool.metadata.name, pool.spec.cluster,
+                   pool.region())
+            st = pool.status
+            for state, n in (("desired", pool.spec.replicas), ("current", st.replicas),
+                             ("ready", st.ready_replicas), ("updated", st.updated_replicas)):
+                add("ccloud_machinepool_replicas", (*key, state), n)
         for kind in CREDENTIALS:
             for cred in snap[kind]:
                 add("ccloud_credential_valid",

@@ -39,6 +39,8 @@ from shared.models import (
     Machine,
     MachineHealthCheck,
     MachineHealthCheckSpec,
+    MachinePool,
+    MachinePoolSpec,
     MachineSpec,
     ObjectMeta,
     OpenStackAuth,
@@ -171,6 +173,9 @@ async def seed(f: Fleet) -> None:
         targets=[HealthCheckTarget(machine="prod-w-0", state="Rebooted", attempts=1)],
         conditions=[cond("RemediationAllowed", "True", "Allowed"),
                     cond("Ready", "False", "Remediating")])
+    await f.put(MachinePool(metadata=md("prod-pool"), spec=MachinePoolSpec(
+        cluster="prod", region="dc1", replicas=3)), replicas=3, ready_replicas=2,
+        updated_replicas=1, conditions=[cond("Ready", "False", "WaitingForMachines")])
 
 
 async def test_the_fleets_state_follows_the_store(fleet: Fleet) -> None:
@@ -373,11 +378,22 @@ async def test_the_public_api_port_serves_no_fleet_series(fleet: Fleet) -> None:
             assert r.status == 200
 
 
+async def test_a_machine_pools_replicas_are_exported(fleet: Fleet) -> None:
+    await seed(fleet)
+    pool = {"namespace": "team-a", "pool": "prod-pool", "cluster": "prod", "region": "dc1"}
+    s = await fleet.until(lambda s: named(s, "ccloud_machinepool_replicas", **pool),
+                          "the pool's series")
+    assert {dict(k)["state"]: v for k, v in named(s, "ccloud_machinepool_replicas",
+                                                   **pool).items()} == {
+        "desired": 3, "current": 3, "ready": 2, "updated": 1}
+
+
 async def test_every_declared_metric_is_exported(fleet: Fleet) -> None:
     """The names the chart's alerts are checked against (METRICS) are the ones served."""
     await seed(fleet)
     s = await fleet.until(lambda s: named(s, "ccloud_credential_valid", credential="vc1")
-                          and named(s, "ccloud_machinehealthcheck_target"),
+                          and named(s, "ccloud_machinehealthcheck_target")
+                          and named(s, "ccloud_machinepool_replicas"),
                           "the fleet's series")
     served = {n: set() for n in METRICS}
     for n, labels in s:

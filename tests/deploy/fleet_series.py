@@ -29,6 +29,9 @@ from shared.models import (
     MachineHealthCheck,
     MachineHealthCheckSpec,
     MachineHealthCheckStatus,
+    MachinePool,
+    MachinePoolSpec,
+    MachinePoolStatus,
     MachineSpec,
     MachineStatus,
     ObjectMeta,
@@ -90,6 +93,12 @@ def mhc(name: str, cluster_name: str, allowed: str | None, expected: int, health
                      for m, st in targets]))
 
 
+def pool(name: str, cluster_name: str, desired: int, ready: int) -> MachinePool:
+    return MachinePool(metadata=md(name), spec=MachinePoolSpec(
+        cluster=cluster_name, region="dc1", replicas=desired), status=MachinePoolStatus(
+        replicas=desired, ready_replicas=ready, updated_replicas=desired))
+
+
 def objects() -> dict[type[Resource], list[Any]]:
     ok = (c("ProviderReady", "True", "NodeRunning"), c("Ready", "True", "Ready"))
     return {
@@ -137,6 +146,7 @@ def objects() -> dict[type[Resource], list[Any]]:
             mhc("fine-nodes", "fine", "True", 3, 2, ("fine-w-0", "Rebooted")),
             mhc("orphan", "gone", None, 0, 0),  # its cluster is gone: nothing counted
         ],
+        MachinePool: [pool("prod-pool", "prod", 3, 1), pool("fine-pool", "fine", 2, 2)],
     }
 
 
@@ -209,6 +219,8 @@ FIRING: dict[str, list[tuple[dict[str, str], float, dict[str, str]]]] = {
                                    "region": "dc1", "machine": "prod-w-0"}, 1, {})],
     "MachineHealthCheckShortCircuited": [({"namespace": NS, "check": "prod-nodes",
                                            "cluster": "prod", "region": "dc1"}, 0, {})],
+    "MachinePoolReplicasMismatch": [({"namespace": NS, "pool": "prod-pool", "cluster": "prod",
+                                      "region": "dc1"}, 1, {})],
 }
 
 _QUERY = re.compile(r'\{\{ with printf .*? \| query \}\}\{\{ \. \| first \| label "(\w+)" \}\}'

@@ -25,7 +25,7 @@ NS = "ccloud"
 PROMTOOL_PATHS = (helm.ROOT / "var" / "promtool" / "promtool",)
 FLEET_ALERTS = {"ClusterNotReady", "MachineNotReady", "RegionDegraded", "ArtifactMirrorFailing",
                 "CredentialInvalid", "BareMetalHostUnreachable", "MachineRemediationFailed",
-                "MachineHealthCheckShortCircuited"}
+                "MachineHealthCheckShortCircuited", "MachinePoolReplicasMismatch"}
 
 
 class Rendered:
@@ -253,7 +253,8 @@ def test_annotations_name_the_object(rendered: Rendered) -> None:
     names = {"ClusterNotReady": "cluster", "MachineNotReady": "machine",
              "ArtifactMirrorFailing": "mirror", "CredentialInvalid": "credential",
              "BareMetalHostUnreachable": "host", "RegionDegraded": "region",
-             "MachineRemediationFailed": "machine", "MachineHealthCheckShortCircuited": "check"}
+             "MachineRemediationFailed": "machine", "MachineHealthCheckShortCircuited": "check",
+             "MachinePoolReplicasMismatch": "pool"}
     for rule in fleet_rules(rendered):
         summary = rule["annotations"]["summary"]
         assert f"$labels.{names[rule['alert']]}" in summary, rule["alert"]
