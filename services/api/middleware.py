@@ -22,6 +22,7 @@ from services.api.auth import Authenticator, User
 from services.api.context import AUDIT, USER
 from services.api.errors import ApiError, status_body
 from services.api.oidc import IdPUnavailable, InvalidToken
+from services.api.resources import subresource_of
 from services.api.respond import json_response
 from shared.models import BY_PLURAL
 from shared.store import StoreError
@@ -99,7 +100,7 @@ def audit_middleware(audit: AuditLog):
                 namespace=info.get("namespace"),
                 name=noted.get("name") or info.get("name"),
                 resource_version=noted.get("resourceVersion"),
-                subresource="status" if request.path.endswith("/status") else "",
+                subresource=subresource_of(request),
                 code=code,
             )
 

@@ -49,6 +49,41 @@ _STATUS_SCHEMA: dict[str, Any] = {
     "required": ["kind", "status", "code"],
 }
 
+_SCALE = {
+    "type": "object",
+    "title": "Scale",
+    "description": "autoscaling/v1 Scale: the scale subresource of a kind with replicas. "
+    "A write sets the object's spec.replicas; metadata.resourceVersion, if given, is a "
+    "precondition; status is ignored.",
+    "properties": {
+        "apiVersion": {"type": "string", "const": "autoscaling/v1"},
+        "kind": {"type": "string", "const": "Scale"},
+        "metadata": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "namespace": {"type": "string"},
+                "uid": {"type": "string"},
+                "resourceVersion": {"type": "string"},
+                "creationTimestamp": {"type": "string"},
+            },
+        },
+        "spec": {
+            "type": "object",
+            "properties": {"replicas": {"type": "integer", "minimum": 0}},
+            "required": ["replicas"],
+        },
+        "status": {
+            "type": "object",
+            "properties": {
+                "replicas": {"type": "integer", "minimum": 0},
+                "selector": {"type": "string"},
+            },
+        },
+    },
+    "required": ["spec"],
+}
+
 _WATCH_EVENT = {
     "type": "object",
     "title": "WatchEvent",
@@ -229,6 +264,8 @@ def _kind_paths(cls: type[Resource]) -> dict[str, Any]:
             },
         },
     }
+    if cls.SCALE:
+        paths[item + "/scale"] = _scale_paths(kind, scope)
     if cls.NAMESPACED:
         paths[f"{prefix}/{plural}"] = {
             "get": {
@@ -241,6 +278,28 @@ def _kind_paths(cls: type[Resource]) -> dict[str, Any]:
             }
         }
     return paths
+
+
+def _scale_paths(kind: str, scope: tuple[str, ...]) -> dict[str, Any]:
+    scale = _ref("Scale")
+    ok = {"description": "OK", "content": _json(scale)}
+    return {
+        "parameters": _params(*scope, "name"),
+        "get": {"operationId": f"read{kind}Scale", "tags": [kind],
+                "summary": f"Read the scale of one {kind}",
+                "responses": {"200": ok, **_errors(401, 403, 404)}},
+        "put": {"operationId": f"replace{kind}Scale", "tags": [kind],
+                "summary": f"Set spec.replicas of one {kind}",
+                "parameters": _params("dryRun"),
+                "requestBody": {"required": True, "content": _json(scale)},
+                "responses": {"200": ok, **_errors(400, 401, 403, 404, 409, 415, 422)}},
+        "patch": {"operationId": f"patch{kind}Scale", "tags": [kind],
+                  "summary": f"Merge patch the scale of one {kind}",
+                  "parameters": _params("dryRun"),
+                  "requestBody": {"required": True, "content": {
+                      "application/merge-patch+json": {"schema": {"type": "object"}}}},
+                  "responses": {"200": ok, **_errors(400, 401, 403, 404, 409, 415, 422)}},
+    }
 
 
 def _list_schema(cls: type[Resource]) -> dict[str, Any]:
@@ -267,6 +326,7 @@ def document() -> dict[str, Any]:
     components["Status"] = _STATUS_SCHEMA
     components["EventList"] = _EVENT_LIST
     components["WatchEvent"] = _WATCH_EVENT
+    components["Scale"] = _SCALE
     paths: dict[str, Any] = {}
     for cls in ALL_KINDS:
         components[f"{cls.KIND}List"] = _list_schema(cls)

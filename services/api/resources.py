@@ -1,13 +1,17 @@
-"""REST handlers for every kind: get, list, create, update, merge patch, delete, status.
+"""REST handlers for every kind: get, list, create, update, merge patch, delete, status,
+and scale for the kinds that have replicas.
 
 Paths follow Kubernetes: ``/apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>[/status]]``
 for namespaced kinds and ``/apis/<group>/<version>/<plural>[/<name>[/status]]`` for
 cluster-scoped kinds (or, for namespaced kinds, a list across every namespace the caller
-may read). Every object leaving the gateway passes through ``redact``.
+may read). Every object leaving the gateway passes through ``redact``. A scalable kind
+(``Resource.SCALE``) also serves ``.../<name>/scale`` (an autoscaling/v1 Scale,
+``services/api/scale.py``), whose writes are updates of the object's ``spec.replicas``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,12 +33,14 @@ from services.api.payload import (
     to_object,
 )
 from services.api.respond import json_response, object_response, wire
+from services.api.scale import read_scale, scale_of
 from services.api.watch import WatchStreamer
 from shared.mergepatch import merge_patch
 from shared.models import BY_PLURAL, GROUP, VERSION, Resource, to_dict
 from shared.store import Conflict, Invalid, NotFound, Store, StoreError, selectors, semantics
 
 PATCH_RETRIES = 5
+SUBRESOURCES = ("status", "scale")
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,17 @@ class Target:
         return self.cls.PLURAL
 
 
+def subresource_of(request: web.Request) -> str:
+    """``status`` or ``scale`` on a subresource's route, else "" (also for an object that
+    happens to be named so: the route, not the path, tells)."""
+    resource = getattr(request.match_info.route, "resource", None)
+    canonical = resource.canonical if resource is not None else ""
+    for sub in SUBRESOURCES:
+        if canonical.endswith("}/" + sub):
+            return sub
+    return ""
+
+
 def target_of(request: web.Request) -> Target:
     info = request.match_info
     if info.get("group") != GROUP or info.get("version") != VERSION:
@@ -59,7 +76,10 @@ def target_of(request: web.Request) -> Target:
         raise ApiError(404, f"the server doesn't have a resource type {plural!r}")
     namespace = info.get("namespace")
     name = info.get("name")
-    sub = "status" if request.path.endswith("/status") and name else ""
+    sub = subresource_of(request) if name else ""
+    if sub == "scale" and not cls.SCALE:
+        raise ApiError(404, f"the server could not find the requested resource ({cls.KIND} "
+                            "has no scale subresource)")
     if namespace is not None and not cls.NAMESPACED:
         raise ApiError(404, f"{cls.KIND} is cluster-scoped: it has no namespaced path")
     if namespace is None and cls.NAMESPACED and name is not None:
@@ -153,6 +173,9 @@ class ResourceHandlers:
                 web.get(base + "/{name}/status", self.get, allow_head=False),
                 web.put(base + "/{name}/status", self.update),
                 web.patch(base + "/{name}/status", self.patch),
+                web.get(base + "/{name}/scale", self.get_scale, allow_head=False),
+                web.put(base + "/{name}/scale", self.update_scale),
+                web.patch(base + "/{name}/scale", self.patch_scale),
             ]
         return out
 
@@ -228,12 +251,16 @@ class ResourceHandlers:
     def _would_update(self, request: web.Request, t: Target, obj: Resource,
                       stored: Resource) -> web.Response:
         """A dry-run update: the object the store would write, by the store's own rules."""
+        return object_response(self._would(request, t, obj, stored))
+
+    @staticmethod
+    def _would(request: web.Request, t: Target, obj: Resource, stored: Resource) -> Resource:
         if t.subresource == "status":
             would = semantics.prepare_status(obj, stored)
         else:
             would, _ = semantics.prepare_update(obj, stored)
         note(request, obj=would)
-        return object_response(would)
+        return would
 
     async def _exists(self, cls: type[Resource], name: str, namespace: str | None) -> bool:
         try:
@@ -286,9 +313,20 @@ class ResourceHandlers:
         patch = await read_json(request, allowed=PATCH_TYPES)
         if not isinstance(patch, dict):
             raise ApiError(400, "a merge patch must be a JSON object")
-        precondition = (patch.get("metadata") or {}).get("resourceVersion")
+        return object_response(await self._patched(request, t, lambda _: patch))
+
+    async def _patched(self, request: web.Request, t: Target,
+                       patch_for: Callable[[Resource], dict[str, Any]]) -> Resource:
+        """Merge ``patch_for(stored)`` into the stored object and write it as an update of
+        ``t`` (the object or its status), or answer what would be written (dry run).
+        Retried on a conflict with a concurrent writer unless the patch holds a
+        resourceVersion (a precondition: then the conflict is the answer)."""
+        assert t.name is not None
         for attempt in range(PATCH_RETRIES):
             stored = await self.store.get(t.cls, t.name, t.namespace)
+            patch = patch_for(stored)
+            meta = patch.get("metadata")
+            precondition = meta.get("resourceVersion") if isinstance(meta, dict) else None
             base = to_dict(stored)
             merged = merge_patch(base, patch)
             check_identity(merged, t.cls, namespace=t.namespace, name=t.name)
@@ -302,7 +340,7 @@ class ResourceHandlers:
             if dry_run(request):
                 if t.subresource != "status":
                     await self.admit(obj, stored)
-                return self._would_update(request, t, obj, stored)
+                return self._would(request, t, obj, stored)
             try:
                 if t.subresource == "status":
                     out = await self.store.update_status(obj)
@@ -314,8 +352,52 @@ class ResourceHandlers:
                     raise
                 continue
             note(request, obj=out)
-            return object_response(out)
+            return out
         raise AssertionError("unreachable")
+
+    # --- scale ------------------------------------------------------------------------------
+
+    async def get_scale(self, request: web.Request) -> web.Response:
+        t = target_of(request)
+        authorize(request, "get", t)
+        assert t.name is not None
+        return json_response(scale_of(await self.store.get(t.cls, t.name, t.namespace)))
+
+    async def update_scale(self, request: web.Request) -> web.Response:
+        """PUT of a Scale: the object's spec.replicas set to the Scale's, as an update of the
+        object (authorized as one, admitted, audited); a resourceVersion in the Scale is a
+        precondition (409 when stale), none makes it unconditional, as kube-apiserver."""
+        t = target_of(request)
+        authorize(request, "update", t)
+        assert t.name is not None
+        note(request, name=t.name)
+        replicas, rv = read_scale(await read_json(request), t.cls,
+                                  namespace=t.namespace, name=t.name)
+        out = await self._patched(request, t, lambda _: _replicas_patch(replicas, rv))
+        return json_response(scale_of(out))
+
+    async def patch_scale(self, request: web.Request) -> web.Response:
+        """A merge patch of the Scale (``{"spec": {"replicas": 3}}``), applied to the current
+        Scale and written as ``update_scale`` writes one."""
+        t = target_of(request)
+        authorize(request, "patch", t)
+        assert t.name is not None
+        note(request, name=t.name)
+        patch = await read_json(request, allowed=PATCH_TYPES)
+        if not isinstance(patch, dict):
+            raise ApiError(400, "a merge patch must be a JSON object")
+        name, ns = t.name, t.namespace
+
+        def patch_for(stored: Resource) -> dict[str, Any]:
+            # The merged Scale carries the stored resourceVersion unless the patch gave one:
+            # only the patch's is a precondition.
+            replicas, _ = read_scale(merge_patch(scale_of(stored), patch), t.cls,
+                                     namespace=ns, name=name, patched=True)
+            meta = patch.get("metadata")
+            rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+            return _replicas_patch(replicas, rv or None)
+
+        return json_response(scale_of(await self._patched(request, t, patch_for)))
 
     async def delete(self, request: web.Request) -> web.Response:
         t = target_of(request)
@@ -342,6 +424,14 @@ class ResourceHandlers:
         return json_response(
             status_body(200, f"{t.cls.KIND} {t.name!r} deleted", reason="", details=details)
         )
+
+
+def _replicas_patch(replicas: int, resource_version: str | None) -> dict[str, Any]:
+    """The merge patch of a scalable object that a Scale write is."""
+    patch: dict[str, Any] = {"spec": {"replicas": replicas}}
+    if resource_version:
+        patch["metadata"] = {"resourceVersion": resource_version}
+    return patch
 
 
 __all__ = ["ResourceHandlers", "StoreError", "Target", "wire"]

@@ -1,5 +1,5 @@
-"""``ccctl`` entry point: get, apply, delete, describe, watch and wait, kubectl style;
-login and logout (OpenID Connect, ``services.cli.login``).
+"""``ccctl`` entry point: get, apply, patch, scale, delete, describe, watch and wait, kubectl
+style; login and logout (OpenID Connect, ``services.cli.login``).
 
 Every failure is printed as one clear message (server Status with field paths, or an
 unreachable server) and a non-zero exit code; never a traceback.
@@ -22,7 +22,15 @@ from services.cli import login, output
 from services.cli.client import ApiFailure, Client
 from services.cli.config import Config, config_path, load
 from services.cli.errors import CliError
-from shared.models import API_VERSION, Resource, ValidationError, convert, to_dict
+from shared.models import (
+    ALL_KINDS,
+    API_VERSION,
+    GROUP,
+    Resource,
+    ValidationError,
+    convert,
+    to_dict,
+)
 
 WATCH_CHUNK = 300  # seconds per watch request; the CLI reconnects with the last version
 
@@ -312,6 +320,57 @@ def cmd_patch(ctx: Ctx) -> int:
     same = written(before) == written(after)  # a dry run's answer keeps the old version
     ctx.print(f"{output.ref(cls, names[0])} {'unchanged' if same else 'patched'}{said}")
     return 0
+
+
+def cmd_scale(ctx: Ctx) -> int:
+    """kubectl scale: set spec.replicas through the scale subresource (a merge patch of the
+    Scale). ``--current-replicas``/``--resource-version`` are preconditions, as kubectl's:
+    the Scale is read, compared, and written back with its resourceVersion, so a change
+    made in between is a conflict rather than overwritten."""
+    cls, names = split_target(ctx.args.kind, ctx.args.names)
+    if not cls.SCALE:
+        scalable = ", ".join(sorted(c.PLURAL for c in ALL_KINDS if c.SCALE)) or "none"
+        raise CliError(f"error: {cls.PLURAL}.{GROUP} cannot be scaled: the kind has no "
+                       f"replicas (no scale subresource; kinds that scale: {scalable})")
+    if not names or not all(names):
+        raise CliError("error: scale takes KIND NAME... or KIND/NAME, and --replicas=COUNT")
+    a = ctx.args
+    if a.replicas < 0:
+        raise CliError("error: The --replicas=COUNT flag is required, and COUNT must be "
+                       "greater than or equal to 0")
+    if a.current_replicas < -1:
+        raise CliError("error: --current-replicas must be 0 or more (-1: no precondition)")
+    query, said = dry_run(ctx)
+    failures = 0
+    for name in names:
+        path = object_path(cls, ctx.namespace(), name) + "/scale"
+        try:
+            if a.current_replicas >= 0 or a.resource_version:
+                scale = ctx.client.request("GET", path)
+                _check_scale(cls, name, scale, a.current_replicas, a.resource_version)
+                scale["spec"] = {"replicas": a.replicas}
+                ctx.client.request("PUT", path + query, body=scale)
+            else:
+                ctx.client.request("PATCH", path + query, body={"spec": {"replicas": a.replicas}},
+                                   content_type="application/merge-patch+json")
+        except CliError as e:
+            failures += 1
+            ctx.err.write(f"{e}\n")
+            continue
+        ctx.print(f"{output.ref(cls, name)} scaled{said}")
+    return 1 if failures else 0
+
+
+def _check_scale(cls: type[Resource], name: str, scale: dict[str, Any], replicas: int,
+                 resource_version: str) -> None:
+    have = (scale.get("spec") or {}).get("replicas") or 0
+    version = (scale.get("metadata") or {}).get("resourceVersion", "")
+    if replicas >= 0 and have != replicas:
+        raise CliError(f"error: {output.ref(cls, name)}: expected replicas to be {replicas}, "
+                       f"was {have} (--current-replicas): not scaled")
+    if resource_version and version != resource_version:
+        raise CliError(f"error: {output.ref(cls, name)}: expected resource version to be "
+                       f"{resource_version}, was {version} (--resource-version): not scaled")
 
 
 def cmd_delete(ctx: Ctx) -> int:
@@ -700,6 +759,18 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--dry-run", choices=["none", "server"], default="none",
                     help="server: every check the server makes, nothing stored")
     pa.set_defaults(func=cmd_patch)
+
+    sc = sub.add_parser("scale", help="set the replicas of objects that have them "
+                                      "(machine pools)")
+    common(sc)
+    sc.add_argument("--replicas", type=int, required=True, help="the new number of replicas")
+    sc.add_argument("--current-replicas", type=int, default=-1,
+                    help="precondition: scale only if the current replicas are this (-1: any)")
+    sc.add_argument("--resource-version", default="",
+                    help="precondition: scale only if the resourceVersion is this")
+    sc.add_argument("--dry-run", choices=["none", "server"], default="none",
+                    help="server: every check the server makes, nothing stored")
+    sc.set_defaults(func=cmd_scale)
 
     s = sub.add_parser("describe", help="show details, conditions and recent events")
     common(s)

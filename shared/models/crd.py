@@ -162,12 +162,28 @@ def crd_manifest(cls: type[Resource]) -> dict[str, Any]:
                 "name": VERSION,
                 "served": True,
                 "storage": True,
-                "subresources": {"status": {}},
+                "subresources": subresources(cls),
                 "additionalPrinterColumns": printer_columns(cls),
                 "schema": {"openAPIV3Schema": schema},
             }],
         },
     }
+
+
+# Where the scale subresource finds a scalable kind's numbers (``Resource.SCALE``).
+SCALE_PATHS = {
+    "specReplicasPath": ".spec.replicas",
+    "statusReplicasPath": ".status.replicas",
+    "labelSelectorPath": ".status.selector",
+}
+
+
+def subresources(cls: type[Resource]) -> dict[str, Any]:
+    """Every kind has a status subresource; a scalable one a scale subresource too."""
+    out: dict[str, Any] = {"status": {}}
+    if cls.SCALE:
+        out["scale"] = dict(SCALE_PATHS)
+    return out
 
 
 def printer_columns(cls: type[Resource]) -> list[dict[str, str]]:

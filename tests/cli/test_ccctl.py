@@ -522,3 +522,22 @@ async def test_patch_changes_fields_without_a_manifest(ctl: Ctl) -> None:
     assert r.code != 0 and "one object" in r.err
     after = await ctl.gw.store.get(Cluster, "demo", "team-a")
     assert after.metadata.resource_version == before.metadata.resource_version
+
+
+def test_machine_pools_have_a_short_name_and_replica_columns():
+    from services.api.discovery import resolve
+    from services.cli.output import table_rows
+    from shared.models import MachinePool
+
+    assert resolve("mp") is MachinePool
+    pools = [{"metadata": {"name": n, "namespace": "default"},
+              "spec": {"cluster": "demo", "region": "local", **spec}, "status": status}
+             for n, spec, status in (
+                 ("one", {}, {}),  # replicas left at its default, nothing counted yet
+                 ("web", {"replicas": 3}, {"replicas": 3, "readyReplicas": 2,
+                                           "updatedReplicas": 1, "phase": "ScalingUp"}))]
+    header, *rows = table_rows(MachinePool, pools, all_namespaces=False, wide=False)
+    assert header == ["NAME", "CLUSTER", "REPLICAS", "READY-MACHINES", "UP-TO-DATE", "PHASE",
+                      "READY", "AGE"]
+    assert rows[0][1:5] == ["demo", "1", "<none>", "0"], "the default replicas show"
+    assert rows[1][1:6] == ["demo", "3", "2/3", "1", "ScalingUp"]

@@ -32,6 +32,11 @@ SEEDS: dict[str, dict] = {
         "metadata": {"name": SEED, "labels": {"team": "fuzz"}},
         "spec": {"region": "local", "provider": "simulated", "release": "mke-1-0"},
     },
+    f"{BASE}/namespaces/{NS}/machinepools": {  # a scalable kind: its /scale is fuzzed too
+        "metadata": {"name": SEED},
+        "spec": {"cluster": SEED, "region": "local", "replicas": 1,
+                 "template": {"spec": {"simulated": {"flavor": "small"}}}},
+    },
     f"{BASE}/namespaces/{NS}/publickeys": {
         "metadata": {"name": SEED},
         "spec": {"publicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFuzz fuzz@test"},

@@ -56,7 +56,8 @@ def test_schema_is_structural(cls: Any) -> None:
     assert spec["scope"] == ("Namespaced" if cls.NAMESPACED else "Cluster")
     assert spec["names"]["kind"] == cls.KIND and spec["names"]["plural"] == cls.PLURAL
     (version,) = spec["versions"]
-    assert version["name"] == VERSION and version["subresources"] == {"status": {}}
+    assert version["name"] == VERSION and version["subresources"]["status"] == {}
+    assert ("scale" in version["subresources"]) == cls.SCALE
     schema = version["schema"]["openAPIV3Schema"]
     problems: list[str] = []
     _walk(schema, cls.KIND, problems)
@@ -64,6 +65,24 @@ def test_schema_is_structural(cls: Any) -> None:
     assert schema["properties"]["metadata"] == {"type": "object"}
     assert "status" in schema["properties"]
     assert "spec" in schema["properties"]
+
+
+@pytest.mark.parametrize("cls", [c for c in ALL_KINDS if c.SCALE], ids=lambda c: c.KIND)
+def test_scalable_kinds_have_a_scale_subresource(cls: Any) -> None:
+    """kube-apiserver serves ``/scale`` from these paths (an HPA, ``kubectl scale``): each
+    must lead to a field of the schema, replicas integers and the selector a string."""
+    version = crd_manifest(cls)["spec"]["versions"][0]
+    assert version["subresources"]["scale"] == {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    props = version["schema"]["openAPIV3Schema"]["properties"]
+    for path, typ in (("spec.replicas", "integer"), ("status.replicas", "integer"),
+                      ("status.selector", "string")):
+        parent, leaf = path.split(".")
+        assert props[parent]["properties"][leaf]["type"] == typ, path
+    assert props["spec"]["properties"]["replicas"]["minimum"] == 0
 
 
 def test_constraints_survive_the_conversion() -> None:
