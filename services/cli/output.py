@@ -45,6 +45,12 @@ def remediating(obj: dict[str, Any]) -> str:
     return str(len(dig(obj, "status.targets") or []))
 
 
+def pool_ready(obj: dict[str, Any]) -> str:
+    """A MachinePool's Ready machines of those it wants (spec.replicas left out is 1)."""
+    wanted = dig(obj, "spec.replicas")
+    return f"{dig(obj, 'status.readyReplicas') or 0}/{1 if wanted is None else wanted}"
+
+
 # Extra columns per kind: header -> dotted path into the object, or a function of it.
 Column = tuple[str, str | Callable[[dict[str, Any]], str]]
 COLUMNS: dict[str, list[Column]] = {
@@ -54,7 +60,7 @@ COLUMNS: dict[str, list[Column]] = {
     "UpdateGroup": [("CLUSTER", "spec.cluster"), ("INDEX", "spec.index"),
                     ("CONCURRENT", "spec.concurrentUpdates")],
     "MachinePool": [("CLUSTER", "spec.cluster"), ("REPLICAS", "spec.replicas"),
-                    ("READY-MACHINES", ratio("status.readyReplicas", "spec.replicas")),
+                    ("READY-MACHINES", pool_ready),
                     ("UP-TO-DATE", "status.updatedReplicas")],
     "MachineHealthCheck": [("CLUSTER", "spec.cluster"), ("MAX-UNHEALTHY", "spec.maxUnhealthy"),
                            ("HEALTHY", ratio("status.currentHealthy", "status.expectedMachines")),

@@ -105,6 +105,12 @@ def surplus(pool: MachinePool, live: list[Machine], count: int, template: str) -
     return ranked[:count]
 
 
+def _waiting(m: Machine) -> str:
+    """A machine not Ready yet, with what its Ready condition says it waits for."""
+    ready = cond.get(m.status, cond.READY)
+    return f"{m.metadata.name} ({ready.reason})" if ready and ready.reason else m.metadata.name
+
+
 class MachinePoolReconciler:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -164,14 +170,13 @@ class MachinePoolReconciler:
                             "Info")
         elif len(ready) < want:
             st.phase = "ScalingUp"
-            waiting = sorted(m.metadata.name for m in live
-                             if not cond.is_true(m.status, cond.READY))
+            waiting = sorted(_waiting(m) for m in live if not cond.is_true(m.status, cond.READY))
             cond.mark_false(st, cond.READY, "WaitingForMachines",
                             f"{len(ready)} of {want} machines Ready; waiting for "
                             f"{', '.join(waiting)}", "Info")
         else:
             st.phase = "Running"
-            cond.mark_true(st, cond.READY, "Ready", f"{want} machines Ready")
+            cond.mark_true(st, cond.READY, "Ready", f"{want} of {want} machines Ready")
 
     async def _blocked(self, pool: MachinePool) -> tuple[str, str, str] | None:
         """Why the pool may not make or delete Machines now (reason, message, severity)."""

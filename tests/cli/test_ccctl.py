@@ -539,5 +539,5 @@ def test_machine_pools_have_a_short_name_and_replica_columns():
     header, *rows = table_rows(MachinePool, pools, all_namespaces=False, wide=False)
     assert header == ["NAME", "CLUSTER", "REPLICAS", "READY-MACHINES", "UP-TO-DATE", "PHASE",
                       "READY", "AGE"]
-    assert rows[0][1:5] == ["demo", "1", "<none>", "0"], "the default replicas show"
+    assert rows[0][1:5] == ["demo", "1", "0/1", "0"], "the default replicas show"
     assert rows[1][1:6] == ["demo", "3", "2/3", "1", "ScalingUp"]

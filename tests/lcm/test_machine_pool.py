@@ -101,6 +101,12 @@ async def test_a_pool_makes_its_machines_from_the_template_once(kv_store: KVStor
     ready = cond.get(st, "Ready")
     assert ready is not None and ready.reason == "WaitingForMachines"
     assert "0 of 3" in ready.message and "workers-0" in ready.message
+    m1 = await store.get(Machine, "workers-1", NS)  # as the provider says it waits
+    cond.mark_false(m1.status, "Ready", "NoCapacity", "no free host", "Warning")
+    await store.update_status(m1)
+    await rec.reconcile(Request("workers", NS))
+    ready = cond.get((await store.get(MachinePool, "workers", NS)).status, "Ready")
+    assert ready is not None and "workers-1 (NoCapacity)" in ready.message, ready
     assert FINALIZER in (await store.get(MachinePool, "workers", NS)).metadata.finalizers
 
 
