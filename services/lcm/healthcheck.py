@@ -8,6 +8,10 @@ its provider: an id in the Machine's ``reboot-request`` annotation, which the pr
 answers in ``reboot-done`` (``services.providers.reboot``). A metadata write, so it never
 races the provider's status writes.
 
+With ``strategy: Replace`` (Cluster API's remediation) an unhealthy machine of a MachinePool
+is deleted instead, once (its target is ``Replacing`` until it is gone), and the pool makes
+a new one; a machine of no pool is given up on at once, as nothing would replace it.
+
 The attempt is recorded in the check's ``status.targets`` *before* the annotation is
 written, so a restart in between resends the same request rather than making a second one;
 the next attempt comes no sooner than ``retryIntervalSeconds`` after the last, and only once
@@ -25,6 +29,7 @@ next timeout or retry interval runs out.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -41,6 +46,7 @@ from services.lcm.objects import patch
 from shared.bus import ChangeEvent
 from shared.models import (
     CLUSTER_LABEL,
+    POOL_LABEL,
     REBOOT_DONE_ANNOTATION,
     REBOOT_REQUEST_ANNOTATION,
     Cluster,
@@ -68,6 +74,7 @@ HEALTH_CHECK = "HealthCheckSucceeded"  # on the Machine
 REMEDIATION_FAILED = "RemediationFailed"
 REMEDIATION_ALLOWED = "RemediationAllowed"
 TOO_MANY = "TooManyUnhealthy"
+NOT_REPLACEABLE = "NotReplaceable"  # Replace, for a machine of no pool
 SLACK = 0.05  # past a deadline when requeued, never a hair before it
 
 Want = tuple[str, str, Severity] | None  # HealthCheckSucceeded False (reason, message, ...)
@@ -78,6 +85,7 @@ class Plan:
     """What a pass does once the check's status is written: annotations, then conditions."""
 
     requests: list[tuple[Machine, str]] = field(default_factory=list)
+    deletes: list[Machine] = field(default_factory=list)  # Replace: for their pools to remake
     marks: list[tuple[str, Want]] = field(default_factory=list)
     machines: dict[str, Machine] = field(default_factory=dict)
     recheck: float | None = None
@@ -95,8 +103,9 @@ def _in_flight(t: HealthCheckTarget, m: Machine) -> bool:
 
 
 def _refreshed(t: HealthCheckTarget, m: Machine) -> HealthCheckTarget:
-    """The target's state as the Machine's annotations tell it (Failed stays Failed)."""
-    if t.state == "Failed":
+    """The target's state as the Machine's annotations tell it (Failed stays Failed, and
+    Replacing until the Machine is gone)."""
+    if t.state in ("Failed", "Replacing"):
         return t
     done = m.metadata.annotations.get(REBOOT_DONE_ANNOTATION) == t.request_id
     return msgspec.structs.replace(t, state="Rebooted" if done else "Rebooting")
@@ -197,6 +206,8 @@ class HealthCheckReconciler:
 
     def _next(self, mhc: MachineHealthCheck, m: Machine, v: Verdict,
               t: HealthCheckTarget | None, plan: Plan, now: float) -> HealthCheckTarget:
+        if mhc.spec.remediation.strategy == "Replace":
+            return self._replace(m, v, t, plan, now)
         step = next_step(t, m, mhc.spec.remediation, now=now)
         plan.soonest(step.recheck)
         name = m.metadata.name
@@ -217,8 +228,34 @@ class HealthCheckReconciler:
         return msgspec.structs.replace(_refreshed(t, m), reason=v.reason, message=v.message)
 
     @staticmethod
+    def _replace(m: Machine, v: Verdict, t: HealthCheckTarget | None, plan: Plan,
+                 now: float) -> HealthCheckTarget:
+        """Delete a pool's machine (once: a Replacing target waits for it to be gone); a
+        machine of no pool is given up on at once."""
+        name = m.metadata.name
+        if t is not None and t.state in ("Replacing", "Failed"):
+            return msgspec.structs.replace(t, reason=v.reason, message=v.message)
+        if POOL_LABEL not in m.metadata.labels:
+            log.warning("machine %s/%s unhealthy (%s) and in no MachinePool: not replaced",
+                        m.metadata.namespace, name, v.message)
+            return HealthCheckTarget(machine=name, state="Failed", last_attempt_time=stamp(now),
+                                     reason=NOT_REPLACEABLE, message=v.message)
+        log.info("machine %s/%s unhealthy (%s): deleted for MachinePool %s to replace",
+                 m.metadata.namespace, name, v.message, m.metadata.labels[POOL_LABEL])
+        plan.deletes.append(m)
+        return HealthCheckTarget(machine=name, state="Replacing", attempts=1,
+                                 last_attempt_time=stamp(now), reason=v.reason,
+                                 message=v.message)
+
+    @staticmethod
     def _want(mhc: MachineHealthCheck, t: HealthCheckTarget) -> Want:
         check = f"MachineHealthCheck {mhc.metadata.name}"
+        if t.reason == NOT_REPLACEABLE:
+            return (REMEDIATION_FAILED, f"{t.message}; in no MachinePool, so nothing would "
+                                        f"replace it: {check} leaves it to a person", "Error")
+        if t.state == "Replacing":
+            return (t.reason, f"{t.message}; deleted by {check} for MachinePool "
+                              "to replace", "Warning")
         if t.state == "Failed":
             return (REMEDIATION_FAILED, f"{t.message}; {t.attempts} reboots did not bring it "
                                         f"back: {check} gave up", "Error")
@@ -240,15 +277,16 @@ class HealthCheckReconciler:
         else:
             cond.mark_true(st, REMEDIATION_ALLOWED, "Allowed", f"{bad}; {limit} allowed")
         failed = [t.machine for t in st.targets if t.state == "Failed"]
-        rebooting = [t.machine for t in st.targets if t.state != "Failed"]
+        verb = "replacing" if spec.remediation.strategy == "Replace" else "rebooting"
+        busy = [t.machine for t in st.targets if t.state != "Failed"]
         if failed:
             cond.mark_false(st, cond.READY, REMEDIATION_FAILED,
-                            f"rebooting did not bring back {', '.join(failed)}", "Error")
+                            f"{verb} could not bring back {', '.join(failed)}", "Error")
         elif a.short_circuited:
             cond.mark_false(st, cond.READY, TOO_MANY, held, "Warning")
-        elif rebooting:
+        elif busy:
             cond.mark_false(st, cond.READY, "Remediating",
-                            f"rebooting {', '.join(rebooting)}", "Info")
+                            f"{verb} {', '.join(busy)}", "Info")
         else:
             cond.mark_true(st, cond.READY, "Healthy",
                            f"{a.healthy} of {a.expected} machines healthy")
@@ -256,6 +294,9 @@ class HealthCheckReconciler:
     # --- writes after the check's status ----------------------------------------------------
 
     async def _act(self, mhc: MachineHealthCheck, plan: Plan) -> None:
+        for machine in plan.deletes:
+            with contextlib.suppress(NotFound):
+                await self.store.delete(Machine, machine.metadata.name, machine.metadata.namespace)
         for machine, request in plan.requests:
             def ask(m: Machine, request: str = request) -> bool:
                 if m.metadata.annotations.get(REBOOT_REQUEST_ANNOTATION) == request:

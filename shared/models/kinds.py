@@ -280,7 +280,9 @@ class MachineSelector(Wire, kw_only=True):
 
 class Remediation(Wire, kw_only=True):
     # Reboot: the Machine's provider power cycles the node (Metal3's reboot remediation).
-    strategy: Literal["Reboot"] = "Reboot"
+    # Replace: the Machine is deleted and its MachinePool makes a new one (Cluster API's
+    # remediation); a machine of no pool is given up on (nothing would replace it).
+    strategy: Literal["Reboot", "Replace"] = "Reboot"
     # Reboots of one machine before the check gives up on it (HealthCheckSucceeded False,
     # RemediationFailed), each at least retryIntervalSeconds after the one before.
     retry_limit: Annotated[int, Meta(ge=1, le=100)] = 2
@@ -313,8 +315,9 @@ class HealthCheckTarget(Wire, kw_only=True):
 
     machine: str
     # Rebooting (the latest request not yet done), Rebooted (waiting for the node to
-    # recover), Failed (retryLimit reboots did not bring it back).
-    state: Literal["Rebooting", "Rebooted", "Failed"]
+    # recover), Replacing (deleted for its pool to replace), Failed (retryLimit reboots did
+    # not bring it back, or nothing would replace it).
+    state: Literal["Rebooting", "Rebooted", "Replacing", "Failed"]
     attempts: NonNegative = 0
     last_attempt_time: str = ""
     request_id: str = ""

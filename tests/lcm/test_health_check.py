@@ -32,6 +32,7 @@ from services.lcm.healthcheck import (
     upgrading,
 )
 from shared.models import (
+    POOL_LABEL,
     REBOOT_DONE_ANNOTATION,
     REBOOT_REQUEST_ANNOTATION,
     Cluster,
@@ -500,6 +501,53 @@ async def test_a_target_is_kept_until_the_machine_is_healthy_with_no_reboot_in_f
     await rec.reconcile(req)
     assert (await store.get(MachineHealthCheck, "hc", NS)).status.targets == []
     assert cond.get((await store.get(Machine, "m0", NS)).status, HEALTH_CHECK) is None
+
+
+async def test_replace_deletes_a_pools_machine_once_and_gives_up_on_one_of_no_pool(
+    kv_store: KVStore,
+) -> None:
+    """Replace (Cluster API's remediation): an unhealthy machine of a MachinePool is deleted
+    for its pool to make anew - once, however often the check runs meanwhile; one of no
+    pool has nothing to replace it and is given up on; the target goes with the machine."""
+    store, clock = kv_store, Clock(T0 + 1000)
+    await seed(store, ["m0", "m1", "m2", "m3"], maxUnhealthy=2,
+               remediation={"strategy": "Replace"})
+    m0 = await store.get(Machine, "m0", NS)
+    m0.metadata.labels[POOL_LABEL] = "workers"
+    m0.metadata.finalizers.append("test/node")  # its node is being deleted meanwhile
+    await store.update(m0)
+    for n in ("m2", "m3"):
+        await set_ready(store, n, "True", T0)
+    for n in ("m0", "m1"):
+        await set_ready(store, n, "False", T0)
+    rec = HealthCheckReconciler(store, clock=clock)
+    await rec.reconcile(Request("hc", NS))
+    hc = await store.get(MachineHealthCheck, "hc", NS)
+    targets = {t.machine: (t.state, t.reason) for t in hc.status.targets}
+    assert targets == {"m0": ("Replacing", "UnhealthyCondition"),
+                       "m1": ("Failed", "NotReplaceable")}
+    m0 = await store.get(Machine, "m0", NS)
+    assert m0.deleting and REBOOT_REQUEST_ANNOTATION not in m0.metadata.annotations
+    m1 = await store.get(Machine, "m1", NS)
+    assert not m1.deleting
+    failed = cond.get(m1.status, HEALTH_CHECK)
+    assert failed is not None and failed.reason == "RemediationFailed"
+    assert "nothing would replace it" in failed.message
+    ready = cond.get(hc.status, "Ready")
+    assert ready is not None and ready.reason == "RemediationFailed"
+    assert "replacing could not bring back m1" in ready.message
+
+    clock.t += 500  # later passes: no second delete, the targets stay as they are
+    await rec.reconcile(Request("hc", NS))
+    hc = await store.get(MachineHealthCheck, "hc", NS)
+    assert {t.machine: t.state for t in hc.status.targets} == {"m0": "Replacing",
+                                                                "m1": "Failed"}
+    m0 = await store.get(Machine, "m0", NS)
+    m0.metadata.finalizers.remove("test/node")
+    await store.update(m0)  # the node is gone: so is the Machine
+    await rec.reconcile(Request("hc", NS))
+    hc = await store.get(MachineHealthCheck, "hc", NS)
+    assert [t.machine for t in hc.status.targets] == ["m1"]
 
 
 def test_the_example_check_reads_as_documented() -> None:

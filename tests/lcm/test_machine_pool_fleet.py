@@ -84,3 +84,37 @@ async def test_a_pool_deploys_scales_and_goes_with_its_cluster(env: Region) -> N
         return await env.store.list_all(Machine, NS) == []
 
     await eventually(all_gone, timeout=TIMEOUT, interval=0.2, what="cluster, pool, machines")
+
+
+async def test_a_health_check_replaces_a_hung_pool_machine(env: Region) -> None:
+    """MachineHealthCheck with the Replace strategy over a pool: the hung machine is
+    deleted (its node with it), the pool makes a new one, and the pool is whole again."""
+    await env.create_cluster("one", workers=0)
+    await env.store.create(convert(MachinePool, {
+        "metadata": {"name": "workers", "namespace": NS},
+        "spec": {"cluster": "one", "region": REGION, "replicas": 2,
+                 "template": {"spec": {"simulated": {}}}}}))
+    await env.create_check("one", maxUnhealthy=1, remediation={"strategy": "Replace"},
+                           selector={"matchLabels": {POOL_LABEL: "workers"}},
+                           unhealthyConditions=[{"type": "Ready", "status": "False",
+                                                 "timeoutSeconds": 2}])
+    await eventually(lambda: settled(env, 2), timeout=TIMEOUT, interval=0.2,
+                     what="two pool machines Ready")
+    hung = await env.machine("workers-0")
+    await env.fleet.hang("workers-0")
+
+    async def replaced() -> bool:  # the pool reuses the lowest free name
+        try:
+            return (await env.machine("workers-0")).metadata.uid != hung.metadata.uid
+        except NotFound:
+            return False
+
+    await eventually(replaced, timeout=TIMEOUT, interval=0.2, what="workers-0 replaced")
+    assert await env.nodes.get(hung.metadata.uid or "") is None, "its node was deleted"
+    env.fleet.repair("workers-0")  # the new node's agent is not the hung one
+    await eventually(lambda: settled(env, 2), timeout=TIMEOUT, interval=0.2,
+                     what="the pool whole again")
+    pool = sorted(m.metadata.name for m in await env.store.list_all(
+        Machine, NS, label_selector=f"{POOL_LABEL}=workers"))
+    assert pool == ["workers-0", "workers-1"]
+    assert (await env.check()).status.targets == []
