@@ -10,10 +10,13 @@ what the previous pass made and makes nothing twice; a name taken meanwhile is s
 
 Shrinking picks, in order: Machines marked with ``DELETE_MACHINE_ANNOTATION``, those made
 from an older template, those not Ready, then by ``deletePolicy`` (Newest: the most
-recently made first). A template change applies to Machines made after it
-(``status.updatedReplicas`` counts those made from the current one); replacing the others
-is the operator's choice (delete them, the pool makes new ones), since a rolling
-replacement of bare-metal nodes is not something to start on an edit.
+recently made first). With the default
+``OnDelete`` strategy a template change applies to Machines made after it
+(``status.updatedReplicas`` counts those made from the current one) and replacing the others
+is the operator's choice (delete them, the pool makes new ones): a rolling replacement of
+bare-metal nodes is not something to start on an edit unasked. ``RollingUpdate`` replaces
+them within ``maxSurge`` / ``maxUnavailable`` (``moves``), as Cluster API's
+MachineDeployment.
 
 A pool being deleted deletes its Machines and goes once they are gone, so a cluster's
 deletion waits for its pools too (``services.lcm.cluster``). A pool of a Cluster that does
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -111,6 +115,49 @@ def _waiting(m: Machine) -> str:
     return f"{m.metadata.name} ({ready.reason})" if ready and ready.reason else m.metadata.name
 
 
+@dataclass
+class Moves:
+    """What one pass does: how many Machines to make, which to delete."""
+
+    make: int = 0
+    delete: list[Machine] = field(default_factory=list)
+
+
+def rolling(pool: MachinePool) -> bool:
+    return pool.spec.strategy.type == "RollingUpdate"
+
+
+def moves(pool: MachinePool, live: list[Machine], template: str) -> Moves:
+    """Toward ``spec.replicas`` Machines - and, rolling, all of the current template: new
+    ones are made up to ``maxSurge`` beyond the count, and old ones deleted while the Ready
+    machines stay at least ``maxUnavailable`` below it (old ones not Ready go first, and at
+    no cost to that bound). Each pass takes the step the machines' state allows; their
+    events bring the next one."""
+    want = pool.spec.replicas
+    outdated = [m for m in live if m.metadata.annotations.get(POOL_TEMPLATE_ANNOTATION)
+                != template]
+    if rolling(pool) and outdated:
+        ru = pool.spec.strategy.rolling_update
+        ceiling = want + ru.max_surge
+        if len(live) > ceiling:  # shrunk during the rollout: as any shrink, old ones first
+            return Moves(delete=surplus(pool, live, len(live) - ceiling, template))
+        current = len(live) - len(outdated)
+        step = Moves(make=max(0, min(ceiling - len(live), want - current)))
+        spare = sum(cond.is_true(m.status, cond.READY) for m in live) - (want - ru.max_unavailable)
+        for m in surplus(pool, outdated, len(outdated), template):
+            if not cond.is_true(m.status, cond.READY):
+                step.delete.append(m)
+            elif spare > 0:
+                step.delete.append(m)
+                spare -= 1
+        return step
+    if len(live) < want:
+        return Moves(make=want - len(live))
+    if len(live) > want:
+        return Moves(delete=surplus(pool, live, len(live) - want, template))
+    return Moves()
+
+
 class MachinePoolReconciler:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -147,23 +194,27 @@ class MachinePoolReconciler:
         live = [m for m in await self._machines(pool) if not m.deleting]
         want = pool.spec.replicas
         blocked = await self._blocked(pool)
-        if blocked is None and len(live) < want:
-            live += await self._make(pool, want - len(live), template)
-        elif blocked is None and len(live) > want:
-            going = surplus(pool, live, len(live) - want, template)
-            for m in going:
+        if blocked is None:
+            step = moves(pool, live, template)
+            if step.make:
+                live += await self._make(pool, step.make, template)
+            for m in step.delete:
                 await self._delete_machine(m)
-            names = {m.metadata.name for m in going}
-            live = [m for m in live if m.metadata.name not in names]
+            gone = {m.metadata.name for m in step.delete}
+            live = [m for m in live if m.metadata.name not in gone]
         ready = [m for m in live if cond.is_true(m.status, cond.READY)]
-        st.replicas, st.ready_replicas = len(live), len(ready)
-        st.updated_replicas = sum(
-            m.metadata.annotations.get(POOL_TEMPLATE_ANNOTATION) == template for m in live)
+        updated = [m for m in live
+                   if m.metadata.annotations.get(POOL_TEMPLATE_ANNOTATION) == template]
+        st.replicas, st.ready_replicas, st.updated_replicas = len(live), len(ready), len(updated)
         if blocked is not None:
             st.phase = "Pending"
             cond.mark_false(st, cond.READY, *blocked)
-            return
-        if len(live) > want or (len(live) < want):
+        elif rolling(pool) and len(updated) < len(live):
+            st.phase = "Updating"
+            cond.mark_false(st, cond.READY, "RollingUpdate",
+                            f"{len(updated)} of {len(live)} machines made from the current "
+                            f"template, {len(ready)} Ready", "Info")
+        elif len(live) != want:
             verb = "ScalingDown" if len(live) > want else "ScalingUp"
             st.phase = verb
             cond.mark_false(st, cond.READY, verb, f"{len(live)} machines, {want} wanted",

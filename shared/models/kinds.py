@@ -218,6 +218,26 @@ class MachineTemplate(Wire, kw_only=True):
     spec: MachineTemplateSpec = field(default_factory=MachineTemplateSpec)
 
 
+class RollingUpdate(Wire, kw_only=True):
+    # Machines beyond spec.replicas made ahead of the old ones' removal (a spare host each,
+    # on bare metal), and Ready machines below spec.replicas the rollout may take away.
+    max_surge: Replicas = 1
+    max_unavailable: Replicas = 0
+
+
+class PoolStrategy(Wire, kw_only=True):
+    # OnDelete: a template change applies to Machines made after it; the older ones stay
+    # until deleted. RollingUpdate: they are replaced, within rollingUpdate's bounds.
+    type: Literal["OnDelete", "RollingUpdate"] = "OnDelete"
+    rolling_update: RollingUpdate = field(default_factory=RollingUpdate)
+
+    def __post_init__(self) -> None:
+        ru = self.rolling_update
+        if self.type == "RollingUpdate" and ru.max_surge == ru.max_unavailable == 0:
+            raise ValueError("rollingUpdate: maxSurge and maxUnavailable cannot both be 0: "
+                             "no machine could ever be replaced")
+
+
 class MachinePoolSpec(_Spec, kw_only=True):
     cluster: Name
     # The cluster's region: that region's LCM keeps the pool (as a Machine's spec.region).
@@ -226,6 +246,7 @@ class MachinePoolSpec(_Spec, kw_only=True):
     # Which Machines go first when the pool shrinks, after those marked with the
     # delete-machine annotation, those made from an older template and those not Ready.
     delete_policy: Literal["Newest", "Oldest"] = "Newest"
+    strategy: PoolStrategy = field(default_factory=PoolStrategy)
     template: MachineTemplate = field(default_factory=MachineTemplate)
 
 

@@ -389,6 +389,9 @@ def pool(name: str = "workers", cluster_name: str = "c1", **spec: Any) -> dict[s
      "cluster 'c1' uses provider simulated: give spec.template.spec.simulated, not "
      "spec.template.spec.openstack"),
     (pool(region="dc2"), 422, "spec.region", "cluster 'c1' is in region local, not dc2"),
+    (pool(strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0}}), 422,
+     "spec.strategy", "maxSurge and maxUnavailable cannot both be 0"),
+    (pool(strategy={"type": "Recreate"}), 422, "spec.strategy.type", "Invalid enum"),
 ])
 async def test_a_machine_pool_is_judged_against_its_model_and_cluster(
     gateway: Gateway, body: dict[str, Any], code: int, field: str, words: str,

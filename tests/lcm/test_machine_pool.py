@@ -17,7 +17,9 @@ import yaml
 from services.lcm.pool import (
     FINALIZER,
     MachinePoolReconciler,
+    Moves,
     machine_for,
+    moves,
     surplus,
     template_hash,
 )
@@ -268,3 +270,66 @@ def test_the_example_pool_reads_as_documented() -> None:
     m = machine_for(pool, "demo-pool-0", template_hash(pool))
     assert m.spec.role == "worker" and m.spec.update_group == "demo-workers"
     assert misfit(pool.spec.template.spec, "baremetal") is None
+
+
+@pytest.mark.parametrize(("surge", "unavailable"), [(1, 0), (0, 1), (2, 1), (0, 3)])
+def test_a_rolling_update_replaces_every_machine_within_its_bounds(
+    surge: int, unavailable: int,
+) -> None:
+    """``moves`` over a simulated pool: each pass's step applied, then the machines made
+    become Ready (as they deploy), until the pool settles. Never more than maxSurge machines
+    beyond replicas, never fewer than replicas - maxUnavailable Ready ones, and it ends
+    with replicas machines, all of the current template."""
+    pool = convert(MachinePool, {
+        "metadata": {"name": "p", "namespace": NS},
+        "spec": {"cluster": "c1", "region": "local", "replicas": 3, "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}}})
+    made = 0
+
+    def machine(template: str) -> Machine:
+        nonlocal made
+        m = convert(Machine, {
+            "metadata": {"name": f"p-{made}", "namespace": NS,
+                         "creationTimestamp": f"2026-01-01T00:00:{made:02d}Z",
+                         "annotations": {POOL_TEMPLATE_ANNOTATION: template}},
+            "spec": {"cluster": "c1", "region": "local"}})
+        made += 1
+        return m
+
+    def ready(m: Machine) -> Machine:
+        cond.mark_true(m.status, "Ready", "Ready")
+        return m
+
+    live = [ready(machine("old")) for _ in range(3)]
+    for _ in range(20):
+        step = moves(pool, live, "new")
+        if not step.make and not step.delete:
+            break
+        gone = {m.metadata.name for m in step.delete}
+        live = [m for m in live if m.metadata.name not in gone]
+        assert sum(cond.is_true(m.status, "Ready") for m in live) >= 3 - unavailable
+        live += [machine("new") for _ in range(step.make)]
+        assert len(live) <= 3 + surge
+        live = [ready(m) for m in live]  # the new ones deploy
+    else:
+        raise AssertionError("the rollout did not settle")
+    assert len(live) == 3
+    assert all(m.metadata.annotations[POOL_TEMPLATE_ANNOTATION] == "new" for m in live)
+
+
+def test_a_rolling_update_takes_old_machines_that_are_not_ready_first_and_for_free() -> None:
+    pool = convert(MachinePool, {
+        "metadata": {"name": "p", "namespace": NS},
+        "spec": {"cluster": "c1", "region": "local", "replicas": 2,
+                 "strategy": {"type": "RollingUpdate"}}})  # maxSurge 1, maxUnavailable 0
+    old = [convert(Machine, {
+        "metadata": {"name": f"p-{i}", "namespace": NS,
+                     "annotations": {POOL_TEMPLATE_ANNOTATION: "old"}},
+        "spec": {"cluster": "c1", "region": "local"}}) for i in range(2)]
+    cond.mark_true(old[0].status, "Ready", "Ready")
+    step = moves(pool, old, "new")
+    assert step.make == 1 and [m.metadata.name for m in step.delete] == ["p-1"]
+    assert moves(pool.__class__(metadata=pool.metadata, spec=msgspec.structs.replace(
+        pool.spec, strategy=msgspec.structs.replace(pool.spec.strategy, type="OnDelete"))),
+        old, "new") == Moves(), "OnDelete leaves them"

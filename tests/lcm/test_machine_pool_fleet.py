@@ -118,3 +118,29 @@ async def test_a_health_check_replaces_a_hung_pool_machine(env: Region) -> None:
         Machine, NS, label_selector=f"{POOL_LABEL}=workers"))
     assert pool == ["workers-0", "workers-1"]
     assert (await env.check()).status.targets == []
+
+
+async def test_a_rolling_update_replaces_the_pools_machines(env: Region) -> None:
+    await env.create_cluster("one", workers=0)
+    await env.store.create(convert(MachinePool, {
+        "metadata": {"name": "workers", "namespace": NS},
+        "spec": {"cluster": "one", "region": REGION, "replicas": 2,
+                 "strategy": {"type": "RollingUpdate"},  # one extra machine at a time
+                 "template": {"spec": {"simulated": {"flavor": "small"}}}}}))
+    await eventually(lambda: settled(env, 2), timeout=TIMEOUT, interval=0.2,
+                     what="two pool machines Ready")
+    old = {m.metadata.uid for m in await env.store.list_all(Machine, NS)
+           if POOL_LABEL in m.metadata.labels}
+    p = await env.store.get(MachinePool, "workers", NS)
+    p.spec.template.spec.simulated.flavor = "large"
+    await env.store.update(p)
+
+    async def rolled() -> bool:
+        pool = await env.store.list_all(Machine, NS, label_selector=f"{POOL_LABEL}=workers")
+        st = (await env.store.get(MachinePool, "workers", NS)).status
+        return (await settled(env, 2) and st.updated_replicas == 2
+                and all(m.spec.simulated.flavor == "large" for m in pool))
+
+    await eventually(rolled, timeout=TIMEOUT, interval=0.2, what="both machines replaced")
+    for uid in old:  # the old machines' nodes are gone
+        assert await env.nodes.get(uid or "") is None
