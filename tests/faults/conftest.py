@@ -24,7 +24,7 @@ from nats.aio.client import Client as NATS
 
 from bench.common import Proc, Stack
 from services.providers.simulated.nodes import KVNodes, SimNode
-from shared.models import API_VERSION, CLUSTER_LABEL, Cluster, Machine, PublicKey
+from shared.models import API_VERSION, CLUSTER_LABEL, Cluster, Machine, MachinePool, PublicKey
 from shared.natsserver import NatsServer, free_port
 from shared.runtime import conditions as cond
 from shared.store import NotFound
@@ -134,6 +134,16 @@ class Region:
             })
         return names
 
+    async def scale(self, pool: str, replicas: int) -> None:
+        """``kubectl scale``: a merge patch of the pool's scale subresource."""
+        url = f"{self.stack.api_url}{BASE}/namespaces/{NS}/machinepools/{pool}/scale"
+        async with self.http.patch(
+            url, data=json.dumps({"spec": {"replicas": replicas}}),
+            headers={**self.headers, "Content-Type": "application/merge-patch+json"},
+        ) as r:
+            data = await r.json(content_type=None)
+            assert r.status == 200, f"scale {pool}: {r.status} {data}"
+
     async def ledger_writer(self, stop: asyncio.Event) -> None:
         """PATCH a counter label as fast as the API takes it; record every acknowledged one."""
         url = f"{self.stack.api_url}{BASE}/namespaces/{NS}/publickeys/ledger"
@@ -196,7 +206,8 @@ class Region:
             f"provider nodes {sorted(names)} do not match Machines "
             f"{sorted(m.metadata.name for m in machines)}")
         for (kind, name), rv in self.acked.objects.items():
-            cls = {"Cluster": Cluster, "Machine": Machine, "PublicKey": PublicKey}[kind]
+            cls = {"Cluster": Cluster, "Machine": Machine, "PublicKey": PublicKey,
+                   "MachinePool": MachinePool}[kind]
             obj = await self.store.get(cls, name, NS)
             assert int(obj.metadata.resource_version or 0) >= rv, f"{kind} {name} went back"
         if self.acked.ledger:

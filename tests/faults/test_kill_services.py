@@ -15,7 +15,8 @@ import asyncio
 
 import pytest
 
-from tests.faults.conftest import Region
+from shared.models import POOL_LABEL, Cluster
+from tests.faults.conftest import NS, Region
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -77,3 +78,28 @@ async def test_restart_nats_server_mid_provisioning(region: Region) -> None:
     stop.set()
     await writer
     await region.check_invariants([*clusters, "gamma"])
+
+
+async def test_kill9_lcm_while_a_pool_scales(region: Region) -> None:
+    """LCM killed once it has started on a pool (its Machines provisioning), and the pool
+    scaled up through the scale subresource while LCM is down: once LCM is back the pool
+    has exactly its replicas - no name twice, no Machine made twice, one node each - and
+    the cluster is Ready with all of them."""
+    await region.create_cluster("alpha", workers=0)
+    await region.post("machinepools", {
+        "metadata": {"name": "pool"},
+        "spec": {"cluster": "alpha", "region": "local", "replicas": 4,
+                 "template": {"spec": {"simulated": {}}}}})
+
+    async def pool_machines() -> list[str]:
+        return sorted(m.metadata.name for m in await region.machines()
+                      if m.metadata.labels.get(POOL_LABEL) == "pool")
+
+    await eventually(pool_machines, timeout=60, what="the pool's first machine")
+    region.kill9("lcm")
+    await region.scale("pool", 6)
+    region.start("lcm")
+    await region.check_invariants(["alpha"])
+    assert await pool_machines() == [f"pool-{i}" for i in range(6)]
+    cluster = await region.store.get(Cluster, "alpha", NS)
+    assert cluster.status.total_machines == 7
