@@ -41,7 +41,10 @@ from shared.runtime import conditions as cond
 from shared.runtime.paused import is_paused
 
 State = Literal["healthy", "pending", "unhealthy", "skipped"]
-Action = Literal["reboot", "resend", "wait", "give_up", "none"]
+Action = Literal["reboot", "resend", "wait", "give_up", "unanswered", "none"]
+# How long a reboot request may go unanswered (or retryIntervalSeconds, if longer) before
+# the check stops waiting for the provider: a power cycle takes minutes, not this long.
+ANSWER_TIMEOUT = 600.0
 
 UNHEALTHY_CONDITION = "UnhealthyCondition"
 NODE_STARTUP_TIMEOUT = "NodeStartupTimeout"
@@ -200,7 +203,9 @@ def next_step(target: HealthCheckTarget | None, machine: Machine, remediation: R
 
     reboot: ask for a (first or next) power cycle; resend: the latest request was recorded
     but never reached the Machine; wait: the provider is at it, or the retry interval since
-    the last request has not passed; give_up: retryLimit reboots did not help."""
+    the last request has not passed; give_up: retryLimit reboots did not help; unanswered:
+    the provider has not answered the latest request within ``ANSWER_TIMEOUT`` (or the
+    retry interval, if longer) - it is down, or cannot reach the node's power."""
     if target is None:
         return Step("reboot")
     if target.state == "Failed":
@@ -209,9 +214,12 @@ def next_step(target: HealthCheckTarget | None, machine: Machine, remediation: R
     ours = target.request_id
     if not ours:
         return Step("reboot")
-    if ann.get(REBOOT_DONE_ANNOTATION) != ours:
-        return Step("wait" if ann.get(REBOOT_REQUEST_ANNOTATION) == ours else "resend")
     last = epoch(target.last_attempt_time)
+    if ann.get(REBOOT_DONE_ANNOTATION) != ours:
+        if ann.get(REBOOT_REQUEST_ANNOTATION) != ours:
+            return Step("resend")
+        left = (last or now) + max(remediation.retry_interval_seconds, ANSWER_TIMEOUT) - now
+        return Step("wait", recheck=left) if left > 0 else Step("unanswered")
     due = (last or now) + remediation.retry_interval_seconds - now
     if due > 0:
         return Step("wait", recheck=due)

@@ -48,6 +48,7 @@ from shared.models import (
     CLUSTER_LABEL,
     POOL_LABEL,
     REBOOT_DONE_ANNOTATION,
+    REBOOT_OFF_ANNOTATION,
     REBOOT_REQUEST_ANNOTATION,
     Cluster,
     HealthCheckTarget,
@@ -75,6 +76,7 @@ REMEDIATION_FAILED = "RemediationFailed"
 REMEDIATION_ALLOWED = "RemediationAllowed"
 TOO_MANY = "TooManyUnhealthy"
 NOT_REPLACEABLE = "NotReplaceable"  # Replace, for a machine of no pool
+NOT_ANSWERED = "RebootNotAnswered"  # the provider never answered a request
 SLACK = 0.05  # past a deadline when requeued, never a hair before it
 
 Want = tuple[str, str, Severity] | None  # HealthCheckSucceeded False (reason, message, ...)
@@ -86,6 +88,7 @@ class Plan:
 
     requests: list[tuple[Machine, str]] = field(default_factory=list)
     deletes: list[Machine] = field(default_factory=list)  # Replace: for their pools to remake
+    withdrawals: list[tuple[Machine, str]] = field(default_factory=list)  # unanswered requests
     marks: list[tuple[str, Want]] = field(default_factory=list)
     machines: dict[str, Machine] = field(default_factory=dict)
     recheck: float | None = None
@@ -225,6 +228,14 @@ class HealthCheckReconciler:
             t = msgspec.structs.replace(t, state="Failed")
             log.warning("machine %s/%s: %d reboots did not bring it back; giving up",
                         m.metadata.namespace, name, t.attempts)
+        if step.action == "unanswered":
+            log.warning("machine %s/%s: its provider did not answer reboot request %s; "
+                        "giving up", m.metadata.namespace, name, t.request_id)
+            plan.withdrawals.append((m, t.request_id))  # no late power cycle, if it returns
+            return msgspec.structs.replace(t, state="Failed", reason=NOT_ANSWERED,
+                                           message=v.message)
+        if t.reason == NOT_ANSWERED:  # Failed stays as it was given up
+            return t
         return msgspec.structs.replace(_refreshed(t, m), reason=v.reason, message=v.message)
 
     @staticmethod
@@ -250,6 +261,10 @@ class HealthCheckReconciler:
     @staticmethod
     def _want(mhc: MachineHealthCheck, t: HealthCheckTarget) -> Want:
         check = f"MachineHealthCheck {mhc.metadata.name}"
+        if t.reason == NOT_ANSWERED:
+            return (REMEDIATION_FAILED, f"{t.message}; its provider did not answer reboot "
+                                        f"request {t.request_id} (attempt {t.attempts}): "
+                                        f"{check} gave up", "Error")
         if t.reason == NOT_REPLACEABLE:
             return (REMEDIATION_FAILED, f"{t.message}; in no MachinePool, so nothing would "
                                         f"replace it: {check} leaves it to a person", "Error")
@@ -305,6 +320,17 @@ class HealthCheckReconciler:
                 return True
 
             await patch(self.store, copy(machine), ask)
+        for machine, request in plan.withdrawals:
+            def withdraw(m: Machine, request: str = request) -> bool:
+                ann = m.metadata.annotations
+                # Past the midpoint (powered off) the provider must finish: power it on.
+                if (ann.get(REBOOT_REQUEST_ANNOTATION) != request
+                        or ann.get(REBOOT_OFF_ANNOTATION) == request):
+                    return False
+                del m.metadata.annotations[REBOOT_REQUEST_ANNOTATION]
+                return True
+
+            await patch(self.store, copy(machine), withdraw)
         for name, want in plan.marks:
             machine = plan.machines.get(name)
             if machine is None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.lcm.health import (
+    ANSWER_TIMEOUT,
     Assessment,
     Verdict,
     allowed_unhealthy,
@@ -264,6 +265,42 @@ def test_next_step_follows_the_annotations_and_the_retry_interval() -> None:
                      now=T0 + 10**6).action == "none"
 
 
+async def test_a_reboot_the_provider_never_answers_is_given_up_on(kv_store: KVStore) -> None:
+    """A provider that is down (or cannot reach the node's power) never answers: once the
+    request is ANSWER_TIMEOUT old the check stops waiting, withdraws it, says so on the
+    Machine (and the RemediationFailed alert fires), and makes no second request; a machine
+    that comes back by itself is let go."""
+    store, clock = kv_store, Clock(T0 + 1000)
+    await seed(store, ["m0", "m1", "m2"], maxUnhealthy=1)
+    for n in ("m1", "m2"):
+        await set_ready(store, n, "True", T0)
+    await set_ready(store, "m0", "False", T0)
+    rec = HealthCheckReconciler(store, clock=clock)
+    req = Request("hc", NS)
+    await rec.reconcile(req)
+    (t,) = (await store.get(MachineHealthCheck, "hc", NS)).status.targets
+    clock.t += ANSWER_TIMEOUT - 1
+    assert (await rec.reconcile(req)).requeue_after == pytest.approx(1 + SLACK)
+    clock.t += 1
+    await rec.reconcile(req)
+    (failed,) = (await store.get(MachineHealthCheck, "hc", NS)).status.targets
+    assert (failed.state, failed.reason, failed.request_id) == ("Failed", "RebootNotAnswered",
+                                                                t.request_id)
+    m0 = await store.get(Machine, "m0", NS)
+    # Withdrawn, so a provider coming back later does not power cycle the node then; and
+    # no second request.
+    assert REBOOT_REQUEST_ANNOTATION not in m0.metadata.annotations
+    hcs = cond.get(m0.status, HEALTH_CHECK)
+    assert hcs is not None and hcs.reason == "RemediationFailed"
+    assert f"did not answer reboot request {t.request_id}" in hcs.message
+    clock.t += 10_000  # stays given up, with no request, until the machine is healthy
+    await rec.reconcile(req)
+    assert (await store.get(MachineHealthCheck, "hc", NS)).status.targets == [failed]
+    await set_ready(store, "m0", "True", clock.t)
+    await rec.reconcile(req)
+    assert (await store.get(MachineHealthCheck, "hc", NS)).status.targets == []
+
+
 def test_a_timeout_counts_from_when_the_node_came_up() -> None:
     """A Machine is not Ready while its node deploys: a node that just finished deploying
     (ItemsReady True) is not unhealthy for a Ready False older than that."""
@@ -374,7 +411,9 @@ async def test_the_reconciler_requeues_at_the_next_timeout_and_reboots_once_per_
 
     # Redelivered while the provider works: no second request.
     clock.t = T0 + 120
-    assert (await rec.reconcile(req)).requeue_after is None  # the provider's answer wakes it
+    # The provider's answer wakes it; else it looks again when the answer is overdue.
+    assert (await rec.reconcile(req)).requeue_after == pytest.approx(
+        T0 + 60 + ANSWER_TIMEOUT - clock.t + SLACK)
     assert (await store.get(MachineHealthCheck, "hc", NS)).status.targets == [t]
 
     first = await ack(store, "m0")
