@@ -119,6 +119,10 @@ class WatchStreamer:
                 headers={"Content-Type": "application/json", "Cache-Control": "no-cache"}
             )
             response.enable_chunked_encoding()
+            # Connection: close. A browser that drops a watch (a console page left) otherwise
+            # keeps the socket up to 5 s to drain the endless body for reuse (Chromium's
+            # body drainer), and with 6 connections per host the next page's requests wait.
+            response.force_close()
             await response.prepare(request)
             while not stop.done():
                 wait = IDLE_CHECK

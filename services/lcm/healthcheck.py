@@ -295,8 +295,10 @@ class HealthCheckReconciler:
         verb = "replacing" if spec.remediation.strategy == "Replace" else "rebooting"
         busy = [t.machine for t in st.targets if t.state != "Failed"]
         if failed:
-            cond.mark_false(st, cond.READY, REMEDIATION_FAILED,
-                            f"{verb} could not bring back {', '.join(failed)}", "Error")
+            what = (f"nothing would replace {', '.join(failed)} (in no MachinePool)"
+                    if spec.remediation.strategy == "Replace"
+                    else f"rebooting did not bring back {', '.join(failed)}")
+            cond.mark_false(st, cond.READY, REMEDIATION_FAILED, what, "Error")
         elif a.short_circuited:
             cond.mark_false(st, cond.READY, TOO_MANY, held, "Warning")
         elif busy:

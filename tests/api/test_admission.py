@@ -292,7 +292,7 @@ def health_check(name: str = "hc", cluster_name: str = "c1", **spec: Any) -> dic
     ({"maxUnhealthy": "140%"}, "spec", "maxUnhealthy must be a count"),
     ({"maxUnhealthy": "some"}, "spec", "maxUnhealthy must be a count"),
     ({"maxUnhealthy": -1}, "spec", "maxUnhealthy must be a count"),
-    ({"remediation": {"strategy": "Replace"}}, "spec.remediation.strategy", "Invalid enum"),
+    ({"remediation": {"strategy": "Recreate"}}, "spec.remediation.strategy", "Invalid enum"),
     ({"nodeStartupTimeoutSeconds": -5}, "spec.nodeStartupTimeoutSeconds", ">= 0"),
     ({"unhealthyConditions": [{"type": "Ready", "status": "False", "timeoutSeconds": -1}]},
      "spec.unhealthyConditions[0].timeoutSeconds", ">= 0"),

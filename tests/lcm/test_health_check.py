@@ -574,7 +574,7 @@ async def test_replace_deletes_a_pools_machine_once_and_gives_up_on_one_of_no_po
     assert "nothing would replace it" in failed.message
     ready = cond.get(hc.status, "Ready")
     assert ready is not None and ready.reason == "RemediationFailed"
-    assert "replacing could not bring back m1" in ready.message
+    assert "nothing would replace m1 (in no MachinePool)" in ready.message
 
     clock.t += 500  # later passes: no second delete, the targets stay as they are
     await rec.reconcile(Request("hc", NS))

@@ -8,6 +8,10 @@
 export const GROUP_VERSION = "kaas.containercloud.dev/v1alpha1";
 export const CLUSTER_LABEL = "kaas.containercloud.dev/cluster";
 export const REGION_LABEL = "kaas.containercloud.dev/region";
+// On a Machine a MachinePool made: the pool's name; and, set by a user, the mark that picks
+// the Machine first when its pool scales down (shared/models/meta.py).
+export const POOL_LABEL = "kaas.containercloud.dev/machine-pool";
+export const DELETE_MACHINE_ANNOTATION = "kaas.containercloud.dev/delete-machine";
 const BASE = `/apis/${GROUP_VERSION}`;
 const TOKEN_KEY = "ccloud.token";
 const RETRY_MS = [250, 500, 1000, 2000, 5000];
@@ -129,6 +133,9 @@ export class LiveCollection {
     while (!this.closed) {
       try {
         if (!this.rv) await this.relist();
+        // Closed while the list was in flight (the page was left): no stream, which nothing
+        // would abort and which would hold one of the browser's few connections to the host.
+        if (this.closed) return;
         await this.follow();
       } catch (err) {
         if (this.closed) return;

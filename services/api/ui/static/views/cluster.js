@@ -1,15 +1,19 @@
 // One cluster: summary, upgrade (only to releases the release service allows), delete,
 // maintenance mode (the cluster's, then its machines' one by one), machines with per-item
-// LCM progress (add one like an existing one, delete one), its machine health checks
-// (read-only: views/healthchecks.js), conditions and events.
+// LCM progress (add one like an existing one, delete one, mark a pool's one to go first),
+// its machine pools (scaled here: views/pools.js), its machine health checks (read-only:
+// views/healthchecks.js), conditions and events.
 // Everything is live. Writes the gateway refuses show its message in the notice.
 
-import { ApiError, CLUSTER_LABEL, api, events, live, session } from "../api.js";
+import {
+  ApiError, CLUSTER_LABEL, DELETE_MACHINE_ANNOTATION, POOL_LABEL, api, events, live, session,
+} from "../api.js";
 import {
   age, badge, condition, confirmAction, confirmTyped, h, phaseOf, progress, replace, table,
 } from "../dom.js";
 import { readyCount } from "./clusters.js";
 import { checksOf, machineHealth, renderHealthChecks } from "./healthchecks.js";
+import { markedFirst, poolOf, poolsOf, poolsSection, wanted } from "./pools.js";
 
 const MAX_EVENTS = 50;
 
@@ -84,6 +88,7 @@ export function renderCluster(root, { namespace, name }) {
   const machines = live("machines", namespace);
   const lcm = live("lcmmachines", namespace);
   const checks = live("machinehealthchecks", namespace);
+  const pools = live("machinepools", namespace);
   const feed = [];
   const mine = (o) => o.spec?.cluster === name;
   const key = `${namespace}/${name}`;
@@ -95,17 +100,19 @@ export function renderCluster(root, { namespace, name }) {
   const actions = h("div", { class: "card actions-card" });
   const machinesEl = h("div", {});
   const checksEl = h("div", { class: "health-checks" });
+  const readOnly = `Read-only: your role in project ${namespace} cannot change it.`;
+  const poolsView = poolsSection({ namespace, name, tell, readOnly });
   const conditionsEl = h("div", {});
   const eventsEl = h("div", { class: "events", "data-feed": "connecting" });
   const notice = h("p", { class: "notice", role: "status" });
   root.append(h("section", { "data-cluster-page": key }, header, notice, summary, actions,
     h("h3", {}, "Machines"), machinesEl,
+    h("h3", {}, "Machine pools"), poolsView.el,
     h("h3", {}, "Health checks"), checksEl,
     h("h3", {}, "Conditions"), conditionsEl,
     h("h3", {}, "Events"), eventsEl));
 
   const cluster = () => clusters.items.get(key);
-  const readOnly = `Read-only: your role in project ${namespace} cannot change it.`;
 
   function tell(text, failed = false) {
     notice.textContent = text;
@@ -294,11 +301,15 @@ export function renderCluster(root, { namespace, name }) {
     let index = 0;
     while (taken.has(`${name}-${short}-${index}`)) index += 1;
     const md = template.metadata;
+    // Made like a pool's machine, it is still no machine of that pool: the pool would
+    // count it (its label) and delete it with itself (its owner reference).
+    const labels = { ...(md.labels || {}), [CLUSTER_LABEL]: name };
+    delete labels[POOL_LABEL];
+    const owners = (md.ownerReferences || []).filter((o) => o.kind !== "MachinePool");
     return {
       apiVersion: template.apiVersion, kind: "Machine",
-      metadata: { name: `${name}-${short}-${index}`, namespace,
-                  labels: { ...(md.labels || {}), [CLUSTER_LABEL]: name },
-                  ...(md.ownerReferences ? { ownerReferences: md.ownerReferences } : {}) },
+      metadata: { name: `${name}-${short}-${index}`, namespace, labels,
+                  ...(owners.length ? { ownerReferences: owners } : {}) },
       spec: { ...template.spec, role },
     };
   }
@@ -318,9 +329,13 @@ export function renderCluster(root, { namespace, name }) {
   }
 
   async function deleteMachine(m) {
+    const pool = pools.items.get(`${namespace}/${poolOf(m)}`);
     const ok = await confirmTyped({
       title: `Delete machine ${m.metadata.name}?`,
-      message: "Its node is drained and deprovisioned, and its host or VM is freed.",
+      message: "Its node is drained and deprovisioned, and its host or VM is freed." + (pool
+        ? ` It is a machine of pool ${pool.metadata.name}, which makes a new one to keep ` +
+          `${wanted(pool)}: to have one fewer, mark it "Remove first" and scale the pool down.`
+        : ""),
       expected: m.metadata.name,
     });
     if (!ok) return;
@@ -330,6 +345,42 @@ export function renderCluster(root, { namespace, name }) {
     } catch (err) {
       tell(`Delete failed: ${err.message}`, true);
     }
+  }
+
+  // The delete-machine annotation: the pool deletes the machine first when it next scales
+  // down. A merge patch of the annotation alone (null takes it off).
+  async function markFirst(m, on) {
+    const machine = m.metadata.name;
+    try {
+      await api.patch("machines", namespace, machine,
+        { metadata: { annotations: { [DELETE_MACHINE_ANNOTATION]: on ? "true" : null } } });
+      tell(on ? `Machine ${machine} is removed first when pool ${poolOf(m)} scales down.`
+        : `Machine ${machine} is no longer marked to be removed first.`);
+    } catch (err) {
+      tell(`Marking machine ${machine} failed: ${err.message}`, true);
+    }
+  }
+
+  function markFirstButton(m) {
+    if (!poolOf(m)) return "";
+    const on = markedFirst(m);
+    const why = !session.canWrite(namespace) ? readOnly
+      : m.metadata.deletionTimestamp ? "The machine is being deleted." : "";
+    return h("button", { type: "button", name: "remove-first", class: "secondary small",
+      disabled: Boolean(why),
+      title: why || (on ? "Take the mark off: the pool picks by its delete policy"
+        : `Pool ${poolOf(m)} deletes this machine first when it next scales down`),
+      onclick: () => markFirst(m, !on) },
+    on ? "Unmark" : "Remove first");
+  }
+
+  function poolCell(m) {
+    const pool = poolOf(m);
+    if (!pool) return "";
+    return h("div", { class: "stack" },
+      h("span", { class: "tag", "data-pool": pool, title: "made by this machine pool" }, pool),
+      markedFirst(m) ? h("small", { class: "warning", "data-marked": "remove-first" },
+        "removed first on scale-down") : "");
   }
 
   // A machine's phase is its provider's view (Provisioning, Running...); once both halves
@@ -345,6 +396,7 @@ export function renderCluster(root, { namespace, name }) {
     replace(machinesEl, table([
       { title: "Name", render: (m) => m.metadata.name, cls: "name" },
       { title: "Role", render: (m) => m.spec.role || "worker", cls: "role" },
+      { title: "Pool", render: poolCell, cls: "pool" },
       { title: "Phase", render: (m) => badge(machinePhase(m)), cls: "phase" },
       { title: "Provisioning", render: providerProgress },
       { title: "LCM", render: (m) => lcmProgress(lcmByMachine.get(m.metadata.name)),
@@ -354,6 +406,7 @@ export function renderCluster(root, { namespace, name }) {
       { title: "Maintenance", render: machineMaintenance, cls: "maintenance" },
       { title: "Health check", render: machineHealth, cls: "health" },
       { title: "", cls: "row-actions", render: (m) => [machineMaintenanceButton(m),
+        markFirstButton(m),
         h("button", { type: "button", name: "delete-machine",
           class: "danger small", onclick: () => deleteMachine(m),
           disabled: !session.canWrite(namespace) || Boolean(m.metadata.deletionTimestamp) },
@@ -379,8 +432,8 @@ export function renderCluster(root, { namespace, name }) {
   }
 
   function renderEvents() {
-    const objects = [cluster(), ...machines.values().filter(mine), ...checksOf(checks, name)]
-      .filter(Boolean);
+    const objects = [cluster(), ...machines.values().filter(mine), ...poolsOf(pools, name),
+      ...checksOf(checks, name)].filter(Boolean);
     const rows = [...feed, ...transitions(objects)]
       .sort((a, b) => b.time.localeCompare(a.time)).slice(0, MAX_EVENTS);
     replace(eventsEl, table([
@@ -392,27 +445,33 @@ export function renderCluster(root, { namespace, name }) {
       rowAttrs: (e) => ({ "data-event-object": e.object, "data-event": e.what }) }));
   }
 
+  const renderPools = () =>
+    poolsView.render(pools, machines.values().filter(mine), cluster());
   const renderChecks = () =>
     renderHealthChecks(checksEl, checks, { name, namespace, region: cluster()?.spec.region });
 
   const all = () => {
     renderSummary();
     renderMachines();
+    renderPools();
     renderChecks();
     renderConditions();
     renderEvents();
   };
   clusters.subscribe(all);
-  machines.subscribe(() => { renderMachines(); renderEvents(); });
+  machines.subscribe(() => { renderMachines(); renderPools(); renderEvents(); });
   lcm.subscribe(renderMachines);
   checks.subscribe(() => { renderChecks(); renderEvents(); });
+  pools.subscribe(() => { renderPools(); renderEvents(); });
 
   const stopEvents = events({ namespace }, (ev) => {
     const related = (ev.kind === "Cluster" && ev.name === name) ||
       (ev.labels || {})["kaas.containercloud.dev/cluster"] === name ||
       (ev.owners || []).some((o) => o.kind === "Cluster" && o.name === name) ||
       (ev.kind === "MachineHealthCheck" &&
-        checks.items.get(`${namespace}/${ev.name}`)?.spec.cluster === name);
+        checks.items.get(`${namespace}/${ev.name}`)?.spec.cluster === name) ||
+      (ev.kind === "MachinePool" &&
+        pools.items.get(`${namespace}/${ev.name}`)?.spec.cluster === name);
     if (!related) return;
     feed.unshift({ time: ev.time || new Date().toISOString(),
       object: `${ev.kind}/${ev.name}`, what: ev.type, message: `resourceVersion ${ev.resourceVersion}` });
@@ -425,6 +484,7 @@ export function renderCluster(root, { namespace, name }) {
     machines.close();
     lcm.close();
     checks.close();
+    pools.close();
     stopEvents();
   };
 }
