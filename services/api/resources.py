@@ -138,6 +138,18 @@ async def _note_attempted_name(request: web.Request) -> None:
         note(request, name=name[:253])
 
 
+async def _merge_patch(request: web.Request) -> tuple[Target, dict[str, Any]]:
+    """The target of a PATCH, authorized, and its merge patch (a JSON object)."""
+    t = target_of(request)
+    authorize(request, "patch", t)
+    assert t.name is not None
+    note(request, name=t.name)
+    patch = await read_json(request, allowed=PATCH_TYPES)
+    if not isinstance(patch, dict):
+        raise ApiError(400, "a merge patch must be a JSON object")
+    return t, patch
+
+
 def dry_run(request: web.Request) -> bool:
     """``?dryRun=All`` (Kubernetes' server-side dry run): every check a write makes -
     schema, identity, admission, existence, resourceVersion - and nothing stored."""
@@ -306,13 +318,7 @@ class ResourceHandlers:
         return object_response(out)
 
     async def patch(self, request: web.Request) -> web.Response:
-        t = target_of(request)
-        authorize(request, "patch", t)
-        assert t.name is not None
-        note(request, name=t.name)
-        patch = await read_json(request, allowed=PATCH_TYPES)
-        if not isinstance(patch, dict):
-            raise ApiError(400, "a merge patch must be a JSON object")
+        t, patch = await _merge_patch(request)
         return object_response(await self._patched(request, t, lambda _: patch))
 
     async def _patched(self, request: web.Request, t: Target,
@@ -379,13 +385,8 @@ class ResourceHandlers:
     async def patch_scale(self, request: web.Request) -> web.Response:
         """A merge patch of the Scale (``{"spec": {"replicas": 3}}``), applied to the current
         Scale and written as ``update_scale`` writes one."""
-        t = target_of(request)
-        authorize(request, "patch", t)
+        t, patch = await _merge_patch(request)
         assert t.name is not None
-        note(request, name=t.name)
-        patch = await read_json(request, allowed=PATCH_TYPES)
-        if not isinstance(patch, dict):
-            raise ApiError(400, "a merge patch must be a JSON object")
         name, ns = t.name, t.namespace
 
         def patch_for(stored: Resource) -> dict[str, Any]:

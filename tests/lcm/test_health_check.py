@@ -271,14 +271,7 @@ async def test_a_reboot_the_provider_never_answers_is_given_up_on(kv_store: KVSt
     Machine (and the RemediationFailed alert fires), and makes no second request; a machine
     that comes back by itself is let go."""
     store, clock = kv_store, Clock(T0 + 1000)
-    await seed(store, ["m0", "m1", "m2"], maxUnhealthy=1)
-    for n in ("m1", "m2"):
-        await set_ready(store, n, "True", T0)
-    await set_ready(store, "m0", "False", T0)
-    rec = HealthCheckReconciler(store, clock=clock)
-    req = Request("hc", NS)
-    await rec.reconcile(req)
-    (t,) = (await store.get(MachineHealthCheck, "hc", NS)).status.targets
+    rec, req, t = await first_reboot(store, clock)
     clock.t += ANSWER_TIMEOUT - 1
     assert (await rec.reconcile(req)).requeue_after == pytest.approx(1 + SLACK)
     clock.t += 1
@@ -360,6 +353,20 @@ async def set_ready(store: KVStore, name: str, status: str, since: float) -> Non
                         severity="" if status == "True" else "Error",
                         last_transition_time=iso(since)) for t in ("LCMReady", "Ready"))]
     await update_status(store, await store.get(Machine, name, NS), mutate)
+
+
+async def first_reboot(store: KVStore, clock: Clock,
+                       ) -> tuple[HealthCheckReconciler, Request, HealthCheckTarget]:
+    """m0 of three timed out (m1 and m2 Ready) and a pass made: its reboot requested."""
+    await seed(store, ["m0", "m1", "m2"], maxUnhealthy=1)
+    for n in ("m1", "m2"):
+        await set_ready(store, n, "True", T0)
+    await set_ready(store, "m0", "False", T0)
+    rec = HealthCheckReconciler(store, clock=clock)
+    req = Request("hc", NS)
+    await rec.reconcile(req)
+    (t,) = (await store.get(MachineHealthCheck, "hc", NS)).status.targets
+    return rec, req, t
 
 
 async def ack(store: KVStore, name: str) -> str:
@@ -456,13 +463,7 @@ async def test_a_lost_request_is_resent_not_made_again(kv_store: KVStore) -> Non
     """The attempt is in the check's status before the annotation: a crash between the two
     (here: the annotation removed) resends the recorded id, it is no second attempt."""
     store, clock = kv_store, Clock(T0 + 1000)
-    await seed(store, ["m0", "m1", "m2"], maxUnhealthy=1)
-    for n in ("m1", "m2"):
-        await set_ready(store, n, "True", T0)
-    await set_ready(store, "m0", "False", T0)
-    rec = HealthCheckReconciler(store, clock=clock)
-    await rec.reconcile(Request("hc", NS))
-    (t,) = (await store.get(MachineHealthCheck, "hc", NS)).status.targets
+    _, _, t = await first_reboot(store, clock)
     m0 = await store.get(Machine, "m0", NS)
     del m0.metadata.annotations[REBOOT_REQUEST_ANNOTATION]
     await store.update(m0)
@@ -512,14 +513,7 @@ async def test_a_target_is_kept_until_the_machine_is_healthy_with_no_reboot_in_f
     node down again), nor does a count that only restarted because of the reboot: the
     attempts are kept until the machine is healthy and the provider has answered."""
     store, clock = kv_store, Clock(T0 + 1000)
-    await seed(store, ["m0", "m1", "m2"], maxUnhealthy=1)
-    for n in ("m1", "m2"):
-        await set_ready(store, n, "True", T0)
-    await set_ready(store, "m0", "False", T0)
-    rec = HealthCheckReconciler(store, clock=clock)
-    req = Request("hc", NS)
-    await rec.reconcile(req)
-    (t,) = (await store.get(MachineHealthCheck, "hc", NS)).status.targets
+    rec, req, t = await first_reboot(store, clock)
 
     await set_ready(store, "m0", "True", T0 + 1001)  # back before the provider got to it
     clock.t = T0 + 1002
