@@ -12,12 +12,29 @@ and ``nonce``.
 
 Before each request, an ID token that has expired or will within ``EXPIRY_MARGIN`` is
 renewed with the refresh token (RFC 6749 section 6) and the new tokens saved; when that
-fails, the session is over and the user is told to run ``ccctl login``.
+fails, the session is over and the user is told to run ``ccctl login``. The IdP rotates
+refresh tokens (the old one is spent), so ccctl processes renewing the same session at once
+take turns: ``fresh`` holds an exclusive ``flock`` on the sibling file ``<config>.lock``
+(mode 0600, left in place: removing a lock file races with its next user) while it re-reads
+the stored session, uses an ID token another ccctl stored meanwhile, or else refreshes and
+stores the result, so only one refresh reaches the IdP. If a refresh is refused all the
+same (a ccctl that takes no lock renewed first), the ID token stored meanwhile is taken.
+
+``logout`` revokes the refresh token at the IdP (RFC 7009: ``token``, ``token_type_hint``
+and ``client_id`` posted to the discovery document's optional ``revocation_endpoint``, with
+the TLS trust of the token endpoint) and then removes the session from the config file
+whatever came of that: the user is logged out locally in any case, and ``LoggedOut`` says
+whether the IdP revoked the token or why not (no revocation endpoint, unreachable, an OAuth
+error), in which case the refresh token stays valid until it expires. It holds the same
+lock (as ``login`` does to store a new session), so that a renewal running meanwhile cannot
+store the old session again behind it.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import html
 import json
@@ -32,7 +49,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,6 +72,8 @@ IDP_TIMEOUT = 30.0  # seconds per request to the IdP
 MAX_ANSWER = 1 << 20  # discovery documents and token answers are a few KiB
 VERDICT_WAIT = 120.0  # how long the browser's page waits for the code's redemption
 PAGE_SENT_WAIT = 5.0  # how long ccctl waits for the browser to get that page
+LOCK_WAIT = 2 * IDP_TIMEOUT + 10  # a renewal holds the lock for two IdP requests at most
+LOCK_POLL = 0.05  # seconds between attempts to take the lock
 
 
 def _system_browser(url: str) -> bool:
@@ -89,6 +108,7 @@ class Provider:
     authorization_endpoint: str
     token_endpoint: str
     tls: ssl.SSLContext
+    revocation_endpoint: str | None = None  # RFC 7009, optional in discovery (RFC 8414)
 
 
 def _tls(ca_file: str | None) -> ssl.SSLContext:
@@ -131,23 +151,53 @@ def discover(issuer: str, client_id: str, ca_file: str | None) -> Provider:
             f"the discovery document at {url} is not for {issuer} (it names "
             f"{body.get('issuer')!r}) or lacks its authorization and token endpoints"
         )
-    return Provider(issuer, client_id, endpoints[0], endpoints[1], tls)  # type: ignore[arg-type]
+    revocation = body.get("revocation_endpoint")
+    return Provider(issuer, client_id, endpoints[0], endpoints[1], tls,  # type: ignore[arg-type]
+                    revocation if isinstance(revocation, str) and revocation else None)
 
 
-def _token_request(provider: Provider, form: dict[str, str]) -> dict[str, Any]:
-    """POST ``form`` to the token endpoint (a public client: no secret); its JSON answer."""
+def _post_form(
+    provider: Provider, url: str, form: dict[str, str], what: str
+) -> tuple[int, Any]:
+    """POST ``form`` to one of the IdP's endpoints (a public client: no secret)."""
     request = urllib.request.Request(
-        provider.token_endpoint, data=urllib.parse.urlencode(form).encode(), method="POST",
+        url, data=urllib.parse.urlencode(form).encode(), method="POST",
         headers={"Content-Type": "application/x-www-form-urlencoded",
                  "Accept": "application/json"},
     )
-    status, body = _fetch_json(request, provider.tls, "token endpoint")
+    return _fetch_json(request, provider.tls, what)
+
+
+def _token_request(provider: Provider, form: dict[str, str]) -> dict[str, Any]:
+    """POST ``form`` to the token endpoint; its JSON answer."""
+    status, body = _post_form(provider, provider.token_endpoint, form, "token endpoint")
     if status == 200 and isinstance(body, dict):
         return body
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         raise OAuthError(body["error"], str(body.get("error_description") or ""))
     raise CliError(f"the identity provider's token endpoint at {provider.token_endpoint} "
                    f"answered HTTP {status} without an OAuth error")
+
+
+def _revoke(provider: Provider, refresh_token: str) -> None:
+    """Revoke ``refresh_token`` (RFC 7009 2.1); CliError (OAuthError) says why it is not."""
+    url = provider.revocation_endpoint
+    if url is None:
+        raise CliError(f"the identity provider at {provider.issuer} offers no revocation "
+                       "endpoint (its discovery document names no revocation_endpoint)")
+    form = {"token": refresh_token, "token_type_hint": "refresh_token",
+            "client_id": provider.client_id}
+    try:
+        status, body = _post_form(provider, url, form, "revocation endpoint")
+    except ValueError as e:  # not a URL urllib can fetch
+        raise CliError(f"the identity provider's revocation endpoint {url!r} is not usable: "
+                       f"{e}") from None
+    if status == 200:  # revoked, or a token the IdP does not know (RFC 7009 2.2)
+        return
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        raise OAuthError(body["error"], str(body.get("error_description") or ""))
+    raise CliError(f"the identity provider's revocation endpoint at {url} answered HTTP "
+                   f"{status} without an OAuth error")
 
 
 def claims(token: str) -> dict[str, Any]:
@@ -406,7 +456,8 @@ def login(
             session["id-token"] = tokens["id_token"]
             if isinstance(tokens.get("refresh_token"), str) and tokens["refresh_token"]:
                 session["refresh-token"] = tokens["refresh_token"]
-            _store(path, session, server=config.server)
+            with _locked(path):  # not behind a renewal of the previous session
+                _store(path, session, server=config.server)
         except BaseException as e:
             answer.reply(False, str(e) if isinstance(e, CliError) else "ccctl login stopped")
             raise
@@ -474,28 +525,129 @@ def _refreshed(session: dict[str, Any], token: str) -> dict[str, Any]:
     return renewed
 
 
+def _lock_path(path: Path) -> Path:
+    """``<config>.lock`` beside the file the config is (through a symlink too)."""
+    target = path.resolve()
+    return target.with_name(target.name + ".lock")
+
+
+def _acquire(fd: int, lock: Path) -> None:
+    """Take the exclusive lock on ``fd``, waiting up to LOCK_WAIT for whoever holds it."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise CliError(f"another ccctl has held {lock} for over {LOCK_WAIT:g}s (is one "
+                               "stopped while renewing the session?)") from None
+            time.sleep(LOCK_POLL)
+        except OSError as e:
+            raise CliError(f"cannot lock {lock}: {e.strerror or e}") from None
+
+
+def _lock(path: Path) -> int:
+    """An open descriptor of ``path``'s lock file, holding its exclusive flock (released
+    when it is closed). flock, not fcntl's POSIX locks: those of one process do not exclude
+    each other, these exclude every other open of the file, threads included."""
+    lock = _lock_path(path)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise CliError(f"cannot open the lock file {lock}: {e.strerror or e}") from None
+    try:
+        _acquire(fd, lock)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Only one ccctl at a time reads-and-writes the session in ``path`` in this block."""
+    fd = _lock(path)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
 def fresh(config: Config) -> Config:
     """``config`` with an ID token good for more than EXPIRY_MARGIN: renewed and saved if
-    need be (a no-op for static tokens)."""
+    need be (a no-op for static tokens). Under the lock, so one refresh serves every ccctl
+    that finds the token expiring at the same time."""
     if config.session is None or not _expiring(config.token):
         return config
     path = Path(config.source)
-    try:
-        session = _refreshed(config.session, config.token)
-    except CliError as e:
-        # Another ccctl may have renewed it meanwhile, spending the refresh token we hold.
-        stored = session_of(read_document(path))
-        if stored is not None and stored["id-token"] != config.token \
-                and not _expiring(stored["id-token"]):
-            return replace(config, token=stored["id-token"], session=stored)
-        raise CliError(f"session expired: run ccctl login ({e})") from None
-    _store(path, session)
+    with _locked(path):
+        # The stored session, as the ccctl that held the lock before may have left it.
+        current = session_of(read_document(path))
+        if current is None:
+            raise CliError(f"session expired: run ccctl login ({path} no longer holds the "
+                           "session of ccctl login)")
+        if not _expiring(current["id-token"]):
+            return replace(config, token=current["id-token"], session=current)
+        try:
+            session = _refreshed(current, current["id-token"])
+        except CliError as e:
+            # Safety net: a ccctl that takes no lock may have renewed it meanwhile, spending
+            # the refresh token we hold.
+            stored = session_of(read_document(path))
+            if stored is not None and stored["id-token"] != current["id-token"] \
+                    and not _expiring(stored["id-token"]):
+                return replace(config, token=stored["id-token"], session=stored)
+            raise CliError(f"session expired: run ccctl login ({e})") from None
+        _store(path, session)
     return replace(config, token=session["id-token"], session=session)
 
 
-def logout(path: Path) -> bool:
-    """Remove the stored login; False when there was none."""
+@dataclass(frozen=True)
+class LoggedOut:
+    """What ``logout`` did: the session is gone from the config file in any case."""
+
+    revoked_at: str | None = None  # the issuer that revoked the refresh token
+    not_revoked: str | None = None  # why a refresh token could not be revoked
+
+
+def _revocation(section: Any) -> LoggedOut:
+    """Revoke the session's refresh token at its IdP; what came of it (never raises)."""
+    refresh_token = section.get("refresh-token") if isinstance(section, dict) else None
+    if not isinstance(refresh_token, str) or not refresh_token:
+        return LoggedOut()  # nothing the IdP could renew the session with
+    issuer, client_id = section.get("issuer"), section.get("client-id")
+    if not isinstance(issuer, str) or not isinstance(client_id, str):
+        return LoggedOut(not_revoked="the stored login names no issuer and client-id")
+    try:
+        provider = discover(issuer, client_id, section.get("idp-certificate-authority"))
+        _revoke(provider, refresh_token)
+    except OAuthError as e:
+        return LoggedOut(not_revoked=f"the identity provider at {issuer} refused to revoke "
+                                     f"it: {e}")
+    except CliError as e:
+        return LoggedOut(not_revoked=str(e))
+    return LoggedOut(revoked_at=issuer)
+
+
+def logout(path: Path) -> LoggedOut | None:
+    """Revoke the stored login's refresh token at the IdP, then remove the login from
+    ``path`` whatever the IdP said (or if it could not be asked); None when there was none."""
     if SESSION_KEY not in read_document(path):
-        return False
-    _store(path, None)
-    return True
+        return None
+    try:
+        fd: int | None = _lock(path)
+    except CliError:
+        fd = None  # logging out matters more than keeping out of a renewal's way
+    try:
+        doc = read_document(path)
+        if SESSION_KEY not in doc:
+            return None  # another ccctl logged out meanwhile
+        try:
+            return _revocation(doc[SESSION_KEY])
+        finally:
+            _store(path, None)
+    finally:
+        if fd is not None:
+            os.close(fd)

@@ -685,10 +685,20 @@ def cmd_login(ctx: Ctx) -> int:
 
 def cmd_logout(ctx: Ctx) -> int:
     path = config_path(ctx.args.config)
-    if login.logout(path):
-        ctx.print(f"Logged out: removed the tokens of ccctl login from {path}")
-    else:
+    done = login.logout(path)  # the session is removed even when the IdP cannot revoke it
+    if done is None:
         ctx.print(f"Not logged in: {path} holds no ccctl login session")
+        return 0
+    line = f"Logged out: removed the tokens of ccctl login from {path}"
+    if done.revoked_at is not None:
+        line += f"; the refresh token was revoked at {done.revoked_at}"
+    elif done.not_revoked is None:
+        line += "; there was no refresh token to revoke"
+    ctx.print(line)
+    if done.not_revoked is not None:
+        ctx.err.write("warning: the refresh token was not revoked, so it stays valid until it "
+                      f"expires: {done.not_revoked}\n")
+        ctx.err.flush()
     return 0
 
 

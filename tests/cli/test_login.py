@@ -10,11 +10,13 @@ the page it got. Tampering happens on that way, between ccctl and the IdP.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
 import os
 import re
 import ssl
 import stat
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
@@ -410,8 +412,8 @@ async def test_a_failed_refresh_says_to_run_ccctl_login(
 async def test_a_token_another_ccctl_renewed_meanwhile_is_taken(
     config: Path, idp: FakeIdP, browser: Browser
 ) -> None:
-    """Two ccctl at once: the second finds its refresh token spent by the first, and uses
-    the ID token the first saved rather than giving up."""
+    """A ccctl that read the config before another renewed the session uses the ID token
+    the other saved, without spending its own (already spent) refresh token."""
     await log_in(config, idp)
     set_id_token(config, idp.token("carol", groups=["team-a-readers"], exp_in=-60))
     second = load(str(config))  # read before the first renews
@@ -420,20 +422,108 @@ async def test_a_token_another_ccctl_renewed_meanwhile_is_taken(
     requests = len(idp.token_requests)
     renewed = await asyncio.to_thread(login.fresh, second)
     assert renewed.token == saved["id-token"] and renewed.session == saved
+    assert len(idp.token_requests) == requests  # no refresh: the stored token serves
+
+
+async def test_two_ccctl_renewing_at_once_refresh_only_once(
+    config: Path, idp: FakeIdP, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second waits on the lock while the first's refresh is held back at the IdP, then
+    takes what the first stored: one refresh request, one new token for both."""
+    await log_in(config, idp)
+    expired = idp.token("carol", groups=["team-a-readers"], exp_in=-60)
+    set_id_token(config, expired)
+    first, second = load(str(config)), load(str(config))
+    requests = len(idp.token_requests)
+
+    refreshing, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_back(form: dict[str, str]) -> None:
+        refreshing.set()
+        await release.wait()
+
+    idp.token_hook = hold_back
+    second_blocked = threading.Event()
+    acquire = login._acquire
+
+    def acquire_noting_contention(fd: int, lock: Path) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            second_blocked.set()  # someone else holds it: wait as ccctl does
+            acquire(fd, lock)
+
+    monkeypatch.setattr(login, "_acquire", acquire_noting_contention)
+    one = asyncio.create_task(asyncio.to_thread(login.fresh, first))
+    await asyncio.wait_for(refreshing.wait(), 10)  # the first holds the lock, mid refresh
+    two = asyncio.create_task(asyncio.to_thread(login.fresh, second))
+    # The second is at the lock (or, were there none, its refresh at the IdP, held back too).
+    await eventually(lambda: second_blocked.is_set() or len(idp.token_requests) > requests + 1,
+                     what="the second ccctl to meet the first's refresh")
+    assert not two.done()
+    release.set()
+    renewed = await asyncio.wait_for(asyncio.gather(one, two), 10)
+
+    refreshes = idp.token_requests[requests:]
+    assert len(refreshes) == 1 and refreshes[0]["grant_type"] == "refresh_token"
+    saved = stored(config)["oidc"]
+    assert saved["id-token"] != expired
+    assert [r.token for r in renewed] == [saved["id-token"]] * 2
+    assert [r.session for r in renewed] == [saved] * 2
+    lock = config.with_name("config.yaml.lock")
+    assert mode(lock) == 0o600 and lock.read_bytes() == b""
+
+
+async def test_a_refresh_lost_to_a_ccctl_without_the_lock_takes_the_token_it_stored(
+    config: Path, idp: FakeIdP, browser: Browser
+) -> None:
+    """The safety net: a ccctl that takes no lock (an older one) renews while this one's
+    refresh is on its way, spending the refresh token and storing its new ID token."""
+    await log_in(config, idp)
+    set_id_token(config, idp.token("carol", groups=["team-a-readers"], exp_in=-60))
+    theirs = idp.token("carol", groups=["team-a-readers"], exp_in=300)
+
+    async def renewed_elsewhere(form: dict[str, str]) -> None:
+        idp.end_sessions()
+        set_id_token(config, theirs, **{"refresh-token": "rotated-by-the-other"})
+
+    idp.token_hook = renewed_elsewhere
+    requests = len(idp.token_requests)
+    renewed = await asyncio.to_thread(login.fresh, load(str(config)))
+    assert renewed.token == theirs and renewed.session == stored(config)["oidc"]
     assert len(idp.token_requests) == requests + 1  # it tried its own, refused
-    assert idp.token_requests[-1]["refresh_token"] == second.session["refresh-token"]
 
 
 # --- logout ------------------------------------------------------------------------------
 
 
-async def test_logout_removes_the_tokens(config: Path, idp: FakeIdP, browser: Browser) -> None:
+async def refresh_at_idp(idp: FakeIdP, refresh_token: str) -> tuple[int, dict[str, Any]]:
+    """What the IdP's token endpoint says to ``refresh_token`` now."""
+    tls = ssl.create_default_context(cafile=str(idp.ca_file))
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token,
+            "client_id": idp.client_id}
+    async with aiohttp.ClientSession() as session, \
+            session.post(f"{idp.issuer}/token", data=form, ssl=tls) as r:
+        return r.status, await r.json()
+
+
+async def test_logout_revokes_the_refresh_token_and_removes_the_tokens(
+    config: Path, idp: FakeIdP, browser: Browser
+) -> None:
     await log_in(config, idp)
     assert (await ccctl(config, "get", "clusters")).code == 0
+    refresh_token = stored(config)["oidc"]["refresh-token"]
 
     result = await ccctl(config, "logout")
     assert result.code == 0
-    assert result.out == f"Logged out: removed the tokens of ccctl login from {config}\n"
+    assert result.out == (f"Logged out: removed the tokens of ccctl login from {config}; "
+                          f"the refresh token was revoked at {idp.issuer}\n")
+    assert result.err == ""
+    assert idp.revocation_requests == [{"token": refresh_token,
+                                        "token_type_hint": "refresh_token",
+                                        "client_id": "ccloud"}]
+    status, body = await refresh_at_idp(idp, refresh_token)
+    assert (status, body["error"]) == (400, "invalid_grant")
     doc = stored(config)
     assert "oidc" not in doc and (doc["namespace"], doc["token"]) == ("team-a",
                                                                      TOKENS["nobody"])
@@ -446,10 +536,71 @@ async def test_logout_removes_the_tokens(config: Path, idp: FakeIdP, browser: Br
     assert again.code == 0 and again.out.startswith("Not logged in:")
 
 
+async def _no_revocation_endpoint(idp: FakeIdP) -> str:
+    idp.offers_revocation = False
+    return (rf"the identity provider at {re.escape(idp.issuer)} offers no revocation endpoint "
+            r"\(its discovery document names no revocation_endpoint\)")
+
+
+async def _unreachable(idp: FakeIdP) -> str:
+    await idp.stop()
+    return (r"cannot reach the identity provider's discovery document at "
+            rf"{re.escape(idp.issuer)}/\.well-known/openid-configuration: .+")
+
+
+async def _refused(idp: FakeIdP) -> str:
+    idp.refuse_revocation("temporarily_unavailable", "Try again later", 503)
+    return (rf"the identity provider at {re.escape(idp.issuer)} refused to revoke it: "
+            r"Try again later \(temporarily_unavailable\)")
+
+
+@pytest.mark.parametrize(
+    "cause, revocations",
+    [
+        pytest.param(_no_revocation_endpoint, 0, id="no-revocation-endpoint"),
+        pytest.param(_unreachable, 0, id="idp-unreachable"),
+        pytest.param(_refused, 1, id="idp-refuses"),
+    ],
+)
+async def test_logout_without_revocation_still_logs_out_and_says_why(
+    config: Path, idp: FakeIdP, browser: Browser,
+    cause: Callable[[FakeIdP], Any], revocations: int,
+) -> None:
+    await log_in(config, idp)
+    refresh_token = stored(config)["oidc"]["refresh-token"]
+    reason = await cause(idp)
+
+    result = await ccctl(config, "logout")
+    assert result.code == 0
+    assert result.out == f"Logged out: removed the tokens of ccctl login from {config}\n"
+    assert re.fullmatch(r"warning: the refresh token was not revoked, so it stays valid until "
+                        rf"it expires: {reason}\n", result.err), result.err
+    doc = stored(config)
+    assert "oidc" not in doc and doc["token"] == TOKENS["nobody"]
+    assert mode(config) == 0o600
+    assert len(idp.revocation_requests) == revocations
+
+    # What the message says: the IdP still renews with that refresh token.
+    if cause is _unreachable:
+        await idp.start()
+    status, body = await refresh_at_idp(idp, refresh_token)
+    assert status == 200 and body["id_token"]
+
+
 def test_the_config_file_mode_is_kept_private_on_every_write(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("server: http://127.0.0.1:1\noidc: {id-token: x}\nextra: kept\n")
     os.chmod(path, 0o644)
-    assert login.logout(path)
+    assert login.logout(path) == login.LoggedOut()  # no refresh token: nothing to revoke
     assert mode(path) == 0o600
     assert stored(path) == {"server": "http://127.0.0.1:1", "extra": "kept"}
+
+
+def test_logout_of_a_session_without_a_refresh_token_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("server: http://127.0.0.1:1\noidc: {id-token: x, issuer: https://x}\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--config", str(path), "logout"], out=out, err=err) == 0
+    assert out.getvalue() == (f"Logged out: removed the tokens of ccctl login from {path}; "
+                              "there was no refresh token to revoke\n")
+    assert err.getvalue() == "" and stored(path) == {"server": "http://127.0.0.1:1"}

@@ -20,6 +20,15 @@ An aiohttp HTTPS server on 127.0.0.1 (certificate from ``tests.attach.pki``; tru
   new refresh token, the old one being spent (rotation, as the OAuth security BCP wants for
   public clients). ``end_sessions()`` makes every refresh token issued so far refused with
   ``invalid_grant``, as Keycloak's "Session not active" once the user's session is over.
+  ``token_hook``, when set, is awaited with each ``/token`` form before it is handled (after
+  it is recorded): a test holds the answer back there, to make requests overlap.
+- ``/revoke``: token revocation (RFC 7009) for the public client, named in discovery as
+  ``revocation_endpoint`` unless ``offers_revocation`` is False (then ``/revoke`` is a 404
+  too). A refresh token issued to the requesting ``client_id`` is revoked (its
+  grant removed: ``/token`` refuses it with ``invalid_grant``); a token it does not know
+  also gets 200 (RFC 7009 2.2), one issued to another client ``invalid_grant``, an unknown
+  client ``invalid_client`` (401). ``refuse_revocation(...)`` makes it answer that OAuth
+  error instead; ``revocation_requests`` keeps the form of each call.
 
 Browsers call discovery and ``/token`` from the console's origin: those in ``web_origins``
 get CORS headers (and preflights an answer), as Keycloak does for a client's web origins.
@@ -40,6 +49,7 @@ import secrets
 import ssl
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,6 +163,10 @@ class FakeIdP:
         self.login = Login()
         self.authorize_requests: list[dict[str, str]] = []
         self.token_requests: list[dict[str, str]] = []
+        self.token_hook: Callable[[dict[str, str]], Awaitable[None]] | None = None
+        self.offers_revocation = True
+        self.revocation_requests: list[dict[str, str]] = []
+        self.revocation_refusal: OAuthError | None = None
         self._grants: dict[str, Grant] = {}
         self._refresh_grants: dict[str, RefreshGrant] = {}
         self.id_token_lifetime = 300.0  # seconds, of the ID tokens /token answers
@@ -174,6 +188,7 @@ class FakeIdP:
         app.router.add_get("/keys", self._jwks)
         app.router.add_get("/auth", self._authorize)
         app.router.add_post("/token", self._token)
+        app.router.add_post("/revoke", self._revoke)
         for path in CORS_PATHS:
             app.router.add_route("OPTIONS", path, self._preflight)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
@@ -210,6 +225,11 @@ class FakeIdP:
     def refuse(self, error: str = "access_denied", description: str = "") -> None:
         """Make ``/auth`` redirect back with this OAuth error (the user said no, ...)."""
         self.login = Login(error=error, description=description)
+
+    def refuse_revocation(self, error: str = "temporarily_unavailable", description: str = "",
+                          status: int = 503) -> None:
+        """Make ``/revoke`` answer this OAuth error (RFC 7009 2.2.1) to every request."""
+        self.revocation_refusal = OAuthError(error, description, status)
 
     def end_sessions(self) -> None:
         """The users' sessions are over (logged out, revoked by an admin): every refresh
@@ -256,6 +276,10 @@ class FakeIdP:
         return jwt.encode(payload, key, algorithm=alg, headers=headers)
 
     def discovery(self) -> dict[str, Any]:
+        revocation = {
+            "revocation_endpoint": f"{self.issuer}/revoke",
+            "revocation_endpoint_auth_methods_supported": ["none"],
+        } if self.offers_revocation else {}
         return {
             "issuer": self.discovery_issuer or self.issuer,
             "authorization_endpoint": f"{self.issuer}/auth",
@@ -268,6 +292,7 @@ class FakeIdP:
             "scopes_supported": ["openid", "profile", "email"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": sorted({k.alg for k in self.keys}),
+            **revocation,
         }
 
     async def _discovery(self, _: web.Request) -> web.Response:
@@ -338,6 +363,8 @@ class FakeIdP:
     async def _token(self, request: web.Request) -> web.Response:
         form = {k: str(v) for k, v in (await request.post()).items()}
         self.token_requests.append(form)
+        if self.token_hook is not None:
+            await self.token_hook(form)
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
         try:
             if form.get("grant_type") == "refresh_token":
@@ -390,3 +417,35 @@ class FakeIdP:
         if s256(form.get("code_verifier", "")) != grant.challenge:
             raise OAuthError("invalid_grant", "the PKCE code_verifier does not match")
         return grant
+
+    # --- token revocation (RFC 7009) -----------------------------------------------------
+
+    async def _revoke(self, request: web.Request) -> web.Response:
+        if not self.offers_revocation:
+            raise web.HTTPNotFound()
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        self.revocation_requests.append(form)
+        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        try:
+            self._revoke_token(form)
+        except OAuthError as e:
+            body = {"error": e.error, "error_description": e.description}
+            return web.json_response(body, status=e.status, headers=headers)
+        return web.Response(status=200, headers=headers)
+
+    def _revoke_token(self, form: dict[str, str]) -> None:
+        if self.revocation_refusal is not None:
+            raise self.revocation_refusal
+        if form.get("client_id") != self.client_id:
+            raise OAuthError("invalid_client", "unknown client_id", status=401)
+        token = form.get("token")
+        if not token:
+            raise OAuthError("invalid_request", "the token parameter is required")
+        # token_type_hint only speeds up a real server's lookup: refresh tokens are all
+        # this one keeps (its access tokens are not tracked, so "unknown": 200 as well).
+        grant = self._refresh_grants.get(token)
+        if grant is None:
+            return  # unknown, expired or already revoked: 200 all the same (RFC 7009 2.2)
+        if grant.client_id != form["client_id"]:
+            raise OAuthError("invalid_grant", "the token was issued to another client")
+        del self._refresh_grants[token]
