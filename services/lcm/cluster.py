@@ -40,7 +40,7 @@ import logging
 from collections.abc import Callable
 
 from services.lcm.config import LCMSettings
-from services.lcm.items import keep_joined, release_items
+from services.lcm.items import keep_joined, node_labels_item, release_items
 from services.lcm.lcmmachine import CORDON, HEARTBEAT, ITEMS_READY, MAINTENANCE, drain_of
 from services.lcm.objects import patch
 from services.lcm.rollout import Group, MachineView, Plan, plan, state_of
@@ -65,7 +65,6 @@ from shared.models import (
     UpdateGroup,
     copy,
 )
-from shared.models.kinds import MachineRole
 from shared.models.meta import Severity
 from shared.runtime import (
     Request,
@@ -312,7 +311,7 @@ class ClusterReconciler:
             spec=LCMMachineSpec(
                 cluster=cluster.metadata.name, machine=m.metadata.name, region=m.spec.region,
                 role=m.spec.role, release="" if held else release.metadata.name,
-                state_items=[] if held else self._items(release, m.spec.role, manager),
+                state_items=[] if held else self._items(release, m, manager),
                 cordoned=held, machine_uid=m.metadata.uid or "",
             ),
         )
@@ -322,10 +321,15 @@ class ClusterReconciler:
             return await self.store.get(LCMMachine, m.metadata.name, ns)
 
     def _items(
-        self, release: ClusterRelease, role: MachineRole, manager: str
+        self, release: ClusterRelease, m: Machine, manager: str, lm: LCMMachine | None = None,
     ) -> list[StateItem]:
-        return release_items(release, role, mirror_url=self.settings.mirror_url,
-                             manager=manager)
+        """The release's items for the Machine's role, with its node labels (``lm``: the
+        items the node has now, whose labels a change must remove)."""
+        items = release_items(release, m.spec.role, mirror_url=self.settings.mirror_url,
+                              manager=manager)
+        labels = node_labels_item(m.spec.node_labels, lm.spec.state_items if lm else [],
+                                  lm.status.state_items if lm else {})
+        return items if labels is None else [*items, labels]
 
     async def _step(
         self, lm: LCMMachine, m: Machine, v: MachineView, target: str, release: ClusterRelease,
@@ -342,7 +346,7 @@ class ClusterReconciler:
         """
         role = m.spec.role
         items = keep_joined(lm.spec.state_items, lm.status.state_items,
-                            self._items(release, role, manager))
+                            self._items(release, m, manager, lm))
 
         def release_due(obj: LCMMachine) -> bool:
             return (obj.spec.release, obj.spec.role, obj.spec.state_items) != (target, role, items)

@@ -22,6 +22,7 @@ from shared.models.kinds import MachineRole
 
 PHASE_ORDER = {"prepare": 0, "deploy": 1, "reconfigure": 2}
 JOIN = "mke-join"
+NODE_LABELS = "node-labels"
 
 _enc = msgspec.json.Encoder(order="sorted")
 
@@ -92,6 +93,32 @@ def release_items(
             )
         )
     return items
+
+
+def node_labels_item(labels: dict[str, str], current: list[StateItem],
+                     done: dict[str, StateItemStatus]) -> StateItem | None:
+    """The item keeping the node's labels (the Machine's ``nodeLabels``): those wanted, and
+    the removal of those an earlier item set and the Machine no longer names - carried on
+    until an item with them is done. None while there are neither. A ``reconfigure`` item:
+    a change re-runs it alone, with no drain."""
+    old = next((i for i in current if i.name == NODE_LABELS), None)
+    gone: set[str] = set()
+    if old is not None:
+        gone = {k for k, _ in _pairs(old.params.get("labels", ""))}
+        state = done.get(NODE_LABELS)
+        if state is None or state.state != "Done" or state.hash != item_hash(old):
+            gone |= set(filter(None, old.params.get("remove", "").split(",")))
+    gone -= labels.keys()
+    if not labels and not gone:
+        return None
+    params = {"labels": _join(sorted(labels.items())), "remove": ",".join(sorted(gone))}
+    version = hashlib.sha256(_enc.encode(params)).hexdigest()[:8]
+    return StateItem(name=NODE_LABELS, phase="reconfigure", version=version, runner="labels",
+                     params=params)
+
+
+def _pairs(value: str) -> list[tuple[str, str]]:
+    return [(n, v) for n, _, v in (p.partition("=") for p in value.split(",") if p)]
 
 
 def keep_joined(

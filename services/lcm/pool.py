@@ -83,7 +83,8 @@ def machine_for(pool: MachinePool, name: str, template: str) -> Machine:
         ),
         spec=MachineSpec(
             cluster=pool.spec.cluster, role="worker", region=pool.spec.region,
-            update_group=t.spec.update_group, openstack=t.spec.openstack,
+            update_group=t.spec.update_group, node_labels=dict(t.spec.node_labels),
+            openstack=t.spec.openstack,
             vsphere=t.spec.vsphere, baremetal=t.spec.baremetal, simulated=t.spec.simulated,
         ),
     )

@@ -131,6 +131,33 @@ class SimulatedMachineSpec(_Spec, kw_only=True):
     flavor: str = "small"
 
 
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+# Label prefixes a user may not put on a node: Kubernetes' own (but for the node-role
+# labels, which name what a node is for) and this product's.
+_RESERVED = ("kubernetes.io", "k8s.io", "containercloud.dev")
+_ALLOWED = ("node-role.kubernetes.io",)
+
+
+def check_node_labels(labels: dict[str, str]) -> None:
+    """Kubernetes' label syntax, and no reserved prefix: a label the node would refuse (or
+    that would impersonate the system) fails here rather than on the node."""
+    for key, value in sorted(labels.items()):
+        prefix, _, name = key.rpartition("/")
+        if prefix and not _DNS_SUBDOMAIN.match(prefix):
+            raise ValueError(f"nodeLabels: key {key!r}: the prefix must be a DNS subdomain")
+        if not _LABEL_NAME.match(name):
+            raise ValueError(f"nodeLabels: key {key!r}: the name must be 1-63 characters, "
+                             "alphanumeric at both ends, with - _ . between")
+        if value and not _LABEL_NAME.match(value):
+            raise ValueError(f"nodeLabels: value {value!r} of {key!r}: at most 63 characters, "
+                             "alphanumeric at both ends, with - _ . between")
+        if prefix not in _ALLOWED and any(prefix == r or prefix.endswith("." + r)
+                                          for r in _RESERVED):
+            raise ValueError(f"nodeLabels: key {key!r}: the prefix {prefix} is reserved "
+                             f"(only {', '.join(_ALLOWED)} of it may be set)")
+
+
 class MachineSpec(_Spec, kw_only=True):
     cluster: Name
     role: MachineRole = "worker"
@@ -139,10 +166,16 @@ class MachineSpec(_Spec, kw_only=True):
     # Maintenance mode (only while its Cluster is in it): the node is cordoned and drained
     # and LCM applies nothing new to it, so the operator can work on the host.
     maintenance: bool = False
+    # Labels of the node in the cluster (placement of workloads); LCM keeps them set,
+    # changes included, without draining the node.
+    node_labels: dict[str, str] = field(default_factory=dict)
     openstack: OpenStackMachineSpec | None = None
     vsphere: VsphereMachineSpec | None = None
     baremetal: BareMetalMachineSpec | None = None
     simulated: SimulatedMachineSpec | None = None
+
+    def __post_init__(self) -> None:
+        check_node_labels(self.node_labels)
 
 
 class ProviderStep(Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -207,10 +240,16 @@ class MachineTemplateSpec(_Spec, kw_only=True):
     pool's) and its role (worker: control-plane membership is not a number to scale)."""
 
     update_group: str = ""
+    # A change applies as any template change does (strategy): existing Machines keep
+    # theirs unless replaced, or relabelled one by one (their own spec.nodeLabels).
+    node_labels: dict[str, str] = field(default_factory=dict)
     openstack: OpenStackMachineSpec | None = None
     vsphere: VsphereMachineSpec | None = None
     baremetal: BareMetalMachineSpec | None = None
     simulated: SimulatedMachineSpec | None = None
+
+    def __post_init__(self) -> None:
+        check_node_labels(self.node_labels)
 
 
 class MachineTemplate(Wire, kw_only=True):

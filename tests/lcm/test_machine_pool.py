@@ -56,7 +56,8 @@ async def add_pool(store: KVStore, name: str = "workers", *, cluster: str = "c1"
         "metadata": {"name": name, "namespace": NS},
         "spec": {"cluster": cluster, "region": "local", "replicas": replicas,
                  "template": {"metadata": {"labels": {"tier": "web"}},
-                              "spec": {"simulated": {"flavor": "large"}}}} | spec}))
+                              "spec": {"simulated": {"flavor": "large"},
+                                       "nodeLabels": {"pool": name}}}} | spec}))
 
 
 async def pool_machines(store: KVStore, pool: str = "workers") -> list[Machine]:
@@ -93,6 +94,7 @@ async def test_a_pool_makes_its_machines_from_the_template_once(kv_store: KVStor
     m = machines[0]
     assert m.spec.cluster == "c1" and m.spec.region == "local" and m.spec.role == "worker"
     assert m.spec.simulated is not None and m.spec.simulated.flavor == "large"
+    assert m.spec.node_labels == {"pool": "workers"}
     assert m.metadata.labels == {"tier": "web", POOL_LABEL: "workers", CLUSTER_LABEL: "c1"}
     assert m.metadata.annotations[POOL_TEMPLATE_ANNOTATION] == template_hash(pool)
     (owner,) = m.metadata.owner_references

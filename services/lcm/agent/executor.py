@@ -4,7 +4,8 @@ Runners: ``host`` (point the package manager at the regional mirror), ``packages
 (install ``name=version`` Debian packages), ``images`` (pull container images), ``mke``
 (join MKE as ``params.role`` through ``params.manager`` with the token ``params.tokenRef``
 names, which the endpoint sends beside the details; with no manager, install MKE: this node
-is the cluster's manager), ``helm`` (install charts), ``shell`` (run
+is the cluster's manager), ``helm`` (install charts), ``labels`` (set the node's
+``params.labels`` and remove ``params.remove`` with kubectl), ``shell`` (run
 ``params.command``), ``file`` (write ``params.content`` to ``params.path``).
 
 ``NodeRootExecutor`` applies items into a directory standing for the node's filesystem, so
@@ -34,6 +35,7 @@ from shared.models import StateItem
 COMMAND_TIMEOUT = 1800.0
 MKE_PORT = 443
 MASK = "******"
+NODE_LABELS_FILE = "etc/ccloud/node-labels"  # NodeRootExecutor: the node's labels, k=v lines
 
 
 class ItemFailed(Exception):
@@ -144,6 +146,14 @@ class NodeRootExecutor:
             case "helm":
                 for name, version in _pairs(p.get("charts", "")):
                     self._write(f"var/lib/ccloud/charts/{name}", f"{version}\n")
+            case "labels":
+                path = self._path(NODE_LABELS_FILE)
+                have = dict(_pairs(",".join(path.read_text().split()))) if path.exists() else {}
+                for key in filter(None, p.get("remove", "").split(",")):
+                    have.pop(key, None)
+                have.update(_pairs(p.get("labels", "")))
+                lines = (f"{k}={v}\n" for k, v in sorted(have.items()))
+                self._write(NODE_LABELS_FILE, "".join(lines))
             case "shell":
                 with open(self._path("var/lib/ccloud/shell.log"), "a") as f:
                     f.write(p.get("command", "") + "\n")
@@ -228,6 +238,11 @@ def commands_for(
         case "helm":
             return [["helm", "upgrade", "--install", n, f"{mirror}/helm/charts/{n}-{v}.tgz"]
                     for n, v in _pairs(p.get("charts", ""))]
+        case "labels":
+            changes = [f"{k}={v}" for k, v in _pairs(p.get("labels", ""))]
+            changes += [f"{k}-" for k in filter(None, p.get("remove", "").split(","))]
+            return [["kubectl", "label", "node", hostname, "--overwrite", *changes]] \
+                if changes else []
         case "file":
             if not p.get("path"):
                 raise ItemFailed(f"{item.name}: file runner needs params.path")
