@@ -10,13 +10,12 @@ what the previous pass made and makes nothing twice; a name taken meanwhile is s
 
 Shrinking picks, in order: Machines marked with ``DELETE_MACHINE_ANNOTATION``, those made
 from an older template, those not Ready, then by ``deletePolicy`` (Newest: the most
-recently made first). With the default
-``OnDelete`` strategy a template change applies to Machines made after it
-(``status.updatedReplicas`` counts those made from the current one) and replacing the others
-is the operator's choice (delete them, the pool makes new ones): a rolling replacement of
-bare-metal nodes is not something to start on an edit unasked. ``RollingUpdate`` replaces
-them within ``maxSurge`` / ``maxUnavailable`` (``moves``), as Cluster API's
-MachineDeployment.
+recently made first). With the default ``OnDelete`` strategy a template change applies to
+Machines made after it (``status.updatedReplicas`` counts those made from the current one)
+and replacing the others is the operator's choice (delete them, the pool makes new ones):
+a rolling replacement of bare-metal nodes is not something to start on an edit unasked.
+``RollingUpdate`` replaces them within ``maxSurge`` / ``maxUnavailable`` (``moves``), as
+Cluster API's MachineDeployment.
 
 A pool being deleted deletes its Machines and goes once they are gone, so a cluster's
 deletion waits for its pools too (``services.lcm.cluster``). A pool of a Cluster that does
