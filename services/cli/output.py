@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import yaml
 
-from shared.models import GROUP, MACHINE_LABEL, Resource, ValidationError, convert
+from shared.models import GROUP, MACHINE_LABEL, POOL_LABEL, Resource, ValidationError, convert
 
 
 def items_done(obj: dict[str, Any]) -> str:
@@ -43,6 +43,11 @@ def ratio(done: str, total: str) -> Callable[[dict[str, Any]], str]:
 def remediating(obj: dict[str, Any]) -> str:
     """How many machines a MachineHealthCheck remediates (or gave up on)."""
     return str(len(dig(obj, "status.targets") or []))
+
+
+def pool_of(obj: dict[str, Any]) -> str:
+    """The MachinePool a Machine belongs to ("<none>" if none)."""
+    return (dig(obj, "metadata.labels") or {}).get(POOL_LABEL) or "<none>"
 
 
 def pool_ready(obj: dict[str, Any]) -> str:
@@ -83,7 +88,8 @@ COLUMNS: dict[str, list[Column]] = {
 }
 WIDE: dict[str, list[Column]] = {
     "Cluster": [("READY-MACHINES", "status.readyMachines"), ("TOTAL", "status.totalMachines")],
-    "Machine": [("NODE", "status.nodeName"), ("ADDRESSES", "status.addresses")],
+    "Machine": [("NODE", "status.nodeName"), ("ADDRESSES", "status.addresses"),
+                ("POOL", pool_of)],
 }
 
 

@@ -541,3 +541,10 @@ def test_machine_pools_have_a_short_name_and_replica_columns():
                       "READY", "AGE"]
     assert rows[0][1:5] == ["demo", "1", "0/1", "0"], "the default replicas show"
     assert rows[1][1:6] == ["demo", "3", "2/3", "1", "ScalingUp"]
+    from shared.models import POOL_LABEL, Machine
+    machines = [{"metadata": {"name": n, "namespace": "default", "labels": labels},
+                 "spec": {"cluster": "demo", "region": "local"}}
+                for n, labels in (("web-0", {POOL_LABEL: "web"}), ("m", {}))]
+    header, *rows = table_rows(Machine, machines, all_namespaces=False, wide=True)
+    at = header.index("POOL")
+    assert [r[at] for r in rows] == ["web", "<none>"]
