@@ -99,15 +99,20 @@ def node_labels_item(labels: dict[str, str], current: list[StateItem],
                      done: dict[str, StateItemStatus]) -> StateItem | None:
     """The item keeping the node's labels (the Machine's ``nodeLabels``): those wanted, and
     the removal of those an earlier item set and the Machine no longer names - carried on
-    until an item with them is done. None while there are neither. A ``reconfigure`` item:
-    a change re-runs it alone, with no drain."""
+    until an item with them is done. An applied item stays as it is while the labels do;
+    None while there are none at all. A ``reconfigure`` item: a change re-runs it alone,
+    with no drain."""
     old = next((i for i in current if i.name == NODE_LABELS), None)
     gone: set[str] = set()
     if old is not None:
-        gone = {k for k, _ in _pairs(old.params.get("labels", ""))}
+        had = dict(_pairs(old.params.get("labels", "")))
         state = done.get(NODE_LABELS)
-        if state is None or state.state != "Done" or state.hash != item_hash(old):
-            gone |= set(filter(None, old.params.get("remove", "").split(",")))
+        if state is not None and state.state == "Done" and state.hash == item_hash(old):
+            if had == labels:
+                return old  # applied, removals included: nothing to run again
+        else:
+            gone = set(filter(None, old.params.get("remove", "").split(",")))
+        gone |= had.keys()
     gone -= labels.keys()
     if not labels and not gone:
         return None

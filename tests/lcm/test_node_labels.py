@@ -28,10 +28,12 @@ def test_the_item_carries_removals_until_an_item_with_them_is_done() -> None:
     # tier dropped too before anything ran: the pending removal is kept.
     third = node_labels_item({}, [second], {})
     assert third is not None and third.params == {"labels": "", "remove": "tier,zone"}
-    # Once that is done, there is nothing left to say: no item.
+    # Once that is done it stays as it is (no re-run for an empty removal list).
     done = {NODE_LABELS: StateItemStatus(state="Done", hash=item_hash(third))}
-    assert node_labels_item({}, [third], done) is None
+    assert node_labels_item({}, [third], done) is third
     assert node_labels_item({}, [], {}) is None
+    done = {NODE_LABELS: StateItemStatus(state="Done", hash=item_hash(second))}
+    assert node_labels_item({"tier": "web"}, [second], done) is second
     # A removal that ran is not repeated; an empty value is a label too.
     done = {NODE_LABELS: StateItemStatus(state="Done", hash=item_hash(second))}
     fourth = node_labels_item({"node-role.kubernetes.io/db": ""}, [second], done)
