@@ -1,7 +1,8 @@
 // One cluster: summary, upgrade (only to releases the release service allows), delete,
 // maintenance mode (the cluster's, then its machines' one by one), machines with per-item
-// LCM progress (add one like an existing one, delete one, mark a pool's one to go first),
-// its machine pools (scaled here: views/pools.js), its machine health checks (read-only:
+// LCM progress (add one like an existing one, delete one, mark a pool's one to go first,
+// edit its node labels: views/labels.js), its machine pools (created and scaled here:
+// views/pools.js), its machine health checks (read-only:
 // views/healthchecks.js), conditions and events.
 // Everything is live. Writes the gateway refuses show its message in the notice.
 
@@ -13,6 +14,7 @@ import {
 } from "../dom.js";
 import { readyCount } from "./clusters.js";
 import { checksOf, machineHealth, renderHealthChecks } from "./healthchecks.js";
+import { editNodeLabels, labelTags } from "./labels.js";
 import { markedFirst, poolOf, poolsOf, poolsSection, wanted } from "./pools.js";
 
 const MAX_EVENTS = 50;
@@ -94,6 +96,7 @@ export function renderCluster(root, { namespace, name }) {
   const key = `${namespace}/${name}`;
   let deleting = false;
   let seen = false;
+  let closeLabels = null; // the open node-labels editor's closer
 
   const header = h("div", { class: "title" }, h("h2", {}, "Cluster ", name));
   const summary = h("div", { class: "card summary" });
@@ -374,6 +377,20 @@ export function renderCluster(root, { namespace, name }) {
     on ? "Unmark" : "Remove first");
   }
 
+  // spec.nodeLabels, and the editor (a JSON merge patch of spec.nodeLabels).
+  function nodeLabelsCell(m) {
+    const why = !session.canWrite(namespace) ? readOnly
+      : m.metadata.deletionTimestamp ? "The machine is being deleted." : "";
+    return h("div", { class: "stack" }, labelTags(m.spec.nodeLabels),
+      h("button", { type: "button", name: "edit-labels", class: "secondary small",
+        disabled: Boolean(why),
+        title: why || "Set the labels of this machine's node (key=value lines)",
+        onclick: () => {
+          closeLabels?.();
+          closeLabels = editNodeLabels({ machine: m, namespace, tell });
+        } }, "Edit labels"));
+  }
+
   function poolCell(m) {
     const pool = poolOf(m);
     if (!pool) return "";
@@ -403,6 +420,7 @@ export function renderCluster(root, { namespace, name }) {
         cls: "lcm-cell" },
       { title: "LCM phase", render: (m) => m.status?.lcmPhase || "" },
       { title: "Addresses", render: (m) => (m.status?.addresses || []).join(", ") },
+      { title: "Node labels", render: nodeLabelsCell, cls: "node-labels-cell" },
       { title: "Maintenance", render: machineMaintenance, cls: "maintenance" },
       { title: "Health check", render: machineHealth, cls: "health" },
       { title: "", cls: "row-actions", render: (m) => [machineMaintenanceButton(m),
@@ -485,6 +503,7 @@ export function renderCluster(root, { namespace, name }) {
     lcm.close();
     checks.close();
     pools.close();
+    closeLabels?.();
     stopEvents();
   };
 }

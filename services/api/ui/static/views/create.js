@@ -12,8 +12,9 @@ const PROVIDERS = ["simulated", "openstack", "vsphere", "baremetal"];
 const CREDENTIAL_KINDS = { openstack: "openstackcredentials", vsphere: "vspherecredentials" };
 const ROLES = ["control-plane", "worker"];
 
-// Per-provider machine profile fields (`key` is the camelCase spec field).
-const PROFILES = {
+// Per-provider machine profile fields (`key` is the camelCase spec field); the cluster
+// page's new-pool form offers the same (views/pools.js).
+export const PROFILES = {
   simulated: [{ key: "flavor", label: "Flavor", options: ["small", "medium", "large"],
                 value: "small" }],
   openstack: [
@@ -47,7 +48,7 @@ function stepOf(field) {
   return i < 0 ? STEPS.length - 1 : i;
 }
 
-function defaultProfile(provider) {
+export function defaultProfile(provider) {
   return Object.fromEntries((PROFILES[provider] || []).map((f) => [f.key, f.value]));
 }
 
@@ -56,7 +57,7 @@ function selectorParts(text) {
 }
 
 // "k=v,k2=v2" -> {k: "v", k2: "v2"}; null when a part is not key=value.
-function parseSelector(text) {
+export function parseSelector(text) {
   const out = {};
   for (const part of selectorParts(text)) {
     const [k, ...rest] = part.split("=");
