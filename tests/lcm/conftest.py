@@ -24,6 +24,7 @@ from nats.aio.client import Client as NATS
 from services.lcm import service
 from services.lcm.config import LCMSettings
 from services.lcm.endpoint import Endpoint
+from services.lcm.objects import patch
 from services.lcm.tokens import machine_token
 from services.release.defaults import ensure_default_releases
 from shared.models import (
@@ -185,6 +186,18 @@ class Lcm:
 
     async def cluster(self, name: str) -> Cluster:
         return await self.store.get(Cluster, name, NS)
+
+    async def set_spec(self, cls: type[R], name: str, **fields: Any) -> None:
+        """Set spec fields as a user's update would, read again on a conflict (the
+        controllers write the same objects meanwhile)."""
+        def mutate(obj: R) -> bool:
+            spec = obj.spec  # type: ignore[attr-defined]
+            changed = any(getattr(spec, k) != v for k, v in fields.items())
+            for k, v in fields.items():
+                setattr(spec, k, v)
+            return changed
+
+        await patch(self.store, await self.store.get(cls, name, NS), mutate)
 
     async def lcm_machine(self, name: str) -> LCMMachine:
         return await self.store.get(LCMMachine, name, NS)

@@ -3,7 +3,6 @@ changed and removed later by re-running that item alone, with no drain."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,7 @@ import pytest
 from services.lcm.agent.executor import NodeRootExecutor, commands_for
 from services.lcm.items import NODE_LABELS, item_hash, node_labels_item
 from shared.models import LCMMachine, Machine, StateItemStatus, ValidationError, convert
-from shared.store import Conflict
-from tests.lcm.conftest import NS, Lcm
+from tests.lcm.conftest import Lcm
 from tests.lcm.test_agent import starts
 from tests.waiting import eventually
 
@@ -67,19 +65,9 @@ def test_labels_a_node_would_refuse_are_refused(labels: dict[str, str], words: s
                           "spec": {"cluster": "c", "region": "r", "nodeLabels": labels}})
 
 
-async def set_labels(lcm: Lcm, name: str, labels: dict[str, str]) -> None:
-    for _ in range(10):
-        m = await lcm.store.get(Machine, name, NS)
-        m.spec.node_labels = labels
-        with contextlib.suppress(Conflict):
-            await lcm.store.update(m)
-            return
-    raise AssertionError("could not update the machine")
-
-
 async def test_labels_follow_the_machine_without_draining_the_node(lcm: Lcm) -> None:
     cp, w = await lcm.create_cluster("nl", release="mke-3-7-1", cps=1, workers=1)
-    await set_labels(lcm, w, {"tier": "db", "zone": "a"})
+    await lcm.set_spec(Machine, w, node_labels={"tier": "db", "zone": "a"})
     await eventually(lambda: lcm.find(LCMMachine, w), what="LCMMachines")
     await lcm.start_agent(cp)
     await lcm.start_agent(w)
@@ -88,7 +76,7 @@ async def test_labels_follow_the_machine_without_draining_the_node(lcm: Lcm) -> 
     await eventually(lambda: labels.exists() and labels.read_text() == "tier=db\nzone=a\n",
                      timeout=20, what="the labels on the node")
 
-    await set_labels(lcm, w, {"tier": "web"})
+    await lcm.set_spec(Machine, w, node_labels={"tier": "web"})
     await eventually(lambda: labels.read_text() == "tier=web\n", timeout=20,
                      what="the changed labels on the node")
     await eventually(lambda: lcm.ready("nl"), timeout=30, what="Ready again")

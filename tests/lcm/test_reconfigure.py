@@ -3,24 +3,11 @@ Reconfigure, and the agent re-applies exactly the changed items."""
 
 from __future__ import annotations
 
-import contextlib
-
 from services.release.defaults import cluster_release
 from shared.models import LCMMachine, Machine
-from shared.store import Conflict
-from tests.lcm.conftest import NS, Lcm
+from tests.lcm.conftest import Lcm
 from tests.lcm.test_agent import item_state, starts
 from tests.waiting import eventually
-
-
-async def set_role(lcm: Lcm, name: str, role: str) -> None:
-    for _ in range(10):
-        m = await lcm.store.get(Machine, name, NS)
-        m.spec.role = role  # type: ignore[assignment]
-        with contextlib.suppress(Conflict):
-            await lcm.store.update(m)
-            return
-    raise AssertionError("could not update the machine")
 
 
 async def test_role_change_reconfigures_the_node(lcm: Lcm) -> None:
@@ -38,7 +25,7 @@ async def test_role_change_reconfigures_the_node(lcm: Lcm) -> None:
     hold = root / "etc/ccloud/hold/mke-join"
     hold.parent.mkdir(parents=True, exist_ok=True)
     hold.write_text("")
-    await set_role(lcm, w, "control-plane")
+    await lcm.set_spec(Machine, w, role="control-plane")
 
     async def reconfiguring() -> LCMMachine | None:
         lm = await lcm.lcm_machine(w)

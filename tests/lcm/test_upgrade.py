@@ -5,7 +5,6 @@ a failure that stops the rollout until it is fixed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 from services.release.defaults import cluster_release
@@ -16,13 +15,7 @@ from tests.waiting import eventually
 
 
 async def set_release(lcm: Lcm, cluster: str, release: str) -> None:
-    for _ in range(10):
-        c = await lcm.store.get(Cluster, cluster, NS)
-        c.spec.release = release
-        with contextlib.suppress(Exception):
-            await lcm.store.update(c)
-            return
-    raise AssertionError("could not update the cluster")
+    await lcm.set_spec(Cluster, cluster, release=release)
 
 
 async def deployed(lcm: Lcm, cluster: str, names: list[str], release: str) -> None:
