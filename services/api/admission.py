@@ -13,7 +13,8 @@ Cluster being deleted takes no new Machine. A MachineHealthCheck of an existing 
 be in its region too (that region's LCM runs it; its own fields - maxUnhealthy, the
 strategy, timeouts - are the model's to judge), and no two checks cover one machine (409).
 A MachinePool of an existing Cluster is in its region with a template that fits its provider
-(the Machine check, on ``spec.template.spec``).
+(the Machine check, on ``spec.template.spec``). A GracefulRebootRequest of an existing Cluster
+(named after it) is in its region and lists only Machines of that Cluster, each once.
 A Cluster's region and provider, a Machine's cluster and region, and a Machine's provider
 section once its node is made cannot change: nothing would move the cluster or remake the
 node, the write would only make the objects lie. (Deletes are judged in ``deletion.py``.)
@@ -42,6 +43,7 @@ from services.release.compat import Matrix, UpgradeNotAllowed, latest_kaas
 from shared.models import (
     Cluster,
     ClusterRelease,
+    GracefulRebootRequest,
     KaaSRelease,
     Machine,
     MachineHealthCheck,
@@ -90,6 +92,43 @@ class Admission:
             await self._health_check(obj, stored)
         elif isinstance(obj, MachinePool):
             await self._pool(obj, stored if isinstance(stored, MachinePool) else None)
+        elif isinstance(obj, GracefulRebootRequest):
+            await self._graceful_reboot(
+                obj, stored if isinstance(stored, GracefulRebootRequest) else None)
+
+    async def _graceful_reboot(self, obj: GracefulRebootRequest,
+                               stored: GracefulRebootRequest | None) -> None:
+        """Checked against the Cluster it is named after, when that exists (written before
+        it, the request waits: ClusterNotFound). A machine listed that is not the cluster's
+        would never be rebooted and the request never complete."""
+        spec = obj.spec
+        if stored is not None and (stored.spec.region, stored.spec.machines) == (
+                spec.region, spec.machines):
+            return
+        seen: set[str] = set()
+        for i, name in enumerate(spec.machines):
+            if name in seen:
+                raise _invalid(obj, f"{name!r} is listed twice", field=f"spec.machines[{i}]")
+            seen.add(name)
+        try:
+            cluster = await self.store.get(Cluster, obj.metadata.name, obj.metadata.namespace)
+        except NotFound:
+            return
+        if stored is None and cluster.deleting:
+            raise ApiError(409, f"cluster {cluster.metadata.name!r} is being deleted: "
+                                "nothing to reboot")
+        if spec.region != cluster.spec.region:
+            raise _invalid(obj, f"cluster {cluster.metadata.name!r} is in region "
+                                f"{cluster.spec.region}, not {spec.region}", field="spec.region")
+        if not spec.machines:
+            return
+        ours = {m.metadata.name for m in await self.store.list_all(
+            Machine, obj.metadata.namespace,
+            where=lambda m: m.spec.cluster == cluster.metadata.name)}
+        for i, name in enumerate(spec.machines):
+            if name not in ours:
+                raise _invalid(obj, f"cluster {cluster.metadata.name!r} has no machine {name!r}",
+                               field=f"spec.machines[{i}]")
 
     async def _pool(self, obj: MachinePool, stored: MachinePool | None) -> None:
         """A MachinePool stays with its cluster and region, names its Machines with room

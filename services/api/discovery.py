@@ -16,6 +16,7 @@ SHORT_NAMES: dict[str, tuple[str, ...]] = {
     "UpdateGroup": ("ug",),
     "MachinePool": ("mp",),
     "MachineHealthCheck": ("mhc",),
+    "GracefulRebootRequest": ("grr",),
     "LCMCluster": ("lcmc",),
     "LCMMachine": ("lcmm",),
     "KaaSRelease": ("kaasr",),

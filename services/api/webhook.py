@@ -32,6 +32,7 @@ from shared.models import (
     BareMetalHostCredential,
     Cluster,
     ClusterRelease,
+    GracefulRebootRequest,
     Machine,
     MachineHealthCheck,
     MachinePool,
@@ -55,7 +56,8 @@ API_VERSION = "admission.k8s.io/v1"
 # What kube-apiserver sends here: the writes Admission judges and the deletes DeleteGuards
 # judges. Generated into the chart's rules; a kind left out is simply not judged.
 RULES: tuple[tuple[tuple[str, ...], tuple[type[Resource], ...]], ...] = (
-    (("CREATE", "UPDATE"), (Cluster, Machine, MachineHealthCheck, MachinePool)),
+    (("CREATE", "UPDATE"), (Cluster, Machine, MachineHealthCheck, MachinePool,
+                            GracefulRebootRequest)),
     (("DELETE",), (Machine, OpenStackCredential, VsphereCredential, BareMetalHost,
                    BareMetalHostCredential, ClusterRelease)),
 )

@@ -521,15 +521,25 @@ def _state_items(obj: dict[str, Any]) -> list[str]:
     return ["State items:"] + ["  " + r for r in output.aligned(rows)]
 
 
+def _since(ts: str) -> str:
+    return output.age(ts.split(".")[0].rstrip("Z") + "Z") if ts else "<none>"
+
+
 def _targets(obj: dict[str, Any]) -> list[str]:
-    """A MachineHealthCheck's machines under remediation: reboots so far and why."""
+    """A MachineHealthCheck's machines under remediation (reboots so far and why), or a
+    GracefulRebootRequest's machines (how far each got)."""
     targets = (obj.get("status") or {}).get("targets")
     if not targets:
         return []
+    if obj.get("kind") == "GracefulRebootRequest":
+        rows = [["MACHINE", "STATE", "STARTED", "FINISHED", "MESSAGE"]]
+        rows += [[t.get("machine", ""), t.get("state", "Waiting"),
+                  _since(t.get("startedAt", "")), _since(t.get("finishedAt", "")),
+                  t.get("message", "")] for t in targets]
+        return ["Machines:"] + ["  " + r for r in output.aligned(rows)]
     rows = [["MACHINE", "STATE", "REBOOTS", "LAST", "REASON", "MESSAGE"]]
     rows += [[t.get("machine", ""), t.get("state", ""), str(t.get("attempts", 0)),
-              output.age(t.get("lastAttemptTime", "").split(".")[0].rstrip("Z") + "Z")
-              if t.get("lastAttemptTime") else "<none>",
+              _since(t.get("lastAttemptTime", "")),
               t.get("reason", ""), t.get("message", "")] for t in targets]
     return ["Remediation:"] + ["  " + r for r in output.aligned(rows)]
 

@@ -45,6 +45,14 @@ def remediating(obj: dict[str, Any]) -> str:
     return str(len(dig(obj, "status.targets") or []))
 
 
+def rebooting_now(obj: dict[str, Any]) -> str:
+    """The machines a GracefulRebootRequest has in flight, with their step."""
+    busy = [f"{t.get('machine')}:{str(t.get('state', '')).lower()}"
+            for t in dig(obj, "status.targets") or []
+            if t.get("state", "Waiting") not in ("Waiting", "Done", "Skipped")]
+    return ",".join(busy) or "<none>"
+
+
 def pool_of(obj: dict[str, Any]) -> str:
     """The MachinePool a Machine belongs to ("<none>" if none)."""
     return (dig(obj, "metadata.labels") or {}).get(POOL_LABEL) or "<none>"
@@ -70,6 +78,8 @@ COLUMNS: dict[str, list[Column]] = {
     "MachineHealthCheck": [("CLUSTER", "spec.cluster"), ("MAX-UNHEALTHY", "spec.maxUnhealthy"),
                            ("HEALTHY", ratio("status.currentHealthy", "status.expectedMachines")),
                            ("REMEDIATING", remediating)],
+    "GracefulRebootRequest": [("REBOOTED", ratio("status.rebooted", "status.total")),
+                              ("NOW", rebooting_now)],
     "LCMMachine": [("CLUSTER", "spec.cluster"), ("ROLE", "spec.role"),
                    ("RELEASE", "status.release"), ("ITEMS", items_done)],
     "LCMCluster": [("CLUSTER", "spec.cluster"), ("RELEASE", "spec.release")],

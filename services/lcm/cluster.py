@@ -22,7 +22,7 @@ Region does not offer, or whose service is down there, keeps it Pending with
 ``ProviderAvailable`` False. A failing item,
 cordon/drain or uncordon on a machine in flight stops the rollout until it succeeds. A
 Cluster delete removes its Machines (each runs its own drain/deprovision flow) and then the
-LCM objects, its UpdateGroups and MachineHealthChecks.
+LCM objects, its UpdateGroups, MachineHealthChecks and GracefulRebootRequest.
 
 Maintenance: while the Cluster is in maintenance no upgrade is accepted (a changed
 ``spec.release`` waits, ``Upgraded`` False ``HeldByMaintenance``) and its ``Maintenance``
@@ -30,6 +30,10 @@ condition counts its machines in maintenance. A Machine in maintenance has its L
 cordoned (the agent drains the node) and gets no new items: it keeps what it had, is no
 part of a rollout, never makes the cluster Failed, and shows in ``MachinesReady``; once
 out of it the rollout's own flow uncordons it, after applying what was held back.
+
+Graceful reboots (``services.lcm.gracefulreboot``) mark the LCMMachines they cordon: such a
+machine is theirs to uncordon, holds the rollout (no upgrade step starts meanwhile) and
+shows in ``MachinesReady`` and the phase as ``Rebooting``.
 
 Everything is level-triggered: every pass recomputes from the store.
 """
@@ -47,9 +51,11 @@ from services.lcm.rollout import Group, MachineView, Plan, plan, state_of
 from services.release.compat import UpgradeNotAllowed, check_upgrade, latest_kaas
 from shared.models import (
     CLUSTER_LABEL,
+    GRACEFUL_REBOOT_ANNOTATION,
     REGION_LABEL,
     Cluster,
     ClusterRelease,
+    GracefulRebootRequest,
     KaaSRelease,
     LCMCluster,
     LCMClusterSpec,
@@ -93,6 +99,7 @@ PROVIDER_RECHECK = 30.0
 PROVIDER_READY = cond.PROVIDER_READY  # on the Machine, written by its provider
 NO_CAPACITY = "NoCapacity"
 HELD = "HeldByMaintenance"
+REBOOTING = "Rebooting"  # machines a GracefulRebootRequest has cordoned
 
 
 def _failure(lm: LCMMachine) -> str:
@@ -193,9 +200,11 @@ class ClusterReconciler:
                     spec_release=lm.spec.release, status_release=lm.status.release,
                     target=target, spec_cordoned=lm.spec.cordoned,
                     status_cordoned=lm.status.cordoned, maintenance=live[name].spec.maintenance,
+                    rebooting=GRACEFUL_REBOOT_ANNOTATION in lm.metadata.annotations,
                 ),
                 group=live[name].spec.update_group,
                 failure=_failure(lm),
+                behind=(lm.spec.release, lm.status.release) != (target, target),
             ))
         p = plan(views, groups)
         for v in views:
@@ -384,7 +393,7 @@ class ClusterReconciler:
                 await patch(self.store, copy(lm), set_release)
             case "uncordoning":
                 await patch(self.store, copy(lm), cordon(False))
-            case _:
+            case _:  # "rebooting" among them: the graceful reboot cordons and uncordons
                 pass
 
     # --- status ---------------------------------------------------------------------------
@@ -421,6 +430,8 @@ class ClusterReconciler:
         upgrade the cluster's maintenance holds back."""
         st = cluster.status
         maint = set(maintenance or ())
+        rebooting = sorted(lm.metadata.name for lm in lms
+                           if GRACEFUL_REBOOT_ANNOTATION in lm.metadata.annotations)
         if lacking:
             cond.mark_false(st, PROVIDER_AVAILABLE, *lacking)
         else:
@@ -456,6 +467,10 @@ class ClusterReconciler:
         elif maint and ready + len(maint) >= total:
             cond.mark_false(st, MACHINES_READY, MAINTENANCE,
                             f"{ready} of {total} machines ready{in_maint}", "Info")
+        elif rebooting and ready + len(rebooting) >= total:
+            cond.mark_false(st, MACHINES_READY, REBOOTING,
+                            f"{ready} of {total} machines ready; {', '.join(rebooting)} "
+                            "in a graceful reboot", "Info")
         else:
             waiting = (f"; {unjoinable} {'waits' if unjoinable == 1 else 'wait'} for a "
                        "control-plane node's address to join through" if unjoinable else "")
@@ -500,6 +515,8 @@ class ClusterReconciler:
             st.phase = "Pending"
         elif cluster.spec.maintenance or maint:
             st.phase = MAINTENANCE
+        elif rebooting:
+            st.phase = REBOOTING
         elif not st.release:
             st.phase = "Provisioning"
         else:
@@ -581,6 +598,7 @@ class ClusterReconciler:
         for hc in await self.store.list_all(MachineHealthCheck, ns):
             if hc.spec.cluster == name:
                 await self._delete(MachineHealthCheck, hc.metadata.name, ns)
+        await self._delete(GracefulRebootRequest, name, ns)
         for lm in await self.store.list_all(
                 LCMMachine, ns, label_selector=f"{CLUSTER_LABEL}={name}"):
             await self._delete(LCMMachine, lm.metadata.name, ns)

@@ -9,6 +9,9 @@ fixed. Machines never deployed yet are not part of a rollout (they simply deploy
 target release). Nor are machines in maintenance: they keep what they run, never count as
 in flight or failed, and are never uncordoned by a rollout; once out of maintenance their
 node is still drained, so one behind the target goes on straight to its new items.
+A machine a graceful reboot has cordoned (``rebooting``) is the reboot's until it lets go:
+while one is, no upgrade step starts (the two would drain and uncordon the same nodes), and
+one behind the target counts as waiting.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 State = Literal["deploying", "current", "waiting", "draining", "upgrading", "uncordoning",
-                "maintenance"]
+                "maintenance", "rebooting"]
 IN_FLIGHT: tuple[State, ...] = ("draining", "upgrading", "uncordoning")
 
 DEFAULT_GROUP = ""
@@ -37,6 +40,7 @@ class MachineView:
     state: State
     group: str = DEFAULT_GROUP
     failure: str = ""  # the failing item's message while in flight
+    behind: bool = False  # rebooting: not at the target release yet
 
 
 @dataclass
@@ -53,10 +57,12 @@ class Plan:
 
 def state_of(
     *, spec_release: str, status_release: str, target: str, spec_cordoned: bool,
-    status_cordoned: bool, maintenance: bool = False,
+    status_cordoned: bool, maintenance: bool = False, rebooting: bool = False,
 ) -> State:
     if maintenance:
         return "maintenance"
+    if rebooting:
+        return "rebooting"
     if not status_release:
         return "deploying"
     if spec_release != target:
@@ -71,10 +77,12 @@ def state_of(
 def plan(machines: list[MachineView], groups: dict[str, Group]) -> Plan:
     out = Plan()
     out.in_flight = sorted(m.name for m in machines if m.state in IN_FLIGHT)
-    out.waiting = sorted(m.name for m in machines if m.state == "waiting")
+    rebooting = [m for m in machines if m.state == "rebooting"]
+    out.waiting = sorted([m.name for m in machines if m.state == "waiting"]
+                         + [m.name for m in rebooting if m.behind])
     out.failed = sorted((m.name, m.failure) for m in machines
                         if m.state in IN_FLIGHT and m.failure)
-    if out.failed:
+    if out.failed or rebooting:
         return out
     todo = [m for m in machines if m.state == "waiting" or m.state in IN_FLIGHT]
     cps = [m for m in todo if m.role == "control-plane"]

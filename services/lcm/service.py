@@ -7,6 +7,7 @@ from nats.aio.client import Client as NATS
 from services.lcm.cluster import ClusterReconciler
 from services.lcm.config import LCMSettings, load_secret
 from services.lcm.endpoint import Endpoint
+from services.lcm.gracefulreboot import GracefulRebootReconciler
 from services.lcm.healthcheck import HealthCheckReconciler
 from services.lcm.lcmmachine import LCMMachineReconciler
 from services.lcm.leases import LeaseView, node_leases
@@ -19,6 +20,7 @@ from shared.models import (
     CLUSTER_LABEL,
     POOL_LABEL,
     Cluster,
+    GracefulRebootRequest,
     LCMCluster,
     LCMMachine,
     Machine,
@@ -73,7 +75,22 @@ def controllers(
         ),
         health_check_controller(store, bus, region=region, workers=workers),
         pool_controller(store, bus, region=region, workers=workers),
+        graceful_reboot_controller(store, bus, region=region, workers=workers),
     ]
+
+
+def graceful_reboot_controller(store: Store, bus: Bus, *, region: str | None, workers: int = 4,
+                               ) -> Controller:
+    """GracefulRebootRequests, woken by their cluster's Machines (Ready, reboot answered),
+    LCMMachines (drained, uncordoned) and Cluster (an upgrade ending)."""
+    reboots = GracefulRebootReconciler(store)
+    return Controller(
+        name="lcm-gracefulreboot", kind=GracefulRebootRequest, store=store, bus=bus,
+        region=region, workers=workers, reconciler=reboots,
+        watches=[Watch(Machine, reboots.request_of, delay=CHILD_BATCH),
+                 Watch(LCMMachine, reboots.request_of, delay=CHILD_BATCH),
+                 Watch(Cluster, reboots.request_of)],
+    )
 
 
 def pool_controller(store: Store, bus: Bus, *, region: str | None, workers: int = 4,

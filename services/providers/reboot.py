@@ -1,7 +1,8 @@
-"""Reboot remediation, the provider's half: power cycle a node a MachineHealthCheck asked for.
+"""Reboots, the provider's half: power cycle a node LCM asked for.
 
-LCM's health check asks by writing a fresh id in the Machine's ``reboot-request``
-annotation (``services.lcm.healthcheck``). The provider powers the node off, waits
+LCM asks - for a MachineHealthCheck (``services.lcm.healthcheck``) or a graceful reboot, once
+the node is drained (``services.lcm.gracefulreboot``) - by writing a fresh id in the
+Machine's ``reboot-request`` annotation. The provider powers the node off, waits
 (requeued, never asleep) until the provider reports it off, marks that midpoint with the id
 in ``reboot-powered-off``, powers it on, waits until it runs, and answers with the id in
 ``reboot-done``. Each mark is a metadata write of the id it concerns, so the node is cycled
@@ -49,7 +50,7 @@ async def power_cycle(store: Store, machine: Machine, provider: Provider | None,
     ``machine.status`` (the caller's status write) and its marks into the metadata."""
     request = pending(machine)
     st = machine.status
-    why = f"at the health check's request ({request})"
+    why = f"as requested ({request}: a health check or a graceful reboot)"
 
     def step(state: str, message: str) -> None:
         S.set_step(st, STEP_REBOOT, state, message, order=NODE_STEPS)

@@ -7,6 +7,7 @@ from shared.models.meta import (
     CLUSTER_LABEL,
     DELETE_MACHINE_ANNOTATION,
     GLOBAL_REGION,
+    GRACEFUL_REBOOT_ANNOTATION,
     GROUP,
     MACHINE_LABEL,
     POOL_LABEL,
@@ -41,7 +42,8 @@ from shared.models.registry import (
 __all__ = [
     "ALL_KINDS", "API_VERSION", "BY_KIND", "BY_PLURAL", "CLUSTER_LABEL", "Condition",
     "DELETE_MACHINE_ANNOTATION", "POOL_LABEL", "POOL_TEMPLATE_ANNOTATION",
-    "GLOBAL_REGION", "GROUP", "MACHINE_LABEL", "ObjectMeta", "OwnerReference", "PROVIDER_LABEL",
+    "GLOBAL_REGION", "GRACEFUL_REBOOT_ANNOTATION", "GROUP", "MACHINE_LABEL", "ObjectMeta",
+    "OwnerReference", "PROVIDER_LABEL",
     "REBOOT_DONE_ANNOTATION", "REBOOT_OFF_ANNOTATION", "REBOOT_REQUEST_ANNOTATION",
     "REGION_LABEL", "TARGET_ANNOTATION",
     "Resource", "Status", "VERSION", "ValidationError", "convert", "copy", "decode", "encode",

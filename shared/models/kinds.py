@@ -402,6 +402,49 @@ class MachineHealthCheck(Resource, kw_only=True):
     status: MachineHealthCheckStatus = field(default_factory=MachineHealthCheckStatus)
 
 
+class GracefulRebootRequestSpec(_Spec, kw_only=True):
+    # The cluster's region: that region's LCM carries the reboots out.
+    region: DNSLabel
+    # Machines to reboot, in the cluster's upgrade order (control plane one at a time, then
+    # workers by update group); empty: every machine the cluster has when LCM first sees
+    # the request.
+    machines: list[Name] = field(default_factory=list)
+
+
+class RebootTarget(Wire, kw_only=True):
+    """One machine of a graceful reboot and how far it got."""
+
+    machine: str
+    # Waiting (not started), Draining (cordoned, the agent drains the node), Rebooting (the
+    # provider power cycles the node), Uncordoning (back on, the agent uncordons), Done,
+    # Skipped (the machine was deleted), Failed (the provider never answered).
+    state: Literal["Waiting", "Draining", "Rebooting", "Uncordoning", "Done", "Skipped",
+                   "Failed"] = "Waiting"
+    request_id: str = ""
+    started_at: str = ""  # when it was cordoned
+    reboot_requested_at: str = ""
+    finished_at: str = ""
+    message: str = ""
+
+
+class GracefulRebootRequestStatus(Status, kw_only=True):
+    targets: list[RebootTarget] = field(default_factory=list)
+    rebooted: NonNegative = 0  # targets Done (or Skipped) of ``total``
+    total: NonNegative = 0
+
+
+class GracefulRebootRequest(Resource, kw_only=True):
+    """A rolling reboot of a cluster's machines, each drained first (named after the cluster,
+    as Mirantis Container Cloud's)."""
+
+    KIND: ClassVar[str] = "GracefulRebootRequest"
+    PLURAL: ClassVar[str] = "gracefulrebootrequests"
+    HAS_PHASE: ClassVar[bool] = True
+    HAS_READY: ClassVar[bool] = True
+    spec: GracefulRebootRequestSpec
+    status: GracefulRebootRequestStatus = field(default_factory=GracefulRebootRequestStatus)
+
+
 # --- LCM -----------------------------------------------------------------------------------
 
 
@@ -762,6 +805,7 @@ ALL_KINDS: tuple[type[Resource], ...] = (
     UpdateGroup,
     MachinePool,
     MachineHealthCheck,
+    GracefulRebootRequest,
     LCMCluster,
     LCMMachine,
     KaaSRelease,

@@ -24,13 +24,17 @@ MACHINE_LABEL = f"{GROUP}/machine"
 # On a Machine of a cloud provider: the credential its node was made with, recorded on first
 # use so the node can be deleted with it after the Cluster is gone.
 TARGET_ANNOTATION = "providers.kaas.containercloud.dev/target"
-# On a Machine: a MachineHealthCheck asks its provider to power cycle the node (the value is
-# the request's id); the provider answers with the same id in REBOOT_DONE once the node is
-# back on, and marks the midpoint (powered off) in REBOOT_OFF. The ids are the state: a
-# request is pending while REQUEST differs from DONE, whoever restarts in between.
+# On a Machine: LCM (a MachineHealthCheck, a graceful reboot) asks its provider to power cycle
+# the node (the value is the request's id); the provider answers with the same id in
+# REBOOT_DONE once the node is back on, and marks the midpoint (powered off) in REBOOT_OFF.
+# The ids are the state: a request is pending while REQUEST differs from DONE, whoever
+# restarts in between.
 REBOOT_REQUEST_ANNOTATION = f"{GROUP}/reboot-request"
 REBOOT_OFF_ANNOTATION = f"{GROUP}/reboot-powered-off"
 REBOOT_DONE_ANNOTATION = f"{GROUP}/reboot-done"
+# On an LCMMachine: the GracefulRebootRequest (its uid) that cordoned the node to reboot it;
+# the cluster's rollout leaves such a node to it (no upgrade, no uncordon) until it is gone.
+GRACEFUL_REBOOT_ANNOTATION = f"{GROUP}/graceful-reboot"
 # On a Machine a MachinePool made: the pool's name (its replicas are the Machines with it), the
 # hash of the pool's template it was made from, and - set by a user - the mark that picks
 # it first when the pool scales down (Cluster API's delete-machine annotation).

@@ -1,7 +1,8 @@
 """Admission of writes: a Cluster names a supported release, moves only along allowed
 paths and uses a provider its Region offers; a Machine fits its Cluster; a
 MachineHealthCheck has sound fields and sits in its Cluster's region; a MachinePool fits
-its Cluster as its Machines would."""
+its Cluster as its Machines would; a GracefulRebootRequest lists only its Cluster's
+Machines."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from services.release.defaults import ensure_default_releases
 from shared.models import (
     API_VERSION,
     Cluster,
+    GracefulRebootRequest,
     Machine,
     MachineHealthCheck,
     MachinePool,
@@ -434,3 +436,50 @@ async def test_a_machine_pool_stays_with_its_cluster_and_may_change_its_template
     await gateway.store.delete(Cluster, "c1", "team-a")
     code, body = await gateway.call("POST", ns_path("machinepools"), json=pool("late"))
     assert code == 409 and "cluster 'c1' is being deleted" in body["message"], body
+
+
+def reboot(name: str = "c1", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "GracefulRebootRequest",
+            "metadata": {"name": name, "namespace": "team-a"},
+            "spec": {"region": "local", **spec}}
+
+
+async def test_a_graceful_reboot_lists_only_its_clusters_machines(gateway: Gateway) -> None:
+    # Written before its Cluster: nothing to judge against yet (it waits, ClusterNotFound).
+    code, body = await gateway.call("POST", ns_path("gracefulrebootrequests"),
+                                    json=reboot("later", machines=["later-w0"]))
+    assert code == 201, body
+    for obj in (cluster("c1"), machine("c1-cp0", "control-plane"), machine("c1-w0", "worker"),
+                cluster("c2"), machine("c2-w0", "worker", "c2")):
+        code, body = await gateway.call(
+            "POST", ns_path("clusters" if obj["kind"] == "Cluster" else "machines"), json=obj)
+        assert code == 201, body
+
+    refusals = [
+        (reboot(machines=["c1-w0", "c2-w0"]), "spec.machines[1]",
+         "cluster 'c1' has no machine 'c2-w0'"),
+        (reboot(machines=["c1-w0", "c1-w0"]), "spec.machines[1]", "'c1-w0' is listed twice"),
+        (reboot(machines=["c1-w9"]), "spec.machines[0]", "cluster 'c1' has no machine 'c1-w9'"),
+        (reboot() | {"spec": {"region": "dc2"}}, "spec.region",
+         "cluster 'c1' is in region local, not dc2"),
+        (reboot(machines=["Not_A_Name"]), "spec.machines[0]", "Expected `str` matching"),
+    ]
+    for body_in, field, words in refusals:
+        code, body = await gateway.call("POST", ns_path("gracefulrebootrequests"), json=body_in)
+        assert code == 422, body
+        assert body["details"]["causes"][0]["field"] == field, body
+        assert words in body["message"], body
+    names = [r.metadata.name for r in await gateway.store.list_all(GracefulRebootRequest,
+                                                                    "team-a")]
+    assert names == ["later"], "nothing half-written"
+
+    code, body = await gateway.call("POST", ns_path("gracefulrebootrequests"),
+                                    json=reboot(machines=["c1-w0"]))
+    assert code == 201, body
+    code, body = await gateway.call(
+        "PATCH", ns_path("gracefulrebootrequests") + "/c1",
+        json={"spec": {"machines": ["c1-w0", "c2-w0"]}},
+        content_type="application/merge-patch+json")
+    assert code == 422, body
+    stored = await gateway.store.get(GracefulRebootRequest, "c1", "team-a")
+    assert stored.spec.machines == ["c1-w0"]

@@ -109,7 +109,10 @@ async def test_inventory_claim_provision_release(
         async def rebooted() -> Machine | None:
             m = await h.store.get(Machine, "gpu-0", "default")
             done = m.metadata.annotations.get(REBOOT_DONE_ANNOTATION) == "r1"
-            return m if done and m.status.phase == "Running" else None
+            # The answer is a metadata write a moment before the status write of the step.
+            step = next((s for s in m.status.provider_steps if s.name == "Reboot"), None)
+            return m if done and m.status.phase == "Running" and step is not None and (
+                step.state == "Done") else None
 
         m = await eventually(rebooted, timeout=40, interval=0.3, what="host-6 rebooted")
         step = next(s for s in m.status.provider_steps if s.name == "Reboot")

@@ -1,0 +1,196 @@
+"""GracefulRebootRequest end to end: real store and bus, LCM, the simulated provider and the
+fleet of simulated agents (``tests/lcm/remediation.py``: an agent runs while its node is on).
+
+Every machine of the request is drained, power cycled once, and uncordoned by its agent
+after the reboot, one machine at a time in the upgrade order (control plane first); the
+cluster's rollout never undoes the cordon meanwhile; a machine left out of the request is
+untouched; a node that cannot be drained stops the request there, and deleting the request
+lets go of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from shared.models import (
+    GRACEFUL_REBOOT_ANNOTATION,
+    Cluster,
+    GracefulRebootRequest,
+    LCMMachine,
+    convert,
+)
+from shared.runtime import conditions as cond
+from shared.store import NotFound
+from shared.tasks import cancel_all
+from tests.lcm.remediation import NS, REGION, Region, region
+from tests.waiting import eventually
+
+TIMEOUT = 60  # a drain, a power cycle and the agent's return, per machine
+PDB = "error: cannot evict pod default/web-1: would violate the PodDisruptionBudget"
+
+
+@pytest.fixture
+async def env(nc: NATS, prefix: str, tmp_path: Path) -> AsyncIterator[Region]:
+    async with region(nc, prefix, tmp_path / "nodes") as r:
+        yield r
+
+
+async def request_reboot(env: Region, cluster: str, **spec: Any) -> None:
+    await env.store.create(convert(GracefulRebootRequest, {
+        "metadata": {"name": cluster, "namespace": NS},
+        "spec": {"region": REGION} | spec}))
+
+
+async def grr(env: Region, name: str) -> GracefulRebootRequest:
+    return await env.store.get(GracefulRebootRequest, name, NS)
+
+
+async def completed(env: Region, name: str) -> GracefulRebootRequest | None:
+    r = await grr(env, name)
+    return r if r.status.phase == "Completed" and cond.is_true(r.status, "Ready") else None
+
+
+@contextlib.asynccontextmanager
+async def cordons(env: Region) -> AsyncIterator[dict[str, list[tuple[bool, bool]]]]:
+    """Each LCMMachine's (spec.cordoned, status.cordoned) as it changes meanwhile."""
+    seen: dict[str, list[tuple[bool, bool]]] = {}
+
+    async def follow() -> None:
+        async for ev in env.store.watch(LCMMachine, NS):
+            lm = ev.object
+            now = (lm.spec.cordoned, lm.status.cordoned)
+            states = seen.setdefault(lm.metadata.name, [])
+            if not states or states[-1] != now:
+                states.append(now)
+
+    task = asyncio.create_task(follow())
+    try:
+        yield seen
+    finally:
+        await cancel_all([task])
+
+
+@contextlib.asynccontextmanager
+async def phases(env: Region, name: str) -> AsyncIterator[list[str]]:
+    """The cluster's phases as they change meanwhile."""
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for ev in env.store.watch(Cluster, NS):
+            phase = ev.object.status.phase
+            if ev.object.metadata.name == name and (not seen or seen[-1] != phase):
+                seen.append(phase)
+
+    task = asyncio.create_task(follow())
+    try:
+        yield seen
+    finally:
+        await cancel_all([task])
+
+
+@contextlib.asynccontextmanager
+async def in_flight(env: Region, name: str) -> AsyncIterator[list[list[str]]]:
+    """The request's machines in flight (neither waiting nor finished) at each status write."""
+    seen: list[list[str]] = []
+
+    async def follow() -> None:
+        async for ev in env.store.watch(GracefulRebootRequest, NS):
+            if ev.object.metadata.name == name:
+                seen.append([t.machine for t in ev.object.status.targets
+                             if t.state not in ("Waiting", "Done", "Skipped")])
+
+    task = asyncio.create_task(follow())
+    try:
+        yield seen
+    finally:
+        await cancel_all([task])
+
+
+async def test_every_machine_is_drained_rebooted_and_uncordoned_one_at_a_time(
+    env: Region,
+) -> None:
+    names = cp0, w0, w1 = await env.create_cluster("one", workers=2)
+    await env.deployed("one")
+
+    async with cordons(env) as seen, in_flight(env, "one") as flights, \
+            phases(env, "one") as cluster_phases:
+        await request_reboot(env, "one")
+        done = await eventually(lambda: completed(env, "one"), timeout=3 * TIMEOUT,
+                                what="the graceful reboot completed")
+        await env.deployed("one")
+
+    assert (done.status.rebooted, done.status.total) == (3, 3)
+    assert [(t.machine, t.state) for t in done.status.targets] == [(n, "Done") for n in names]
+    for n in names:
+        assert await env.power(n) == ["Off", "On"], f"{n}: one power cycle"
+        # Cordoned, drained (the agent's ack), uncordoned, and the ack of an agent that came
+        # back after the reboot - never uncordoned half-way by the cluster's rollout.
+        assert seen[n] == [(False, False), (True, False), (True, True), (False, True),
+                           (False, False)], n
+        lm = await env.store.get(LCMMachine, n, NS)
+        assert GRACEFUL_REBOOT_ANNOTATION not in lm.metadata.annotations
+    assert max(len(f) for f in flights) == 1, "one machine at a time"
+    order = [f[0] for f in flights if f]
+    assert list(dict.fromkeys(order)) == [cp0, w0, w1], "control plane first, then workers"
+    offs = [(await env.off_times(n))[0] for n in names]
+    assert offs == sorted(offs)
+    # The cluster says what goes on, and never takes a reboot's uncordon for an upgrade's.
+    assert set(cluster_phases) == {"Ready", "Rebooting"}, cluster_phases
+    assert cluster_phases[-1] == "Ready"
+
+
+async def test_only_the_listed_machines_are_rebooted(env: Region) -> None:
+    cp0, w0, w1 = await env.create_cluster("two", workers=2)
+    await env.deployed("two")
+    await request_reboot(env, "two", machines=[w1])
+    done = await eventually(lambda: completed(env, "two"), timeout=TIMEOUT,
+                            what="the graceful reboot completed")
+    assert [(t.machine, t.state) for t in done.status.targets] == [(w1, "Done")]
+    assert await env.power(w1) == ["Off", "On"]
+    assert await env.power(cp0) == [] and await env.power(w0) == []
+
+
+async def test_an_undrainable_node_holds_the_request_and_deleting_it_lets_go(
+    env: Region, tmp_path: Path,
+) -> None:
+    cp0, w0, w1 = await env.create_cluster("three", workers=2)
+    await env.deployed("three")
+    fail = tmp_path / "nodes" / NS / w0 / "etc/ccloud/fail/cordon"
+    fail.parent.mkdir(parents=True, exist_ok=True)
+    fail.write_text(PDB)
+    await request_reboot(env, "three", machines=[w0, w1])
+
+    async def held() -> str:
+        r = await grr(env, "three")
+        ready = cond.get(r.status, "Ready")
+        return ready.message if ready is not None and PDB in ready.message else ""
+
+    message = await eventually(held, timeout=TIMEOUT, what="the drain failure reported")
+    assert message.startswith(f"{w0} draining (drain: ")
+    r = await grr(env, "three")
+    assert r.status.phase == "InProgress"
+    assert [(t.machine, t.state) for t in r.status.targets] == [(w0, "Draining"), (w1, "Waiting")]
+    assert await env.power(w0) == [] and await env.power(w1) == [], "nothing rebooted undrained"
+
+    await env.store.delete(GracefulRebootRequest, "three", NS)
+
+    async def gone() -> bool:
+        try:
+            await grr(env, "three")
+        except NotFound:
+            return True
+        return False
+
+    await eventually(gone, timeout=TIMEOUT, what="the request gone")
+    lm = await env.store.get(LCMMachine, w0, NS)
+    assert GRACEFUL_REBOOT_ANNOTATION not in lm.metadata.annotations
+    assert not lm.spec.cordoned, "let go: uncordoned"
+    assert await env.power(w0) == [] and await env.power(w1) == []
+    assert await env.requested(w0) == ""
