@@ -17,8 +17,11 @@ first, then workers by update group, ``concurrentUpdates`` at a time), each thro
 Each step is recorded in the request's ``status.targets`` before the write it leads to, so
 a restart in between redoes the same write (same id) instead of a second reboot. A machine
 starts only while it is Ready and not in maintenance, and nothing starts while the cluster
-upgrades or is paused: the request waits and says why. The cluster's rollout leaves a
-marked node to this controller (no upgrade step, no uncordon), so neither undoes the other.
+upgrades (or a node other than its own is cordoned, not for maintenance) or is paused: the
+request waits and says why. (An upgrade step and a reboot started in the same instant can
+still have two nodes out at once: each sees the other's cordon only once it is written.)
+The cluster's rollout leaves a marked node to this controller (no upgrade step, no
+uncordon), so neither undoes the other.
 A reboot the provider does not answer within ``ANSWER_TIMEOUT`` fails the request (no
 further machine starts; ``Ready`` False ``RebootFailed``): delete it and make another once
 the provider is fixed. Deleting the request lets go of the machines it holds: a request not
@@ -232,6 +235,13 @@ class GracefulRebootReconciler:
             return f"cluster {cluster.metadata.name} is paused"
         if upgrading(cluster):
             return f"cluster {cluster.metadata.name} is upgrading: reboots go on after it"
+        # Read from the nodes too: an upgrade's first cordon is written a moment before the
+        # Cluster's status says it upgrades. (Nodes in maintenance are out on purpose.)
+        out = sorted(n for n, lm in lms.items() if (lm.spec.cordoned or lm.status.cordoned)
+                     and GRACEFUL_REBOOT_ANNOTATION not in lm.metadata.annotations
+                     and not machines[n].spec.maintenance)
+        if out:
+            return f"{out[0]} is cordoned by an upgrade step"
         why = ""
         for name in plan(views, groups).start:
             m, lm = machines[name], lms.get(name)

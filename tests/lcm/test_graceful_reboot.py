@@ -194,3 +194,65 @@ async def test_an_undrainable_node_holds_the_request_and_deleting_it_lets_go(
     assert not lm.spec.cordoned, "let go: uncordoned"
     assert await env.power(w0) == [] and await env.power(w1) == []
     assert await env.requested(w0) == ""
+
+
+@contextlib.asynccontextmanager
+async def marked_releases(env: Region) -> AsyncIterator[dict[str, list[set[str]]]]:
+    """Per LCMMachine, the spec.releases it had during each stretch a reboot marked it; and
+    under "" the most nodes cordoned at once."""
+    seen: dict[str, list[set[str]]] = {"": [set()]}
+    marked: dict[str, bool] = {}
+    cordoned: dict[str, bool] = {}
+
+    async def follow() -> None:
+        async for ev in env.store.watch(LCMMachine, NS):
+            lm, name = ev.object, ev.object.metadata.name
+            now = GRACEFUL_REBOOT_ANNOTATION in lm.metadata.annotations
+            if now and not marked.get(name):
+                seen.setdefault(name, []).append(set())
+            if now:
+                seen[name][-1].add(lm.spec.release)
+            marked[name] = now
+            cordoned[name] = lm.spec.cordoned or lm.status.cordoned
+            seen[""][0].add(str(sum(cordoned.values())))
+
+    task = asyncio.create_task(follow())
+    try:
+        yield seen
+    finally:
+        await cancel_all([task])
+
+
+async def test_an_upgrade_written_during_a_reboot_waits_for_the_node_in_flight(
+    env: Region,
+) -> None:
+    names = await env.create_cluster("four", workers=1)
+    await env.deployed("four")
+
+    async def started() -> bool:
+        r = await grr(env, "four")
+        return any(t.state in ("Draining", "Rebooting") for t in r.status.targets)
+
+    async with marked_releases(env) as releases:
+        await request_reboot(env, "four")
+        await eventually(started, timeout=TIMEOUT, what="the first machine in flight")
+        cluster = await env.store.get(Cluster, "four", NS)
+        cluster.spec.release = "mke-3-8-0"
+        await env.store.update(cluster)
+
+        async def upgraded() -> bool:
+            c = await env.store.get(Cluster, "four", NS)
+            return c.status.release == "mke-3-8-0" and cond.is_true(c.status, "Ready")
+
+        await eventually(lambda: completed(env, "four"), timeout=3 * TIMEOUT,
+                         what="the graceful reboot completed")
+        await eventually(upgraded, timeout=TIMEOUT, what="the upgrade done")
+
+    for n in names:
+        assert await env.power(n) == ["Off", "On"], f"{n}: one power cycle"
+        lm = await env.store.get(LCMMachine, n, NS)
+        assert (lm.status.release, lm.spec.cordoned) == ("mke-3-8-0", False)
+        # No upgrade step changed a node while a reboot held it.
+        assert all(len(stretch) == 1 for stretch in releases[n]), (n, releases[n])
+    # Nor did the upgrade take a second node out while one was rebooting.
+    assert max(int(c) for c in releases[""][0]) == 1, releases[""]
