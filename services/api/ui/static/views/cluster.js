@@ -3,7 +3,8 @@
 // LCM progress (add one like an existing one, delete one, mark a pool's one to go first,
 // edit its node labels: views/labels.js), its machine pools (created and scaled here:
 // views/pools.js), its machine health checks (read-only:
-// views/healthchecks.js), conditions and events.
+// views/healthchecks.js), its rolling reboot (started, followed and cancelled here:
+// views/reboots.js), conditions and events.
 // Everything is live. Writes the gateway refuses show its message in the notice.
 
 import {
@@ -16,6 +17,7 @@ import { readyCount } from "./clusters.js";
 import { checksOf, machineHealth, renderHealthChecks } from "./healthchecks.js";
 import { editNodeLabels, labelTags } from "./labels.js";
 import { markedFirst, poolOf, poolsOf, poolsSection, wanted } from "./pools.js";
+import { followReboot, rebootSection } from "./reboots.js";
 
 const MAX_EVENTS = 50;
 
@@ -105,6 +107,8 @@ export function renderCluster(root, { namespace, name }) {
   const checksEl = h("div", { class: "health-checks" });
   const readOnly = `Read-only: your role in project ${namespace} cannot change it.`;
   const poolsView = poolsSection({ namespace, name, tell, readOnly });
+  const reboot = followReboot(namespace, name, () => { renderReboot(); renderEvents(); });
+  const rebootView = rebootSection({ namespace, name, tell, readOnly, refresh: reboot.refresh });
   const conditionsEl = h("div", {});
   const eventsEl = h("div", { class: "events", "data-feed": "connecting" });
   const notice = h("p", { class: "notice", role: "status" });
@@ -112,6 +116,7 @@ export function renderCluster(root, { namespace, name }) {
     h("h3", {}, "Machines"), machinesEl,
     h("h3", {}, "Machine pools"), poolsView.el,
     h("h3", {}, "Health checks"), checksEl,
+    h("h3", {}, "Rolling reboot"), rebootView.el,
     h("h3", {}, "Conditions"), conditionsEl,
     h("h3", {}, "Events"), eventsEl));
 
@@ -451,7 +456,7 @@ export function renderCluster(root, { namespace, name }) {
 
   function renderEvents() {
     const objects = [cluster(), ...machines.values().filter(mine), ...poolsOf(pools, name),
-      ...checksOf(checks, name)].filter(Boolean);
+      ...checksOf(checks, name), reboot?.current].filter(Boolean);
     const rows = [...feed, ...transitions(objects)]
       .sort((a, b) => b.time.localeCompare(a.time)).slice(0, MAX_EVENTS);
     replace(eventsEl, table([
@@ -465,6 +470,7 @@ export function renderCluster(root, { namespace, name }) {
 
   const renderPools = () =>
     poolsView.render(pools, machines.values().filter(mine), cluster());
+  const renderReboot = () => rebootView.render(reboot?.current, cluster());
   const renderChecks = () =>
     renderHealthChecks(checksEl, checks, { name, namespace, region: cluster()?.spec.region });
 
@@ -473,6 +479,7 @@ export function renderCluster(root, { namespace, name }) {
     renderMachines();
     renderPools();
     renderChecks();
+    renderReboot();
     renderConditions();
     renderEvents();
   };
@@ -489,8 +496,10 @@ export function renderCluster(root, { namespace, name }) {
       (ev.kind === "MachineHealthCheck" &&
         checks.items.get(`${namespace}/${ev.name}`)?.spec.cluster === name) ||
       (ev.kind === "MachinePool" &&
-        pools.items.get(`${namespace}/${ev.name}`)?.spec.cluster === name);
+        pools.items.get(`${namespace}/${ev.name}`)?.spec.cluster === name) ||
+      (ev.kind === "GracefulRebootRequest" && ev.name === name);
     if (!related) return;
+    if (ev.kind === "GracefulRebootRequest") reboot.refresh();
     feed.unshift({ time: ev.time || new Date().toISOString(),
       object: `${ev.kind}/${ev.name}`, what: ev.type, message: `resourceVersion ${ev.resourceVersion}` });
     feed.length = Math.min(feed.length, MAX_EVENTS);
@@ -503,6 +512,7 @@ export function renderCluster(root, { namespace, name }) {
     lcm.close();
     checks.close();
     pools.close();
+    reboot.close();
     closeLabels?.();
     stopEvents();
   };
