@@ -485,7 +485,7 @@ def describe(
     else:
         lines.append("  <none>")
     lines += _state_items(obj)
-    lines += _targets(obj)
+    lines += _targets(cls, obj)
     lines.append("Events:")
     if isinstance(events, str):
         lines.append(f"  <unavailable: {events}>")
@@ -525,13 +525,13 @@ def _since(ts: str) -> str:
     return output.age(ts.split(".")[0].rstrip("Z") + "Z") if ts else "<none>"
 
 
-def _targets(obj: dict[str, Any]) -> list[str]:
+def _targets(cls: type[Resource], obj: dict[str, Any]) -> list[str]:
     """A MachineHealthCheck's machines under remediation (reboots so far and why), or a
     GracefulRebootRequest's machines (how far each got)."""
     targets = (obj.get("status") or {}).get("targets")
     if not targets:
         return []
-    if obj.get("kind") == "GracefulRebootRequest":
+    if cls.KIND == "GracefulRebootRequest":
         rows = [["MACHINE", "STATE", "STARTED", "FINISHED", "MESSAGE"]]
         rows += [[t.get("machine", ""), t.get("state", "Waiting"),
                   _since(t.get("startedAt", "")), _since(t.get("finishedAt", "")),

@@ -479,6 +479,37 @@ def test_health_checks_have_a_short_name_columns_and_their_targets_described():
     assert "Ready False for more than 300s" in lines[1]
 
 
+def test_graceful_reboots_have_a_short_name_progress_columns_and_their_machines_described():
+    from services.api.discovery import resolve
+    from services.cli.main import describe
+    from services.cli.output import table_rows
+    from shared.models import GracefulRebootRequest
+
+    assert resolve("grr") is GracefulRebootRequest
+    request = {"metadata": {"name": "demo", "namespace": "default"}, "spec": {"region": "local"},
+               "status": {"phase": "InProgress", "rebooted": 1, "total": 3,
+                          "targets": [
+                              {"machine": "demo-cp-0", "state": "Done",
+                               "startedAt": "2020-01-01T00:00:00.250Z",
+                               "finishedAt": "2020-01-01T00:01:00.000Z"},
+                              {"machine": "demo-w0", "state": "Draining",
+                               "startedAt": "2020-01-01T00:01:00.000Z",
+                               "message": "drain: cannot evict pod default/web-1"},
+                              {"machine": "demo-w1"}]}}  # Waiting: the default, left out
+    header, row = table_rows(GracefulRebootRequest, [request], all_namespaces=False, wide=False)
+    assert header == ["NAME", "REBOOTED", "NOW", "PHASE", "READY", "AGE"]
+    assert row[1:4] == ["1/3", "demo-w0:draining", "InProgress"]
+    request["status"]["targets"][1]["state"] = "Done"
+    _, row = table_rows(GracefulRebootRequest, [request], all_namespaces=False, wide=False)
+    assert row[2] == "<none>", "nothing in flight"
+    text = describe(GracefulRebootRequest, request, [])
+    lines = text.split("Machines:\n")[1].split("Events:")[0].splitlines()
+    assert lines[0].split() == ["MACHINE", "STATE", "STARTED", "FINISHED", "MESSAGE"]
+    assert lines[1].split()[:2] == ["demo-cp-0", "Done"] and lines[1].split()[2].endswith("d")
+    assert "drain: cannot evict pod default/web-1" in lines[2]
+    assert lines[3].split() == ["demo-w1", "Waiting", "<none>", "<none>"]
+
+
 def test_a_failure_says_each_thing_once():
     from services.cli.client import describe_failure
 
