@@ -39,6 +39,7 @@ from shared.models import (
     BareMetalHost,
     Cluster,
     Condition,
+    GracefulRebootRequest,
     Machine,
     MachineHealthCheck,
     MachinePool,
@@ -50,11 +51,13 @@ from shared.models import (
 from shared.store import Store
 
 CLUSTER_PHASES = ("Pending", "Provisioning", "Ready", "Degraded", "Upgrading", "Maintenance",
-                  "Failed", "Deleting")
+                  "Rebooting", "Failed", "Deleting")
+REBOOT_STATES = ("Waiting", "Draining", "Rebooting", "Uncordoning", "Done", "Skipped", "Failed")
 MACHINE_PHASES = ("Provisioning", "Running", "Maintenance", "Failed", "Deleting")
 CREDENTIALS: tuple[type[Resource], ...] = (OpenStackCredential, VsphereCredential)
 KINDS: tuple[type[Resource], ...] = (Region, Cluster, Machine, BareMetalHost, ArtifactMirror,
-                                     MachineHealthCheck, MachinePool, *CREDENTIALS)
+                                     MachineHealthCheck, MachinePool, GracefulRebootRequest,
+                                     *CREDENTIALS)
 
 _CLUSTER = ("namespace", "cluster", "region")
 _MACHINE = ("namespace", "cluster", "machine", "role", "region")
@@ -107,6 +110,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "ccloud_machinepool_replicas": (
         "The MachinePool's machines: desired (spec.replicas), current, ready, and updated "
         "(made from its current template)", (*_POOL, "state")),
+    "ccloud_gracefulreboot_machines": (
+        "The cluster's GracefulRebootRequest's machines in each step (Waiting, Draining, "
+        "Rebooting, Uncordoning, Done, Skipped, Failed)", (*_CLUSTER, "state")),
 }
 
 Snapshot = dict[type[Resource], list[Any]]
@@ -213,6 +219,11 @@ class FleetCollector(Collector):
             for state, n in (("desired", pool.spec.replicas), ("current", st.replicas),
                              ("ready", st.ready_replicas), ("updated", st.updated_replicas)):
                 add("ccloud_machinepool_replicas", (*key, state), n)
+        for grr in snap[GracefulRebootRequest]:
+            key = (grr.metadata.namespace or "", grr.metadata.name, grr.region())
+            for state in REBOOT_STATES:
+                add("ccloud_gracefulreboot_machines", (*key, state),
+                    sum(1 for t in grr.status.targets if t.state == state))
         for kind in CREDENTIALS:
             for cred in snap[kind]:
                 add("ccloud_credential_valid",

@@ -35,6 +35,8 @@ from shared.models import (
     Cluster,
     ClusterSpec,
     Condition,
+    GracefulRebootRequest,
+    GracefulRebootRequestSpec,
     HealthCheckTarget,
     Machine,
     MachineHealthCheck,
@@ -46,6 +48,7 @@ from shared.models import (
     OpenStackAuth,
     OpenStackCredential,
     OpenStackCredentialSpec,
+    RebootTarget,
     Region,
     RegionSpec,
     RegionStatus,
@@ -176,6 +179,10 @@ async def seed(f: Fleet) -> None:
     await f.put(MachinePool(metadata=md("prod-pool"), spec=MachinePoolSpec(
         cluster="prod", region="dc1", replicas=3)), replicas=3, ready_replicas=2,
         updated_replicas=1, conditions=[cond("Ready", "False", "WaitingForMachines")])
+    await f.put(GracefulRebootRequest(metadata=md("prod"), spec=GracefulRebootRequestSpec(
+        region="dc1")), phase="InProgress", targets=[
+        RebootTarget(machine="prod-cp-0", state="Done"),
+        RebootTarget(machine="prod-w-0", state="Draining")])
 
 
 async def test_the_fleets_state_follows_the_store(fleet: Fleet) -> None:
@@ -191,7 +198,8 @@ async def test_the_fleets_state_follows_the_store(fleet: Fleet) -> None:
     assert value(s, "ccloud_cluster_ready", **prod) == 0
     phases = {dict(lbl)["phase"]: v for lbl, v in named(s, "ccloud_cluster_phase", **prod).items()}
     assert phases == {"Pending": 0, "Provisioning": 0, "Ready": 0, "Degraded": 1,
-                      "Upgrading": 0, "Maintenance": 0, "Failed": 0, "Deleting": 0}
+                      "Upgrading": 0, "Maintenance": 0, "Rebooting": 0, "Failed": 0,
+                      "Deleting": 0}
     assert value(s, "ccloud_cluster_machines", **prod, state="ready") == 1
     assert value(s, "ccloud_cluster_machines", **prod, state="total") == 2
     worker = {**prod, "machine": "prod-w-0", "role": "worker"}
@@ -388,12 +396,24 @@ async def test_a_machine_pools_replicas_are_exported(fleet: Fleet) -> None:
         "desired": 3, "current": 3, "ready": 2, "updated": 1}
 
 
+async def test_a_graceful_reboots_machines_are_counted_by_step(fleet: Fleet) -> None:
+    await seed(fleet)
+    prod = {"namespace": "team-a", "cluster": "prod", "region": "dc1"}
+    s = await fleet.until(lambda s: named(s, "ccloud_gracefulreboot_machines", **prod),
+                          "the reboot's series")
+    assert {dict(k)["state"]: v for k, v in named(s, "ccloud_gracefulreboot_machines",
+                                                   **prod).items()} == {
+        "Waiting": 0, "Draining": 1, "Rebooting": 0, "Uncordoning": 0, "Done": 1,
+        "Skipped": 0, "Failed": 0}
+
+
 async def test_every_declared_metric_is_exported(fleet: Fleet) -> None:
     """The names the chart's alerts are checked against (METRICS) are the ones served."""
     await seed(fleet)
     s = await fleet.until(lambda s: named(s, "ccloud_credential_valid", credential="vc1")
                           and named(s, "ccloud_machinehealthcheck_target")
-                          and named(s, "ccloud_machinepool_replicas"),
+                          and named(s, "ccloud_machinepool_replicas")
+                          and named(s, "ccloud_gracefulreboot_machines"),
                           "the fleet's series")
     served = {n: set() for n in METRICS}
     for n, labels in s:

@@ -24,6 +24,9 @@ from shared.models import (
     ClusterSpec,
     ClusterStatus,
     Condition,
+    GracefulRebootRequest,
+    GracefulRebootRequestSpec,
+    GracefulRebootRequestStatus,
     HealthCheckTarget,
     Machine,
     MachineHealthCheck,
@@ -38,6 +41,7 @@ from shared.models import (
     OpenStackAuth,
     OpenStackCredential,
     OpenStackCredentialSpec,
+    RebootTarget,
     Region,
     RegionStatus,
     Resource,
@@ -99,6 +103,13 @@ def pool(name: str, cluster_name: str, desired: int, ready: int) -> MachinePool:
         replicas=desired, ready_replicas=ready, updated_replicas=desired))
 
 
+def reboot(cluster_name: str, *targets: tuple[str, str]) -> GracefulRebootRequest:
+    return GracefulRebootRequest(
+        metadata=md(cluster_name), spec=GracefulRebootRequestSpec(region="dc1"),
+        status=GracefulRebootRequestStatus(targets=[
+            RebootTarget(machine=m, state=s) for m, s in targets]))  # type: ignore[arg-type]
+
+
 def objects() -> dict[type[Resource], list[Any]]:
     ok = (c("ProviderReady", "True", "NodeRunning"), c("Ready", "True", "Ready"))
     return {
@@ -147,6 +158,10 @@ def objects() -> dict[type[Resource], list[Any]]:
             mhc("orphan", "gone", None, 0, 0),  # its cluster is gone: nothing counted
         ],
         MachinePool: [pool("prod-pool", "prod", 3, 1), pool("fine-pool", "fine", 2, 2)],
+        GracefulRebootRequest: [
+            reboot("prod", ("prod-cp-0", "Done"), ("prod-w-0", "Failed"), ("prod-w-1", "Waiting")),
+            reboot("fine", ("fine-w-0", "Done"), ("fine-w-1", "Rebooting")),
+        ],
     }
 
 
@@ -221,6 +236,8 @@ FIRING: dict[str, list[tuple[dict[str, str], float, dict[str, str]]]] = {
                                            "cluster": "prod", "region": "dc1"}, 0, {})],
     "MachinePoolReplicasMismatch": [({"namespace": NS, "pool": "prod-pool", "cluster": "prod",
                                       "region": "dc1"}, 1, {})],
+    # Not fine (a machine rebooting is no failure).
+    "GracefulRebootFailed": [({"namespace": NS, "cluster": "prod", "region": "dc1"}, 1, {})],
 }
 
 _QUERY = re.compile(r'\{\{ with printf .*? \| query \}\}\{\{ \. \| first \| label "(\w+)" \}\}'

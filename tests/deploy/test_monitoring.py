@@ -25,7 +25,8 @@ NS = "ccloud"
 PROMTOOL_PATHS = (helm.ROOT / "var" / "promtool" / "promtool",)
 FLEET_ALERTS = {"ClusterNotReady", "MachineNotReady", "RegionDegraded", "ArtifactMirrorFailing",
                 "CredentialInvalid", "BareMetalHostUnreachable", "MachineRemediationFailed",
-                "MachineHealthCheckShortCircuited", "MachinePoolReplicasMismatch"}
+                "MachineHealthCheckShortCircuited", "MachinePoolReplicasMismatch",
+                "GracefulRebootFailed"}
 
 
 class Rendered:
@@ -254,7 +255,7 @@ def test_annotations_name_the_object(rendered: Rendered) -> None:
              "ArtifactMirrorFailing": "mirror", "CredentialInvalid": "credential",
              "BareMetalHostUnreachable": "host", "RegionDegraded": "region",
              "MachineRemediationFailed": "machine", "MachineHealthCheckShortCircuited": "check",
-             "MachinePoolReplicasMismatch": "pool"}
+             "MachinePoolReplicasMismatch": "pool", "GracefulRebootFailed": "cluster"}
     for rule in fleet_rules(rendered):
         summary = rule["annotations"]["summary"]
         assert f"$labels.{names[rule['alert']]}" in summary, rule["alert"]
