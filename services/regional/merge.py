@@ -15,9 +15,9 @@ made while the link was down) merge instead of overwriting each other:
   Machine        label ``kaas.containercloud.dev/cluster``    LCM (= ``spec.cluster``)
   Machine        annotation ``providers.kaas.containercloud   cloud providers (the
                  .dev/target``                                credential of the node)
-  Machine        annotations ``kaas.containercloud.dev/       LCM's health check, the
-                 reboot-request``, ``-powered-off``,          provider's answers
-                 ``-done``
+  Machine        annotations ``kaas.containercloud.dev/       LCM's health check and
+                 reboot-request``, ``-powered-off``,          graceful reboots, the
+                 ``-done``                                    provider's answers
   BareMetalHost  ``spec.consumer``, ``spec.online``, label    the bare-metal provider
                  ``kaas.containercloud.dev/machine``          (claim and release)
   ============== ============================================ ==========================
