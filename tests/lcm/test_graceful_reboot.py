@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from shared.models import (
     Cluster,
     GracefulRebootRequest,
     LCMMachine,
+    Resource,
     convert,
 )
 from shared.runtime import conditions as cond
@@ -58,59 +59,32 @@ async def completed(env: Region, name: str) -> GracefulRebootRequest | None:
 
 
 @contextlib.asynccontextmanager
-async def cordons(env: Region) -> AsyncIterator[dict[str, list[tuple[bool, bool]]]]:
-    """Each LCMMachine's (spec.cordoned, status.cordoned) as it changes meanwhile."""
-    seen: dict[str, list[tuple[bool, bool]]] = {}
+async def changes(env: Region, cls: type[Resource], view: Callable[[Any], Any],
+                  ) -> AsyncIterator[list[tuple[str, Any]]]:
+    """Each object's ``view`` as it changes meanwhile, as (name, view) in the order seen."""
+    log: list[tuple[str, Any]] = []
+    last: dict[str, Any] = {}
 
     async def follow() -> None:
-        async for ev in env.store.watch(LCMMachine, NS):
-            lm = ev.object
-            now = (lm.spec.cordoned, lm.status.cordoned)
-            states = seen.setdefault(lm.metadata.name, [])
-            if not states or states[-1] != now:
-                states.append(now)
+        async for ev in env.store.watch(cls, NS):
+            name, now = ev.object.metadata.name, view(ev.object)
+            if name not in last or last[name] != now:
+                last[name] = now
+                log.append((name, now))
 
     task = asyncio.create_task(follow())
     try:
-        yield seen
+        yield log
     finally:
         await cancel_all([task])
 
 
-@contextlib.asynccontextmanager
-async def phases(env: Region, name: str) -> AsyncIterator[list[str]]:
-    """The cluster's phases as they change meanwhile."""
-    seen: list[str] = []
-
-    async def follow() -> None:
-        async for ev in env.store.watch(Cluster, NS):
-            phase = ev.object.status.phase
-            if ev.object.metadata.name == name and (not seen or seen[-1] != phase):
-                seen.append(phase)
-
-    task = asyncio.create_task(follow())
-    try:
-        yield seen
-    finally:
-        await cancel_all([task])
+def of(log: list[tuple[str, Any]], name: str) -> list[Any]:
+    return [v for n, v in log if n == name]
 
 
-@contextlib.asynccontextmanager
-async def in_flight(env: Region, name: str) -> AsyncIterator[list[list[str]]]:
-    """The request's machines in flight (neither waiting nor finished) at each status write."""
-    seen: list[list[str]] = []
-
-    async def follow() -> None:
-        async for ev in env.store.watch(GracefulRebootRequest, NS):
-            if ev.object.metadata.name == name:
-                seen.append([t.machine for t in ev.object.status.targets
-                             if t.state not in ("Waiting", "Done", "Skipped")])
-
-    task = asyncio.create_task(follow())
-    try:
-        yield seen
-    finally:
-        await cancel_all([task])
+def in_flight(r: GracefulRebootRequest) -> list[str]:
+    return [t.machine for t in r.status.targets if t.state not in ("Waiting", "Done", "Skipped")]
 
 
 async def test_every_machine_is_drained_rebooted_and_uncordoned_one_at_a_time(
@@ -119,8 +93,9 @@ async def test_every_machine_is_drained_rebooted_and_uncordoned_one_at_a_time(
     names = cp0, w0, w1 = await env.create_cluster("one", workers=2)
     await env.deployed("one")
 
-    async with cordons(env) as seen, in_flight(env, "one") as flights, \
-            phases(env, "one") as cluster_phases:
+    async with changes(env, LCMMachine, lambda lm: (lm.spec.cordoned, lm.status.cordoned)) \
+            as cordons, changes(env, GracefulRebootRequest, in_flight) as flights, \
+            changes(env, Cluster, lambda c: c.status.phase) as phases:
         await request_reboot(env, "one")
         done = await eventually(lambda: completed(env, "one"), timeout=3 * TIMEOUT,
                                 what="the graceful reboot completed")
@@ -132,16 +107,17 @@ async def test_every_machine_is_drained_rebooted_and_uncordoned_one_at_a_time(
         assert await env.power(n) == ["Off", "On"], f"{n}: one power cycle"
         # Cordoned, drained (the agent's ack), uncordoned, and the ack of an agent that came
         # back after the reboot - never uncordoned half-way by the cluster's rollout.
-        assert seen[n] == [(False, False), (True, False), (True, True), (False, True),
-                           (False, False)], n
+        assert of(cordons, n) == [(False, False), (True, False), (True, True), (False, True),
+                                  (False, False)], n
         lm = await env.store.get(LCMMachine, n, NS)
         assert GRACEFUL_REBOOT_ANNOTATION not in lm.metadata.annotations
-    assert max(len(f) for f in flights) == 1, "one machine at a time"
-    order = [f[0] for f in flights if f]
+    assert max(len(f) for f in of(flights, "one")) == 1, "one machine at a time"
+    order = [f[0] for f in of(flights, "one") if f]
     assert list(dict.fromkeys(order)) == [cp0, w0, w1], "control plane first, then workers"
     offs = [(await env.off_times(n))[0] for n in names]
     assert offs == sorted(offs)
     # The cluster says what goes on, and never takes a reboot's uncordon for an upgrade's.
+    cluster_phases = of(phases, "one")
     assert set(cluster_phases) == {"Ready", "Rebooting"}, cluster_phases
     assert cluster_phases[-1] == "Ready"
 
@@ -196,33 +172,6 @@ async def test_an_undrainable_node_holds_the_request_and_deleting_it_lets_go(
     assert await env.requested(w0) == ""
 
 
-@contextlib.asynccontextmanager
-async def marked_releases(env: Region) -> AsyncIterator[dict[str, list[set[str]]]]:
-    """Per LCMMachine, the spec.releases it had during each stretch a reboot marked it; and
-    under "" the most nodes cordoned at once."""
-    seen: dict[str, list[set[str]]] = {"": [set()]}
-    marked: dict[str, bool] = {}
-    cordoned: dict[str, bool] = {}
-
-    async def follow() -> None:
-        async for ev in env.store.watch(LCMMachine, NS):
-            lm, name = ev.object, ev.object.metadata.name
-            now = GRACEFUL_REBOOT_ANNOTATION in lm.metadata.annotations
-            if now and not marked.get(name):
-                seen.setdefault(name, []).append(set())
-            if now:
-                seen[name][-1].add(lm.spec.release)
-            marked[name] = now
-            cordoned[name] = lm.spec.cordoned or lm.status.cordoned
-            seen[""][0].add(str(sum(cordoned.values())))
-
-    task = asyncio.create_task(follow())
-    try:
-        yield seen
-    finally:
-        await cancel_all([task])
-
-
 async def test_an_upgrade_written_during_a_reboot_waits_for_the_node_in_flight(
     env: Region,
 ) -> None:
@@ -233,7 +182,11 @@ async def test_an_upgrade_written_during_a_reboot_waits_for_the_node_in_flight(
         r = await grr(env, "four")
         return any(t.state in ("Draining", "Rebooting") for t in r.status.targets)
 
-    async with marked_releases(env) as releases:
+    def node(lm: LCMMachine) -> tuple[bool, str, bool]:
+        return (GRACEFUL_REBOOT_ANNOTATION in lm.metadata.annotations, lm.spec.release,
+                lm.spec.cordoned or lm.status.cordoned)
+
+    async with changes(env, LCMMachine, node) as nodes:
         await request_reboot(env, "four")
         await eventually(started, timeout=TIMEOUT, what="the first machine in flight")
         cluster = await env.store.get(Cluster, "four", NS)
@@ -253,6 +206,12 @@ async def test_an_upgrade_written_during_a_reboot_waits_for_the_node_in_flight(
         lm = await env.store.get(LCMMachine, n, NS)
         assert (lm.status.release, lm.spec.cordoned) == ("mke-3-8-0", False)
         # No upgrade step changed a node while a reboot held it.
-        assert all(len(stretch) == 1 for stretch in releases[n]), (n, releases[n])
+        held = [release for marked, release, _ in of(nodes, n) if marked]
+        assert held and len(set(held)) == 1, (n, of(nodes, n))
     # Nor did the upgrade take a second node out while one was rebooting.
-    assert max(int(c) for c in releases[""][0]) == 1, releases[""]
+    out: dict[str, bool] = {}
+    most = 0
+    for n, (_, _, cordoned) in nodes:
+        out[n] = cordoned
+        most = max(most, sum(out.values()))
+    assert most == 1, nodes
