@@ -43,6 +43,7 @@ from services.lcm.health import ANSWER_TIMEOUT, epoch
 from services.lcm.healthcheck import upgrading
 from services.lcm.index import ClusterIndex
 from services.lcm.objects import patch
+from services.lcm.rebootrequest import ask, withdraw
 from services.lcm.rollout import Group, MachineView, State, plan
 from shared.bus import ChangeEvent
 from shared.models import (
@@ -50,7 +51,6 @@ from shared.models import (
     GRACEFUL_REBOOT_ANNOTATION,
     REBOOT_DONE_ANNOTATION,
     REBOOT_OFF_ANNOTATION,
-    REBOOT_REQUEST_ANNOTATION,
     Cluster,
     GracefulRebootRequest,
     LCMMachine,
@@ -297,9 +297,9 @@ class GracefulRebootReconciler:
 
             await patch(self.store, copy(lm), mark)
         for machine, request in writes.reboot:
-            await patch(self.store, copy(machine), _ask(request))
+            await patch(self.store, copy(machine), ask(request))
         for machine, request in writes.withdraw:
-            await patch(self.store, copy(machine), _withdraw(request))
+            await patch(self.store, copy(machine), withdraw(request))
         for lm in writes.uncordon:
             def uncordon(obj: LCMMachine) -> bool:
                 if obj.metadata.annotations.get(GRACEFUL_REBOOT_ANNOTATION) != uid \
@@ -326,7 +326,7 @@ class GracefulRebootReconciler:
             except NotFound:
                 continue
             if t.request_id:
-                await patch(self.store, m, _withdraw(t.request_id))
+                await patch(self.store, m, withdraw(t.request_id))
             await patch(self.store, lm, _unmark(uid, uncordon=not m.spec.maintenance))
         await remove_finalizer(self.store, grr, FINALIZER)
 
@@ -341,27 +341,6 @@ def _not_startable(m: Machine, lm: LCMMachine | None) -> str:
     if not cond.is_true(m.status, cond.READY):
         return "is not Ready"
     return ""
-
-
-def _ask(request: str) -> Callable[[Machine], bool]:
-    def ask(m: Machine) -> bool:
-        if m.metadata.annotations.get(REBOOT_REQUEST_ANNOTATION) == request:
-            return False
-        m.metadata.annotations[REBOOT_REQUEST_ANNOTATION] = request
-        return True
-    return ask
-
-
-def _withdraw(request: str) -> Callable[[Machine], bool]:
-    """Take back a request the provider has not begun on (past power off it must finish)."""
-    def withdraw(m: Machine) -> bool:
-        ann = m.metadata.annotations
-        if ann.get(REBOOT_REQUEST_ANNOTATION) != request or ann.get(REBOOT_DONE_ANNOTATION) \
-                == request or ann.get(REBOOT_OFF_ANNOTATION) == request:
-            return False
-        del ann[REBOOT_REQUEST_ANNOTATION]
-        return True
-    return withdraw
 
 
 def _unmark(uid: str, *, uncordon: bool) -> Callable[[LCMMachine], bool]:

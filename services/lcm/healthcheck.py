@@ -43,12 +43,12 @@ from services.lcm.cluster import UPGRADED
 from services.lcm.health import Assessment, Verdict, assess, next_step
 from services.lcm.index import ClusterIndex
 from services.lcm.objects import patch
+from services.lcm.rebootrequest import ask, withdraw
 from shared.bus import ChangeEvent
 from shared.models import (
     CLUSTER_LABEL,
     POOL_LABEL,
     REBOOT_DONE_ANNOTATION,
-    REBOOT_OFF_ANNOTATION,
     REBOOT_REQUEST_ANNOTATION,
     Cluster,
     HealthCheckTarget,
@@ -315,24 +315,9 @@ class HealthCheckReconciler:
             with contextlib.suppress(NotFound):
                 await self.store.delete(Machine, machine.metadata.name, machine.metadata.namespace)
         for machine, request in plan.requests:
-            def ask(m: Machine, request: str = request) -> bool:
-                if m.metadata.annotations.get(REBOOT_REQUEST_ANNOTATION) == request:
-                    return False
-                m.metadata.annotations[REBOOT_REQUEST_ANNOTATION] = request
-                return True
-
-            await patch(self.store, copy(machine), ask)
+            await patch(self.store, copy(machine), ask(request))
         for machine, request in plan.withdrawals:
-            def withdraw(m: Machine, request: str = request) -> bool:
-                ann = m.metadata.annotations
-                # Past the midpoint (powered off) the provider must finish: power it on.
-                if (ann.get(REBOOT_REQUEST_ANNOTATION) != request
-                        or ann.get(REBOOT_OFF_ANNOTATION) == request):
-                    return False
-                del m.metadata.annotations[REBOOT_REQUEST_ANNOTATION]
-                return True
-
-            await patch(self.store, copy(machine), withdraw)
+            await patch(self.store, copy(machine), withdraw(request))
         for name, want in plan.marks:
             machine = plan.machines.get(name)
             if machine is None:
