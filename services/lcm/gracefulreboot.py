@@ -7,9 +7,11 @@ first, then workers by update group, ``concurrentUpdates`` at a time), each thro
 
   Waiting -> Draining     cordon the LCMMachine and mark it as this request's (one write);
                           the agent drains the node and acknowledges
-          -> Rebooting    a fresh id in the Machine's ``reboot-request`` annotation: its
-                          provider power cycles the node (``services.providers.reboot``,
-                          as for a MachineHealthCheck) and answers in ``reboot-done``
+          -> Rebooting    a fresh id in the Machine's ``reboot-request`` annotation, and in
+                          ``reboot-graceful``: its provider has the node's OS shut down
+                          (forced only past its shutdown timeout) and powers it on again
+                          (``services.providers.reboot``, as for a MachineHealthCheck)
+                          and answers in ``reboot-done``
           -> Uncordoning  uncordon; only an agent that is back acknowledges it, so Done
                           means the node runs again
           -> Done         unmark, once acknowledged
@@ -297,7 +299,7 @@ class GracefulRebootReconciler:
 
             await patch(self.store, copy(lm), mark)
         for machine, request in writes.reboot:
-            await patch(self.store, copy(machine), ask(request))
+            await patch(self.store, copy(machine), ask(request, graceful=True))
         for machine, request in writes.withdraw:
             await patch(self.store, copy(machine), withdraw(request))
         for lm in writes.uncordon:

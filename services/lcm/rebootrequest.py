@@ -12,18 +12,24 @@ from collections.abc import Callable
 
 from shared.models import (
     REBOOT_DONE_ANNOTATION,
+    REBOOT_GRACEFUL_ANNOTATION,
     REBOOT_OFF_ANNOTATION,
     REBOOT_REQUEST_ANNOTATION,
     Machine,
 )
 
 
-def ask(request: str) -> Callable[[Machine], bool]:
-    """Write ``request`` as the Machine's reboot request (no write if it is there)."""
+def ask(request: str, *, graceful: bool = False) -> Callable[[Machine], bool]:
+    """Write ``request`` as the Machine's reboot request (no write if it is there), and -
+    ``graceful`` - that its OS is asked to shut down first, in the same write."""
+    marks = {REBOOT_REQUEST_ANNOTATION: request} | (
+        {REBOOT_GRACEFUL_ANNOTATION: request} if graceful else {})
+
     def mutate(m: Machine) -> bool:
-        if m.metadata.annotations.get(REBOOT_REQUEST_ANNOTATION) == request:
+        ann = m.metadata.annotations
+        if all(ann.get(k) == v for k, v in marks.items()):
             return False
-        m.metadata.annotations[REBOOT_REQUEST_ANNOTATION] = request
+        ann.update(marks)
         return True
     return mutate
 

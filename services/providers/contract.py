@@ -158,8 +158,10 @@ class Provider(Protocol):
 
     async def inspect(self, ref: NodeRef) -> Inspection: ...
 
-    async def power(self, ref: NodeRef, *, on: bool) -> None:
-        """Request a power state; returns once requested (poll ``status`` for the result)."""
+    async def power(self, ref: NodeRef, *, on: bool, graceful: bool = False) -> None:
+        """Request a power state; returns once requested (poll ``status`` for the result).
+        ``graceful`` (off only): ask the node's OS to shut down rather than cut its power;
+        a provider whose off is always that (or cannot ask) does what it always does."""
         ...
 
     async def status(self, ref: NodeRef) -> NodeStatus:
@@ -191,7 +193,7 @@ class BlockingProvider:
     def _inspect(self, ref: NodeRef) -> Inspection:
         raise NotImplementedError
 
-    def _power(self, ref: NodeRef, on: bool) -> None:
+    def _power(self, ref: NodeRef, on: bool, graceful: bool = False) -> None:
         raise NotImplementedError
 
     def _status(self, ref: NodeRef) -> NodeStatus:
@@ -212,8 +214,8 @@ class BlockingProvider:
     async def inspect(self, ref: NodeRef) -> Inspection:
         return await asyncio.to_thread(self._inspect, ref)
 
-    async def power(self, ref: NodeRef, *, on: bool) -> None:
-        await asyncio.to_thread(self._power, ref, on)
+    async def power(self, ref: NodeRef, *, on: bool, graceful: bool = False) -> None:
+        await asyncio.to_thread(self._power, ref, on, graceful)
 
     async def status(self, ref: NodeRef) -> NodeStatus:
         return await asyncio.to_thread(self._status, ref)

@@ -72,6 +72,7 @@ class MachineReconciler:
         region: str | None = None,
         poll_interval: float = 2.0,
         provision_timeout: float = 900.0,
+        shutdown_timeout: float = reboot.SHUTDOWN_TIMEOUT,
         resync_interval: float = 600.0,
         backoff: S.Backoff | None = None,
         bootstrap: AgentBootstrap | None = None,
@@ -83,6 +84,7 @@ class MachineReconciler:
         self.region = region
         self.poll_interval = poll_interval
         self.provision_timeout = provision_timeout
+        self.shutdown_timeout = shutdown_timeout
         self.resync_interval = resync_interval
         self.backoff = backoff or S.Backoff()
         self.finalizer = finalizer_for(provider)
@@ -213,12 +215,13 @@ class MachineReconciler:
         return Result(requeue_after=self.resync_interval * random.uniform(0.8, 1.2))
 
     async def reconcile_reboot(self, machine: Machine, cluster: Cluster) -> Result:
-        """Power cycle the node at a MachineHealthCheck's request (``reboot.py``); the
-        normal path resumes once it is done."""
+        """Power cycle the node at LCM's request (``reboot.py``); the normal path resumes
+        once it is done."""
         provider = await self._provider(machine, cluster, claim=False)
         return await reboot.power_cycle(
             self.store, machine, provider, NodeRequest.from_machine(machine, self.provider),
-            poll_interval=self.poll_interval, timeout=self.provision_timeout)
+            poll_interval=self.poll_interval, timeout=self.provision_timeout,
+            shutdown_timeout=self.shutdown_timeout)
 
     def _check_timeout(self, st, name: str) -> None:  # noqa: ANN001
         """A step in progress longer than ``provision_timeout`` fails with what it awaited."""

@@ -2,10 +2,12 @@
 
 LCM asks - for a MachineHealthCheck (``services.lcm.healthcheck``) or a graceful reboot, once
 the node is drained (``services.lcm.gracefulreboot``) - by writing a fresh id in the
-Machine's ``reboot-request`` annotation. The provider powers the node off, waits
-(requeued, never asleep) until the provider reports it off, marks that midpoint with the id
-in ``reboot-powered-off``, powers it on, waits until it runs, and answers with the id in
-``reboot-done``. Each mark is a metadata write of the id it concerns, so the node is cycled
+Machine's ``reboot-request`` annotation (a graceful reboot also in ``reboot-graceful``: the
+node's OS is asked to shut down, and the power is cut only if it has not within the shutdown
+timeout). The provider powers the node off, waits (requeued, never asleep) until the
+provider reports it off, marks that midpoint with the id in ``reboot-powered-off``, powers
+it on, waits until it runs, and answers with the id in ``reboot-done``. Each mark is a
+metadata write of the id it concerns, so the node is cycled
 once per id however often the Machine is delivered and whenever the service restarts: a
 restart before the midpoint asks for power off again (already off: nothing to do), one
 after it only powers on. A step that does not finish within ``timeout`` fails like a
@@ -21,6 +23,7 @@ from services.providers.contract import NODE_STEPS, STEP_REBOOT, NodeRequest, Pr
 from services.providers.errors import ProviderTimeout
 from shared.models import (
     REBOOT_DONE_ANNOTATION,
+    REBOOT_GRACEFUL_ANNOTATION,
     REBOOT_OFF_ANNOTATION,
     REBOOT_REQUEST_ANNOTATION,
     Machine,
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 
 REBOOTING = "Rebooting"
 RETRIES = 8
+# How long a graceful reboot waits for the OS to shut down before cutting the power.
+SHUTDOWN_TIMEOUT = 300.0
 
 
 def pending(machine: Machine) -> str:
@@ -45,10 +50,14 @@ def pending(machine: Machine) -> str:
 
 
 async def power_cycle(store: Store, machine: Machine, provider: Provider | None,
-                      node: NodeRequest, *, poll_interval: float, timeout: float) -> Result:
+                      node: NodeRequest, *, poll_interval: float, timeout: float,
+                      shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> Result:
     """One pass of the reboot ``machine`` asks for; writes its step and ProviderReady into
-    ``machine.status`` (the caller's status write) and its marks into the metadata."""
+    ``machine.status`` (the caller's status write) and its marks into the metadata. A
+    graceful request has the OS shut down first, and forces the power off only once
+    ``shutdown_timeout`` has passed since the reboot began."""
     request = pending(machine)
+    graceful = machine.metadata.annotations.get(REBOOT_GRACEFUL_ANNOTATION) == request
     st = machine.status
     why = f"as requested ({request}: a health check or a graceful reboot)"
 
@@ -58,16 +67,25 @@ async def power_cycle(store: Store, machine: Machine, provider: Provider | None,
     ref = await provider.find(node) if provider is not None else None
     if ref is None:
         step("Done", f"no node to reboot {why}")
-        await _mark(store, machine, {REBOOT_DONE_ANNOTATION: request, REBOOT_OFF_ANNOTATION: None})
+        await _mark(store, machine, {REBOOT_DONE_ANNOTATION: request, REBOOT_OFF_ANNOTATION: None,
+                                     REBOOT_GRACEFUL_ANNOTATION: None})
         return Result(requeue_after=poll_interval)
     assert provider is not None
     cond.mark_false(st, S.PROVIDER_READY, REBOOTING, f"rebooting node {ref.name} {why}", "Info")
     now = await provider.status(ref)
     if machine.metadata.annotations.get(REBOOT_OFF_ANNOTATION) != request:
         if now.power_state != "Off":
-            step("InProgress", f"powering node {ref.name} off {why}")
+            began = S.get_step(st, STEP_REBOOT)
+            waited = S.seconds_in_state(began) if began and began.state == "InProgress" else 0
+            soft = graceful and waited < shutdown_timeout
+            if soft:
+                step("InProgress", f"shutting node {ref.name} down {why}")
+            else:
+                late = f" (its OS did not shut down in {int(shutdown_timeout)}s)" \
+                    if graceful else ""
+                step("InProgress", f"powering node {ref.name} off {why}{late}")
             _check_timeout(st, provider, timeout)
-            await provider.power(ref, on=False)
+            await provider.power(ref, on=False, graceful=soft)
             return Result(requeue_after=poll_interval)
         await _mark(store, machine, {REBOOT_OFF_ANNOTATION: request})
     if not now.running:
@@ -76,7 +94,8 @@ async def power_cycle(store: Store, machine: Machine, provider: Provider | None,
         if now.power_state != "On":
             await provider.power(ref, on=True)
         return Result(requeue_after=poll_interval)
-    await _mark(store, machine, {REBOOT_DONE_ANNOTATION: request, REBOOT_OFF_ANNOTATION: None})
+    await _mark(store, machine, {REBOOT_DONE_ANNOTATION: request, REBOOT_OFF_ANNOTATION: None,
+                                 REBOOT_GRACEFUL_ANNOTATION: None})
     message = f"node {ref.name} rebooted {why}"
     step("Done", message)
     cond.mark_true(st, S.PROVIDER_READY, S.REASON_RUNNING, f"node {ref.name} is running")

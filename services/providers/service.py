@@ -71,6 +71,7 @@ def machine_controller(rt: Runtime, provider: ProviderName, targets: Targets) ->
         region=rt.settings.region,
         poll_interval=seconds("CCLOUD_PROVIDER_POLL_INTERVAL", 2.0),
         provision_timeout=seconds("CCLOUD_PROVIDER_PROVISION_TIMEOUT", 900.0),
+        shutdown_timeout=seconds("CCLOUD_PROVIDER_SHUTDOWN_TIMEOUT", 300.0),
         resync_interval=seconds("CCLOUD_PROVIDER_RESYNC_INTERVAL", 600.0),
         bootstrap=agent_bootstrap.from_env(rt.settings.data_dir)
         if provider in USER_DATA_PROVIDERS else None,

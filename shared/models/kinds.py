@@ -19,6 +19,7 @@ from shared.models.meta import (
     POOL_LABEL,
     POOL_TEMPLATE_ANNOTATION,
     REBOOT_DONE_ANNOTATION,
+    REBOOT_GRACEFUL_ANNOTATION,
     REBOOT_OFF_ANNOTATION,
     REBOOT_REQUEST_ANNOTATION,
     TARGET_ANNOTATION,
@@ -204,7 +205,7 @@ class Machine(Resource, kw_only=True):
     CONTROLLER_LABELS: ClassVar[frozenset[str]] = frozenset({CLUSTER_LABEL, POOL_LABEL})
     CONTROLLER_ANNOTATIONS: ClassVar[frozenset[str]] = frozenset({
         TARGET_ANNOTATION, REBOOT_REQUEST_ANNOTATION, REBOOT_OFF_ANNOTATION,
-        REBOOT_DONE_ANNOTATION, POOL_TEMPLATE_ANNOTATION})
+        REBOOT_DONE_ANNOTATION, REBOOT_GRACEFUL_ANNOTATION, POOL_TEMPLATE_ANNOTATION})
     spec: MachineSpec
     status: MachineStatus = field(default_factory=MachineStatus)
 

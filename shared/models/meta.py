@@ -32,6 +32,10 @@ TARGET_ANNOTATION = "providers.kaas.containercloud.dev/target"
 REBOOT_REQUEST_ANNOTATION = f"{GROUP}/reboot-request"
 REBOOT_OFF_ANNOTATION = f"{GROUP}/reboot-powered-off"
 REBOOT_DONE_ANNOTATION = f"{GROUP}/reboot-done"
+# Beside a reboot request (same id): power the node off by asking its OS to shut down (ACPI,
+# a Redfish GracefulShutdown), forcing it only if the OS has not within the provider's
+# shutdown timeout. A graceful reboot asks so; a health check's node is hung, so never.
+REBOOT_GRACEFUL_ANNOTATION = f"{GROUP}/reboot-graceful"
 # On an LCMMachine: the GracefulRebootRequest (its uid) that cordoned the node to reboot it;
 # the cluster's rollout leaves such a node to it (no upgrade, no uncordon) until it is gone.
 GRACEFUL_REBOOT_ANNOTATION = f"{GROUP}/graceful-reboot"

@@ -104,7 +104,7 @@ async def test_every_machine_is_drained_rebooted_and_uncordoned_one_at_a_time(
     assert (done.status.rebooted, done.status.total) == (3, 3)
     assert [(t.machine, t.state) for t in done.status.targets] == [(n, "Done") for n in names]
     for n in names:
-        assert await env.power(n) == ["Off", "On"], f"{n}: one power cycle"
+        assert await env.power(n) == ["Off (graceful)", "On"], f"{n}: one shutdown and power on"
         # Cordoned, drained (the agent's ack), uncordoned, and the ack of an agent that came
         # back after the reboot - never uncordoned half-way by the cluster's rollout.
         assert of(cordons, n) == [(False, False), (True, False), (True, True), (False, True),
@@ -129,7 +129,7 @@ async def test_only_the_listed_machines_are_rebooted(env: Region) -> None:
     done = await eventually(lambda: completed(env, "two"), timeout=TIMEOUT,
                             what="the graceful reboot completed")
     assert [(t.machine, t.state) for t in done.status.targets] == [(w1, "Done")]
-    assert await env.power(w1) == ["Off", "On"]
+    assert await env.power(w1) == ["Off (graceful)", "On"]
     assert await env.power(cp0) == [] and await env.power(w0) == []
 
 
@@ -202,7 +202,7 @@ async def test_an_upgrade_written_during_a_reboot_waits_for_the_node_in_flight(
         await eventually(upgraded, timeout=TIMEOUT, what="the upgrade done")
 
     for n in names:
-        assert await env.power(n) == ["Off", "On"], f"{n}: one power cycle"
+        assert await env.power(n) == ["Off (graceful)", "On"], f"{n}: one shutdown and power on"
         lm = await env.store.get(LCMMachine, n, NS)
         assert (lm.status.release, lm.spec.cordoned) == ("mke-3-8-0", False)
         # No upgrade step changed a node while a reboot held it.

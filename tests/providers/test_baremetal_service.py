@@ -15,6 +15,7 @@ from services.providers.steps import PROVIDER_READY, Backoff
 from shared.models import (
     MACHINE_LABEL,
     REBOOT_DONE_ANNOTATION,
+    REBOOT_GRACEFUL_ANNOTATION,
     REBOOT_REQUEST_ANNOTATION,
     BareMetalHost,
     Cluster,
@@ -119,6 +120,30 @@ async def test_inventory_claim_provision_release(
         assert step.state == "Done" and step.message.startswith("node host-6")
         assert cond.is_true(m.status, PROVIDER_READY)
         await eventually(host6_on, timeout=10, what="host-6 on again")
+
+        # A graceful reboot asks the BMC for a GracefulShutdown (the OS shuts down), then on.
+        m = await h.store.get(Machine, "gpu-0", "default")
+        m.metadata.annotations[REBOOT_REQUEST_ANNOTATION] = "g2"
+        m.metadata.annotations[REBOOT_GRACEFUL_ANNOTATION] = "g2"
+        await h.store.update(m)
+
+        async def shutting_down() -> bool:
+            m = await h.store.get(Machine, "gpu-0", "default")
+            step = next((s for s in m.status.provider_steps if s.name == "Reboot"), None)
+            return step is not None and step.message.startswith("shutting node host-6 down")
+
+        await eventually(shutting_down, timeout=20, interval=0.2, what="host-6 shutting down")
+
+        async def rebooted_gracefully() -> Machine | None:
+            m = await h.store.get(Machine, "gpu-0", "default")
+            step = next((s for s in m.status.provider_steps if s.name == "Reboot"), None)
+            done = m.metadata.annotations.get(REBOOT_DONE_ANNOTATION) == "g2"
+            return m if done and step is not None and step.state == "Done" else None
+
+        m = await eventually(rebooted_gracefully, timeout=40, interval=0.3,
+                             what="host-6 rebooted gracefully")
+        assert REBOOT_GRACEFUL_ANNOTATION not in m.metadata.annotations
+        await eventually(host6_on, timeout=10, what="host-6 on after the graceful reboot")
 
         await h.store.delete(Machine, "gpu-0", "default")
 

@@ -19,6 +19,7 @@ from services.providers.steps import PROVIDER_READY, Backoff
 from services.providers.targets import SingleTarget
 from shared.models import (
     REBOOT_DONE_ANNOTATION,
+    REBOOT_GRACEFUL_ANNOTATION,
     REBOOT_OFF_ANNOTATION,
     REBOOT_REQUEST_ANNOTATION,
     Cluster,
@@ -206,9 +207,11 @@ async def test_delete_waits_for_lcm_drain(h: Harness) -> None:
 # --- reboot remediation: the provider's half ---------------------------------------------------
 
 
-async def ask_reboot(h: Harness, name: str, request: str) -> None:
+async def ask_reboot(h: Harness, name: str, request: str, *, graceful: bool = False) -> None:
     m = await get(h, name)
     m.metadata.annotations[REBOOT_REQUEST_ANNOTATION] = request
+    if graceful:
+        m.metadata.annotations[REBOOT_GRACEFUL_ANNOTATION] = request
     await h.store.update(m)
 
 
@@ -263,6 +266,58 @@ async def test_a_reboot_request_power_cycles_the_node_once_whatever_restarts(h: 
 def answered_with(h: Harness, provider: SimulatedProvider, req: Request, request: str):  # noqa: ANN201
     async def probe() -> bool:
         await reconciler(h, provider).reconcile(req)
+        return (await get(h, req.name)).metadata.annotations.get(
+            REBOOT_DONE_ANNOTATION) == request
+    return probe
+
+
+@pytest.mark.parametrize("acpi", [True, False])
+async def test_a_graceful_reboot_shuts_the_os_down_and_forces_only_past_the_timeout(
+    h: Harness, acpi: bool,
+) -> None:
+    """A graceful request asks the OS to shut down; an OS that does (acpi) is off without
+    force. One that does not (hung) is powered off once ``shutdown_timeout`` has passed
+    since the reboot began - and not before, however often the Machine is delivered."""
+    nodes = PowerLog()
+    provider = SimulatedProvider(SimulatedConfig(power_seconds=0.0, acpi=acpi), nodes=nodes)
+    await h.store.create(cluster("sim", "simulated"))
+    await h.store.create(machine("m1", "sim"))
+    req = Request("m1", "default")
+
+    def rec(shutdown_timeout: float) -> MachineReconciler:
+        return MachineReconciler(h.store, "simulated", SingleTarget(provider), region=REGION,
+                                 poll_interval=0.1, shutdown_timeout=shutdown_timeout)
+
+    for _ in range(2):
+        await rec(300).reconcile(req)
+    uid = (await get(h, "m1")).metadata.uid or ""
+    await ask_reboot(h, "m1", "g1", graceful=True)
+    for _ in range(3):
+        await rec(300).reconcile(req)
+    m = await get(h, "m1")
+    step = S.get_step(m.status, "Reboot")
+    assert step is not None
+    if acpi:
+        assert nodes.of(uid) == ["On", "Off (graceful)", "On"]
+        assert m.metadata.annotations.get(REBOOT_DONE_ANNOTATION) == "g1"
+        assert REBOOT_GRACEFUL_ANNOTATION not in m.metadata.annotations, "answered: cleared"
+        return
+    # Hung: still waiting for the shutdown, never forced within the timeout.
+    assert nodes.of(uid) == ["On", "Off (graceful)"]
+    assert step.state == "InProgress" and step.message.startswith("shutting node m1-"), step
+    assert REBOOT_DONE_ANNOTATION not in m.metadata.annotations
+    # Past the timeout (0 here): the power is cut, and the reboot goes on as any other.
+    await eventually(answered_with_timeout(h, req, rec(0), "g1"), timeout=10,
+                     what="reboot g1 answered")
+    assert nodes.of(uid) == ["On", "Off (graceful)", "Off", "On"]
+    m = await get(h, "m1")
+    step = S.get_step(m.status, "Reboot")
+    assert step is not None and step.state == "Done"
+
+
+def answered_with_timeout(h: Harness, req: Request, rec: MachineReconciler, request: str):  # noqa: ANN201
+    async def probe() -> bool:
+        await rec.reconcile(req)
         return (await get(h, req.name)).metadata.annotations.get(
             REBOOT_DONE_ANNOTATION) == request
     return probe

@@ -19,7 +19,13 @@ from services.providers.errors import (
 from services.providers.vsphere import VsphereProvider
 from services.providers.vsphere.session import Session, translate
 from tests.providers.peers import Vcsim, free_port
-from tests.providers.vcenter import credential, report_guest_ip, request, vms_named
+from tests.providers.vcenter import (
+    credential,
+    report_guest,
+    report_guest_ip,
+    request,
+    vms_named,
+)
 from tests.waiting import eventually
 
 
@@ -51,6 +57,19 @@ async def test_clone_power_ip_destroy(vcsim: Vcsim, admin: Any) -> None:
         await asyncio.to_thread(report_guest_ip, vm, "10.20.30.40")
         addrs = await eventually(lambda: provider.addresses(ref), timeout=10, what="guest IP")
         assert addrs == ["10.20.30.40"]
+
+        # A graceful off: without VMware Tools in the guest the VM is powered off; with Tools
+        # running (what the guest reports, vcsim takes it as extraConfig) the guest is asked
+        # to shut down instead.
+        for running in (False, True):
+            if running:
+                await asyncio.to_thread(report_guest, vm, "toolsRunningStatus",
+                                        "guestToolsRunning")
+            await provider.power(ref, on=False, graceful=True)
+            st = await wait_for(provider, ref, phase="Stopped", timeout=10)
+            assert st.power_state == "Off"
+            await provider.power(ref, on=True)
+            await wait_for(provider, ref, phase="Running", timeout=10)
 
         assert await provider.delete(ref) is True
         assert vms_named(admin, req.node_name) == []

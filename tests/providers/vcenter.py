@@ -61,8 +61,12 @@ def vms_named(content: Any, name: str) -> list[Any]:
     return [v for v in view.view if v.name == name]
 
 
-def report_guest_ip(vm: Any, ip: str) -> None:
+def report_guest(vm: Any, field: str, value: str) -> None:
     """What VMware tools in the guest do; vcsim takes it as a SET.guest.* extraConfig."""
-    spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key="SET.guest.ipAddress",
-                                                                 value=ip)])
+    spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=f"SET.guest.{field}",
+                                                                 value=value)])
     WaitForTask(vm.ReconfigVM_Task(spec))
+
+
+def report_guest_ip(vm: Any, ip: str) -> None:
+    report_guest(vm, "ipAddress", ip)

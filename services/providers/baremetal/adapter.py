@@ -174,7 +174,7 @@ class BareMetalProvider:
             return "Off"
         return "Unknown"
 
-    def _request_power(self, system: System, on: bool) -> None:
+    def _request_power(self, system: System, on: bool, graceful: bool = False) -> None:
         """Ask the BMC for a power change, unless the same was asked a moment ago.
 
         BMCs apply power changes seconds later; asking again meanwhile at best does
@@ -184,19 +184,19 @@ class BareMetalProvider:
         key = (self._host_id, on)
         if time.monotonic() - _POWER_REQUESTS.get(key, -POWER_RESEND) < POWER_RESEND:
             return
-        self.bmc.call(
-            "power on" if on else "power off",
-            lambda: system.reset_system(sushy.RESET_ON if on else sushy.RESET_FORCE_OFF),
-        )
+        reset = sushy.RESET_ON if on else (
+            sushy.RESET_GRACEFUL_SHUTDOWN if graceful else sushy.RESET_FORCE_OFF)
+        self.bmc.call("power on" if on else "shut down" if graceful else "power off",
+                      lambda: system.reset_system(reset))
         _POWER_REQUESTS[key] = time.monotonic()
         _POWER_REQUESTS.pop((self._host_id, not on), None)
 
-    def _power(self, on: bool) -> None:
+    def _power(self, on: bool, graceful: bool = False) -> None:
         system = self.bmc.system()
         if self._power_state(system) == ("On" if on else "Off"):
             _POWER_REQUESTS.pop((self._host_id, on), None)
             return
-        self._request_power(system, on)
+        self._request_power(system, on, graceful)
 
     def _addresses(self, system: System) -> list[str]:
         found: list[str] = []
@@ -245,8 +245,8 @@ class BareMetalProvider:
     async def inspect(self, ref: NodeRef) -> Inspection:
         return await asyncio.to_thread(self._inspect)
 
-    async def power(self, ref: NodeRef, *, on: bool) -> None:
-        await asyncio.to_thread(self._power, on)
+    async def power(self, ref: NodeRef, *, on: bool, graceful: bool = False) -> None:
+        await asyncio.to_thread(self._power, on, graceful)
 
     async def status(self, ref: NodeRef) -> NodeStatus:
         return await asyncio.to_thread(self._status, ref)

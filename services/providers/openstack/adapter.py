@@ -161,7 +161,8 @@ class OpenStackProvider(BlockingProvider):
             details={"flavor": str(getattr(flavor, "name", "") or getattr(flavor, "id", ""))},
         )
 
-    def _power(self, ref: NodeRef, on: bool) -> None:
+    def _power(self, ref: NodeRef, on: bool, graceful: bool = False) -> None:
+        """Nova's stop is graceful already (ACPI, then off after its shutdown_timeout)."""
         server = self._server(ref)
         if on and server.status in ("SHUTOFF", "STOPPED"):
             self._call("start server", lambda: self.conn.compute.start_server(server.id))

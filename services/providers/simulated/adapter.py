@@ -45,6 +45,9 @@ class SimulatedConfig(msgspec.Struct, kw_only=True, frozen=True):
     seed: int | None = None
     quota: int | None = None  # max nodes; None = unlimited
     network: str = "10.250"  # first two octets of node addresses
+    # Whether a node's OS shuts down when asked (graceful off); False plays a hung OS: only
+    # a forced power off turns it off.
+    acpi: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.failure_rate <= 1.0:
@@ -52,6 +55,9 @@ class SimulatedConfig(msgspec.Struct, kw_only=True, frozen=True):
         for name in ("api_latency", "provision_seconds", "power_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+
+
+NEVER = 1e18  # when a shutdown a hung OS ignores takes effect
 
 
 def _address(network: str, uid: str) -> str:
@@ -114,7 +120,8 @@ class SimulatedProvider:
     def _settle(node: SimNode) -> SimNode:
         """Apply a requested power change whose time has come."""
         if node.power_target and time.time() >= node.power_at:
-            return msgspec.structs.replace(node, power=node.power_target, power_target="")
+            return msgspec.structs.replace(node, power=node.power_target, power_target="",
+                                           graceful=False)
         return node
 
     # --- contract -------------------------------------------------------------------------
@@ -155,17 +162,20 @@ class SimulatedProvider:
         mac = "52:54:00:" + ":".join(node.id[i : i + 2] for i in (0, 2, 4))
         return Inspection(cpus=cpus, memory_mib=mem, nics=[mac], system_uuid=node.id)
 
-    async def power(self, ref: NodeRef, *, on: bool) -> None:
+    async def power(self, ref: NodeRef, *, on: bool, graceful: bool = False) -> None:
         await self._call("power", mutating=True)
         node = await self._node(ref)
         want = "On" if on else "Off"
+        graceful = graceful and not on
         if node.power == want and not node.power_target:
             return
-        if node.power_target == want:
-            return
+        if node.power_target == want and (graceful or not node.graceful):
+            return  # already heading there (a forced off after a graceful one goes ahead)
+        ignored = graceful and not self.config.acpi  # a hung OS: the request goes nowhere
         await self.nodes.put(
             msgspec.structs.replace(
-                node, power_target=want, power_at=time.time() + self.config.power_seconds
+                node, power_target=want, graceful=graceful,
+                power_at=NEVER if ignored else time.time() + self.config.power_seconds,
             )
         )
 

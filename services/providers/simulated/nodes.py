@@ -33,6 +33,7 @@ class SimNode(msgspec.Struct, kw_only=True):
     power: str = "Off"  # "On" | "Off"
     power_target: str = ""  # requested, applied at power_at
     power_at: float = 0.0
+    graceful: bool = False  # the pending off asks the OS to shut down
     addresses: list[str] = msgspec.field(default_factory=list)
     deleting_at: float = 0.0
 

@@ -230,12 +230,18 @@ class VsphereProvider(BlockingProvider):
 
         return self.session.call("inspect", facts)
 
-    def _power(self, ref: NodeRef, on: bool) -> None:
+    def _power(self, ref: NodeRef, on: bool, graceful: bool = False) -> None:
+        """A graceful off asks the guest to shut down through VMware Tools (no task: the
+        caller polls the power state); without running Tools the VM is powered off."""
         vm = self._vm(ref)
         state = self.session.call("read power", lambda: vm.runtime.powerState)
         if on and state != vim.VirtualMachinePowerState.poweredOn:
             self.session.wait(self.session.call("power on", vm.PowerOnVM_Task), "power on")
         elif not on and state == vim.VirtualMachinePowerState.poweredOn:
+            tools = self.session.call("read tools", lambda: vm.guest.toolsRunningStatus)
+            if graceful and tools == "guestToolsRunning":
+                self.session.call("shut down guest", vm.ShutdownGuest)
+                return
             self.session.wait(self.session.call("power off", vm.PowerOffVM_Task), "power off")
 
     @staticmethod
