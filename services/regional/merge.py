@@ -17,7 +17,7 @@ made while the link was down) merge instead of overwriting each other:
                  .dev/target``                                credential of the node)
   Machine        annotations ``kaas.containercloud.dev/       LCM's health check and
                  reboot-request``, ``-powered-off``,          graceful reboots, the
-                 ``-done``                                    provider's answers
+                 ``-done``, ``-graceful``                     provider's answers
   BareMetalHost  ``spec.consumer``, ``spec.online``, label    the bare-metal provider
                  ``kaas.containercloud.dev/machine``          (claim and release)
   ============== ============================================ ==========================
