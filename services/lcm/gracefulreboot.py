@@ -28,10 +28,16 @@ A reboot the provider does not answer within ``ANSWER_TIMEOUT`` fails the reques
 further machine starts; ``Ready`` False ``RebootFailed``): delete it and make another once
 the provider is fixed. Deleting the request lets go of the machines it holds: a request not
 yet powered off is withdrawn, marks are removed and nodes uncordoned (unless in maintenance).
+
+As MCC's, the request is deleted once every machine is rebooted; its progress and outcome
+stay in ``GracefulReboot`` conditions on the Cluster (its Ready as it goes; Completed,
+RebootFailed, or Cancelled when deleted before the end) and on each Machine (its step while
+in flight, then Rebooted with the time, or RebootFailed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -69,6 +75,7 @@ from shared.store import NotFound, Store
 log = logging.getLogger(__name__)
 
 FINALIZER = "lcm.kaas.containercloud.dev/gracefulrebootrequest"
+GRACEFUL_REBOOT = "GracefulReboot"  # the condition on the Cluster and its Machines
 REBOOT_FAILED = "RebootFailed"
 FINISHED = ("Done", "Skipped")
 # How each state looks to the rollout's planner (Failed: in flight, failing: stops it).
@@ -88,6 +95,8 @@ class Writes:
     uncordon: list[LCMMachine] = field(default_factory=list)  # marked still
     unmark: list[LCMMachine] = field(default_factory=list)  # once the agent has uncordoned
     recheck: float | None = None
+    # As this pass read them (the store's cache; not to be changed): for the conditions.
+    seen: dict[str, Cluster | Machine] = field(default_factory=dict)
 
     def soonest(self, seconds: float) -> None:
         if self.recheck is None or seconds < self.recheck:
@@ -122,6 +131,13 @@ class GracefulRebootReconciler:
         async with status_writer(self.store, grr) as obj:
             writes = await self._pass(obj, self.clock())
         await self._act(obj, writes)
+        await self._report(obj, writes.seen)
+        if obj.status.phase == "Completed":
+            # As MCC's: a request is gone once done; the conditions keep the record.
+            log.info("graceful reboot %s/%s completed", req.namespace, req.name)
+            with contextlib.suppress(NotFound):
+                await self.store.delete(GracefulRebootRequest, req.name, req.namespace)
+            return None
         return Result(requeue_after=writes.recheck) if writes.recheck is not None else None
 
     # --- one pass ---------------------------------------------------------------------------
@@ -139,6 +155,7 @@ class GracefulRebootReconciler:
             return writes
         machines = {m.metadata.name: m for m in await self.store.list_all(
             Machine, ns, shared=True, where=lambda m: m.spec.cluster == name and not m.deleting)}
+        writes.seen = {"": cluster, **machines}
         lms = {lm.spec.machine: lm for lm in await self.store.list_all(
             LCMMachine, ns, label_selector=f"{CLUSTER_LABEL}={name}", shared=True)
             if (m := machines.get(lm.spec.machine)) is not None
@@ -185,8 +202,7 @@ class GracefulRebootReconciler:
                 writes.cordon.append(lm)
                 return t
             if not lm.status.cordoned:
-                return msgspec.structs.replace(
-                    t, message=lm.status.cordon_error and f"drain: {lm.status.cordon_error}")
+                return msgspec.structs.replace(t, message=lm.status.cordon_error)
             t = msgspec.structs.replace(t, state="Rebooting", request_id=uuid.uuid4().hex[:16],
                                         reboot_requested_at=stamp(now), message="")
             log.info("graceful reboot %s/%s: %s drained; reboot %s requested",
@@ -314,6 +330,28 @@ class GracefulRebootReconciler:
         for lm in writes.unmark:
             await patch(self.store, copy(lm), _unmark(uid, uncordon=False))
 
+    async def _report(self, grr: GracefulRebootRequest, seen: dict[str, Cluster | Machine], *,
+                      cancelled: bool = False) -> None:
+        """The ``GracefulReboot`` conditions on the Cluster and the Machines (as MCC shows
+        a reboot's progress): they outlive the request, which is deleted once done. ``seen``:
+        the objects as the pass read them ("": the Cluster), compared before any read."""
+        ns, st = grr.metadata.namespace, grr.status
+        ready = cond.get(st, cond.READY)
+        want: Mark
+        if cancelled:
+            want = ("False", "Cancelled", f"the request was deleted with {st.rebooted} of "
+                                          f"{st.total} machines rebooted", "Info")
+        elif ready is None:
+            return
+        else:
+            want = (ready.status, ready.reason, ready.message,
+                    ready.severity if ready.status != "True" else "")
+        await _condition(self.store, Cluster, grr.metadata.name, ns, want, seen.get(""))
+        for t in st.targets:
+            mark = _machine_mark(grr, t, cancelled=cancelled)
+            if mark is not None:
+                await _condition(self.store, Machine, t.machine, ns, mark, seen.get(t.machine))
+
     async def _let_go(self, grr: GracefulRebootRequest) -> None:
         """A deleted request lets go of the machines it holds, then of itself."""
         if FINALIZER not in grr.metadata.finalizers:
@@ -330,6 +368,8 @@ class GracefulRebootReconciler:
             if t.request_id:
                 await patch(self.store, m, withdraw(t.request_id))
             await patch(self.store, lm, _unmark(uid, uncordon=not m.spec.maintenance))
+        if grr.status.phase != "Completed":
+            await self._report(grr, {}, cancelled=True)
         await remove_finalizer(self.store, grr, FINALIZER)
 
 
@@ -356,3 +396,54 @@ def _unmark(uid: str, *, uncordon: bool) -> Callable[[LCMMachine], bool]:
                 lm.spec.cordoned = False
         return changed
     return unmark
+
+
+Mark = tuple[str, str, str, str]  # (status, reason, message, severity)
+MACHINE_STEPS = ("Draining", "Rebooting", "Uncordoning")
+
+
+def _machine_mark(grr: GracefulRebootRequest, t: RebootTarget, *,
+                  cancelled: bool) -> Mark | tuple[()] | None:
+    """A machine's ``GracefulReboot``: False while in flight, True once rebooted, the error
+    if it failed; () to remove it (in flight when the request was cancelled); None: leave
+    it (not started: a previous reboot's record stays)."""
+    by = f"GracefulRebootRequest {grr.metadata.name}"
+    if t.state in MACHINE_STEPS:
+        return () if cancelled else ("False", t.state, t.message or f"{t.state.lower()} for "
+                                                                  f"{by}", "Info")
+    if t.state == "Done":
+        return ("True", "Rebooted", f"rebooted by {by} at {t.finished_at}", "")
+    if t.state == "Failed":
+        return ("False", REBOOT_FAILED, t.message, "Error")
+    return None
+
+
+def _holds(obj: Cluster | Machine, want: Mark | tuple[()]) -> bool:
+    have = cond.get(obj.status, GRACEFUL_REBOOT)
+    if have is None or not want:
+        return have is None and not want
+    return (have.status, have.reason, have.message, have.severity) == want
+
+
+async def _condition(store: Store, cls: type[Cluster] | type[Machine], name: str,
+                     ns: str | None, want: Mark | tuple[()],
+                     seen: Cluster | Machine | None = None) -> None:
+    """Set (or, for (), remove) the object's ``GracefulReboot`` condition, writing only a
+    change; a Machine's Ready and phase are derived again in the same write."""
+    if seen is not None and _holds(seen, want):
+        return
+    try:
+        obj = await store.get(cls, name, ns)
+    except NotFound:
+        return
+    if _holds(obj, want):
+        return
+    derive = cond.summarize_machine if cls is Machine else None
+    async with status_writer(store, obj, derive=derive) as o:
+        if not want:
+            cond.remove(o.status, GRACEFUL_REBOOT)
+        elif want[0] == "True":
+            cond.mark_true(o.status, GRACEFUL_REBOOT, want[1], want[2])
+        else:
+            cond.mark_false(o.status, GRACEFUL_REBOOT, want[1], want[2],
+                            want[3])  # type: ignore[arg-type]

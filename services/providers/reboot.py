@@ -59,7 +59,7 @@ async def power_cycle(store: Store, machine: Machine, provider: Provider | None,
     request = pending(machine)
     graceful = machine.metadata.annotations.get(REBOOT_GRACEFUL_ANNOTATION) == request
     st = machine.status
-    why = f"as requested ({request}: a health check or a graceful reboot)"
+    why = f"as requested ({request}{', graceful' if graceful else ''})"
 
     def step(state: str, message: str) -> None:
         S.set_step(st, STEP_REBOOT, state, message, order=NODE_STEPS)

@@ -24,6 +24,7 @@ from shared.models import (
     Cluster,
     GracefulRebootRequest,
     LCMMachine,
+    Machine,
     Resource,
     convert,
 )
@@ -53,9 +54,31 @@ async def grr(env: Region, name: str) -> GracefulRebootRequest:
     return await env.store.get(GracefulRebootRequest, name, NS)
 
 
-async def completed(env: Region, name: str) -> GracefulRebootRequest | None:
-    r = await grr(env, name)
-    return r if r.status.phase == "Completed" and cond.is_true(r.status, "Ready") else None
+async def gone(env: Region, name: str) -> bool:
+    try:
+        await grr(env, name)
+    except NotFound:
+        return True
+    return False
+
+
+async def reboot_condition(env: Region, cls: type[Cluster] | type[Machine], name: str,
+                           ) -> tuple[str, str, str] | None:
+    c = cond.get((await env.store.get(cls, name, NS)).status, "GracefulReboot")
+    return None if c is None else (c.status, c.reason, c.message)
+
+
+async def completed(env: Region, name: str) -> tuple[str, str, str] | None:
+    """The cluster's GracefulReboot once its request completed and is gone (as MCC's)."""
+    c = await reboot_condition(env, Cluster, name)
+    return c if c is not None and c[:2] == ("True", "Completed") and await gone(env, name) \
+        else None
+
+
+def report(r: GracefulRebootRequest) -> tuple[str, tuple[tuple[str, str], ...], int, int]:
+    """What the request says: phase, (machine, step) per target, rebooted of total."""
+    st = r.status
+    return st.phase, tuple((t.machine, t.state) for t in st.targets), st.rebooted, st.total
 
 
 @contextlib.asynccontextmanager
@@ -83,8 +106,8 @@ def of(log: list[tuple[str, Any]], name: str) -> list[Any]:
     return [v for n, v in log if n == name]
 
 
-def in_flight(r: GracefulRebootRequest) -> list[str]:
-    return [t.machine for t in r.status.targets if t.state not in ("Waiting", "Done", "Skipped")]
+def in_flight(reported: tuple[str, tuple[tuple[str, str], ...], int, int]) -> list[str]:
+    return [m for m, state in reported[1] if state not in ("Waiting", "Done", "Skipped")]
 
 
 async def test_every_machine_is_drained_rebooted_and_uncordoned_one_at_a_time(
@@ -94,16 +117,18 @@ async def test_every_machine_is_drained_rebooted_and_uncordoned_one_at_a_time(
     await env.deployed("one")
 
     async with changes(env, LCMMachine, lambda lm: (lm.spec.cordoned, lm.status.cordoned)) \
-            as cordons, changes(env, GracefulRebootRequest, in_flight) as flights, \
+            as cordons, changes(env, GracefulRebootRequest, report) as reports, \
             changes(env, Cluster, lambda c: c.status.phase) as phases:
         await request_reboot(env, "one")
         done = await eventually(lambda: completed(env, "one"), timeout=3 * TIMEOUT,
                                 what="the graceful reboot completed")
         await env.deployed("one")
 
-    assert (done.status.rebooted, done.status.total) == (3, 3)
-    assert [(t.machine, t.state) for t in done.status.targets] == [(n, "Done") for n in names]
+    assert done == ("True", "Completed", "3 of 3 machines rebooted")
+    assert of(reports, "one")[-1] == ("Completed", tuple((n, "Done") for n in names), 3, 3)
     for n in names:
+        mark = await reboot_condition(env, Machine, n)
+        assert mark is not None and mark[:2] == ("True", "Rebooted"), (n, mark)
         assert await env.power(n) == ["Off (graceful)", "On"], f"{n}: one shutdown and power on"
         # Cordoned, drained (the agent's ack), uncordoned, and the ack of an agent that came
         # back after the reboot - never uncordoned half-way by the cluster's rollout.
@@ -111,8 +136,9 @@ async def test_every_machine_is_drained_rebooted_and_uncordoned_one_at_a_time(
                                   (False, False)], n
         lm = await env.store.get(LCMMachine, n, NS)
         assert GRACEFUL_REBOOT_ANNOTATION not in lm.metadata.annotations
-    assert max(len(f) for f in of(flights, "one")) == 1, "one machine at a time"
-    order = [f[0] for f in of(flights, "one") if f]
+    flights = [in_flight(r) for r in of(reports, "one")]
+    assert max(len(f) for f in flights) == 1, "one machine at a time"
+    order = [f[0] for f in flights if f]
     assert list(dict.fromkeys(order)) == [cp0, w0, w1], "control plane first, then workers"
     offs = [(await env.off_times(n))[0] for n in names]
     assert offs == sorted(offs)
@@ -128,9 +154,14 @@ async def test_only_the_listed_machines_are_rebooted(env: Region) -> None:
     await request_reboot(env, "two", machines=[w1])
     done = await eventually(lambda: completed(env, "two"), timeout=TIMEOUT,
                             what="the graceful reboot completed")
-    assert [(t.machine, t.state) for t in done.status.targets] == [(w1, "Done")]
+    assert done == ("True", "Completed", "1 of 1 machines rebooted")
     assert await env.power(w1) == ["Off (graceful)", "On"]
     assert await env.power(cp0) == [] and await env.power(w0) == []
+    assert await reboot_condition(env, Machine, cp0) is None, "not part of it"
+    # Done and gone: the same name asks again.
+    await request_reboot(env, "two", machines=[w0])
+    await eventually(lambda: completed(env, "two"), timeout=TIMEOUT, what="the second one")
+    assert await env.power(w0) == ["Off (graceful)", "On"]
 
 
 async def test_an_undrainable_node_holds_the_request_and_deleting_it_lets_go(
@@ -149,27 +180,28 @@ async def test_an_undrainable_node_holds_the_request_and_deleting_it_lets_go(
         return ready.message if ready is not None and PDB in ready.message else ""
 
     message = await eventually(held, timeout=TIMEOUT, what="the drain failure reported")
-    assert message.startswith(f"{w0} draining (drain: ")
+    assert message.startswith(f"{w0} draining (cordon and drain failed: {PDB})")
     r = await grr(env, "three")
     assert r.status.phase == "InProgress"
     assert [(t.machine, t.state) for t in r.status.targets] == [(w0, "Draining"), (w1, "Waiting")]
     assert await env.power(w0) == [] and await env.power(w1) == [], "nothing rebooted undrained"
+    # The cluster and the machine say so too.
+    cluster_mark = await reboot_condition(env, Cluster, "three")
+    assert cluster_mark is not None and cluster_mark[:2] == ("False", "InProgress")
+    assert PDB in cluster_mark[2]
+    assert await reboot_condition(env, Machine, w0) == (
+        "False", "Draining", f"cordon and drain failed: {PDB}")
 
     await env.store.delete(GracefulRebootRequest, "three", NS)
-
-    async def gone() -> bool:
-        try:
-            await grr(env, "three")
-        except NotFound:
-            return True
-        return False
-
-    await eventually(gone, timeout=TIMEOUT, what="the request gone")
+    await eventually(lambda: gone(env, "three"), timeout=TIMEOUT, what="the request gone")
     lm = await env.store.get(LCMMachine, w0, NS)
     assert GRACEFUL_REBOOT_ANNOTATION not in lm.metadata.annotations
     assert not lm.spec.cordoned, "let go: uncordoned"
     assert await env.power(w0) == [] and await env.power(w1) == []
     assert await env.requested(w0) == ""
+    assert await reboot_condition(env, Cluster, "three") == (
+        "False", "Cancelled", "the request was deleted with 0 of 2 machines rebooted")
+    assert await reboot_condition(env, Machine, w0) is None, "no longer in flight"
 
 
 async def test_an_upgrade_written_during_a_reboot_waits_for_the_node_in_flight(

@@ -5,7 +5,12 @@ starts, and deleting the request lets go of the node it holds."""
 
 from __future__ import annotations
 
-from services.lcm.gracefulreboot import FINALIZER, REBOOT_FAILED, GracefulRebootReconciler
+from services.lcm.gracefulreboot import (
+    FINALIZER,
+    GRACEFUL_REBOOT,
+    REBOOT_FAILED,
+    GracefulRebootReconciler,
+)
 from shared.models import (
     CLUSTER_LABEL,
     GRACEFUL_REBOOT_ANNOTATION,
@@ -115,6 +120,11 @@ async def test_steps_survive_a_restart_an_unanswered_reboot_fails_and_delete_let
     assert await asked(store, "m0") == ""
     await rec.reconcile(req)
     assert not (await node(store, "m1")).spec.cordoned
+    # The cluster and the machine say so (an Error: a person must act).
+    for cls, name in ((Cluster, "c"), (Machine, "m0")):
+        c = cond.get((await store.get(cls, name, NS)).status, GRACEFUL_REBOOT)
+        assert c is not None and (c.status, c.reason, c.severity) == (
+            "False", REBOOT_FAILED, "Error"), (name, c)
 
     # Deleting the request lets go of m0: unmarked and uncordoned, then the request is gone.
     await store.delete(GracefulRebootRequest, "c", NS)
@@ -127,6 +137,9 @@ async def test_steps_survive_a_restart_an_unanswered_reboot_fails_and_delete_let
     except NotFound:
         pass
     assert rec.index.requests(NS, "c") == []
+    c = cond.get((await store.get(Cluster, "c", NS)).status, GRACEFUL_REBOOT)
+    assert c is not None and (c.status, c.reason, c.message) == (
+        "False", "Cancelled", "the request was deleted with 0 of 2 machines rebooted")
 
 
 async def test_a_machine_that_is_not_ready_is_waited_for(kv_store: KVStore) -> None:

@@ -251,7 +251,7 @@ async def test_a_reboot_request_power_cycles_the_node_once_whatever_restarts(h: 
     assert REBOOT_OFF_ANNOTATION not in m.metadata.annotations
     reboot = S.get_step(m.status, "Reboot")
     assert reboot is not None and reboot.state == "Done"
-    assert "rebooted as requested (r1: " in reboot.message
+    assert "rebooted as requested (r1)" in reboot.message
     assert [s.name for s in m.status.provider_steps][-1] == "Reboot"
     ready = cond.get(m.status, PROVIDER_READY)
     assert ready is not None and (ready.status, ready.reason) == ("True", "NodeRunning")

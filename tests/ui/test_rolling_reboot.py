@@ -5,7 +5,8 @@ The button creates the GracefulRebootRequest named after the cluster through the
 (after a confirmation); the test then plays the region's LCM (services/lcm/gracefulreboot.py)
 by writing the request's status through the store, and checks that the open page follows
 without a reload: phase, count, each machine's step and message, a failure's reason. Cancel
-deletes the request after its own confirmation; a finished one is cleared at once.
+deletes the request after its own confirmation; a finished one is cleared at once; with no
+request, the last one's outcome is read from the cluster's GracefulReboot condition.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.models import GracefulRebootRequest, ObjectMeta, RebootTarget
+from shared.models import Cluster, GracefulRebootRequest, ObjectMeta, RebootTarget
 from shared.runtime import conditions as cond
 from shared.store import NotFound
 from tests.ui.conftest import Console, cluster_obj, needs_chromium, screenshot, sign_in
@@ -123,5 +124,15 @@ async def test_a_rolling_reboot_is_started_followed_cancelled_and_cleared(
     await remove.click()
     await eventually(lambda: gone(console), what="the record cleared")
     await expect(page.locator(".notice")).to_have_text("Rolling reboot record of rb cleared.")
+    await expect(section.locator(".reboot-last")).to_have_count(0)
+
+    # LCM deletes a request once done; the cluster's condition tells how the last one ended.
+    c = await console.store.get(Cluster, "rb", NS)
+    cond.mark_true(c.status, "GracefulReboot", "Completed", "2 of 2 machines rebooted")
+    await console.store.update_status(c)
+    last = section.locator(".reboot-last")
+    await expect(last).to_have_attribute("data-reason", "Completed")
+    await expect(last).to_contain_text("Last rolling reboot: Completed — 2 of 2 machines rebooted")
+    await expect(section).to_contain_text("No rolling reboot under way")
     await assert_not_reloaded(page)
     assert page.js_errors == []  # type: ignore[attr-defined]

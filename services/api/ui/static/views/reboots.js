@@ -2,6 +2,8 @@
 // cluster, if any - its phase, how many machines are rebooted of how many, why it waits or
 // failed (its Ready condition), and each machine's step (Waiting, Draining, Rebooting,
 // Uncordoning, Done, Skipped, Failed) with the controller's message (a refused drain, say).
+// Once done the request is gone (LCM deletes it, as MCC does) and the cluster's
+// GracefulReboot condition tells how the last one ended.
 // A writer starts one for every machine of the cluster (LCM takes them in the upgrade
 // order), cancels one under way (deleting it: LCM lets go of the node it holds) or clears a
 // finished one, each after a confirmation; the gateway's refusals are shown as it gives them.
@@ -11,7 +13,7 @@
 // the page's collections hold five open already - a sixth stream would queue every write.
 
 import { ApiError, GROUP_VERSION, api, session } from "../api.js";
-import { badge, condition, confirmAction, h, progress, replace, table } from "../dom.js";
+import { age, badge, condition, confirmAction, h, progress, replace, table } from "../dom.js";
 
 export const EXAMPLE = "examples/graceful-reboot/";
 const STATE_TONE = { Done: "ok", Skipped: "info", Failed: "bad", Waiting: "info" };
@@ -97,8 +99,16 @@ export function rebootSection({ namespace, name, tell, readOnly }) {
       : cluster.metadata.deletionTimestamp ? "The cluster is being deleted." : "";
     if (!request) {
       el.dataset.reboot = "none";
+      // A request is deleted once done (as MCC's): the cluster's condition keeps the record.
+      const last = cluster && condition(cluster, "GracefulReboot");
       replace(el,
-        h("p", { class: "empty" }, "No rolling reboot. ",
+        last
+          ? h("p", { class: "reboot-last", "data-reason": last.reason || "" },
+            "Last rolling reboot: ", h("strong", {}, last.reason || last.status), " — ",
+            last.message || "", " ",
+            h("small", { class: "muted" }, `(${age(last.lastTransitionTime)} ago)`))
+          : "",
+        h("p", { class: "empty" }, "No rolling reboot under way. ",
           h("small", { class: "muted" }, `(or: ccctl apply -f ${EXAMPLE})`)),
         h("button", { type: "button", name: "reboot-button", class: "secondary",
           disabled: Boolean(why), title: why || "Drain and reboot every node, one at a time",
