@@ -50,7 +50,7 @@ from services.lcm.clock import stamp
 from services.lcm.health import ANSWER_TIMEOUT, epoch
 from services.lcm.healthcheck import upgrading
 from services.lcm.index import ClusterIndex
-from services.lcm.objects import patch
+from services.lcm.objects import Mark, holds, mark, patch
 from services.lcm.rebootrequest import ask, withdraw
 from services.lcm.rollout import Group, MachineView, State, plan
 from shared.bus import ChangeEvent
@@ -305,7 +305,7 @@ class GracefulRebootReconciler:
         lm: LCMMachine
         machine: Machine
         for lm in writes.cordon:
-            def mark(obj: LCMMachine) -> bool:
+            def claim(obj: LCMMachine) -> bool:
                 if obj.metadata.annotations.get(GRACEFUL_REBOOT_ANNOTATION) == uid \
                         and obj.spec.cordoned:
                     return False
@@ -313,7 +313,7 @@ class GracefulRebootReconciler:
                 obj.spec.cordoned = True
                 return True
 
-            await patch(self.store, copy(lm), mark)
+            await patch(self.store, copy(lm), claim)
         for machine, request in writes.reboot:
             await patch(self.store, copy(machine), ask(request, graceful=True))
         for machine, request in writes.withdraw:
@@ -346,11 +346,24 @@ class GracefulRebootReconciler:
         else:
             want = (ready.status, ready.reason, ready.message,
                     ready.severity if ready.status != "True" else "")
-        await _condition(self.store, Cluster, grr.metadata.name, ns, want, seen.get(""))
+        cached = seen.get("")
+        if cached is None or not holds(cached, GRACEFUL_REBOOT, want):
+            with contextlib.suppress(NotFound):
+                cluster = await self.store.get(Cluster, grr.metadata.name, ns)
+                await mark(self.store, cluster, GRACEFUL_REBOOT, want)
         for t in st.targets:
-            mark = _machine_mark(grr, t, cancelled=cancelled)
-            if mark is not None:
-                await _condition(self.store, Machine, t.machine, ns, mark, seen.get(t.machine))
+            if t.state in ("Waiting", "Skipped"):
+                continue  # not started (a previous reboot's record stays), or gone
+            mine = _machine_mark(grr, t, cancelled=cancelled)
+            cached = seen.get(t.machine)
+            if cached is not None and holds(cached, GRACEFUL_REBOOT, mine):
+                continue
+            try:
+                machine = await self.store.get(Machine, t.machine, ns)
+            except NotFound:
+                continue
+            await mark(self.store, machine, GRACEFUL_REBOOT, mine,
+                       derive=cond.summarize_machine)
 
     async def _let_go(self, grr: GracefulRebootRequest) -> None:
         """A deleted request lets go of the machines it holds, then of itself."""
@@ -398,52 +411,14 @@ def _unmark(uid: str, *, uncordon: bool) -> Callable[[LCMMachine], bool]:
     return unmark
 
 
-Mark = tuple[str, str, str, str]  # (status, reason, message, severity)
-MACHINE_STEPS = ("Draining", "Rebooting", "Uncordoning")
-
-
-def _machine_mark(grr: GracefulRebootRequest, t: RebootTarget, *,
-                  cancelled: bool) -> Mark | tuple[()] | None:
-    """A machine's ``GracefulReboot``: False while in flight, True once rebooted, the error
-    if it failed; () to remove it (in flight when the request was cancelled); None: leave
-    it (not started: a previous reboot's record stays)."""
+def _machine_mark(grr: GracefulRebootRequest, t: RebootTarget, *, cancelled: bool,
+                  ) -> Mark | None:
+    """A started machine's ``GracefulReboot``: False while in flight, True once rebooted,
+    the error if it failed; None (removed) if in flight when the request was cancelled."""
     by = f"GracefulRebootRequest {grr.metadata.name}"
-    if t.state in MACHINE_STEPS:
-        return () if cancelled else ("False", t.state, t.message or f"{t.state.lower()} for "
-                                                                  f"{by}", "Info")
     if t.state == "Done":
         return ("True", "Rebooted", f"rebooted by {by} at {t.finished_at}", "")
     if t.state == "Failed":
         return ("False", REBOOT_FAILED, t.message, "Error")
-    return None
-
-
-def _holds(obj: Cluster | Machine, want: Mark | tuple[()]) -> bool:
-    have = cond.get(obj.status, GRACEFUL_REBOOT)
-    if have is None or not want:
-        return have is None and not want
-    return (have.status, have.reason, have.message, have.severity) == want
-
-
-async def _condition(store: Store, cls: type[Cluster] | type[Machine], name: str,
-                     ns: str | None, want: Mark | tuple[()],
-                     seen: Cluster | Machine | None = None) -> None:
-    """Set (or, for (), remove) the object's ``GracefulReboot`` condition, writing only a
-    change; a Machine's Ready and phase are derived again in the same write."""
-    if seen is not None and _holds(seen, want):
-        return
-    try:
-        obj = await store.get(cls, name, ns)
-    except NotFound:
-        return
-    if _holds(obj, want):
-        return
-    derive = cond.summarize_machine if cls is Machine else None
-    async with status_writer(store, obj, derive=derive) as o:
-        if not want:
-            cond.remove(o.status, GRACEFUL_REBOOT)
-        elif want[0] == "True":
-            cond.mark_true(o.status, GRACEFUL_REBOOT, want[1], want[2])
-        else:
-            cond.mark_false(o.status, GRACEFUL_REBOOT, want[1], want[2],
-                            want[3])  # type: ignore[arg-type]
+    return None if cancelled else ("False", t.state, t.message or f"{t.state.lower()} for "
+                                                                f"{by}", "Info")

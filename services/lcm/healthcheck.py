@@ -42,7 +42,7 @@ from services.lcm.clock import stamp
 from services.lcm.cluster import UPGRADED
 from services.lcm.health import Assessment, Verdict, assess, next_step
 from services.lcm.index import ClusterIndex
-from services.lcm.objects import patch
+from services.lcm.objects import holds, mark, patch
 from services.lcm.rebootrequest import ask, withdraw
 from shared.bus import ChangeEvent
 from shared.models import (
@@ -329,17 +329,10 @@ class HealthCheckReconciler:
 
     async def _mark(self, machine: Machine, want: Want) -> None:
         """The Machine's HealthCheckSucceeded: False as ``want`` says, or gone (None)."""
-        have = cond.get(machine.status, HEALTH_CHECK)
-        if have is None and want is None:
+        if holds(machine, HEALTH_CHECK, None if want is None else ("False", *want)):
             return
-        if have is not None and want is not None and (
-                have.status, have.reason, have.message, have.severity) == ("False", *want):
-            return
-        async with status_writer(self.store, copy(machine), derive=cond.summarize_machine) as m:
-            if want is None:
-                cond.remove(m.status, HEALTH_CHECK)
-            else:
-                cond.mark_false(m.status, HEALTH_CHECK, *want)
+        await mark(self.store, copy(machine), HEALTH_CHECK,
+                   None if want is None else ("False", *want), derive=cond.summarize_machine)
 
     async def _release(self, mhc: MachineHealthCheck) -> Result | None:
         """A deleted check takes its conditions off the machines it remediated."""

@@ -1,7 +1,9 @@
-"""Spec/metadata writes that survive concurrent status writers (agents report constantly).
+"""Writes that survive concurrent writers (agents report constantly).
 
 ``patch`` re-reads the object and re-applies ``mutate`` on ``Conflict``; ``mutate`` returns
-False when nothing needs changing, which skips the write.
+False when nothing needs changing, which skips the write. ``mark`` sets one condition that
+a controller writes on another controller's object (a health check's or a graceful
+reboot's on a Machine), writing only a change.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from shared.models import Resource
+from shared.models.meta import Status
+from shared.runtime import conditions as cond
+from shared.runtime import status_writer
 from shared.store import Conflict, Store
 
 R = TypeVar("R", bound=Resource)
@@ -29,3 +34,30 @@ async def patch(store: Store, obj: R, mutate: Callable[[R], bool]) -> R:
                 raise
             current = await store.get(type(obj), obj.metadata.name, obj.metadata.namespace)
     raise AssertionError("unreachable")
+
+
+Mark = tuple[str, str, str, str]  # a condition as (status, reason, message, severity)
+
+
+def holds(obj: Resource, type_: str, want: Mark | None) -> bool:
+    """The object's ``type_`` condition is ``want`` already (None: it has none)."""
+    have = cond.get(obj.status, type_)  # type: ignore[attr-defined]
+    if have is None or want is None:
+        return have is None and want is None
+    return (have.status, have.reason, have.message, have.severity) == want
+
+
+async def mark(store: Store, obj: Resource, type_: str, want: Mark | None, *,
+               derive: Callable[[Status], None] | None = None) -> None:
+    """Set the ``type_`` condition of ``obj`` (the caller's own copy) to ``want`` (None:
+    remove it), unless it is so already; ``derive`` as for ``status_writer``."""
+    if holds(obj, type_, want):
+        return
+    async with status_writer(store, obj, derive=derive) as o:
+        st = o.status  # type: ignore[attr-defined]
+        if want is None:
+            cond.remove(st, type_)
+        elif want[0] == "True":
+            cond.mark_true(st, type_, want[1], want[2])
+        else:
+            cond.mark_false(st, type_, want[1], want[2], want[3])  # type: ignore[arg-type]

@@ -144,7 +144,8 @@ _STORE_METHODS = {"create": "create", "update": "update", "update_status": "stat
                   "delete": "delete"}
 # ``helper(store, obj, ...)`` from shared.runtime / services.lcm.objects: the write it does.
 _HELPERS = {"status_writer": "status", "write_status": "status", "update_status": "status",
-            "ensure_finalizer": "update", "remove_finalizer": "update", "patch": "update"}
+            "ensure_finalizer": "update", "remove_finalizer": "update", "patch": "update",
+            "mark": "status"}
 
 
 def _is_store(node: ast.expr) -> bool:
