@@ -2,6 +2,8 @@
 that every cluster still reaches Ready, the provider holds exactly one node per Machine,
 and every write the API acknowledged is still there.
 
+Also: LCM killed while a pool scales, and while a rolling reboot has a node in flight.
+
 Each test: two clusters are created and provisioning starts; the victim is SIGKILLed
 while a ledger writer keeps PATCHing through the API; a third cluster is created while
 the victim is down (or right after, when the victim is the API or the server); then the
@@ -15,7 +17,17 @@ import asyncio
 
 import pytest
 
-from shared.models import POOL_LABEL, Cluster
+from shared.models import (
+    GRACEFUL_REBOOT_ANNOTATION,
+    POOL_LABEL,
+    REBOOT_REQUEST_ANNOTATION,
+    Cluster,
+    GracefulRebootRequest,
+    LCMMachine,
+    Machine,
+)
+from shared.runtime import conditions as cond
+from shared.tasks import cancel_all
 from tests.faults.conftest import NS, Region
 from tests.waiting import eventually
 
@@ -103,3 +115,46 @@ async def test_kill9_lcm_while_a_pool_scales(region: Region) -> None:
     assert await pool_machines() == [f"pool-{i}" for i in range(6)]
     cluster = await region.store.get(Cluster, "alpha", NS)
     assert cluster.status.total_machines == 7
+
+
+async def test_kill9_lcm_during_a_graceful_reboot(region: Region) -> None:
+    """LCM killed while a rolling reboot has a node in flight, started again: it finishes
+    the reboot from what the request recorded - every machine rebooted once (one request id
+    each, none repeated by the restart), no node left cordoned or marked."""
+    names = await region.create_cluster("alpha", workers=2)
+    await eventually(lambda: region.ready("alpha"), timeout=90, what="alpha Ready")
+    asked: dict[str, set[str]] = {}
+
+    async def follow() -> None:
+        async for ev in region.store.watch(Machine, NS):
+            request = ev.object.metadata.annotations.get(REBOOT_REQUEST_ANNOTATION)
+            if request:
+                asked.setdefault(ev.object.metadata.name, set()).add(request)
+
+    watcher = asyncio.create_task(follow())
+    try:
+        await region.post("gracefulrebootrequests", {"metadata": {"name": "alpha"},
+                                                     "spec": {"region": "local"}})
+        region.acked.objects.pop(("GracefulRebootRequest", "alpha"))  # deleted once done
+
+        async def in_flight() -> bool:
+            r = await region.store.get(GracefulRebootRequest, "alpha", NS)
+            return any(t.state in ("Draining", "Rebooting") for t in r.status.targets)
+
+        await eventually(in_flight, timeout=60, what="a machine in flight")
+        region.kill9("lcm")
+        region.start("lcm")
+
+        async def completed() -> bool:
+            c = cond.get((await region.store.get(Cluster, "alpha", NS)).status,
+                         "GracefulReboot")
+            return c is not None and (c.status, c.reason) == ("True", "Completed")
+
+        await eventually(completed, timeout=120, what="the reboot completed after the restart")
+    finally:
+        await cancel_all([watcher])
+    assert {n: len(ids) for n, ids in asked.items()} == {n: 1 for n in names}, asked
+    for lm in await region.store.list_all(LCMMachine, NS):
+        assert not lm.spec.cordoned and GRACEFUL_REBOOT_ANNOTATION not in (
+            lm.metadata.annotations), lm.metadata.name
+    await region.check_invariants(["alpha"])
