@@ -159,16 +159,16 @@ def check_node_labels(labels: dict[str, str]) -> None:
                              f"(only {', '.join(_ALLOWED)} of it may be set)")
 
 
-class MachineSpec(_Spec, kw_only=True):
-    cluster: Name
-    role: MachineRole = "worker"
-    region: DNSLabel
+class MachineTemplateSpec(_Spec, kw_only=True):
+    """What a node is made from: a MachinePool's template, and the part of a Machine's spec
+    a pool gives its Machines (a Machine adds its cluster, region and role - a pool's are
+    the pool's, and always worker: control-plane membership is not a number to scale)."""
+
     update_group: str = ""
-    # Maintenance mode (only while its Cluster is in it): the node is cordoned and drained
-    # and LCM applies nothing new to it, so the operator can work on the host.
-    maintenance: bool = False
     # Labels of the node in the cluster (placement of workloads); LCM keeps them set,
-    # changes included, without draining the node.
+    # changes included, without draining the node. In a template a change applies as any
+    # template change does (strategy): existing Machines keep theirs unless replaced, or
+    # relabelled one by one (their own spec.nodeLabels).
     node_labels: dict[str, str] = field(default_factory=dict)
     openstack: OpenStackMachineSpec | None = None
     vsphere: VsphereMachineSpec | None = None
@@ -177,6 +177,15 @@ class MachineSpec(_Spec, kw_only=True):
 
     def __post_init__(self) -> None:
         check_node_labels(self.node_labels)
+
+
+class MachineSpec(MachineTemplateSpec, kw_only=True):
+    cluster: Name
+    role: MachineRole = "worker"
+    region: DNSLabel
+    # Maintenance mode (only while its Cluster is in it): the node is cordoned and drained
+    # and LCM applies nothing new to it, so the operator can work on the host.
+    maintenance: bool = False
 
 
 class ProviderStep(Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -234,23 +243,6 @@ Replicas = Annotated[int, Meta(ge=0, le=1000)]
 class MachineTemplateMeta(Wire, kw_only=True):
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
-
-
-class MachineTemplateSpec(_Spec, kw_only=True):
-    """A pool Machine's spec, less what the pool gives it: its cluster and region (the
-    pool's) and its role (worker: control-plane membership is not a number to scale)."""
-
-    update_group: str = ""
-    # A change applies as any template change does (strategy): existing Machines keep
-    # theirs unless replaced, or relabelled one by one (their own spec.nodeLabels).
-    node_labels: dict[str, str] = field(default_factory=dict)
-    openstack: OpenStackMachineSpec | None = None
-    vsphere: VsphereMachineSpec | None = None
-    baremetal: BareMetalMachineSpec | None = None
-    simulated: SimulatedMachineSpec | None = None
-
-    def __post_init__(self) -> None:
-        check_node_labels(self.node_labels)
 
 
 class MachineTemplate(Wire, kw_only=True):
