@@ -44,6 +44,7 @@ import logging
 from collections.abc import Callable
 
 from services.lcm.config import LCMSettings
+from services.lcm.disruption import Disruptions
 from services.lcm.items import keep_joined, node_labels_item, release_items
 from services.lcm.lcmmachine import CORDON, HEARTBEAT, ITEMS_READY, MAINTENANCE, drain_of
 from services.lcm.objects import patch
@@ -127,9 +128,12 @@ def capacity_shortfall(machines: list[Machine]) -> list[tuple[str, str]]:
 
 
 class ClusterReconciler:
-    def __init__(self, store: Store, settings: LCMSettings) -> None:
+    def __init__(self, store: Store, settings: LCMSettings, *,
+                 disruptions: Disruptions | None = None) -> None:
         self.store = store
         self.settings = settings
+        # Shared with the graceful reboot: which of the two takes a node out next.
+        self.disruptions = disruptions or Disruptions()
 
     async def reconcile(self, req: Request) -> Result | None:
         cluster = await self.store.get(Cluster, req.name, req.namespace)
@@ -138,7 +142,8 @@ class ClusterReconciler:
         cluster = await ensure_finalizer(self.store, cluster, FINALIZER)
         if cluster.spec.paused:
             return None
-        async with status_writer(self.store, cluster):
+        async with self.disruptions.deciding(req.namespace, req.name), \
+                status_writer(self.store, cluster):
             return await self.reconcile_normal(cluster)
 
     # --- normal path ----------------------------------------------------------------------

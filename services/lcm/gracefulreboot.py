@@ -20,10 +20,11 @@ Each step is recorded in the request's ``status.targets`` before the write it le
 a restart in between redoes the same write (same id) instead of a second reboot. A machine
 starts only while it is Ready and not in maintenance, and nothing starts while the cluster
 upgrades (or a node other than its own is cordoned, not for maintenance) or is paused: the
-request waits and says why. (An upgrade step and a reboot started in the same instant can
-still have two nodes out at once: each sees the other's cordon only once it is written.)
-The cluster's rollout leaves a marked node to this controller (no upgrade step, no
-uncordon), so neither undoes the other.
+request waits and says why. The decision to start a machine and its cordon are made under
+the cluster's lock the rollout holds for its own (``services.lcm.disruption``), so an
+upgrade step and a reboot never take two nodes out at once. The cluster's rollout leaves
+a marked node to this controller (no upgrade step, no uncordon), so neither undoes the
+other.
 A reboot the provider does not answer within ``ANSWER_TIMEOUT`` fails the request (no
 further machine starts; ``Ready`` False ``RebootFailed``): delete it and make another once
 the provider is fixed. Deleting the request lets go of the machines it holds: a request not
@@ -47,6 +48,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from services.lcm.clock import stamp
+from services.lcm.disruption import Disruptions
 from services.lcm.health import ANSWER_TIMEOUT, epoch
 from services.lcm.healthcheck import upgrading
 from services.lcm.index import ClusterIndex
@@ -105,8 +107,10 @@ class Writes:
 
 class GracefulRebootReconciler:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time,
-                 answer_timeout: float = ANSWER_TIMEOUT) -> None:
+                 answer_timeout: float = ANSWER_TIMEOUT,
+                 disruptions: Disruptions | None = None) -> None:
         self.store = store
+        self.disruptions = disruptions or Disruptions()  # shared with the cluster's rollout
         self.clock = clock
         self.answer_timeout = answer_timeout
         self.index = ClusterIndex()  # the request of each cluster (named after it)
@@ -128,9 +132,10 @@ class GracefulRebootReconciler:
             return None
         self.index.follow(req.namespace, req.name, req.name)
         grr = await ensure_finalizer(self.store, grr, FINALIZER)
-        async with status_writer(self.store, grr) as obj:
-            writes = await self._pass(obj, self.clock())
-        await self._act(obj, writes)
+        async with self.disruptions.deciding(req.namespace, req.name):
+            async with status_writer(self.store, grr) as obj:
+                writes = await self._pass(obj, self.clock())
+            await self._act(obj, writes)
         await self._report(obj, writes.seen)
         if obj.status.phase == "Completed":
             # As MCC's: a request is gone once done; the conditions keep the record.

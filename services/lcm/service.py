@@ -6,6 +6,7 @@ from nats.aio.client import Client as NATS
 
 from services.lcm.cluster import ClusterReconciler
 from services.lcm.config import LCMSettings, load_secret
+from services.lcm.disruption import Disruptions
 from services.lcm.endpoint import Endpoint
 from services.lcm.gracefulreboot import GracefulRebootReconciler
 from services.lcm.healthcheck import HealthCheckReconciler
@@ -50,10 +51,12 @@ def controllers(
     store: Store, bus: Bus, settings: LCMSettings, *, region: str | None
 ) -> list[Controller]:
     workers = settings.workers
+    disruptions = Disruptions()  # one node out at a time, upgrade step or reboot
     return [
         Controller(
             name="lcm-cluster", kind=Cluster, store=store, bus=bus, region=region,
-            workers=workers, reconciler=ClusterReconciler(store, settings),
+            workers=workers,
+            reconciler=ClusterReconciler(store, settings, disruptions=disruptions),
             watches=[
                 Watch(Machine, cluster_of, delay=CHILD_BATCH),
                 Watch(LCMMachine, by_label(CLUSTER_LABEL), delay=CHILD_BATCH),
@@ -75,15 +78,16 @@ def controllers(
         ),
         health_check_controller(store, bus, region=region, workers=workers),
         pool_controller(store, bus, region=region, workers=workers),
-        graceful_reboot_controller(store, bus, region=region, workers=workers),
+        graceful_reboot_controller(store, bus, region=region, workers=workers,
+                                   disruptions=disruptions),
     ]
 
 
 def graceful_reboot_controller(store: Store, bus: Bus, *, region: str | None, workers: int = 4,
-                               ) -> Controller:
+                               disruptions: Disruptions | None = None) -> Controller:
     """GracefulRebootRequests, woken by their cluster's Machines (Ready, reboot answered),
     LCMMachines (drained, uncordoned) and Cluster (an upgrade ending)."""
-    reboots = GracefulRebootReconciler(store)
+    reboots = GracefulRebootReconciler(store, disruptions=disruptions)
     return Controller(
         name="lcm-gracefulreboot", kind=GracefulRebootRequest, store=store, bus=bus,
         region=region, workers=workers, reconciler=reboots,
