@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start_nats()
         stack.start_api()
-        stack.spawn("bridge", ["-m", "services.bridge"])
+        if not os.environ.get("NOBRIDGE"):
+            stack.spawn("bridge", ["-m", "services.bridge"])
         stack.wait_http(stack.api_url + "/healthz")
         url = f"{stack.api_url}/apis/{API_VERSION}/namespaces/bench/clusters"
         for rate in rates:

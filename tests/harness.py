@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NATS
 
 from services.bridge.gc import GarbageCollector
-from services.bridge.publisher import ANNOUNCED_LINGER, EventPublisher
+from services.bridge.publisher import EventPublisher
+from services.bridge.sweep import AnnouncedSweep
 from shared.bus import Bus
 from shared.config import Settings
 from shared.store.kv import KVStore
@@ -24,22 +25,22 @@ class Harness:
     settings: Settings
     store: KVStore
     bus: Bus
-    publisher: EventPublisher
+    publisher: AnnouncedSweep | EventPublisher
     gc: GarbageCollector
 
 
 @contextlib.asynccontextmanager
 async def system(nc: NATS, prefix: str, *, nats_url: str = "",
-                 linger: float = ANNOUNCED_LINGER) -> AsyncIterator[Harness]:
-    """Store, bus, bridge and GC as the embedded default runs them (``linger``: the
-    bridge's, 0 as on Kubernetes where it is the only publisher)."""
+                 sweep: bool = True) -> AsyncIterator[Harness]:
+    """Store, bus, bridge and GC as the embedded default runs them (``sweep`` False: the
+    bridge tails the store and publishes every write at once, as on Kubernetes where it is
+    the only publisher)."""
     settings = Settings(nats_url=nats_url, prefix=prefix, lease_seconds=2.0)
     bus = Bus(nc, prefix=prefix, service="test")
     await bus.start()
     store = KVStore(nc, bucket=settings.objects_bucket, on_commit=bus.announce)
     await store.start()
-    publisher = EventPublisher(store, bus, nc, checkpoint_bucket=f"{prefix}-bridge",
-                               linger=linger)
+    publisher = bridge(store, bus, nc, prefix, sweep=sweep)
     await publisher.start()
     gc = GarbageCollector(store, bus)
     await gc.start()
@@ -49,3 +50,12 @@ async def system(nc: NATS, prefix: str, *, nats_url: str = "",
         await gc.stop()
         await publisher.stop()
         await bus.stop()
+
+
+def bridge(store: KVStore, bus: Bus, nc: NATS, prefix: str, *, sweep: bool,
+           ) -> AnnouncedSweep | EventPublisher:
+    """The bridge's publisher as the bridge service makes it (checkpoints under the
+    prefix); ``sweep``: the embedded store's, else Kubernetes'."""
+    if sweep:
+        return AnnouncedSweep(store, bus, nc, checkpoint_bucket=f"{prefix}-bridge")
+    return EventPublisher(store, bus, nc, checkpoint_bucket=f"{prefix}-bridge")

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 
 from services.bridge.gc import DEFAULT_SWEEP_SECONDS, GarbageCollector
-from services.bridge.publisher import ANNOUNCED_LINGER, EventPublisher
+from services.bridge.publisher import EventPublisher
+from services.bridge.sweep import AnnouncedSweep
 from shared.service import Parts, Runtime, main
+from shared.store.kv import KVStore
 
 
 def sweep_interval() -> float:
@@ -25,13 +27,21 @@ def sweep_interval() -> float:
 
 
 async def build(rt: Runtime) -> Parts:
-    publisher = EventPublisher(
-        rt.store, rt.bus, rt.nc, checkpoint_bucket=f"{rt.settings.prefix}-bridge",
-        # Writers to the embedded store announce their own events; on Kubernetes this
-        # tail is the only publisher and sends at once.
-        linger=0.0 if rt.settings.store == "kube" else ANNOUNCED_LINGER,
-    )
-    gc = GarbageCollector(rt.store, rt.bus, sweep_interval=sweep_interval())
+    checkpoints = f"{rt.settings.prefix}-bridge"
+    # Writers to the embedded store announce their own events: the bridge only looks for
+    # the writes of one that died. On Kubernetes it is the only publisher.
+    publisher: AnnouncedSweep | EventPublisher = (
+        AnnouncedSweep(rt.store, rt.bus, rt.nc, checkpoint_bucket=checkpoints)
+        if isinstance(rt.store, KVStore)
+        else EventPublisher(rt.store, rt.bus, rt.nc, checkpoint_bucket=checkpoints))
+    gc_store = rt.store
+    if isinstance(rt.store, KVStore):
+        # It reads every kind, but only when it sweeps: its caches catch up then, rather
+        # than decoding every write as it is made.
+        gc_store = KVStore(rt.nc, bucket=rt.store.bucket, on_commit=rt.store.on_commit,
+                           follow=False)
+        await gc_store.start()
+    gc = GarbageCollector(gc_store, rt.bus, sweep_interval=sweep_interval())
     return Parts(leader=[publisher, gc])
 
 

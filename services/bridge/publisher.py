@@ -1,13 +1,13 @@
 """Tail the store and publish one bus event per committed write.
 
-With the Kubernetes backend this is the only publisher. With the embedded KV backend the
-writer announces its own commits (lower latency) and this tail is the safety net for a
-writer that died between commit and publish; both use the same event id, so the bus
-keeps one. One watch per kind resumes from a checkpoint kept in JetStream KV. Checkpoints are saved
-every ``checkpoint_interval`` rather than per event; after a crash the bridge replays from
-the last checkpoint and the bus drops the replays by message id, so each write still
-yields exactly one event. A checkpoint the store no longer keeps history for (``Gone``)
-is caught up from a list: one event per object changed since, at its latest version.
+The publisher where writers do not announce their own writes (the Kubernetes backend: the
+bridge is the only publisher); where they do, ``services.bridge.sweep`` covers the writers
+that died between commit and announce instead. One watch per kind resumes from a
+checkpoint kept in JetStream KV. Checkpoints are saved every ``checkpoint_interval`` rather
+than per event; after a crash the bridge replays from the last checkpoint and the bus drops
+the replays by message id, so each write still yields exactly one event. A checkpoint the
+store no longer keeps history for (``Gone``) is caught up from a list: one event per object
+changed since, at its latest version.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from shared.tasks import cancel_all, ignore_outcome, raise_if_cancelling
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL = 0.5
-ANNOUNCED_LINGER = 0.02  # how long the tail holds events its writers announce themselves
 RETRY_DELAY = 1.0
 
 
@@ -46,7 +45,6 @@ class EventPublisher:
         kinds: tuple[type[Resource], ...] = ALL_KINDS,
         checkpoint_bucket: str = "ccloud-bridge",
         checkpoint_interval: float = CHECKPOINT_INTERVAL,
-        linger: float = 0.0,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -54,7 +52,6 @@ class EventPublisher:
         self.kinds = kinds
         self.checkpoint_bucket = checkpoint_bucket
         self.checkpoint_interval = checkpoint_interval
-        self.linger = linger
         self.published = 0  # events acknowledged by the stream (duplicates included)
         self.resends = 0  # tails restarted after a failed ack
         self._kv = None
@@ -147,39 +144,8 @@ class EventPublisher:
             sending.result()  # Gone, or the watch's own failure
 
     async def _send_all(self, watch: AsyncIterator[WatchEvent[Resource]], pipe: _Pipeline) -> None:
-        if self.linger <= 0:
-            async for ev in watch:
-                await self._send(ev, pipe)
-            return
-        # Where writers announce their own events, this tail only covers a writer that died,
-        # so it may wait: what arrives within ``linger`` leaves in one socket write and its
-        # acks come back together, instead of a write and a wake-up per event.
-        arrived: asyncio.Queue[WatchEvent[Resource] | None] = asyncio.Queue()
-
-        async def read() -> None:
-            try:
-                async for ev in watch:
-                    arrived.put_nowait(ev)
-            finally:
-                arrived.put_nowait(None)  # the watch ended (or failed: awaited below)
-
-        reader = asyncio.ensure_future(read())
-        reader.add_done_callback(ignore_outcome)  # awaited below when it matters
-        try:
-            while True:
-                first = await arrived.get()
-                if first is not None:
-                    await asyncio.sleep(self.linger)
-                burst = [first]
-                while not arrived.empty():
-                    burst.append(arrived.get_nowait())
-                for ev in burst:
-                    if ev is None:
-                        await reader  # its failure (Gone, a broken watch) is ours
-                        return
-                    await self._send(ev, pipe)
-        finally:
-            await cancel_all([reader])
+        async for ev in watch:
+            await self._send(ev, pipe)
 
     async def _send(self, ev: WatchEvent[Resource], pipe: _Pipeline) -> None:
         pipe.add(ev.object.metadata.resource_version or pipe.acked,

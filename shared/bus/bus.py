@@ -63,11 +63,16 @@ class Bus:
             storage=api.StorageType.FILE,
             duplicate_window=DEFAULT_DUPLICATE_WINDOW,
             max_age=DEFAULT_MAX_AGE,
+            allow_direct=True,  # the bridge reads what was announced in batches
         )
         try:
-            await self.js.stream_info(self.stream)
+            info = await self.js.stream_info(self.stream)
         except NotFoundError:
             await self.js.add_stream(config)
+            return
+        if not info.config.allow_direct:  # made by an earlier version
+            info.config.allow_direct = True
+            await self.js.update_stream(info.config)
 
     def subject(self, region: str, kind: str, verb: str = "*") -> str:
         return subject(self.prefix, region, kind, verb)

@@ -24,7 +24,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from shared.models import Resource, ValidationError, decode
-from shared.natsutil import close_subscription
+from shared.natsutil import close_subscription, read_stream
 from shared.store.errors import Unavailable
 
 R = TypeVar("R", bound=Resource)
@@ -34,12 +34,20 @@ FRESH_TIMEOUT = 10.0
 
 
 class Informer(Generic[R]):
-    """Objects of ``cls`` by namespace and name; ``fresh()`` before every read."""
+    """Objects of ``cls`` by namespace and name; ``fresh()`` before every read.
+
+    ``follow`` False: no consumer follows the kind; ``fresh()`` reads what was written
+    since the last read (batched direct gets) instead. For a process that reads a kind
+    seldom (the bridge's garbage collector sweeps every few minutes or after a delete):
+    a followed kind costs it a delivery, a wake-up and a decode for every write, read
+    or not."""
 
     def __init__(
-        self, js: JetStreamContext, bucket: str, cls: type[R], last_seq: Callable[[], Any]
+        self, js: JetStreamContext, bucket: str, cls: type[R], last_seq: Callable[[], Any],
+        *, follow: bool = True,
     ) -> None:
         self._js = js
+        self._follow = follow
         self._cls = cls
         self._stream = f"KV_{bucket}"
         self._subject = f"$KV.{bucket}.{cls.KIND}.>"
@@ -57,7 +65,7 @@ class Informer(Generic[R]):
 
     async def start(self) -> None:
         async with self._starting:
-            if self._sub is None:
+            if self._sub is None and self._follow:
                 self._sub = await self._js.subscribe(
                     self._subject,
                     ordered_consumer=True,
@@ -71,18 +79,21 @@ class Informer(Generic[R]):
             await close_subscription(sub)
 
     async def _on_msg(self, msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
+        self._apply(msg.subject, msg.metadata.sequence.stream, msg.headers, msg.data)
+
+    def _apply(self, subject: str, seq: int, headers: dict[str, str] | None, data: bytes,
+               ) -> None:
         if seq <= self._applied:
-            return  # redelivered after the ordered consumer reset itself
-        ns, _, name = msg.subject[self._prefix:].partition(".")
-        op = (msg.headers or {}).get("KV-Operation", "PUT")
+            return  # redelivered after the ordered consumer reset itself, or read twice
+        ns, _, name = subject[self._prefix:].partition(".")
+        op = (headers or {}).get("KV-Operation", "PUT")
         bucket = self._objects.setdefault(ns, {})
         self._broken.pop((ns, name), None)
-        if op in ("DEL", "PURGE") or not msg.data:
+        if op in ("DEL", "PURGE") or not data:
             bucket.pop(name, None)
         else:
             try:
-                obj = decode(self._cls, msg.data)
+                obj = decode(self._cls, data)
             except ValidationError as e:
                 bucket.pop(name, None)
                 self._broken[(ns, name)] = e
@@ -97,6 +108,15 @@ class Informer(Generic[R]):
         """Return once every write committed before this call has been applied."""
         await self.start()
         target = await self._last_seq()
+        if not self._follow:
+            for msg in await read_stream(self._js._nc, self._js, self._stream, self._applied,
+                                         subject=self._subject):
+                headers = msg.headers or {}
+                self._apply(headers["Nats-Subject"], int(headers["Nats-Sequence"]), headers,
+                            msg.data)
+            self._proven = max(self._proven, target)  # read through the end after ``target``
+            self._synced = True
+            return
         deadline = asyncio.get_running_loop().time() + FRESH_TIMEOUT
         while self._applied < target:
             # Later messages may all be of other kinds: ask the stream for the first message

@@ -97,10 +97,14 @@ class KVStore(Store):
         bucket: str = "ccloud-objects",
         on_commit: OnCommit | None = None,
         informers: bool = True,
+        follow: bool = True,
     ) -> None:
+        """``follow`` False: the informers catch up when read instead of following each
+        write as it is made (``Informer``), for a process that reads seldom."""
         self._nc = nc
         self.on_commit = on_commit
         self.use_informers = informers
+        self.follow = follow
         self._informers: dict[str, Informer[Any]] = {}
         self._js = nc.jetstream()
         self.bucket = bucket
@@ -108,6 +112,11 @@ class KVStore(Store):
         self._last_seq = LastSeq(
             nc, self._stream, api_prefix=api_prefix(self._js))
         self._kv = None
+
+    @property
+    def stream(self) -> str:
+        """The JetStream stream behind the bucket."""
+        return self._stream
 
     async def start(self) -> None:
         try:
@@ -314,7 +323,7 @@ class KVStore(Store):
         informer = self._informers.get(cls.KIND)
         if informer is None:
             informer = self._informers[cls.KIND] = Informer(
-                self._js, self.bucket, cls, self._last_seq
+                self._js, self.bucket, cls, self._last_seq, follow=self.follow
             )
         await informer.fresh()
         return informer
@@ -568,10 +577,16 @@ class KVStore(Store):
 
 
 def _event(cls: type[R], msg: Msg) -> WatchEvent[R] | None:
-    op = (msg.headers or {}).get(OP_HEADER)
-    if not msg.data or op not in ("ADDED", "MODIFIED", "DELETED"):
+    return stored_event(cls, msg.headers, msg.data, msg.metadata.sequence.stream)
+
+
+def stored_event(cls: type[R], headers: dict[str, str] | None, data: bytes, rev: int,
+                 ) -> WatchEvent[R] | None:
+    """The write one message of the bucket holds (headers, payload, stream sequence)."""
+    op = (headers or {}).get(OP_HEADER)
+    if not data or op not in ("ADDED", "MODIFIED", "DELETED"):
         return None  # a purge or a write from outside the store
-    return WatchEvent(type=op, object=_with_rv(decode(cls, msg.data), msg.metadata.sequence.stream))
+    return WatchEvent(type=op, object=_with_rv(decode(cls, data), rev))
 
 
 class _History:

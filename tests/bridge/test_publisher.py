@@ -1,14 +1,16 @@
-"""Every committed write yields exactly one bus event, also across a bridge restart."""
+"""Every committed write yields exactly one bus event, also across a bridge restart: with
+the bridge tailing the store (Kubernetes: the only publisher) and with its sweep for
+writes nobody announced (the embedded store: writers announce their own)."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
 
-from services.bridge.publisher import ANNOUNCED_LINGER, EventPublisher
+from services.bridge.sweep import SWEPT
 from shared.bus import ChangeEvent
 from shared.models import Cluster, ClusterSpec, ObjectMeta
-from tests.harness import system
+from tests.harness import bridge, system
 from tests.waiting import eventually
 
 
@@ -19,9 +21,11 @@ def cluster(name: str, region: str = "east") -> Cluster:
     )
 
 
-# The bridge's tail sends at once (Kubernetes: it is the only publisher) or holds what
-# arrives within a linger to send it together (the embedded store: writers announce).
-both_tails = pytest.mark.parametrize("linger", [0.0, ANNOUNCED_LINGER], ids=["at-once", "linger"])
+both_tails = pytest.mark.parametrize("sweep", [False, True], ids=["tail", "sweep"])
+
+
+def checkpoint_key(sweep: bool) -> str:
+    return SWEPT if sweep else "Cluster"
 
 
 async def stream_events(h) -> list[tuple[str, ChangeEvent]]:
@@ -37,8 +41,8 @@ async def stream_events(h) -> list[tuple[str, ChangeEvent]]:
 
 
 @both_tails
-async def test_one_event_per_write_with_region_subjects(nc, prefix, linger):
-    async with system(nc, prefix, linger=linger) as h:
+async def test_one_event_per_write_with_region_subjects(nc, prefix, sweep):
+    async with system(nc, prefix, sweep=sweep) as h:
         c = await h.store.create(cluster("c1"))
         c.spec.release = "mke-3-7-1"
         c = await h.store.update(c)
@@ -68,19 +72,18 @@ async def _n(coro, n: int):
 
 
 @both_tails
-async def test_restarted_bridge_replays_without_duplicates(nc, prefix, linger):
-    async with system(nc, prefix, linger=linger) as h:
+async def test_restarted_bridge_replays_without_duplicates(nc, prefix, sweep):
+    async with system(nc, prefix, sweep=sweep) as h:
         for i in range(5):
             await h.store.create(cluster(f"c{i}"))
         await eventually(lambda: _n(stream_events(h), 5), what="first 5 events")
         await h.publisher.stop()
         # Roll the checkpoint back to the start, as if the bridge died before saving it.
         kv = await nc.jetstream().key_value(f"{prefix}-bridge")
-        await kv.put("Cluster", b"0")
+        await kv.put(checkpoint_key(sweep), b"0")
         await h.store.create(cluster("c9"))
 
-        replay = EventPublisher(h.store, h.bus, nc, checkpoint_bucket=f"{prefix}-bridge",
-                                linger=linger)
+        replay = bridge(h.store, h.bus, nc, prefix, sweep=sweep)
         await replay.start()
         try:
             await eventually(lambda: replay.published >= 6, what="replay of all writes")
@@ -112,11 +115,11 @@ async def test_events_carry_no_object_content(nc, prefix):
 
 
 @both_tails
-async def test_bridge_publishes_writes_whose_writer_never_announced(nc, prefix, linger):
+async def test_bridge_publishes_writes_whose_writer_never_announced(nc, prefix, sweep):
     """A writer that died between commit and publish: the bridge's tail covers it."""
     from shared.store.kv import KVStore
 
-    async with system(nc, prefix, linger=linger) as h:
+    async with system(nc, prefix, sweep=sweep) as h:
         silent = KVStore(nc, bucket=h.settings.objects_bucket)  # no commit hook
         await silent.start()
         await silent.create(cluster("quiet"))
@@ -125,11 +128,11 @@ async def test_bridge_publishes_writes_whose_writer_never_announced(nc, prefix, 
 
 
 @both_tails
-async def test_a_burst_of_unannounced_writes_is_published_whole_and_in_order(nc, prefix, linger):
-    """Events held for a linger all leave, the burst's last one too, and in store order."""
+async def test_a_burst_of_unannounced_writes_is_published_whole_and_in_order(nc, prefix, sweep):
+    """A burst's events all leave, its last one too, and in store order."""
     from shared.store.kv import KVStore
 
-    async with system(nc, prefix, linger=linger) as h:
+    async with system(nc, prefix, sweep=sweep) as h:
         silent = KVStore(nc, bucket=h.settings.objects_bucket)  # no commit hook
         await silent.start()
         try:
@@ -145,17 +148,18 @@ async def test_a_burst_of_unannounced_writes_is_published_whole_and_in_order(nc,
 
 
 @both_tails
-async def test_an_expired_checkpoint_is_caught_up_from_a_list(nc, prefix, linger):
+async def test_an_expired_checkpoint_is_caught_up_from_a_list(nc, prefix, sweep):
     """The bridge was away while an unannounced object changed more often than the store
-    keeps history for: its resume point is Gone, and the latest state is still published."""
+    keeps history for. The tail's resume point is Gone and it publishes the latest state
+    from a list; the sweep publishes the writes the store still holds, the last among them."""
     from shared.store.kv import HISTORY, KVStore
 
-    async with system(nc, prefix, linger=linger) as h:
+    async with system(nc, prefix, sweep=sweep) as h:
         start = (await h.store.create(cluster("seen"))).metadata.resource_version
         await eventually(lambda: _n(stream_events(h), 1), what="first event")
         await h.publisher.stop()
         kv = await nc.jetstream().key_value(f"{prefix}-bridge")
-        await kv.put("Cluster", start.encode())
+        await kv.put(checkpoint_key(sweep), start.encode())
         silent = KVStore(nc, bucket=h.settings.objects_bucket)  # no commit hook
         await silent.start()
         quiet = await silent.create(cluster("quiet"))
@@ -163,28 +167,31 @@ async def test_an_expired_checkpoint_is_caught_up_from_a_list(nc, prefix, linger
             quiet.metadata.labels = {"n": str(i)}
             quiet = await silent.update(quiet)
 
-        replay = EventPublisher(h.store, h.bus, nc, checkpoint_bucket=f"{prefix}-bridge",
-                                linger=linger)
+        replay = bridge(h.store, h.bus, nc, prefix, sweep=sweep)
         await replay.start()
         try:
-            events = await eventually(lambda: _n(stream_events(h), 2), what="caught-up event")
+            last = quiet.metadata.resource_version
+            kept = [str(int(last) - i) for i in reversed(range(HISTORY))] if sweep else [last]
+            events = await eventually(lambda: _n(stream_events(h), 1 + len(kept)),
+                                      what="caught-up events")
             assert [(e.type, e.name, e.resource_version) for _, e in events] == [
                 ("ADDED", "seen", start),
-                ("MODIFIED", "quiet", quiet.metadata.resource_version),
+                *(("MODIFIED", "quiet", rv) for rv in kept),
             ]
-            # It follows on from the list: a later write is published once, as usual.
+            # It follows on: a later write is published once, as usual.
             await silent.delete(Cluster, "quiet", "team-a")
-            events = await eventually(lambda: _n(stream_events(h), 3), what="delete event")
-            assert [(e.type, e.name) for _, e in events][2:] == [("DELETED", "quiet")]
+            events = await eventually(lambda: _n(stream_events(h), 2 + len(kept)),
+                                      what="delete event")
+            assert [(e.type, e.name) for _, e in events][1 + len(kept):] == [("DELETED", "quiet")]
         finally:
             await replay.stop()
             await silent.close()
 
 
 async def test_both_copies_of_a_write_carry_one_event_id_and_trace_id(nc, prefix):
-    """The writer announces a write and the bridge republishes it: a subscriber seeing both
-    copies sees the same event id and trace id; the stream keeps one."""
-    async with system(nc, prefix) as h:
+    """The writer announces a write and the bridge's tail republishes it: a subscriber
+    seeing both copies sees the same event id and trace id; the stream keeps one."""
+    async with system(nc, prefix, sweep=False) as h:
         copies: list[ChangeEvent] = []
 
         async def seen(msg) -> None:
@@ -242,13 +249,13 @@ async def test_global_kinds_travel_under_the_global_region_token(nc, prefix):
 
 @both_tails
 async def test_an_event_the_stream_did_not_take_is_resent_and_never_checkpointed(
-    nc, prefix, linger
+    nc, prefix, sweep
 ):
     """Sends are pipelined (acks not awaited one by one): a write whose event was refused
     keeps the resume point before it, and is published once the stream takes events again."""
     from shared.store.kv import KVStore
 
-    async with system(nc, prefix, linger=linger) as h:
+    async with system(nc, prefix, sweep=sweep) as h:
         first = await h.store.create(cluster("first"))
         await eventually(lambda: h.publisher.position("Cluster") == first.metadata.resource_version,
                          what="resume point at the first write")
@@ -269,3 +276,35 @@ async def test_an_event_the_stream_did_not_take_is_resent_and_never_checkpointed
                 what="resume point past the resent write")
         finally:
             await silent.close()
+
+
+async def test_the_sweep_publishes_only_what_nobody_announced(nc, prefix):
+    """Where writers announce, the bridge sends nothing for their writes (no second copy
+    for the stream to drop) and one event for the write of a writer that never did."""
+    from shared.store.kv import KVStore
+
+    async with system(nc, prefix) as h:
+        copies: list[ChangeEvent] = []
+
+        async def seen(msg) -> None:
+            copies.append(msgspec.json.decode(msg.data, type=ChangeEvent))
+
+        sub = await nc.subscribe(f"{prefix}.>", cb=seen)
+        silent = KVStore(nc, bucket=h.settings.objects_bucket)  # no commit hook
+        await silent.start()
+        try:
+            a = await h.store.create(cluster("a"))
+            b = await silent.create(cluster("b"))
+            c = await h.store.create(cluster("c"))
+            last = c.metadata.resource_version
+            await eventually(lambda: h.publisher.position("Cluster") == last,
+                             what="the sweep past the last write")
+            await nc.flush()
+        finally:
+            await sub.unsubscribe()
+            await silent.close()
+        assert sorted((e.name, e.resource_version) for e in copies) == [
+            (o.metadata.name, o.metadata.resource_version) for o in (a, b, c)]
+        assert h.publisher.published == 1
+        stored = await stream_events(h)
+        assert sorted(e.name for _, e in stored) == ["a", "b", "c"]

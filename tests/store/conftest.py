@@ -30,7 +30,8 @@ from shared.store.kube import KubeStore
 from shared.store.kv import KVStore
 from tests.fakes.kube_apiserver import FakeKubeApiServer
 
-BACKENDS = ["kv", "kube-fake", "kube-real"]
+# kv-on-read: the embedded store with caches that catch up when read (the bridge's GC).
+BACKENDS = ["kv", "kv-on-read", "kube-fake", "kube-real"]
 
 
 @dataclass
@@ -53,9 +54,10 @@ class Backend:
         return f"{self.prefix}-{name}"
 
 
-async def _kv_backend(nats_server: NatsServer, prefix: str) -> AsyncIterator[Backend]:
+async def _kv_backend(nats_server: NatsServer, prefix: str, *, follow: bool = True,
+                      ) -> AsyncIterator[Backend]:
     nc = await nats.connect(nats_server.url)
-    store = KVStore(nc, bucket=f"objects-{prefix}")
+    store = KVStore(nc, bucket=f"objects-{prefix}", follow=follow)
     await store.start()
 
     async def raw_create(cls: type[Resource], data: dict[str, Any]) -> None:
@@ -66,7 +68,8 @@ async def _kv_backend(nats_server: NatsServer, prefix: str) -> AsyncIterator[Bac
         await store.kv.put(key, json.dumps(data).encode())
 
     try:
-        yield Backend("kv", store, namespace="default", prefix=prefix, raw_create=raw_create)
+        yield Backend("kv" if follow else "kv-on-read", store, namespace="default",
+                      prefix=prefix, raw_create=raw_create)
     finally:
         await store.close()
         await nc.jetstream().delete_key_value(f"objects-{prefix}")
@@ -174,8 +177,8 @@ async def _drop_cluster_scoped(store: KubeStore, prefix: str) -> None:
 async def backend(
     request: pytest.FixtureRequest, nats_server: NatsServer, prefix: str, tmp_path: Path
 ) -> AsyncIterator[Backend]:
-    if request.param == "kv":
-        gen = _kv_backend(nats_server, prefix)
+    if request.param in ("kv", "kv-on-read"):
+        gen = _kv_backend(nats_server, prefix, follow=request.param == "kv")
     elif request.param == "kube-fake":
         gen = _fake_backend(tmp_path, prefix)
     else:

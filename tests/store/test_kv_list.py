@@ -15,9 +15,10 @@ from shared.models import Machine, MachineSpec, ObjectMeta
 from shared.store.kv import KVStore
 
 
-@pytest.mark.parametrize("informers", [True, False], ids=["informer", "snapshot"])
-async def test_list_never_misses_an_object_being_rewritten(nc, prefix, informers):
-    store = KVStore(nc, bucket=prefix, informers=informers)
+@pytest.mark.parametrize(("informers", "follow"), [(True, True), (True, False), (False, True)],
+                         ids=["informer", "on-read", "snapshot"])
+async def test_list_never_misses_an_object_being_rewritten(nc, prefix, informers, follow):
+    store = KVStore(nc, bucket=prefix, informers=informers, follow=follow)
     await store.start()
     for i in range(8):
         await store.create(Machine(metadata=ObjectMeta(name=f"m{i}", namespace="ns"),
@@ -43,12 +44,14 @@ async def test_list_never_misses_an_object_being_rewritten(nc, prefix, informers
     assert not bad, f"{len(bad)} of {len(seen)} lists were partial, e.g. {bad[0]}"
     assert (await store.list(Machine, "elsewhere")).items == []
     info = await nc.jetstream().stream_info(f"KV_{prefix}")
-    # One long-lived consumer per listed kind with informers; none left by snapshots.
-    assert info.state.consumer_count == (1 if informers else 0), "lists leave no consumers"
+    # One long-lived consumer per listed kind with informers that follow; none otherwise.
+    assert info.state.consumer_count == (1 if informers and follow else 0), \
+        "lists leave no consumers"
     await store.close()
 
 
-async def test_a_list_sees_every_write_finished_before_it(nats_server, nc, prefix):
+@pytest.mark.parametrize("follow", [True, False], ids=["informer", "on-read"])
+async def test_a_list_sees_every_write_finished_before_it(nats_server, nc, prefix, follow):
     """Another process's write is in my next list, even when the bucket's head has moved
     on with writes of other kinds (the informer must prove it is caught up, not assume)."""
     import nats
@@ -56,7 +59,8 @@ async def test_a_list_sees_every_write_finished_before_it(nats_server, nc, prefi
     from shared.models import Cluster, ClusterSpec
 
     other = await nats.connect(nats_server.url)
-    writer, reader = KVStore(other, bucket=prefix), KVStore(nc, bucket=prefix)
+    writer = KVStore(other, bucket=prefix)
+    reader = KVStore(nc, bucket=prefix, follow=follow)
     await writer.start()
     await reader.start()
     try:
