@@ -74,14 +74,15 @@ DIRECT_BATCH = 1000  # messages per direct-get request
 
 
 async def read_stream(nc: nats.NATS, js: JetStreamContext, stream: str, after: int, *,
-                      subject: str = "", batch: int = DIRECT_BATCH, timeout: float = 5.0,
-                      ) -> list[Any]:
+                      subject: str = "", limit: int = 0, batch: int = DIRECT_BATCH,
+                      timeout: float = 5.0) -> list[Any]:
     """The messages ``stream`` holds after sequence ``after``, through its end as the server
     sees it while answering: batched direct gets (nats-server 2.11+; the stream must allow
     direct access), so a thousand messages cost a few socket reads instead of a delivery
-    and a wake-up each; ``subject``: only those on it (wildcards allowed). Messages
-    trimmed since are simply absent. Each carries its
-    ``Nats-Sequence`` and ``Nats-Subject`` headers; ``msg.data`` is its payload."""
+    and a wake-up each; ``subject``: only those on it (wildcards allowed); ``limit``: at
+    most that many (0: no limit), the caller reads on from the last. Messages trimmed
+    since are simply absent. Each carries its ``Nats-Sequence`` and ``Nats-Subject``
+    headers; ``msg.data`` is its payload."""
     request = f"{api_prefix(js)}.DIRECT.GET.{stream}"
     only = b',"next_by_subj":"%s"' % subject.encode() if subject else b""
     out: list[Any] = []
@@ -101,7 +102,10 @@ async def read_stream(nc: nats.NATS, js: JetStreamContext, stream: str, after: i
             ended = asyncio.get_running_loop().create_future()
             if out:
                 after = int(out[-1].headers["Nats-Sequence"])
-            await nc.publish(request, b'{"seq":%d,"batch":%d%s}' % (after + 1, batch, only),
+            want = min(batch, limit - len(out)) if limit else batch
+            if want <= 0:
+                return out
+            await nc.publish(request, b'{"seq":%d,"batch":%d%s}' % (after + 1, want, only),
                              reply=inbox)
             headers = await asyncio.wait_for(ended, timeout)
             status = headers["Status"]

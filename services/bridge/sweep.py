@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 # needs it); with nothing written the pause doubles up to IDLE_INTERVAL.
 SWEEP_INTERVAL = 0.05
 IDLE_INTERVAL = 0.5
+# At most this many writes are read per look (the rest at the next, 50 ms on): a bridge
+# back after a long outage works through the backlog in bounded steps. Announces are read
+# up to twice as many (one read behind only costs copies the stream drops).
+WRITES_PER_LOOK = 10_000
 SWEPT = "swept"  # the checkpoint key
 
 
@@ -161,7 +165,8 @@ class AnnouncedSweep:
             self._swept = self._read = self._replay_to = 0
         if end == self._read:
             return bool(self._unjudged)
-        for msg in await read_stream(self.nc, self._js, self.store.stream, self._read):
+        for msg in await read_stream(self.nc, self._js, self.store.stream, self._read,
+                                     limit=WRITES_PER_LOOK):
             headers = msg.headers or {}
             self._read = int(headers["Nats-Sequence"])
             kind = self._kinds.get(headers["Nats-Subject"][self._subject_at:].split(".")[0])
@@ -175,7 +180,8 @@ class AnnouncedSweep:
             self._events_read = 0
         if end == self._events_read:
             return
-        for msg in await read_stream(self.nc, self._js, self.bus.stream, self._events_read):
+        for msg in await read_stream(self.nc, self._js, self.bus.stream, self._events_read,
+                                     limit=2 * WRITES_PER_LOOK):
             headers = msg.headers or {}
             self._events_read = int(headers["Nats-Sequence"])
             kind, _, rest = headers.get("Nats-Msg-Id", "").partition(":")

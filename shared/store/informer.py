@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
@@ -31,6 +32,7 @@ R = TypeVar("R", bound=Resource)
 log = logging.getLogger(__name__)
 
 FRESH_TIMEOUT = 10.0
+READ_CHUNK = 10_000  # messages an informer that does not follow reads at a time
 
 
 class Informer(Generic[R]):
@@ -44,9 +46,12 @@ class Informer(Generic[R]):
 
     def __init__(
         self, js: JetStreamContext, bucket: str, cls: type[R], last_seq: Callable[[], Any],
-        *, follow: bool = True,
+        *, follow: bool = True, nc: NATS | None = None,
     ) -> None:
+        if not follow and nc is None:
+            raise ValueError("an informer that does not follow reads through nc")
         self._js = js
+        self._nc = nc
         self._follow = follow
         self._cls = cls
         self._stream = f"KV_{bucket}"
@@ -109,11 +114,16 @@ class Informer(Generic[R]):
         await self.start()
         target = await self._last_seq()
         if not self._follow:
-            for msg in await read_stream(self._js._nc, self._js, self._stream, self._applied,
-                                         subject=self._subject):
-                headers = msg.headers or {}
-                self._apply(headers["Nats-Subject"], int(headers["Nats-Sequence"]), headers,
-                            msg.data)
+            while True:  # in chunks: a first read may be the kind's whole history
+                assert self._nc is not None
+                msgs = await read_stream(self._nc, self._js, self._stream, self._applied,
+                                         subject=self._subject, limit=READ_CHUNK)
+                for msg in msgs:
+                    headers = msg.headers or {}
+                    self._apply(headers["Nats-Subject"], int(headers["Nats-Sequence"]),
+                                headers, msg.data)
+                if len(msgs) < READ_CHUNK:
+                    break
             self._proven = max(self._proven, target)  # read through the end after ``target``
             self._synced = True
             return

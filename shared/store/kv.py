@@ -323,7 +323,7 @@ class KVStore(Store):
         informer = self._informers.get(cls.KIND)
         if informer is None:
             informer = self._informers[cls.KIND] = Informer(
-                self._js, self.bucket, cls, self._last_seq, follow=self.follow
+                self._js, self.bucket, cls, self._last_seq, follow=self.follow, nc=self._nc
             )
         await informer.fresh()
         return informer

@@ -128,9 +128,15 @@ async def test_bridge_publishes_writes_whose_writer_never_announced(nc, prefix, 
 
 
 @both_tails
-async def test_a_burst_of_unannounced_writes_is_published_whole_and_in_order(nc, prefix, sweep):
-    """A burst's events all leave, its last one too, and in store order."""
+async def test_a_burst_of_unannounced_writes_is_published_whole_and_in_order(
+    nc, prefix, sweep, monkeypatch
+):
+    """A burst's events all leave, its last one too, and in store order (the sweep reading
+    it a few writes per look)."""
+    from services.bridge import sweep as sweeping
     from shared.store.kv import KVStore
+
+    monkeypatch.setattr(sweeping, "WRITES_PER_LOOK", 4)
 
     async with system(nc, prefix, sweep=sweep) as h:
         silent = KVStore(nc, bucket=h.settings.objects_bucket)  # no commit hook

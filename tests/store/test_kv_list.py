@@ -140,3 +140,33 @@ async def test_cached_all_reads_a_followed_kind_without_a_round_trip(kv_store: K
     await kv_store.delete(Machine, m.metadata.name, "ns")
     await kv_store.list_all(Machine)  # proves the delete applied
     assert kv_store.cached_all(Machine) == []
+
+
+async def test_an_on_read_cache_catches_up_in_chunks(nc, prefix, monkeypatch):
+    """A cache that does not follow reads what changed since its last read a chunk at a
+    time (a first read may be a kind's whole history) and misses nothing across chunks."""
+    from shared.store import informer
+
+    monkeypatch.setattr(informer, "READ_CHUNK", 3)
+    writer = KVStore(nc, bucket=prefix)
+    reader = KVStore(nc, bucket=prefix, follow=False)
+    await writer.start()
+    await reader.start()
+    try:
+        for i in range(10):
+            await writer.create(Machine(metadata=ObjectMeta(name=f"m{i}", namespace="ns"),
+                                        spec=MachineSpec(cluster="c", region="r")))
+        names = sorted(m.metadata.name for m in await reader.list_all(Machine))
+        assert names == [f"m{i}" for i in range(10)]
+        for i in range(0, 10, 2):
+            await writer.delete(Machine, f"m{i}", "ns")
+        m1 = await writer.get(Machine, "m1", "ns")
+        m1.status.phase = "Later"
+        await writer.update_status(m1)
+        listed = {m.metadata.name: m for m in await reader.list_all(Machine)}
+        assert sorted(listed) == ["m1", "m3", "m5", "m7", "m9"]
+        assert listed["m1"].status.phase == "Later"
+    finally:
+        await reader.close()
+        await writer.close()
+
