@@ -314,3 +314,20 @@ async def test_the_sweep_publishes_only_what_nobody_announced(nc, prefix):
         assert h.publisher.published == 1
         stored = await stream_events(h)
         assert sorted(e.name for _, e in stored) == ["a", "b", "c"]
+
+
+async def test_an_event_stream_of_an_earlier_version_is_opened_to_direct_reads(nc, prefix):
+    """The sweep reads the event stream with direct gets: a stream made before it (no
+    direct access) is updated when the bus starts, its events kept."""
+    from nats.js import api
+
+    from shared.bus import Bus
+    from shared.bus.events import stream_name
+
+    js = nc.jetstream()
+    await js.add_stream(api.StreamConfig(name=stream_name(prefix), subjects=[f"{prefix}.>"]))
+    await js.publish(f"{prefix}.east.cluster.created", b"{}")
+    assert not (await js.stream_info(stream_name(prefix))).config.allow_direct
+    await Bus(nc, prefix=prefix).start()
+    info = await js.stream_info(stream_name(prefix))
+    assert info.config.allow_direct and info.state.messages == 1
