@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
+from services.bridge.publisher import CHECKPOINT_INTERVAL
 from shared import metrics
 from shared.bus import Bus, event_for
 from shared.models import ALL_KINDS, Resource
@@ -88,6 +90,7 @@ class AnnouncedSweep:
         self._task: asyncio.Task[None] | None = None
         self._swept = 0  # every write up to here has an acknowledged event
         self._saved = -1
+        self._saved_at = 0.0
         self._read = 0  # writes read up to here (those after _swept wait for the next look)
         self._events_read = 0
         self._replay_to = 0  # writes up to here are published whatever the stream holds
@@ -129,11 +132,16 @@ class AnnouncedSweep:
         except ValueError:
             return None
 
-    async def _save(self) -> None:
+    async def _save(self, *, now: bool = True) -> None:
+        """Save the resume point (``now`` False: unless saved less than a checkpoint
+        interval ago; a restart republishes at most that much, the stream drops it)."""
         assert self._kv is not None
-        if self._saved != self._swept:
-            await self._kv.put(SWEPT, str(self._swept).encode())
-            self._saved = self._swept
+        if self._saved == self._swept:
+            return
+        if not now and time.monotonic() - self._saved_at < CHECKPOINT_INTERVAL:
+            return
+        await self._kv.put(SWEPT, str(self._swept).encode())
+        self._saved, self._saved_at = self._swept, time.monotonic()
 
     async def _run(self) -> None:
         pause = self.interval
@@ -157,7 +165,7 @@ class AnnouncedSweep:
             log.warning("bridge sweep: the event stream %s is missing", self.bus.stream)
         if not await self._publish_missing():
             return True
-        await self._save()
+        await self._save(now=False)
         end = await self._bucket_end()
         if end < self._read:  # a new, empty store: start over at its beginning
             log.warning("bridge sweep: the store's bucket is behind the resume point "
