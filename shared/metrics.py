@@ -32,6 +32,11 @@ PULLS_RENEWED = Counter(
     "Standing pull requests made again after the server fell silent (a reconnect, a "
     "restarted server) or ended them (a deleted consumer)", ["consumer"],
 )
+BRIDGE_UNANNOUNCED = Counter(
+    "ccloud_bridge_unannounced_total",
+    "Writes the bridge's sweep found no announced event for (their writer died between "
+    "commit and announce, or announced late) and published itself", ["kind"],
+)
 BRIDGE_RESENDS = Counter(
     "ccloud_bridge_resends_total",
     "Bridge tails restarted from the last acknowledged event after an ack failed", ["kind"],

@@ -209,6 +209,8 @@ class AnnouncedSweep:
                 sent.add_done_callback(ignore_outcome)  # those after a failure are not awaited
                 sends.append((w, sent))
         for w, sent in sends:
+            if w.seq > self._replay_to:
+                metrics.BRIDGE_UNANNOUNCED.labels(w.kind.KIND).inc()
             try:
                 await sent
             except (Exception, asyncio.CancelledError) as e:

@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from services.bridge.sweep import SWEPT
+from shared import metrics
 from shared.bus import ChangeEvent
 from shared.models import Cluster, ClusterSpec, ObjectMeta
 from tests.harness import bridge, system
@@ -295,6 +296,7 @@ async def test_the_sweep_publishes_only_what_nobody_announced(nc, prefix):
         async def seen(msg) -> None:
             copies.append(msgspec.json.decode(msg.data, type=ChangeEvent))
 
+        found = metrics.BRIDGE_UNANNOUNCED.labels("Cluster")._value.get()
         sub = await nc.subscribe(f"{prefix}.>", cb=seen)
         silent = KVStore(nc, bucket=h.settings.objects_bucket)  # no commit hook
         await silent.start()
@@ -312,6 +314,7 @@ async def test_the_sweep_publishes_only_what_nobody_announced(nc, prefix):
         assert sorted((e.name, e.resource_version) for e in copies) == [
             (o.metadata.name, o.metadata.resource_version) for o in (a, b, c)]
         assert h.publisher.published == 1
+        assert metrics.BRIDGE_UNANNOUNCED.labels("Cluster")._value.get() - found == 1
         stored = await stream_events(h)
         assert sorted(e.name for _, e in stored) == ["a", "b", "c"]
 
