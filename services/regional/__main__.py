@@ -16,6 +16,7 @@ import msgspec
 
 from services.regional.link import RegionLink
 from services.regional.topology import MANAGEMENT_DOMAIN
+from shared.bus import Bus
 from shared.service import Parts, Runtime, connect, main
 from shared.store.kv import KVStore
 
@@ -26,6 +27,7 @@ class _ManagedLink:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.link: RegionLink | None = None
+        self.mgmt_bus: Bus | None = None
 
     async def start(self) -> None:
         url = os.environ["CCLOUD_MANAGEMENT_URL"]
@@ -33,7 +35,11 @@ class _ManagedLink:
         settings = self.rt.settings
         mgmt_settings = msgspec.structs.replace(settings, nats_url=url)
         mgmt_nc = await connect(mgmt_settings, f"region-link-{settings.region}")
-        mgmt_store = KVStore(mgmt_nc, bucket=settings.objects_bucket)
+        # Its writes at management are announced there as every writer's are (management's
+        # bridge only covers a writer that died).
+        self.mgmt_bus = Bus(mgmt_nc, prefix=settings.prefix, service="region-link")
+        mgmt_store = KVStore(mgmt_nc, bucket=settings.objects_bucket,
+                             on_commit=self.mgmt_bus.announce)
         await mgmt_store.start()
         self.link = RegionLink(
             region=settings.region, prefix=settings.prefix, local_nc=self.rt.nc,
@@ -45,6 +51,8 @@ class _ManagedLink:
     async def stop(self) -> None:
         if self.link is not None:
             await self.link.stop()
+            if self.mgmt_bus is not None:
+                await self.mgmt_bus.stop()  # announces still in flight reach the stream
             await self.link.mgmt_nc.close()
             self.link = None
 

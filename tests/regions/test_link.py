@@ -391,6 +391,20 @@ async def test_link_service_process_copies_down(tmp_path: Path, prefix: str) -> 
             got = await eventually(lambda: _get(region.store, Cluster, "c1"), timeout=20,
                                    what="the link process to copy c1 down")
             assert got.metadata.uid == c.metadata.uid
+            # Up: the region's status reaches management, announced by the link as any
+            # writer's write is, so management's bridge publishes nothing of its own.
+            got.status.phase = "Provisioning"
+            await region.store.update_status(got)
+
+            async def copied_up() -> Cluster | None:
+                up = await _get(mgmt.store, Cluster, "c1")
+                return up if up is not None and up.status.phase == "Provisioning" else None
+
+            up = await eventually(copied_up, timeout=20, what="the status copied up")
+            await eventually(lambda: int(mgmt.publisher.position("Cluster") or 0)
+                             >= int(up.metadata.resource_version or 0),
+                             what="management's bridge past the copy")
+            assert mgmt.publisher.published == 0
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
