@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0, help="per rate")
     p.add_argument("--rates", default="200,1000")
     p.add_argument("--workers", type=int, default=4, help="probe controller workers")
+    p.add_argument("--without-bridge", action="store_true",
+                   help="leave the bridge out, to see what it costs the path (the writers' "
+                        "announces still reach the probe)")
     args = p.parse_args(argv)
     rates = [int(r) for r in args.rates.split(",")]
     stack = Stack(prefix="bench")
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start_nats()
         stack.start_api()
-        if not os.environ.get("NOBRIDGE"):
+        if not args.without_bridge:
             stack.spawn("bridge", ["-m", "services.bridge"])
         stack.wait_http(stack.api_url + "/healthz")
         url = f"{stack.api_url}/apis/{API_VERSION}/namespaces/bench/clusters"
