@@ -6,6 +6,13 @@ answered ``410 Gone`` when the store says so before the stream starts, or as a f
 ``ERROR`` event carrying a 410 Status once streaming (as the Kubernetes API server does).
 ``timeoutSeconds`` ends the stream cleanly.
 
+The same request upgraded to a websocket (subprotocol ``ccloud.watch.v1``, the bearer token
+in a ``base64url.bearer.authorization.k8s.io.`` subprotocol, as kube-apiserver takes it)
+carries each event as one text message; every failure, a 410 included, comes as an
+``ERROR`` event before the close. A browser keeps six HTTP connections per host and a
+chunked watch holds one for as long as it runs, so a console page following several
+collections (or two tabs of it) ran out of them; websockets do not count against that.
+
 With a ``labelSelector``, an object whose labels stop matching is sent as ``DELETED`` and
 one that starts matching as ``ADDED``, as Kubernetes does, so a client's cache of the
 selected set stays right. A stream that starts from the current objects knows exactly what
@@ -35,10 +42,75 @@ from shared.store import Store, StoreError, WatchEvent
 START_WAIT = 0.25
 # How often an idle stream checks that its client is still connected.
 IDLE_CHECK = 2.0
+WS_PROTOCOL = "ccloud.watch.v1"
 
 
 def event_line(ev_type: str, obj: dict[str, Any]) -> bytes:
     return (json.dumps({"type": ev_type, "object": obj}, separators=(",", ":")) + "\n").encode()
+
+
+class _Chunked:
+    """Events as newline-delimited JSON in a chunked HTTP body."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.response = web.StreamResponse(
+            headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
+        self.response.enable_chunked_encoding()
+        # Connection: close. A browser that drops a watch (a console page left) otherwise
+        # keeps the socket up to 5 s to drain the endless body for reuse (Chromium's body
+        # drainer), and with 6 connections per host the next page's requests wait.
+        self.response.force_close()
+
+    async def open(self) -> None:
+        await self.response.prepare(self.request)
+
+    async def send(self, ev_type: str, obj: dict[str, Any]) -> None:
+        await self.response.write(event_line(ev_type, obj))
+
+    def gone(self) -> bool:
+        transport = self.request.transport
+        return transport is None or transport.is_closing()
+
+    async def end(self) -> web.StreamResponse:
+        with contextlib.suppress(ConnectionResetError):
+            await self.response.write_eof()
+        return self.response
+
+
+class _Socket:
+    """Events as websocket text messages; the client's close ends the watch."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.response = web.WebSocketResponse(protocols=(WS_PROTOCOL,), heartbeat=20.0)
+        self._reader: asyncio.Future[None] | None = None
+
+    async def open(self) -> None:
+        await self.response.prepare(self.request)
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        """Nothing is expected from the client but its close (read so it is seen)."""
+        async for _ in self.response:
+            pass
+
+    async def send(self, ev_type: str, obj: dict[str, Any]) -> None:
+        await self.response.send_str(event_line(ev_type, obj)[:-1].decode())
+
+    def gone(self) -> bool:
+        return self.response.closed or (self._reader is not None and self._reader.done())
+
+    async def end(self) -> web.WebSocketResponse:
+        if self._reader is not None:
+            self._reader.cancel()
+        with contextlib.suppress(Exception):
+            await self.response.close()
+        return self.response
+
+
+def _wants_socket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 class WatchStreamer:
@@ -60,6 +132,7 @@ class WatchStreamer:
         user: User,
         match: Callable[[Mapping[str, str]], bool],
     ) -> web.StreamResponse:
+        sink = _Socket(request) if _wants_socket(request) else _Chunked(request)
         rv = request.query.get("resourceVersion") or None
         timeout = request.query.get("timeoutSeconds")
         try:
@@ -105,7 +178,7 @@ class WatchStreamer:
         )
         pending: asyncio.Future = asyncio.ensure_future(anext(events))
         stop = asyncio.ensure_future(self._stopping.wait())
-        response: web.StreamResponse | None = None
+        opened = False
         try:
             start_wait = START_WAIT
             if deadline is not None:
@@ -113,17 +186,11 @@ class WatchStreamer:
             await asyncio.wait(
                 {pending, stop}, timeout=start_wait, return_when=asyncio.FIRST_COMPLETED
             )
-            if pending.done() and isinstance(pending.exception(), StoreError):
+            if (pending.done() and isinstance(pending.exception(), StoreError)
+                    and isinstance(sink, _Chunked)):  # a socket hears it as an ERROR event
                 raise ApiError.from_store(pending.exception())  # type: ignore[arg-type]
-            response = web.StreamResponse(
-                headers={"Content-Type": "application/json", "Cache-Control": "no-cache"}
-            )
-            response.enable_chunked_encoding()
-            # Connection: close. A browser that drops a watch (a console page left) otherwise
-            # keeps the socket up to 5 s to drain the endless body for reuse (Chromium's
-            # body drainer), and with 6 connections per host the next page's requests wait.
-            response.force_close()
-            await response.prepare(request)
+            await sink.open()
+            opened = True
             while not stop.done():
                 wait = IDLE_CHECK
                 if deadline is not None:
@@ -134,8 +201,7 @@ class WatchStreamer:
                     {pending, stop}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                 )
                 if not pending.done():
-                    transport = request.transport
-                    if transport is None or transport.is_closing():
+                    if sink.gone():
                         break
                     continue
                 try:
@@ -143,19 +209,15 @@ class WatchStreamer:
                 except StopAsyncIteration:
                     break
                 except StoreError as e:
-                    body = status_body(e.code, str(e), reason=e.reason)
-                    await response.write(event_line("ERROR", body))
+                    await sink.send("ERROR", status_body(e.code, str(e), reason=e.reason))
                     break
                 ev_type = outgoing(ev)
                 if ev_type is not None:
-                    data = redact(to_dict(ev.object), cls)
-                    await response.write(event_line(ev_type, data))
+                    await sink.send(ev_type, redact(to_dict(ev.object), cls))
                 pending = asyncio.ensure_future(anext(events))
-            with contextlib.suppress(ConnectionResetError):
-                await response.write_eof()
-            return response
+            return await sink.end()
         except ConnectionResetError:
-            return response if response is not None else web.Response(status=499)
+            return await sink.end() if opened else web.Response(status=499)
         finally:
             stop.cancel()
             if not pending.done():

@@ -212,3 +212,59 @@ async def test_label_selector_watch_sends_leaving_and_joining(gateway: Gateway) 
             ("DELETED", "g1"), ("ADDED", "g1"), ("MODIFIED", "g1"),
         ], query
         assert events[0]["object"]["metadata"]["labels"] == {"tier": "silver"}
+
+
+async def _socket(gateway: Gateway, path: str, user: str = "ops", **query: str):
+    """A watch over a websocket as the console opens one: the token in a subprotocol."""
+    import base64
+
+    from services.api.watch import WS_PROTOCOL
+    from tests.api.conftest import TOKENS
+
+    token = base64.urlsafe_b64encode(TOKENS[user].encode()).decode().rstrip("=")
+    return await gateway.session.ws_connect(
+        f"{gateway.url}{path}", params={"watch": "true", **query},
+        protocols=(WS_PROTOCOL, f"base64url.bearer.authorization.k8s.io.{token}"))
+
+
+async def test_a_watch_over_a_websocket_carries_the_same_events(gateway: Gateway) -> None:
+    """One event per text message, resumable from a version, readable objects only; an
+    expired version is an ERROR event carrying the 410 Status, then the close."""
+    import json
+
+    _, c1 = await gateway.call("POST", ns_path("clusters"), json=cluster("c1"))
+    rv = c1["metadata"]["resourceVersion"]
+    ws = await _socket(gateway, ns_path("clusters"), resourceVersion=rv)
+    try:
+        assert ws.protocol == "ccloud.watch.v1"
+        await gateway.call("PATCH", ns_path("clusters", name="c1"),
+                           json={"spec": {"description": "x"}}, content_type=MERGE)
+        await gateway.call("POST", ns_path("clusters"), json=cluster("c2"))
+        await gateway.call("DELETE", ns_path("clusters", name="c2"))
+        events = [json.loads(await ws.receive_str(timeout=10)) for _ in range(3)]
+    finally:
+        await ws.close()
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("MODIFIED", "c1"), ("ADDED", "c2"), ("DELETED", "c2"),
+    ]
+    assert events[0]["object"]["spec"]["description"] == "x"
+
+    ws = await _socket(gateway, ns_path("clusters"), resourceVersion="999999999")
+    try:
+        error = json.loads(await ws.receive_str(timeout=10))
+        assert error["type"] == "ERROR"
+        assert (error["object"]["code"], error["object"]["reason"]) == (410, "Expired")
+        closing = await ws.receive(timeout=10)
+        assert closing.type.name in ("CLOSE", "CLOSED", "CLOSING")
+    finally:
+        await ws.close()
+
+
+async def test_a_websocket_watch_needs_a_token_that_may_watch(gateway: Gateway) -> None:
+    import aiohttp
+
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await gateway.session.ws_connect(f"{gateway.url}{ns_path('clusters')}",
+                                         params={"watch": "true"},
+                                         protocols=("ccloud.watch.v1",))
+    assert refused.value.status == 401

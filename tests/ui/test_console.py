@@ -268,6 +268,44 @@ async def test_cluster_page_shows_lcm_progress_per_machine(console: Console, pag
     await expect(cell.locator("[role=progressbar]")).to_have_attribute("aria-valuenow", "33")
 
 
+async def test_two_tabs_of_a_cluster_page_both_follow_changes(console: Console, page: Page):
+    """A cluster page follows five collections. As chunked HTTP streams each held one of the
+    six connections a browser keeps per host, so a second tab of it never loaded; over
+    websockets both tabs load and follow every change."""
+    await console.store.create(cluster_obj("two"))
+    await console.store.create(convert(Machine, {
+        "metadata": {"name": "two-cp-0", "namespace": "team-a"},
+        "spec": {"cluster": "two", "role": "control-plane", "region": "local",
+                 "simulated": {"flavor": "small"}},
+    }))
+    items = [{"name": n, "phase": "deploy", "version": "1"} for n in ("os", "runtime")]
+    await console.store.create(convert(LCMMachine, {
+        "metadata": {"name": "two-cp-0", "namespace": "team-a"},
+        "spec": {"cluster": "two", "machine": "two-cp-0", "region": "local",
+                 "role": "control-plane", "stateItems": items},
+    }))
+    watches: list[str] = []  # websockets opened
+    streams: list[str] = []  # HTTP watch requests (none expected)
+    tabs = [page, await page.context.new_page()]
+    for tab in tabs:
+        tab.on("websocket", lambda ws: watches.append(ws.url))
+        tab.on("request", lambda r: streams.append(r.url) if "watch=true" in r.url
+               and r.resource_type != "websocket" else None)
+        await sign_in(tab, console)  # the token is kept per tab (sessionStorage)
+        await tab.goto(console.url + "/ui/#/clusters/team-a/two")
+    cells = [tab.locator("[data-machine='two-cp-0'] .lcm-cell") for tab in tabs]
+    for cell in cells:
+        await expect(cell).to_contain_text("0/2")
+    await set_status(console, LCMMachine, "two-cp-0", state_items={
+        "os": StateItemStatus(state="Done", attempts=1)})
+    for cell in cells:
+        await expect(cell).to_contain_text("1/2")
+    # Five per cluster page (and the cluster list each tab signed in to).
+    assert sum("watch=true" in url for url in watches) >= 10
+    assert streams == []
+    await tabs[1].close()
+
+
 async def test_inventory_pages_are_live_and_never_show_secrets(console: Console, page: Page):
     await console.store.create(convert(ArtifactMirror, {
         "metadata": {"name": "m1", "namespace": "team-a"},

@@ -1,9 +1,11 @@
 // The management API client: bearer-token requests, Status errors and live collections.
 //
-// `live(plural, namespace)` lists a collection, then follows the gateway's watch stream
-// (`?watch=true&resourceVersion=N`, newline-delimited JSON). A dropped stream resumes from
-// the last version seen, so nothing is lost; a 410 Gone relists. Views subscribe and
-// re-render on every change: no page reload.
+// `live(plural, namespace)` lists a collection, then follows the gateway's watch over a
+// websocket (`?watch=true&resourceVersion=N`, one event per message). A dropped watch
+// resumes from the last version seen, so nothing is lost; a 410 Gone relists. Views
+// subscribe and re-render on every change: no page reload. (Not a chunked HTTP stream: a
+// browser keeps six connections per host, each stream holds one for as long as it runs,
+// and a cluster page follows five collections - two tabs of it used to stall.)
 
 export const GROUP_VERSION = "kaas.containercloud.dev/v1alpha1";
 export const CLUSTER_LABEL = "kaas.containercloud.dev/cluster";
@@ -15,6 +17,8 @@ export const DELETE_MACHINE_ANNOTATION = "kaas.containercloud.dev/delete-machine
 const BASE = `/apis/${GROUP_VERSION}`;
 const TOKEN_KEY = "ccloud.token";
 const RETRY_MS = [250, 500, 1000, 2000, 5000];
+const WATCH_PROTOCOL = "ccloud.watch.v1";
+const EVENTS_PROTOCOL = "ccloud.events.v1";
 
 export const session = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
@@ -55,6 +59,17 @@ export function path(plural, namespace, name, subresource) {
   if (name) p += `/${encodeURIComponent(name)}`;
   if (subresource) p += `/${subresource}`;
   return p;
+}
+
+// The token as a websocket subprotocol (a browser cannot set the Authorization header).
+function bearerProtocol() {
+  const token = btoa(session.token).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return `base64url.bearer.authorization.k8s.io.${token}`;
+}
+
+function socketUrl(target) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}${target}`;
 }
 
 function headers(extra = {}) {
@@ -110,7 +125,7 @@ export class LiveCollection {
     this.loaded = false;
     this.error = null;
     this.listeners = new Set();
-    this.controller = null;
+    this.socket = null;
     this.closed = false;
     this.rv = "";
   }
@@ -167,30 +182,33 @@ export class LiveCollection {
     this.notify({ type: "RESET" });
   }
 
-  async follow() {
-    this.controller = new AbortController();
-    const url = `${path(this.plural, this.namespace)}?watch=true&resourceVersion=${
-      encodeURIComponent(this.rv)}`;
-    const response = await fetch(url, { headers: headers(), signal: this.controller.signal });
-    if (!response.ok) {
-      let body = null;
-      try { body = await response.json(); } catch { /* not a Status */ }
-      throw new ApiError(response.status, body);
-    }
-    this.attempt = 0;
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += value;
-      let newline;
-      while ((newline = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, newline).trim();
-        buffer = buffer.slice(newline + 1);
-        if (line) this.apply(JSON.parse(line));
-      }
-    }
+  // Until the watch ends (resolves) or the gateway sends an ERROR event (rejects with it).
+  // A socket that never opened (a refused token, a gateway going away) relists next: the
+  // list's request says why, if anything is wrong.
+  follow() {
+    return new Promise((resolve, reject) => {
+      const target = `${path(this.plural, this.namespace)}?watch=true&resourceVersion=${
+        encodeURIComponent(this.rv)}`;
+      const socket = new WebSocket(socketUrl(target), [WATCH_PROTOCOL, bearerProtocol()]);
+      let opened = false;
+      this.socket = socket;
+      socket.onopen = () => { opened = true; this.attempt = 0; };
+      socket.onmessage = (msg) => {
+        try {
+          this.apply(JSON.parse(msg.data));
+        } catch (err) {
+          socket.onclose = null;
+          socket.close();
+          this.socket = null;
+          reject(err);
+        }
+      };
+      socket.onclose = () => {
+        this.socket = null;
+        if (!opened) this.rv = "";
+        resolve();
+      };
+    });
   }
 
   apply(event) {
@@ -207,7 +225,7 @@ export class LiveCollection {
   close() {
     this.closed = true;
     this.listeners.clear();
-    if (this.controller) this.controller.abort();
+    if (this.socket) this.socket.close();
   }
 }
 
@@ -221,16 +239,14 @@ export function live(plural, namespace = "") {
 // when the socket opens or drops (the view shows whether its feed is live); returns a closer.
 export function events(query, onEvent, onState = () => {}) {
   const params = new URLSearchParams(query);
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const token = btoa(session.token).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   let socket = null;
   let closed = false;
   let after = "";
   let failures = 0;
   const open = () => {
     if (after) params.set("after", after);
-    socket = new WebSocket(`${scheme}//${location.host}/apis/events?${params}`,
-      ["ccloud.events.v1", `base64url.bearer.authorization.k8s.io.${token}`]);
+    socket = new WebSocket(socketUrl(`/apis/events?${params}`),
+      [EVENTS_PROTOCOL, bearerProtocol()]);
     socket.onopen = () => { failures = 0; onState(true); };
     socket.onmessage = (msg) => {
       const data = JSON.parse(msg.data);

@@ -8,9 +8,8 @@
 // order), cancels one under way (deleting it: LCM lets go of the node it holds) or clears a
 // finished one, each after a confirmation; the gateway's refusals are shown as it gives them.
 //
-// The request is one object, read again on each of its change events (the page's events
-// feed) instead of a watch stream of its own: a browser keeps six connections per host, and
-// the page's collections hold five open already - a sixth stream would queue every write.
+// The request is one object (named after its cluster, no collection to follow): read again
+// on each of its change events, from the page's events feed.
 
 import { ApiError, GROUP_VERSION, api, session } from "../api.js";
 import { age, badge, condition, confirmAction, h, progress, replace, table } from "../dom.js";
