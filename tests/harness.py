@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 
-from services.bridge.gc import GarbageCollector
+from services.bridge.gc import GarbageCollector, store_for_sweeps
 from services.bridge.publisher import EventPublisher
 from services.bridge.sweep import AnnouncedSweep
 from shared.bus import Bus
@@ -42,7 +42,7 @@ async def system(nc: NATS, prefix: str, *, nats_url: str = "",
     await store.start()
     publisher = bridge(store, bus, nc, prefix, sweep=sweep)
     await publisher.start()
-    gc = GarbageCollector(store, bus)
+    gc = GarbageCollector(await store_for_sweeps(store), bus)
     await gc.start()
     try:
         yield Harness(nc, settings, store, bus, publisher, gc)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from services.bridge.gc import DEFAULT_SWEEP_SECONDS, GarbageCollector
+from services.bridge.gc import DEFAULT_SWEEP_SECONDS, GarbageCollector, store_for_sweeps
 from services.bridge.publisher import EventPublisher
 from services.bridge.sweep import AnnouncedSweep
 from shared.service import Parts, Runtime, main
@@ -34,14 +34,8 @@ async def build(rt: Runtime) -> Parts:
         AnnouncedSweep(rt.store, rt.bus, rt.nc, checkpoint_bucket=checkpoints)
         if isinstance(rt.store, KVStore)
         else EventPublisher(rt.store, rt.bus, rt.nc, checkpoint_bucket=checkpoints))
-    gc_store = rt.store
-    if isinstance(rt.store, KVStore):
-        # It reads every kind, but only when it sweeps: its caches catch up then, rather
-        # than decoding every write as it is made.
-        gc_store = KVStore(rt.nc, bucket=rt.store.bucket, on_commit=rt.store.on_commit,
-                           follow=False)
-        await gc_store.start()
-    gc = GarbageCollector(gc_store, rt.bus, sweep_interval=sweep_interval())
+    gc = GarbageCollector(await store_for_sweeps(rt.store), rt.bus,
+                          sweep_interval=sweep_interval())
     return Parts(leader=[publisher, gc])
 
 

@@ -113,6 +113,11 @@ class KVStore(Store):
             nc, self._stream, api_prefix=api_prefix(self._js))
         self._kv = None
 
+    def reading_on_demand(self) -> KVStore:
+        """The same bucket and commit hook, with caches that catch up when read (start it)."""
+        return KVStore(self._nc, bucket=self.bucket, on_commit=self.on_commit,
+                       informers=self.use_informers, follow=False)
+
     @property
     def stream(self) -> str:
         """The JetStream stream behind the bucket."""

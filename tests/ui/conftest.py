@@ -1,7 +1,7 @@
 """A real gateway with the UI mounted, a real nats-server + KV store, and headless Chromium.
 
 The gateway runs in-process on 127.0.0.1 over the KV store with commit-announced bus
-events, so the events websocket works. The bridge's tailing publisher and the owner GC are
+events, so the events websocket works. The bridge's publisher and the owner GC are
 left out: their ``stop()`` sometimes hangs on a cancelled NATS fetch/watch (reported to
 the lead), and commit announcements already put every write of these tests on the bus.
 Chromium is Debian's ``/usr/bin/chromium`` driven by Playwright (its own browser download
