@@ -42,7 +42,7 @@ from services.lcm.clock import stamp
 from services.lcm.cluster import UPGRADED
 from services.lcm.health import Assessment, Verdict, assess, next_step
 from services.lcm.index import ClusterIndex
-from services.lcm.objects import holds, mark, patch
+from services.lcm.objects import mark, patch
 from services.lcm.rebootrequest import ask, withdraw
 from shared.bus import ChangeEvent
 from shared.models import (
@@ -329,9 +329,7 @@ class HealthCheckReconciler:
 
     async def _mark(self, machine: Machine, want: Want) -> None:
         """The Machine's HealthCheckSucceeded: False as ``want`` says, or gone (None)."""
-        if holds(machine, HEALTH_CHECK, None if want is None else ("False", *want)):
-            return
-        await mark(self.store, copy(machine), HEALTH_CHECK,
+        await mark(self.store, machine, HEALTH_CHECK,
                    None if want is None else ("False", *want), derive=cond.summarize_machine)
 
     async def _release(self, mhc: MachineHealthCheck) -> Result | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from shared.models import Resource
+from shared.models import Resource, copy
 from shared.models.meta import Status
 from shared.runtime import conditions as cond
 from shared.runtime import status_writer
@@ -49,11 +49,13 @@ def holds(obj: Resource, type_: str, want: Mark | None) -> bool:
 
 async def mark(store: Store, obj: Resource, type_: str, want: Mark | None, *,
                derive: Callable[[Status], None] | None = None) -> None:
-    """Set the ``type_`` condition of ``obj`` (the caller's own copy) to ``want`` (None:
-    remove it), unless it is so already; ``derive`` as for ``status_writer``."""
+    """Set the ``type_`` condition of ``obj`` to ``want`` (None: remove it), unless it is so
+    already; ``obj`` is left as it is (it may be the store cache's: a copy is written, and
+    a newer stored version merged as ``status_writer`` does); ``derive`` as there."""
     if holds(obj, type_, want):
         return
-    async with status_writer(store, obj, derive=derive) as o:
+    mine = copy(obj)
+    async with status_writer(store, mine, derive=derive) as o:
         st = o.status  # type: ignore[attr-defined]
         if want is None:
             cond.remove(st, type_)

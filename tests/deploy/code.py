@@ -253,7 +253,11 @@ class _Writes(ast.NodeVisitor):
         elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(
                 stmt.targets[0], ast.Name):
             target = stmt.targets[0].id
-            if isinstance(stmt.value, ast.Name) and stmt.value.id in generic:
+            value = stmt.value
+            if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "copy" and (
+                    value.args):
+                value = value.args[0]  # mine = copy(obj): the same object's kind
+            if isinstance(value, ast.Name) and value.id in generic:
                 generic.add(target)  # current = obj, in a wrapper
                 return
             kind = self._value_kind(stmt.value, kinds)
