@@ -269,9 +269,9 @@ async def test_cluster_page_shows_lcm_progress_per_machine(console: Console, pag
 
 
 async def test_two_tabs_of_a_cluster_page_both_follow_changes(console: Console, page: Page):
-    """A cluster page follows five collections. As chunked HTTP streams each held one of the
-    six connections a browser keeps per host, so a second tab of it never loaded; over
-    websockets both tabs load and follow every change."""
+    """A cluster page follows six collections. As chunked HTTP streams each held one of the
+    six connections a browser keeps per host, so a second tab of it never followed a
+    change; over websockets both tabs load and follow every change."""
     await console.store.create(cluster_obj("two"))
     await console.store.create(convert(Machine, {
         "metadata": {"name": "two-cp-0", "namespace": "team-a"},
@@ -300,8 +300,8 @@ async def test_two_tabs_of_a_cluster_page_both_follow_changes(console: Console, 
         "os": StateItemStatus(state="Done", attempts=1)})
     for cell in cells:
         await expect(cell).to_contain_text("1/2")
-    # Five per cluster page (and the cluster list each tab signed in to).
-    assert sum("watch=true" in url for url in watches) >= 10
+    # Six per cluster page (and the cluster list each tab signed in to).
+    assert sum("watch=true" in url for url in watches) >= 12
     assert streams == []
     await tabs[1].close()
 

@@ -5,7 +5,7 @@
 // resumes from the last version seen, so nothing is lost; a 410 Gone relists. Views
 // subscribe and re-render on every change: no page reload. (Not a chunked HTTP stream: a
 // browser keeps six connections per host, each stream holds one for as long as it runs,
-// and a cluster page follows five collections - two tabs of it used to stall.)
+// and a cluster page follows six collections - two tabs of it used to stall.)
 
 export const GROUP_VERSION = "kaas.containercloud.dev/v1alpha1";
 export const CLUSTER_LABEL = "kaas.containercloud.dev/cluster";

@@ -17,7 +17,7 @@ import { readyCount } from "./clusters.js";
 import { checksOf, machineHealth, renderHealthChecks } from "./healthchecks.js";
 import { editNodeLabels, labelTags } from "./labels.js";
 import { markedFirst, poolOf, poolsOf, poolsSection, wanted } from "./pools.js";
-import { followReboot, rebootSection } from "./reboots.js";
+import { rebootSection } from "./reboots.js";
 
 const MAX_EVENTS = 50;
 
@@ -93,6 +93,7 @@ export function renderCluster(root, { namespace, name }) {
   const lcm = live("lcmmachines", namespace);
   const checks = live("machinehealthchecks", namespace);
   const pools = live("machinepools", namespace);
+  const reboots = live("gracefulrebootrequests", namespace); // one per cluster, by name
   const feed = [];
   const mine = (o) => o.spec?.cluster === name;
   const key = `${namespace}/${name}`;
@@ -107,8 +108,7 @@ export function renderCluster(root, { namespace, name }) {
   const checksEl = h("div", { class: "health-checks" });
   const readOnly = `Read-only: your role in project ${namespace} cannot change it.`;
   const poolsView = poolsSection({ namespace, name, tell, readOnly });
-  const reboot = followReboot(namespace, name, () => { renderReboot(); renderEvents(); });
-  const rebootView = rebootSection({ namespace, name, tell, readOnly, refresh: reboot.refresh });
+  const rebootView = rebootSection({ namespace, name, tell, readOnly });
   const conditionsEl = h("div", {});
   const eventsEl = h("div", { class: "events", "data-feed": "connecting" });
   const notice = h("p", { class: "notice", role: "status" });
@@ -121,6 +121,7 @@ export function renderCluster(root, { namespace, name }) {
     h("h3", {}, "Events"), eventsEl));
 
   const cluster = () => clusters.items.get(key);
+  const reboot = () => reboots.items.get(key);
 
   function tell(text, failed = false) {
     notice.textContent = text;
@@ -456,7 +457,7 @@ export function renderCluster(root, { namespace, name }) {
 
   function renderEvents() {
     const objects = [cluster(), ...machines.values().filter(mine), ...poolsOf(pools, name),
-      ...checksOf(checks, name), reboot?.current].filter(Boolean);
+      ...checksOf(checks, name), reboot()].filter(Boolean);
     const rows = [...feed, ...transitions(objects)]
       .sort((a, b) => b.time.localeCompare(a.time)).slice(0, MAX_EVENTS);
     replace(eventsEl, table([
@@ -470,7 +471,7 @@ export function renderCluster(root, { namespace, name }) {
 
   const renderPools = () =>
     poolsView.render(pools, machines.values().filter(mine), cluster());
-  const renderReboot = () => rebootView.render(reboot?.current, cluster());
+  const renderReboot = () => rebootView.render(reboot(), cluster());
   const renderChecks = () =>
     renderHealthChecks(checksEl, checks, { name, namespace, region: cluster()?.spec.region });
 
@@ -488,6 +489,7 @@ export function renderCluster(root, { namespace, name }) {
   lcm.subscribe(renderMachines);
   checks.subscribe(() => { renderChecks(); renderEvents(); });
   pools.subscribe(() => { renderPools(); renderEvents(); });
+  reboots.subscribe(() => { renderReboot(); renderEvents(); });
 
   const stopEvents = events({ namespace }, (ev) => {
     const related = (ev.kind === "Cluster" && ev.name === name) ||
@@ -499,7 +501,6 @@ export function renderCluster(root, { namespace, name }) {
         pools.items.get(`${namespace}/${ev.name}`)?.spec.cluster === name) ||
       (ev.kind === "GracefulRebootRequest" && ev.name === name);
     if (!related) return;
-    if (ev.kind === "GracefulRebootRequest") reboot.refresh();
     feed.unshift({ time: ev.time || new Date().toISOString(),
       object: `${ev.kind}/${ev.name}`, what: ev.type, message: `resourceVersion ${ev.resourceVersion}` });
     feed.length = Math.min(feed.length, MAX_EVENTS);
@@ -512,7 +513,7 @@ export function renderCluster(root, { namespace, name }) {
     lcm.close();
     checks.close();
     pools.close();
-    reboot.close();
+    reboots.close();
     closeLabels?.();
     stopEvents();
   };

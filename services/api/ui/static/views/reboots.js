@@ -7,11 +7,8 @@
 // A writer starts one for every machine of the cluster (LCM takes them in the upgrade
 // order), cancels one under way (deleting it: LCM lets go of the node it holds) or clears a
 // finished one, each after a confirmation; the gateway's refusals are shown as it gives them.
-//
-// The request is one object (named after its cluster, no collection to follow): read again
-// on each of its change events, from the page's events feed.
 
-import { ApiError, GROUP_VERSION, api, session } from "../api.js";
+import { GROUP_VERSION, api, session } from "../api.js";
 import { age, badge, condition, confirmAction, h, progress, replace, table } from "../dom.js";
 
 export const EXAMPLE = "examples/graceful-reboot/";
@@ -22,28 +19,6 @@ const HOLDING = ["Draining", "Rebooting", "Uncordoning", "Failed"];
 // A completed request that holds no node: a record, cleared without a question.
 const isRecord = (request) => request.status?.phase === "Completed" &&
   !(request.status?.targets || []).some((t) => HOLDING.includes(t.state));
-
-// The request of cluster `name`, followed: `current` (null if none), `refresh()` on one of
-// its change events, `loaded` once read; `onChange` after each read.
-export function followReboot(namespace, name, onChange) {
-  const state = { current: null, loaded: false, closed: false, reads: 0 };
-  state.refresh = async () => {
-    const read = ++state.reads;
-    let got = null;
-    try {
-      got = await api.get("gracefulrebootrequests", namespace, name);
-    } catch (err) {
-      if (!(err instanceof ApiError && err.status === 404)) return; // kept as last read
-    }
-    if (state.closed || read !== state.reads) return; // a later read answers
-    state.current = got;
-    state.loaded = true;
-    onChange();
-  };
-  state.close = () => { state.closed = true; };
-  state.refresh();
-  return state;
-}
 
 function stateBadge(state) {
   return h("span", { class: `badge ${STATE_TONE[state] || "warn"}`, "data-step": state }, state);
