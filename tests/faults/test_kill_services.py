@@ -25,6 +25,7 @@ from shared.models import (
     GracefulRebootRequest,
     LCMMachine,
     Machine,
+    MachinePool,
 )
 from shared.runtime import conditions as cond
 from shared.tasks import cancel_all
@@ -111,6 +112,14 @@ async def test_kill9_lcm_while_a_pool_scales(region: Region) -> None:
     region.kill9("lcm")
     await region.scale("pool", 6)
     region.start("lcm")
+
+    async def pool_ready() -> bool:
+        st = (await region.store.get(MachinePool, "pool", NS)).status
+        return (st.replicas, st.ready_replicas) == (6, 6)
+
+    # The cluster may be Ready with the pool's first four a moment before the restarted LCM
+    # takes up the scale: wait for the pool itself to say it has all six.
+    await eventually(pool_ready, timeout=90, what="the pool's six machines Ready")
     await region.check_invariants(["alpha"])
     assert await pool_machines() == [f"pool-{i}" for i in range(6)]
     cluster = await region.store.get(Cluster, "alpha", NS)
