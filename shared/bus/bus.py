@@ -29,8 +29,9 @@ from shared.bus.events import (
     stream_name,
     subject,
 )
+from shared.bus.fanout import Fanout, Listener, scope
 from shared.bus.pull import StandingPull
-from shared.models import Resource
+from shared.models import GLOBAL_REGION, Resource
 from shared.tasks import cancel_all, ignore_outcome, raise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class Bus:
         self.stream = stream_name(prefix)
         self.service = service
         self._consumers: list[Consumer] = []
+        self.fanouts: dict[str, Fanout] = {}  # durable -> the fan-out of one kind and scope
+        self.fanout_lock = asyncio.Lock()
 
     async def start(self) -> None:
         config = api.StreamConfig(
@@ -109,6 +112,31 @@ class Bus:
         self._consumers.append(consumer)
         return consumer
 
+    async def listen(self, kind: str, region: str | None, handler: Handler, *,
+                     with_global: bool = False) -> Listener:
+        """Run ``handler`` for every event of ``kind`` in ``region`` (None: every region;
+        ``with_global``: global objects too) until the listener is stopped, through the one
+        durable consumer this service holds for that kind and region (``shared.bus.fanout``).
+        """
+        part, subjects = scope(self.prefix, kind, region)
+        regions = None if region is None else frozenset(
+            {region, GLOBAL_REGION} if with_global else {region})
+        durable = f"{self.service or 'bus'}-{part}-{kind.lower()}"
+        async with self.fanout_lock:
+            fanout = self.fanouts.get(durable)
+            if fanout is None:
+                fanout = self.fanouts[durable] = Fanout(self, durable, subjects)
+            listener = Listener(fanout, handler, regions)
+            fanout.listeners.append(listener)
+            if fanout.consumer is None:
+                try:
+                    fanout.consumer = await self.consume(durable, subjects, fanout.dispatch)
+                except BaseException:
+                    fanout.listeners.remove(listener)
+                    self.fanouts.pop(durable, None)
+                    raise
+        return listener
+
     async def send(self, event: ChangeEvent) -> asyncio.Future[bool]:
         """Publish without waiting for the stream's ack; the future resolves as ``publish``
         returns (False: a duplicate) or fails, and is cancelled if no ack comes within
@@ -155,6 +183,7 @@ class Bus:
         for c in self._consumers:
             await c.stop()
         self._consumers.clear()
+        self.fanouts.clear()
         with contextlib.suppress(TimeoutError):  # let announced events reach the stream
             await asyncio.wait_for(self.js.publish_async_completed(), ANNOUNCE_STALL)
 

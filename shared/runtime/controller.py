@@ -19,8 +19,8 @@ from typing import Protocol, runtime_checkable
 from prometheus_client import Counter, Histogram
 
 from shared import metrics
-from shared.bus import Bus, ChangeEvent, Consumer
-from shared.models import GLOBAL_REGION, Resource
+from shared.bus import Bus, ChangeEvent, Listener
+from shared.models import Resource
 from shared.runtime import recorder as events
 from shared.runtime.errors import PermanentError, TransientError
 from shared.runtime.paused import PARENT_PAUSED_RECHECK, paused_by
@@ -113,7 +113,7 @@ class Controller:
     resync_period: float | None = 300.0
     queue: WorkQueue[Request] = field(default_factory=WorkQueue)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _consumers: list[Consumer] = field(default_factory=list)
+    _listeners: list[Listener] = field(default_factory=list)
     reconciled: int = 0
     # Condition changes this controller writes are recorded as events (reportingController
     # = ``name``); None with ``record_events`` takes the process's shared recorder.
@@ -135,15 +135,6 @@ class Controller:
         self._cached_reads = {hit: metrics.CACHED_READS.labels(self.name, outcome)
                               for hit, outcome in ((True, "hit"), (False, "miss"))}
 
-    def _subjects(self, kind: type[Resource]) -> list[str]:
-        return [self.bus.subject(self.region or "*", kind.KIND)]
-
-    def _watch_subjects(self, kind: type[Resource]) -> list[str]:
-        """A regional controller's watches also hear global objects (e.g. releases)."""
-        if self.region is None or self.region == GLOBAL_REGION:
-            return self._subjects(kind)
-        return [*self._subjects(kind), self.bus.subject(GLOBAL_REGION, kind.KIND)]
-
     def in_scope(self, obj: Resource) -> bool:
         return self.region is None or obj.region() == self.region
 
@@ -158,17 +149,14 @@ class Controller:
             self.recorder = events.acquire(self.bus.nc, self.bus.prefix,
                                            self.bus.service or self.name)
             self._own_recorder = True
-        durable = f"{self.name}-{self.region or 'all'}"
-        self._consumers.append(
-            await self.bus.consume(durable, self._subjects(self.kind), self._on_primary)
+        # The process's consumer of each kind is shared by its controllers (shared.bus.fanout).
+        self._listeners.append(
+            await self.bus.listen(self.kind.KIND, self.region, self._on_primary)
         )
-        for i, w in enumerate(self.watches):
-            self._consumers.append(
-                await self.bus.consume(
-                    f"{durable}-w{i}-{w.kind.KIND.lower()}",
-                    self._watch_subjects(w.kind),
-                    self._mapped(w.mapper, w.delay),
-                )
+        for w in self.watches:
+            self._listeners.append(
+                await self.bus.listen(w.kind.KIND, self.region, self._mapped(w.mapper, w.delay),
+                                      with_global=True)
             )
         await self.resync()
         self._tasks = [
@@ -179,9 +167,9 @@ class Controller:
             self._tasks.append(asyncio.create_task(self._periodic_resync()))
 
     async def stop(self) -> None:
-        for c in self._consumers:
-            await c.stop()
-        self._consumers.clear()
+        for listener in self._listeners:
+            await listener.stop()
+        self._listeners.clear()
         await self.queue.shutdown()
         metrics.QUEUE_DEPTH.labels(self.name).set_function(lambda: 0)
         await cancel_all(self._tasks)
