@@ -319,6 +319,44 @@ async def test_the_sweep_publishes_only_what_nobody_announced(nc, prefix):
         assert sorted(e.name for _, e in stored) == ["a", "b", "c"]
 
 
+async def test_a_write_announced_late_is_left_to_its_writer(nc, prefix):
+    """A busy writer may announce a while after its commit: the sweep judges a write only
+    once it read it ``grace`` ago, so an announce landing between two looks sends no copy and
+    counts no dead writer, while a write still unannounced then gets its event. The looks
+    are driven by hand; a large grace stands for a write read a moment ago."""
+    from services.bridge.sweep import AnnouncedSweep
+    from shared.bus import event_for
+    from shared.store.kv import KVStore
+
+    async with system(nc, prefix) as h:
+        await h.publisher.stop()  # this test's own sweep, looked through by hand
+        sweep = AnnouncedSweep(h.store, h.bus, nc, checkpoint_bucket=f"{prefix}-by-hand",
+                               interval=3600, grace=3600)
+        await sweep.start()
+        silent = KVStore(nc, bucket=h.settings.objects_bucket)  # no commit hook
+        await silent.start()
+        found = metrics.BRIDGE_UNANNOUNCED.labels("Cluster")._value.get()
+        try:
+            late = await silent.create(cluster("late"))
+            dead = await silent.create(cluster("dead"))
+            await sweep.sweep()  # reads both
+            await sweep.sweep()  # a look later, both still within the grace
+            assert sweep.published == 0
+            assert sweep.position("Cluster") is None
+            await h.bus.publish(event_for("ADDED", late))  # its writer's announce, late
+            sweep.grace = 0  # both read long enough ago now
+            await sweep.sweep()
+        finally:
+            await silent.close()
+            await sweep.stop()
+        assert sweep.published == 1
+        assert sweep.position("Cluster") == dead.metadata.resource_version
+        assert metrics.BRIDGE_UNANNOUNCED.labels("Cluster")._value.get() - found == 1
+        stored = sorted((e.name, e.resource_version) for _, e in await stream_events(h))
+        assert stored == [("dead", dead.metadata.resource_version),
+                          ("late", late.metadata.resource_version)]
+
+
 async def test_an_event_stream_of_an_earlier_version_is_opened_to_direct_reads(nc, prefix):
     """The sweep reads the event stream with direct gets: a stream made before it (no
     direct access) is updated when the bus starts, its events kept."""

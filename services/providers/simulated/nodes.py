@@ -93,7 +93,10 @@ class KVNodes(NodeTable):
     async def start(self) -> None:
         self._kv = await open_bucket(
             self._js,
-            api.KeyValueConfig(bucket=self.bucket, history=1, storage=api.StorageType.FILE),
+            # Direct gets: the provider reads its nodes on every poll, and a direct get is the
+            # raw message where the JetStream API answers in JSON with a base64 body.
+            api.KeyValueConfig(bucket=self.bucket, history=1, storage=api.StorageType.FILE,
+                               direct=True),
         )
 
     @property
