@@ -33,7 +33,7 @@ from services.lcm.agent.runner import Agent
 from services.lcm.tokens import machine_token
 from shared.bus import Bus
 from shared.config import Settings
-from shared.models import Machine
+from shared.models import Cluster, Machine
 from shared.runtime import Controller, Request, Result
 from shared.service import connect, make_store
 from shared.store import NotFound, Store
@@ -122,6 +122,10 @@ async def serve(args: argparse.Namespace) -> None:
     bus = Bus(nc, prefix=settings.prefix, service="fleet")
     await bus.start()
     store = await make_store(settings, nc, None)
+    # The controller's pause check reads each Machine's Cluster: from this process's cache
+    # once it follows Clusters (one message per Cluster write), not a store round trip per
+    # reconcile. A real node's agent runs no controller at all.
+    await store.list_all(Cluster)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.connections),
                                     timeout=timeout)
