@@ -212,7 +212,7 @@ async def wait_ready(store: KVStore, run: Run, written: int, start: float,
 
 def one_size(clusters: int, per_cluster: int, per_namespace: int, timeout: float,
              poll: float, waves: int, heartbeat: tuple[str, str] = ("120", "600"),
-             hold: float = 0.0) -> Run:
+             hold: float = 0.0, progress: float = 10.0) -> Run:
     run = Run(clusters, per_cluster, per_namespace)
     stack = Stack(prefix="scale")
     lcm_port = free_port()
@@ -222,6 +222,7 @@ def one_size(clusters: int, per_cluster: int, per_namespace: int, timeout: float
         "CCLOUD_LCM_PORT": str(lcm_port),
         "CCLOUD_LCM_HEARTBEAT_INTERVAL": heartbeat[0],
         "CCLOUD_LCM_HEARTBEAT_TIMEOUT": heartbeat[1],
+        "CCLOUD_LCM_PROGRESS_INTERVAL": str(progress),
         "CCLOUD_LCM_POLL_INTERVAL": str(poll),
         "CCLOUD_MIRROR_PORT": str(free_port()),
         "CCLOUD_SIMULATED_PROVISION_SECONDS": "0.5",
@@ -263,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heartbeat", default="120/600", metavar="INTERVAL/TIMEOUT",
                    help="agent heartbeat interval and timeout, seconds (the services' "
                         "defaults are 10/45)")
+    p.add_argument("--progress", type=float, default=10.0, metavar="SECONDS",
+                   help="least time between an agent's progress reports within a pass (the "
+                        "service's default is 1; with thousands of nodes deploying at once "
+                        "every pass outlasts 1 s on these 2 cores, each report a store write)")
     p.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
                    help="once all is Ready, measure the idle region this long and print what "
                         "each process costs per Ready machine (also a window to profile in)")
@@ -274,11 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         p.error(f"--heartbeat {args.heartbeat!r}: want INTERVAL/TIMEOUT, "
                 "0 < INTERVAL <= TIMEOUT / 2 (as the LCM service requires)")
+    if args.progress <= 0:
+        p.error(f"--progress {args.progress:g}: want seconds > 0")
     runs = []
     for size in args.sizes.split(","):
         c, m = (int(x) for x in size.lower().split("x"))
         runs.append(one_size(c, m, args.clusters_per_namespace, args.timeout, args.poll,
-                             max(args.waves, 1), (interval, hb_timeout), args.hold))
+                             max(args.waves, 1), (interval, hb_timeout), args.hold,
+                             args.progress))
     print(machine_line())
     print()
     print(table(f"Scale to Ready (simulated provider and agents; target {TARGET})",

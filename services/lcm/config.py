@@ -33,6 +33,10 @@ class LCMSettings(msgspec.Struct, kw_only=True):
     # nodeStatusReportFrequency): the object says roughly when the node was last heard from.
     heartbeat_status_interval: Seconds = 300.0
     poll_interval: Seconds = 5.0
+    # Least time between an agent's progress reports within a pass (kubelet's
+    # nodeStatusUpdateFrequency): each is a store write waking two controllers, so a
+    # region that deploys thousands of nodes at once raises it.
+    progress_interval: Seconds = 1.0
     # Reconciles in flight per controller. A reconcile mostly waits on store round trips,
     # so a region with thousands of machines needs more than a handful in flight.
     workers: Annotated[int, msgspec.Meta(ge=1)] = 16

@@ -127,6 +127,7 @@ def details_of(
         cordoned=lm.spec.cordoned,
         heartbeat_interval=settings.heartbeat_interval,
         poll_interval=settings.poll_interval,
+        progress_interval=settings.progress_interval,
         secrets=secrets,
     )
 

@@ -34,6 +34,7 @@ class MachineDetails(Struct, kw_only=True, rename="camel"):
     cordoned: bool = False
     heartbeat_interval: float = 10.0
     poll_interval: float = 5.0
+    progress_interval: float = 1.0
     secrets: dict[str, str] = field(default_factory=dict)
 
 

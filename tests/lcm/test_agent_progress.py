@@ -95,3 +95,28 @@ async def test_interval_zero_reports_every_item(tmp_path: Path) -> None:
     # One report per finished item (these finish before a Running is due).
     done = [sum(v == "Done" for v in s.values()) for s in client.states()]
     assert done == list(range(1, len(ITEMS) + 1)), client.states()
+
+
+async def test_the_agent_paces_itself_by_the_endpoints_interval(tmp_path: Path) -> None:
+    """With no interval of its own (a node's agent) the agent takes the one the details
+    carry: a large region's endpoint asks for fewer reports, each a store write."""
+    chatty, quiet = RecordingClient(), RecordingClient()
+    for client, interval in ((chatty, 0.0), (quiet, 30.0)):
+        root = tmp_path / str(interval)
+        agent = Agent(client, NodeRootExecutor(root, hostname="m-0"), root,  # type: ignore[arg-type]
+                      poll_interval=1.0)
+        await agent.step(msgspec.structs.replace(details(), progress_interval=interval))
+    assert len(chatty.reports) == len(ITEMS)  # one per finished item
+    assert len(quiet.reports) == 1  # the pass's outcome only
+
+
+def test_the_endpoint_tells_agents_its_progress_interval() -> None:
+    from services.lcm.config import LCMSettings
+    from services.lcm.endpoint import details_of
+    from shared.models import LCMMachine, LCMMachineSpec, ObjectMeta
+
+    lm = LCMMachine(metadata=ObjectMeta(name="m", namespace="d"),
+                    spec=LCMMachineSpec(cluster="c", machine="m", region="r"))
+    settings = LCMSettings.from_env({"CCLOUD_LCM_PROGRESS_INTERVAL": "10"})
+    assert details_of(lm, settings).progress_interval == 10.0
+    assert details_of(lm, LCMSettings()).progress_interval == 1.0

@@ -5,10 +5,11 @@ retried with backoff (the node may be fixed meanwhile) and reported with its mes
 Finished items are recognised by hash in the on-node journal, so a restarted agent
 resumes at the first unfinished item. Heartbeats go out on their own task.
 
-Progress is reported at most once per ``progress_interval`` (1 s) while a pass runs: an item
-shows Running once it has run that long, finished items ride on the next report, and the
-end of a pass or a failure is reported at once; the node's facts (hostname, address) ride
-on the first of these. Every report is a store write that wakes the LCMMachine and Cluster
+Progress is reported at most once per progress interval (the endpoint's
+``CCLOUD_LCM_PROGRESS_INTERVAL``, 1 s by default) while a pass runs: an item shows Running
+once it has run that long, finished items ride on the next report, and the end of a pass
+or a failure is reported at once; the node's facts (hostname, address) ride on the first
+of these. Every report is a store write that wakes the LCMMachine and Cluster
 controllers; an item that takes milliseconds would otherwise cost two of them for a state
 nobody could see (the kubelet batches node status the same way).
 
@@ -66,7 +67,7 @@ class Agent:
         root: Path,
         *,
         poll_interval: float | None = None,
-        progress_interval: float = PROGRESS_INTERVAL,
+        progress_interval: float | None = None,
     ) -> None:
         self.client = client
         self.executor = executor
@@ -75,7 +76,9 @@ class Agent:
         self.poll_override = poll_interval
         self.poll_interval = poll_interval or 5.0
         self.heartbeat_interval = 10.0
-        self.progress_interval = progress_interval
+        self.progress_override = progress_interval  # None: the endpoint's
+        self.progress_interval = PROGRESS_INTERVAL if progress_interval is None else \
+            progress_interval
         self._reported_at = -math.inf  # monotonic time of the last report sent
         self.status: dict[str, StateItemStatus] = {}
         self._retry_at: dict[str, float] = {}
@@ -149,6 +152,8 @@ class Agent:
             return None
         self.poll_interval = self.poll_override or details.poll_interval
         self.heartbeat_interval = details.heartbeat_interval
+        if self.progress_override is None:
+            self.progress_interval = details.progress_interval
         self._connected.set()
         self._view(details)
         if not self._started:
