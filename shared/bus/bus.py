@@ -112,6 +112,13 @@ class Bus:
         self._consumers.append(consumer)
         return consumer
 
+    async def release(self, consumer: Consumer) -> None:
+        """Stop ``consumer`` and forget it (a service whose leadership comes and goes
+        starts and stops its consumers many times)."""
+        await consumer.stop()
+        with contextlib.suppress(ValueError):
+            self._consumers.remove(consumer)
+
     async def listen(self, kind: str, region: str | None, handler: Handler, *,
                      with_global: bool = False) -> Listener:
         """Run ``handler`` for every event of ``kind`` in ``region`` (None: every region;

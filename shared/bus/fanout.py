@@ -73,7 +73,7 @@ class Fanout:
                 return
             consumer, self.consumer = self.consumer, None
             self.bus.fanouts.pop(self.durable, None)
-            await consumer.stop()  # before a new listener could start one on this durable
+            await self.bus.release(consumer)  # before a new listener starts one on the durable
 
 
 def scope(prefix: str, kind: str, region: str | None) -> tuple[str, list[str]]:

@@ -104,6 +104,7 @@ async def test_the_consumer_lives_while_one_listener_does(nc: NATS, prefix: str)
         assert first.names == []
         await two.stop()
         assert "svc-r1-cluster" not in bus.fanouts
+        assert not bus._consumers  # stopped and forgotten: leadership may come and go
 
         async def nobody_pulls() -> bool:
             info = await bus.js.consumer_info(bus.stream, "svc-r1-cluster")
