@@ -8,7 +8,7 @@ and read the object from the store, and no secret can leak through the bus.
 
 from __future__ import annotations
 
-import uuid
+import hashlib
 from typing import Literal
 
 import msgspec
@@ -45,14 +45,16 @@ class ChangeEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
         return VERBS[self.type]
 
 
-_TRACE_NAMESPACE = uuid.UUID("7c0f3f4e-2a53-4f51-9a55-6c1c0d1e7a10")
+_TRACE_KEY = b"ccloud-trace"
 
 
 def trace_id_for(obj: Resource) -> str:
     """The trace id of one write, derived from it (kind, uid, resourceVersion): the writer's
     announce and the bridge's republish of the same write carry the same one."""
     md = obj.metadata
-    return uuid.uuid5(_TRACE_NAMESPACE, f"{obj.kind}:{md.uid}:{md.resource_version}").hex
+    # 32 hex digits as a trace id has; blake2b directly: uuid5 and its UUID object cost 5x as much.
+    key = f"{obj.kind}:{md.uid}:{md.resource_version}".encode()
+    return hashlib.blake2b(key, digest_size=16, key=_TRACE_KEY).hexdigest()
 
 
 def event_for(type_: EventType, obj: Resource, *, trace_id: str = "") -> ChangeEvent:
