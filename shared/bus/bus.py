@@ -144,6 +144,17 @@ class Bus:
                     raise
         return listener
 
+    def _stall(self) -> float | None:
+        """How long a send may wait for a free slot: None (no timer) while one is free.
+        nats-py waits for its slot under ``asyncio.wait_for``, which with a timeout runs
+        the wait as a task of its own - a task and a timer per announce, most of what an
+        announce cost a writer. The slots are nats-py's private semaphore; if that is ever
+        gone every send takes the timeout, as before."""
+        slots = getattr(self.js, "_publish_async_pending_semaphore", None)
+        if isinstance(slots, asyncio.Semaphore) and not slots.locked():
+            return None
+        return ANNOUNCE_STALL
+
     async def send(self, event: ChangeEvent) -> asyncio.Future[bool]:
         """Publish without waiting for the stream's ack; the future resolves as ``publish``
         returns (False: a duplicate) or fails, and is cancelled if no ack comes within
@@ -153,7 +164,7 @@ class Bus:
             self.subject(event.region, event.kind, event.verb),
             encode_event(event),
             headers={"Nats-Msg-Id": event.id},
-            wait_stall=ANNOUNCE_STALL,
+            wait_stall=self._stall(),
         )
         # nats-py never gives up on an ack itself; an unanswered one would hold its slot.
         timer = asyncio.get_running_loop().call_later(ANNOUNCE_ACK_TIMEOUT, ack.cancel)

@@ -144,3 +144,25 @@ async def test_the_consumer_goes_on_after_the_server_restarts(own_server: NatsSe
         await consumer.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(conn.close(), 10)
+
+
+async def test_a_send_waits_a_bounded_time_for_a_slot_and_none_while_one_is_free(
+    nc: NATS, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Announces leave without a timer while a slot is free; with every slot held by an
+    unanswered send, the next gives up after ANNOUNCE_STALL instead of holding its writer."""
+    from nats.js.errors import TooManyStalledMsgsError
+
+    from shared.bus import bus as bus_module
+
+    monkeypatch.setattr(bus_module, "ANNOUNCE_STALL", 0.2)
+    bus = Bus(nc, prefix=prefix)
+    await bus.start()
+    bus.js = nc.jetstream(publish_async_max_pending=1)
+    assert bus._stall() is None
+    sent = await bus.send(event_for("ADDED", region("r0", 1)))
+    assert await asyncio.wait_for(sent, 10) is True
+    await bus.js._publish_async_pending_semaphore.acquire()  # an ack that never comes
+    assert bus._stall() == 0.2
+    with pytest.raises(TooManyStalledMsgsError):
+        await bus.send(event_for("ADDED", region("r1", 2)))
