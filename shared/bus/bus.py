@@ -58,6 +58,7 @@ class Bus:
         self._consumers: list[Consumer] = []
         self.fanouts: dict[str, Fanout] = {}  # durable -> the fan-out of one kind and scope
         self.fanout_lock = asyncio.Lock()
+        self._durables: set[str] | None = None  # on the stream when first asked to retire
 
     async def start(self) -> None:
         config = api.StreamConfig(
@@ -111,6 +112,27 @@ class Bus:
         await consumer.start()
         self._consumers.append(consumer)
         return consumer
+
+    async def retire(self, durables: list[str]) -> None:
+        """Delete these durable consumers if the stream has them: ones an earlier version
+        read and this one does not (best effort; what the stream holds is asked once)."""
+        if self._durables is None:
+            try:
+                self._durables = {c.name for c in await self.js.consumers_info(self.stream)}
+            except Exception as e:
+                raise_if_cancelling()
+                log.debug("listing the consumers of %s failed: %r", self.stream, e)
+                self._durables = set()
+        for durable in (d.replace(".", "_") for d in durables):
+            if durable not in self._durables:
+                continue
+            self._durables.discard(durable)
+            try:
+                await self.js.delete_consumer(self.stream, durable)
+                log.info("deleted the durable consumer %s, which nothing reads any more", durable)
+            except Exception as e:
+                raise_if_cancelling()
+                log.debug("deleting the durable consumer %s failed: %r", durable, e)
 
     async def release(self, consumer: Consumer) -> None:
         """Stop ``consumer`` and forget it (a service whose leadership comes and goes

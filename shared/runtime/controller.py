@@ -149,7 +149,11 @@ class Controller:
             self.recorder = events.acquire(self.bus.nc, self.bus.prefix,
                                            self.bus.service or self.name)
             self._own_recorder = True
-        # The process's consumer of each kind is shared by its controllers (shared.bus.fanout).
+        # The process's consumer of each kind is shared by its controllers (shared.bus.fanout);
+        # the consumers of one controller each, as versions before it held, go.
+        legacy = f"{self.name}-{self.region or 'all'}"
+        await self.bus.retire([legacy, *(f"{legacy}-w{i}-{w.kind.KIND.lower()}"
+                                         for i, w in enumerate(self.watches))])
         self._listeners.append(
             await self.bus.listen(self.kind.KIND, self.region, self._on_primary)
         )

@@ -169,3 +169,27 @@ async def test_controllers_of_a_process_hold_one_consumer_per_kind(nc: NATS, pre
             for ctl in ctls:
                 await ctl.stop()
         assert not h.bus.fanouts
+
+
+async def test_consumers_of_one_controller_each_left_by_an_earlier_version_go(
+    nc: NATS, prefix: str
+) -> None:
+    """A server this version takes over holds the durables an earlier one read, one per
+    controller and watch: nothing reads them any more, so the controller deletes them."""
+    from nats.js import api
+
+    async with system(nc, prefix) as h:
+        legacy = ["clusters-r1", "clusters-r1-w0-machine"]
+        for name in [*legacy, "someone-elses"]:
+            await h.bus.js.add_consumer(h.bus.stream, api.ConsumerConfig(
+                durable_name=name, ack_policy=api.AckPolicy.EXPLICIT,
+                filter_subject=h.bus.subject("r1", "Cluster")))
+        ctl = Controller(name="clusters", kind=Cluster, reconciler=Keys(), store=h.store,
+                         bus=h.bus, region="r1", watches=[Watch(Machine, owned_by("Cluster"))])
+        await ctl.start()
+        try:
+            names = await consumers(h.bus)
+        finally:
+            await ctl.stop()
+        assert not set(legacy) & set(names)
+        assert {"someone-elses", "test-r1-cluster", "test-r1-machine"} <= set(names)
