@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client as NATS
 
+from services.lcm.objects import patch
 from shared.models import (
     GRACEFUL_REBOOT_ANNOTATION,
     Cluster,
@@ -221,9 +222,12 @@ async def test_an_upgrade_written_during_a_reboot_waits_for_the_node_in_flight(
     async with changes(env, LCMMachine, node) as nodes:
         await request_reboot(env, "four")
         await eventually(started, timeout=TIMEOUT, what="the first machine in flight")
-        cluster = await env.store.get(Cluster, "four", NS)
-        cluster.spec.release = "mke-3-8-0"
-        await env.store.update(cluster)
+        # As a user's edit: read again on a conflict (the controllers write it meanwhile).
+        def upgrade(c: Cluster) -> bool:
+            c.spec.release = "mke-3-8-0"
+            return True
+
+        await patch(env.store, await env.store.get(Cluster, "four", NS), upgrade)
 
         async def upgraded() -> bool:
             c = await env.store.get(Cluster, "four", NS)
