@@ -31,6 +31,7 @@ from services.providers.contract import (
     STEP_POWER_OFF,
     STEP_POWER_ON,
     NodeRequest,
+    NodeStatus,
     Provider,
 )
 from services.providers.errors import (
@@ -40,7 +41,7 @@ from services.providers.errors import (
     ProviderTimeout,
 )
 from services.providers.targets import TARGET_ANNOTATION, CredentialTargets, Targets
-from shared.models import Cluster, Machine
+from shared.models import Cluster, Machine, MachineStatus
 from shared.models.kinds import ProviderName
 from shared.runtime import (
     Request,
@@ -60,6 +61,21 @@ DRAINED = "Drained"
 
 def finalizer_for(provider: str) -> str:
     return f"providers.kaas.containercloud.dev/{provider}"
+
+
+def _still_reachable(st: MachineStatus, node: NodeStatus) -> list[str]:
+    """The addresses recorded when the node was made reachable, while it still has them all.
+
+    Making a node reachable is a provider call of its own (on OpenStack a port and floating
+    IP lookup after the server's); every pass over a running node - each resync, each change
+    another controller writes to the Machine - made it again for nothing. A node that lost
+    one (a floating IP deleted behind our back) is made reachable again.
+    """
+    done = S.get_step(st, STEP_ADDRESSES)
+    if done is None or done.state != "Done" or not st.addresses:
+        return []
+    have = set(node.addresses)
+    return list(st.addresses) if all(a in have for a in st.addresses) else []
 
 
 class MachineReconciler:
@@ -200,7 +216,7 @@ class MachineReconciler:
             return Result(requeue_after=self.poll_interval)
         step(STEP_POWER_ON, "Done", "power on")
 
-        addresses = await provider.addresses(ref)
+        addresses = _still_reachable(st, node) or await provider.addresses(ref)
         if not addresses:
             step(STEP_ADDRESSES, "InProgress", "waiting for the node's addresses")
             self._check_timeout(st, STEP_ADDRESSES)

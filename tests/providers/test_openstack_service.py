@@ -205,3 +205,55 @@ async def test_no_node_is_made_before_lcms_secret_exists(h: Harness, cloud: Fake
     token = env_file["content"].split("CCLOUD_LCM_AGENT_TOKEN=")[1].strip()
     assert tokens.verify(secret, machine.metadata.uid or "", token)
     await targets.close()
+
+
+async def test_a_running_node_is_made_reachable_once_and_again_when_it_lost_an_address(
+    h: Harness, cloud: FakeOpenStack,
+) -> None:
+    await h.store.create(cred(cloud.auth_url, PASSWORD))
+    await h.store.create(convert(Cluster, {
+        "metadata": {"name": "os", "namespace": "default"},
+        "spec": {"region": REGION, "provider": "openstack", "release": "mke-7-1-0",
+                 "credential": "demo-cloud"}}))
+    await h.store.create(convert(Machine, {
+        "metadata": {"name": "w0", "namespace": "default"},
+        "spec": {"cluster": "os", "region": REGION,
+                 "openstack": {"flavor": "m1.medium", "image": "ubuntu-22.04",
+                               "network": "private", "floatingNetwork": "public"}}}))
+    targets = CredentialTargets(h.store, OpenStackCredential,
+                                lambda c: OpenStackProvider(c, timeout=5), provider="openstack")
+    rec = MachineReconciler(h.store, "openstack", targets, region=REGION, poll_interval=0.1,
+                            backoff=Backoff(initial=0.1, cap=0.5))
+    req = Request("w0", "default")
+
+    async def running() -> Machine | None:
+        with contextlib.suppress(TransientError):
+            await rec.reconcile(req)
+        got = await h.store.get(Machine, "w0", "default")
+        return got if got.status.phase == "Running" else None
+
+    m = await eventually(running, timeout=15, interval=0.1, what="machine running")
+    (first,) = cloud.floating_ips.values()
+    assert first["floating_ip_address"] in m.status.addresses
+
+    def neutron() -> list[str]:
+        return [path for _, path in cloud.requests if path.startswith("/network/")]
+
+    # Another pass (a resync, another controller's write): the node still has its addresses,
+    # so no port or floating IP is looked up.
+    cloud.requests.clear()
+    await rec.reconcile(req)
+    assert cloud.requests, "the pass read the server"
+    assert neutron() == []
+    assert (await h.store.get(Machine, "w0", "default")).status.addresses == m.status.addresses
+
+    # The floating IP is deleted behind our back: the next pass makes the node reachable again.
+    cloud.floating_ips.clear()
+    cloud.requests.clear()
+    await rec.reconcile(req)
+    assert any(p.startswith("/network/v2.0/floatingips") for p in neutron())
+    (second,) = cloud.floating_ips.values()
+    m = await h.store.get(Machine, "w0", "default")
+    assert second["floating_ip_address"] in m.status.addresses
+    assert first["floating_ip_address"] not in m.status.addresses
+    await targets.close()
