@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import logging
 import random
+import time
+from dataclasses import dataclass
+
+import msgspec
 
 from services.providers import reboot
 from services.providers import steps as S
@@ -78,6 +82,31 @@ def _still_reachable(st: MachineStatus, node: NodeStatus) -> list[str]:
     return list(st.addresses) if all(a in have for a in st.addresses) else []
 
 
+SETTLED_MARGIN = 0.1  # a pass this close to the node's resync is the resync
+_enc = msgspec.json.Encoder()
+
+
+def _inputs(machine: Machine, cluster: Cluster) -> bytes:
+    """What a pass over a running node reads: the Machine's metadata and spec (by its
+    generation), the status fields a provider writes, and the Cluster. Not what LCM
+    mirrors onto the Machine (lcmPhase, nodeName, LCMReady, maintenance, the Ready summary)."""
+    md, st = machine.metadata, machine.status
+    return _enc.encode((
+        md.uid, md.generation, md.deletion_timestamp, md.finalizers, md.labels, md.annotations,
+        st.phase, st.observed_generation, st.provider_id, st.addresses, st.provider_steps,
+        cond.get(st, S.PROVIDER_READY),
+        cluster.metadata.uid, cluster.metadata.generation, cluster.metadata.annotations,
+    ))
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """A pass left the node running: what it read, and when the node's resync is due."""
+
+    inputs: bytes
+    due: float  # time.monotonic()
+
+
 class MachineReconciler:
     def __init__(
         self,
@@ -104,6 +133,11 @@ class MachineReconciler:
         self.resync_interval = resync_interval
         self.backoff = backoff or S.Backoff()
         self.finalizer = finalizer_for(provider)
+        # A running node needs a pass when something it reads changed or its resync is due;
+        # every write LCM mirrors onto the Machine woke the controller too, and each pass
+        # is calls to the provider (three on OpenStack) that can only find what the last one
+        # did. As controller-runtime's predicates drop status-only updates.
+        self._settled: dict[str, _Settled] = {}
 
     # --- dispatch -------------------------------------------------------------------------
 
@@ -114,7 +148,9 @@ class MachineReconciler:
         cluster = await self._cluster(machine)
         if not self._mine(machine, cluster):
             return None
+        uid = machine.metadata.uid or req.name
         if machine.deleting:
+            self._settled.pop(uid, None)
             if self.finalizer not in machine.metadata.finalizers:
                 return None
             async with status_writer(self.store, machine, derive=cond.summarize_machine) as m:
@@ -125,10 +161,20 @@ class MachineReconciler:
                                 f"cluster {m.spec.cluster!r} not found", "Warning")
             return Result(requeue_after=self.backoff.next(machine.metadata.uid or req.name))
         machine = await self._ensure_metadata(machine, cluster)
+        settled = self._settled.pop(uid, None)
+        if settled is not None:
+            left = settled.due - time.monotonic()
+            if left > SETTLED_MARGIN and settled.inputs == _inputs(machine, cluster):
+                self._settled[uid] = settled
+                return Result(requeue_after=left)
         async with status_writer(self.store, machine, derive=cond.summarize_machine) as m:
             if reboot.pending(m):
                 return await self._guarded(m, self.reconcile_reboot, m, cluster)
-            return await self._guarded(m, self.reconcile_normal, m, cluster)
+            result = await self._guarded(m, self.reconcile_normal, m, cluster)
+        if m.status.phase == "Running" and result is not None and result.requeue_after:
+            self._settled[uid] = _Settled(_inputs(m, cluster),
+                                          time.monotonic() + result.requeue_after)
+        return result
 
     async def _cluster(self, machine: Machine) -> Cluster | None:
         try:

@@ -9,6 +9,8 @@ finalizer goes; a health check's reboot request power cycles the node once per r
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from services.providers import steps as S
@@ -26,7 +28,7 @@ from shared.models import (
     Machine,
     convert,
 )
-from shared.runtime import Controller, Request, TransientError
+from shared.runtime import Controller, Request, TransientError, status_writer
 from shared.runtime import conditions as cond
 from shared.store import NotFound
 from tests.harness import Harness
@@ -399,3 +401,65 @@ async def test_a_reboot_that_does_not_finish_fails_like_a_step_and_is_retried(
     assert ready is not None and ready.reason == "ProviderTimeout"
     assert m.status.phase == "Running", "a live node is not called provisioning"
     assert REBOOT_DONE_ANNOTATION not in m.metadata.annotations
+
+
+async def test_a_running_node_gets_a_pass_when_what_it_reads_changed_or_its_resync_is_due(
+    h: Harness,
+) -> None:
+    provider = SimulatedProvider(SimulatedConfig(provision_seconds=0.1, power_seconds=0.1))
+    rec = MachineReconciler(h.store, "simulated", SingleTarget(provider), region=REGION,
+                            poll_interval=0.1, resync_interval=1.0,
+                            backoff=Backoff(initial=0.1, cap=0.5))
+    await h.store.create(cluster("sim", "simulated"))
+    await h.store.create(machine("m1", "sim", simulated={}))
+    req = Request("m1", "default")
+
+    async def passed() -> Machine | None:
+        with contextlib.suppress(TransientError):
+            await rec.reconcile(req)
+        return await running(h, "m1")
+
+    await eventually(passed, timeout=20, interval=0.05, what="m1 running")
+
+    def looks() -> int:
+        return provider.calls.get("status", 0)
+
+    # LCM mirrors its report onto the Machine: nothing the provider reads changed, so the
+    # provider is not asked again and the node's resync stays where it was.
+    before = looks()
+    m = await get(h, "m1")
+    async with status_writer(h.store, m, derive=cond.summarize_machine) as w:
+        w.status.lcm_phase = "Deploy"
+        w.status.node_name = "node-m1"
+        cond.mark_false(w.status, "LCMReady", "Deploying", "deploying", "Info")
+    result = await rec.reconcile(req)
+    assert looks() == before
+    assert result is not None and result.requeue_after is not None
+    assert 0 < result.requeue_after <= 1.2
+
+    # A label is something it reads: a pass.
+    m = await get(h, "m1")
+    m.metadata.labels["rack"] = "r1"
+    await h.store.update(m)
+    await rec.reconcile(req)
+    assert looks() == before + 1
+
+    # A field the provider writes, changed by someone else: a pass, which puts it back.
+    m = await get(h, "m1")
+    addresses = list(m.status.addresses)
+    async with status_writer(h.store, m) as w:
+        w.status.addresses = []
+    await rec.reconcile(req)
+    assert looks() > before + 1
+    assert (await get(h, "m1")).status.addresses == addresses
+
+    # Nothing changes: passes come again once the resync is due, not before.
+    seen = looks()
+    await rec.reconcile(req)
+    assert looks() == seen
+
+    async def resynced() -> bool:
+        await rec.reconcile(req)
+        return looks() > seen
+
+    await eventually(resynced, timeout=5, interval=0.05, what="the resync's pass")

@@ -223,7 +223,7 @@ async def test_a_running_node_is_made_reachable_once_and_again_when_it_lost_an_a
     targets = CredentialTargets(h.store, OpenStackCredential,
                                 lambda c: OpenStackProvider(c, timeout=5), provider="openstack")
     rec = MachineReconciler(h.store, "openstack", targets, region=REGION, poll_interval=0.1,
-                            backoff=Backoff(initial=0.1, cap=0.5))
+                            resync_interval=0.5, backoff=Backoff(initial=0.1, cap=0.5))
     req = Request("w0", "default")
 
     async def running() -> Machine | None:
@@ -239,21 +239,28 @@ async def test_a_running_node_is_made_reachable_once_and_again_when_it_lost_an_a
     def neutron() -> list[str]:
         return [path for _, path in cloud.requests if path.startswith("/network/")]
 
-    # Another pass (a resync, another controller's write): the node still has its addresses,
-    # so no port or floating IP is looked up.
+    # The node's next pass (its resync): it still has its addresses, so no port or floating
+    # IP is looked up.
     cloud.requests.clear()
-    await rec.reconcile(req)
-    assert cloud.requests, "the pass read the server"
+
+    async def looked() -> bool:
+        await rec.reconcile(req)
+        return bool(cloud.requests)
+
+    await eventually(looked, timeout=5, interval=0.05, what="the resync's pass")
     assert neutron() == []
     assert (await h.store.get(Machine, "w0", "default")).status.addresses == m.status.addresses
 
     # The floating IP is deleted behind our back: the next pass makes the node reachable again.
     cloud.floating_ips.clear()
-    cloud.requests.clear()
-    await rec.reconcile(req)
-    assert any(p.startswith("/network/v2.0/floatingips") for p in neutron())
+
+    async def reachable_again() -> Machine | None:
+        await rec.reconcile(req)
+        got = await h.store.get(Machine, "w0", "default")
+        return got if cloud.floating_ips and got.status.addresses != m.status.addresses else None
+
+    m2 = await eventually(reachable_again, timeout=5, interval=0.05, what="a new floating IP")
     (second,) = cloud.floating_ips.values()
-    m = await h.store.get(Machine, "w0", "default")
-    assert second["floating_ip_address"] in m.status.addresses
-    assert first["floating_ip_address"] not in m.status.addresses
+    assert second["floating_ip_address"] in m2.status.addresses
+    assert first["floating_ip_address"] not in m2.status.addresses
     await targets.close()
