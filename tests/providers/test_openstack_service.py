@@ -59,8 +59,9 @@ def cred(auth_url: str, password: str) -> OpenStackCredential:
                                             "projectName": "demo-project"}}})
 
 
-async def test_credentials_from_store_errors_and_recovery(h: Harness, cloud: FakeOpenStack) -> None:
-    await h.store.create(cred(cloud.auth_url, "wrong-hunter2"))
+async def cluster_with_a_machine(h: Harness) -> CredentialTargets:
+    """Cluster ``os`` on the ``demo-cloud`` credential, its Machine ``w0`` with a floating
+    IP, and the targets a reconciler reaches the cloud through."""
     await h.store.create(convert(Cluster, {
         "metadata": {"name": "os", "namespace": "default"},
         "spec": {"region": REGION, "provider": "openstack", "release": "mke-7-1-0",
@@ -70,8 +71,13 @@ async def test_credentials_from_store_errors_and_recovery(h: Harness, cloud: Fak
         "spec": {"cluster": "os", "region": REGION,
                  "openstack": {"flavor": "m1.medium", "image": "ubuntu-22.04",
                                "network": "private", "floatingNetwork": "public"}}}))
-    targets = CredentialTargets(h.store, OpenStackCredential,
-                                lambda c: OpenStackProvider(c, timeout=5), provider="openstack")
+    return CredentialTargets(h.store, OpenStackCredential,
+                             lambda c: OpenStackProvider(c, timeout=5), provider="openstack")
+
+
+async def test_credentials_from_store_errors_and_recovery(h: Harness, cloud: FakeOpenStack) -> None:
+    await h.store.create(cred(cloud.auth_url, "wrong-hunter2"))
+    targets = await cluster_with_a_machine(h)
     rec = MachineReconciler(h.store, "openstack", targets, region=REGION, poll_interval=0.1,
                             backoff=Backoff(initial=0.1, cap=0.5))
     req = Request("w0", "default")
@@ -211,17 +217,7 @@ async def test_a_running_node_is_made_reachable_once_and_again_when_it_lost_an_a
     h: Harness, cloud: FakeOpenStack,
 ) -> None:
     await h.store.create(cred(cloud.auth_url, PASSWORD))
-    await h.store.create(convert(Cluster, {
-        "metadata": {"name": "os", "namespace": "default"},
-        "spec": {"region": REGION, "provider": "openstack", "release": "mke-7-1-0",
-                 "credential": "demo-cloud"}}))
-    await h.store.create(convert(Machine, {
-        "metadata": {"name": "w0", "namespace": "default"},
-        "spec": {"cluster": "os", "region": REGION,
-                 "openstack": {"flavor": "m1.medium", "image": "ubuntu-22.04",
-                               "network": "private", "floatingNetwork": "public"}}}))
-    targets = CredentialTargets(h.store, OpenStackCredential,
-                                lambda c: OpenStackProvider(c, timeout=5), provider="openstack")
+    targets = await cluster_with_a_machine(h)
     rec = MachineReconciler(h.store, "openstack", targets, region=REGION, poll_interval=0.1,
                             resync_interval=0.5, backoff=Backoff(initial=0.1, cap=0.5))
     req = Request("w0", "default")
