@@ -137,20 +137,25 @@ class MachineReconciler:
         # every write LCM mirrors onto the Machine woke the controller too, and each pass
         # is calls to the provider (three on OpenStack) that can only find what the last one
         # did. As controller-runtime's predicates drop status-only updates.
-        self._settled: dict[str, _Settled] = {}
+        self._settled: dict[tuple[str | None, str], _Settled] = {}  # by namespace, name
 
     # --- dispatch -------------------------------------------------------------------------
 
     async def reconcile(self, req: Request) -> Result | None:
-        machine = await self.store.get(Machine, req.name, req.namespace)
+        key = (req.namespace, req.name)
+        try:
+            machine = await self.store.get(Machine, req.name, req.namespace)
+        except NotFound:
+            self._settled.pop(key, None)
+            raise
+        # Kept only by a skipped pass or one that leaves the node running.
+        settled = self._settled.pop(key, None)
         if self.region is not None and machine.spec.region != self.region:
             return None
         cluster = await self._cluster(machine)
         if not self._mine(machine, cluster):
             return None
-        uid = machine.metadata.uid or req.name
         if machine.deleting:
-            self._settled.pop(uid, None)
             if self.finalizer not in machine.metadata.finalizers:
                 return None
             async with status_writer(self.store, machine, derive=cond.summarize_machine) as m:
@@ -161,18 +166,17 @@ class MachineReconciler:
                                 f"cluster {m.spec.cluster!r} not found", "Warning")
             return Result(requeue_after=self.backoff.next(machine.metadata.uid or req.name))
         machine = await self._ensure_metadata(machine, cluster)
-        settled = self._settled.pop(uid, None)
         if settled is not None:
             left = settled.due - time.monotonic()
             if left > SETTLED_MARGIN and settled.inputs == _inputs(machine, cluster):
-                self._settled[uid] = settled
+                self._settled[key] = settled
                 return Result(requeue_after=left)
         async with status_writer(self.store, machine, derive=cond.summarize_machine) as m:
             if reboot.pending(m):
                 return await self._guarded(m, self.reconcile_reboot, m, cluster)
             result = await self._guarded(m, self.reconcile_normal, m, cluster)
         if m.status.phase == "Running" and result is not None and result.requeue_after:
-            self._settled[uid] = _Settled(_inputs(m, cluster),
+            self._settled[key] = _Settled(_inputs(m, cluster),
                                           time.monotonic() + result.requeue_after)
         return result
 

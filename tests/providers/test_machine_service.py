@@ -463,3 +463,20 @@ async def test_a_running_node_gets_a_pass_when_what_it_reads_changed_or_its_resy
         return looks() > seen
 
     await eventually(resynced, timeout=5, interval=0.05, what="the resync's pass")
+
+    # Deleted: no pass is skipped for it (the deletion is something it reads), the node
+    # goes, and the reconciler keeps nothing of the machine.
+    await h.store.delete(Machine, "m1", "default")
+
+    async def gone() -> bool:
+        with contextlib.suppress(TransientError, NotFound):
+            await rec.reconcile(req)
+        try:
+            await get(h, "m1")
+        except NotFound:
+            return True
+        return False
+
+    await eventually(gone, timeout=10, interval=0.05, what="m1 gone")
+    assert provider.calls.get("delete", 0) >= 1 and await provider.nodes.all() == []
+    assert rec._settled == {}  # white box: a fleet's churn does not grow it
