@@ -75,6 +75,18 @@ async def cluster_with_a_machine(h: Harness) -> CredentialTargets:
                              lambda c: OpenStackProvider(c, timeout=5), provider="openstack")
 
 
+async def passes_until_running(h: Harness, rec: MachineReconciler, req: Request) -> Machine:
+    """Reconcile by hand, as the controller would after each retry, until the Machine runs."""
+
+    async def running() -> Machine | None:
+        with contextlib.suppress(TransientError):
+            await rec.reconcile(req)
+        got = await h.store.get(Machine, req.name, req.namespace)
+        return got if got.status.phase == "Running" else None
+
+    return await eventually(running, timeout=15, interval=0.1, what="machine running")
+
+
 async def test_credentials_from_store_errors_and_recovery(h: Harness, cloud: FakeOpenStack) -> None:
     await h.store.create(cred(cloud.auth_url, "wrong-hunter2"))
     targets = await cluster_with_a_machine(h)
@@ -95,15 +107,7 @@ async def test_credentials_from_store_errors_and_recovery(h: Harness, cloud: Fak
     fixed.spec.auth.password = PASSWORD
     await h.store.update(fixed)
 
-    async def running() -> Machine | None:
-        try:
-            await rec.reconcile(req)
-        except TransientError:
-            pass
-        got = await h.store.get(Machine, "w0", "default")
-        return got if got.status.phase == "Running" else None
-
-    m = await eventually(running, timeout=15, interval=0.1, what="machine running")
+    m = await passes_until_running(h, rec, req)
     assert len(cloud.servers) == 1 and len(m.status.addresses) == 2
     assert cond.get(m.status, PROVIDER_READY).reason == "NodeRunning"  # type: ignore[union-attr]
 
@@ -222,13 +226,7 @@ async def test_a_running_node_is_made_reachable_once_and_again_when_it_lost_an_a
                             resync_interval=0.5, backoff=Backoff(initial=0.1, cap=0.5))
     req = Request("w0", "default")
 
-    async def running() -> Machine | None:
-        with contextlib.suppress(TransientError):
-            await rec.reconcile(req)
-        got = await h.store.get(Machine, "w0", "default")
-        return got if got.status.phase == "Running" else None
-
-    m = await eventually(running, timeout=15, interval=0.1, what="machine running")
+    m = await passes_until_running(h, rec, req)
     (first,) = cloud.floating_ips.values()
     assert first["floating_ip_address"] in m.status.addresses
 
