@@ -89,7 +89,10 @@ class Fleet:
         async def run() -> None:
             await client.start()
             try:
-                await Agent(client, executor, root, poll_interval=self.poll_interval).run(stop)
+                # The nodes are directories of this host: a journal outlives the agent's
+                # crash (this process killed) in the page cache, no fsync needed.
+                await Agent(client, executor, root, poll_interval=self.poll_interval,
+                            sync_journal=False).run(stop)
             except Exception as e:  # an agent that dies is restarted, as a node's would be
                 log.warning("agent %s stopped: %s", key, e)
                 if self.requeue is not None and not stop.is_set():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from services.lcm.agent.executor import HostExecutor, ItemFailed, NodeRootExecutor, commands_for
+from services.lcm.agent.journal import Journal
 from services.lcm.config import LCMSettings
 from services.lcm.items import item_hash, release_items
 from services.lcm.phases import items_view, machine_phase
@@ -141,6 +145,40 @@ async def test_root_executor_stays_inside_the_root(tmp_path: Path) -> None:
     await ex.apply(StateItem(name="f", phase="deploy", version="1", runner="file",
                              params={"path": "/etc/motd", "content": "hi"}), "h")
     assert (tmp_path / "etc/motd").read_text() == "hi"
+
+
+async def test_root_executor_writes_after_its_directories_were_removed(tmp_path: Path) -> None:
+    """It remembers the directories it made; one removed since is made again, not an
+    item failure."""
+    ex = NodeRootExecutor(tmp_path)
+    item = StateItem(name="f", phase="deploy", version="1", runner="file",
+                     params={"path": "/etc/app/conf", "content": "one"})
+    await ex.apply(item, "h1")
+    shutil.rmtree(tmp_path / "etc")
+    shutil.rmtree(tmp_path / "var/log")
+    await ex.apply(msgspec.structs.replace(item, params={"path": "/etc/app/conf",
+                                                          "content": "two"}), "h2")
+    assert (tmp_path / "etc/app/conf").read_text() == "two"
+    assert (tmp_path / "etc/ccloud/items/f").read_text() == "1 h2\n"
+    log = (tmp_path / "var/log/ccloud/applied.log").read_text().splitlines()
+    assert [line.split()[1:3] for line in log] == [["start", "f"], ["done", "f"]]
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_journal_is_synced_unless_told_not_to(tmp_path: Path, sync: bool,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node's journal is fsynced per mark; a simulated node's (bench.fleet) need not be,
+    and still reads back the same."""
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    j = Journal(tmp_path, sync=sync)
+    j.mark("a", "h1")
+    j.mark("b", "h2")
+    assert len(synced) == (2 if sync else 0)
+    again = Journal(tmp_path)
+    assert again.finished("a", "h1") and again.finished("b", "h2")
+    assert not again.finished("a", "h2")
 
 
 def test_lcm_settings_refuse_timings_that_would_call_live_nodes_missing() -> None:

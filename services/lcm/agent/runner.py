@@ -68,11 +68,12 @@ class Agent:
         *,
         poll_interval: float | None = None,
         progress_interval: float | None = None,
+        sync_journal: bool = True,
     ) -> None:
         self.client = client
         self.executor = executor
         self.root = root
-        self.journal = Journal(root)
+        self.journal = Journal(root, sync=sync_journal)
         self.poll_override = poll_interval
         self.poll_interval = poll_interval or 5.0
         self.heartbeat_interval = 10.0
