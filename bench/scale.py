@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 
 import nats
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import Stack, machine_line, table
 from shared.bus import Bus
@@ -48,8 +48,7 @@ SERVICES = {
     "provider": ["-m", "services.providers.simulated"],
 }
 TARGET = "10k machines Ready < 60 s"
-RECONCILE_LINE = re.compile(r'^ccloud_reconciles_total\{controller="([^"]+)",result="([^"]+)"\} '
-                            r'([0-9.e+]+)$')
+
 
 
 @dataclass
@@ -68,24 +67,33 @@ class Run:
     events: int = 0  # bus events kept by the stream (duplicates dropped)
     events_by: dict[str, int] = field(default_factory=dict)  # "<kind>.<verb>" -> events
     held: dict[str, float] = field(default_factory=dict)  # cores per process, all Ready, idle
+    agent_calls: dict[str, float] = field(default_factory=dict)  # "METHOD route code" -> n
 
     @property
     def machines(self) -> int:
         return self.clusters * self.per_cluster
 
 
-def scrape(port: int) -> dict[str, float]:
-    out: dict[str, float] = {}
+def scrape(port: int) -> tuple[dict[str, float], dict[str, float]]:
+    """From a service's /metrics: reconciles per controller, and agent endpoint calls per
+    "METHOD route code" (LCM only)."""
+    reconciles: dict[str, float] = {}
+    calls: dict[str, float] = {}
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
             text = r.read().decode()
     except OSError:
-        return out
-    for line in text.splitlines():
-        m = RECONCILE_LINE.match(line)
-        if m:
-            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
-    return out
+        return reconciles, calls
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "ccloud_reconciles_total":
+                name = labels["controller"]
+                reconciles[name] = reconciles.get(name, 0.0) + sample.value
+            elif sample.name == "ccloud_lcm_endpoint_requests_total":
+                route = labels["route"].removeprefix("/lcm/v1/machines/{ns}/{name}") or "/"
+                calls[f'{labels["method"]} {route} {labels["code"]}'] = sample.value
+    return reconciles, calls
 
 
 def namespace(i: int, per_namespace: int) -> str:
@@ -241,8 +249,9 @@ def one_size(clusters: int, per_cluster: int, per_namespace: int, timeout: float
         time.sleep(2.0)  # let the leaders take their leases before the first write
         asyncio.run(drive(stack, run, timeout, waves, hold))
         for name in SERVICES:
-            for ctrl, n in scrape(health[name]).items():
-                run.reconciles[ctrl] = n
+            reconciles, calls = scrape(health[name])
+            run.reconciles.update(reconciles)
+            run.agent_calls.update(calls)
         run.footprint = stack.footprint()
     finally:
         stack.stop()
@@ -306,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
                     ["controller", "reconciles", "per s", "per machine"],
                     [[k, f"{v:.0f}", f"{v / wall:.0f}", f"{v / r.machines:.1f}"]
                      for k, v in sorted(r.reconciles.items())]))
+        print()
+        print(table(f"Agent calls, {r.machines} machines (LCM endpoint; routes under "
+                    "/lcm/v1/machines/<ns>/<name>)",
+                    ["method route code", "calls", "per s", "per machine"],
+                    [[k, f"{v:.0f}", f"{v / wall:.0f}", f"{v / r.machines:.2f}"]
+                     for k, v in sorted(r.agent_calls.items(), key=lambda kv: -kv[1])]))
         print()
         print(table(f"Footprint, {r.machines} machines", ["process", "peak RSS MiB", "CPU s",
                                                          "CPU ms per machine"],

@@ -23,10 +23,10 @@ from services.api.audit import AuditLog
 from services.api.auth import Authenticator
 from services.api.events import EventFeed
 from services.api.middleware import (
-    RequestMetrics,
     audit_middleware,
     auth_middleware,
     error_middleware,
+    request_metrics,
 )
 from services.api.recorded import RecordedEvents
 from services.api.resources import ResourceHandlers
@@ -79,7 +79,7 @@ def create_app(
     recorded events (``.../<name>/events``)."""
     audit_log = audit if isinstance(audit, AuditLog) else AuditLog(audit)
     registry = CollectorRegistry()
-    metrics = RequestMetrics(registry)
+    metrics = request_metrics(registry)
     app = web.Application(
         middlewares=[
             metrics.middleware,

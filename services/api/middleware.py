@@ -11,11 +11,10 @@ import asyncio
 import base64
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from services.api.audit import AuditLog
 from services.api.auth import Authenticator, User
@@ -24,6 +23,7 @@ from services.api.errors import ApiError, status_body
 from services.api.oidc import IdPUnavailable, InvalidToken
 from services.api.resources import subresource_of
 from services.api.respond import json_response
+from shared.httpmetrics import RequestMetrics
 from shared.models import BY_PLURAL
 from shared.store import StoreError
 
@@ -36,45 +36,10 @@ WS_TOKEN_PROTOCOL = "base64url.bearer.authorization.k8s.io."
 ANONYMOUS = "system:anonymous"
 
 
-def _route_label(request: web.Request) -> str:
-    route = request.match_info.route
-    resource = getattr(route, "resource", None)
-    if resource is None:
-        return "unmatched"
-    return resource.canonical
-
-
-class RequestMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "ccloud_api_requests_total",
-            "API requests by route, method and code",
-            ["route", "method", "code"],
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "ccloud_api_request_duration_seconds",
-            "API request latency by route and method (watch streams excluded)",
-            ["route", "method"],
-            registry=registry,
-        )
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        start = time.perf_counter()
-        code = 500
-        try:
-            response = await handler(request)
-            code = response.status
-            return response
-        except web.HTTPException as e:
-            code = e.status
-            raise
-        finally:
-            route = _route_label(request)
-            self.requests.labels(route, request.method, str(code)).inc()
-            if request.query.get("watch") not in ("1", "true"):
-                self.latency.labels(route, request.method).observe(time.perf_counter() - start)
+def request_metrics(registry: CollectorRegistry) -> RequestMetrics:
+    """Counts and latency of every request; watch streams are held, not timed."""
+    return RequestMetrics("ccloud_api", "API", registry=registry,
+                          held=lambda r: r.query.get("watch") in ("1", "true"))
 
 
 def audit_middleware(audit: AuditLog):

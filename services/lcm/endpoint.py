@@ -52,6 +52,7 @@ from services.lcm.leases import NodeLeases, key_of, node_leases
 from services.lcm.tokens import JOIN_TOKEN_REF, join_token, verify
 from services.lcm.wire import MAX_WAIT, AgentReport, DetailItem, ErrorBody, MachineDetails
 from shared.bus import Bus
+from shared.httpmetrics import RequestMetrics
 from shared.models import LCMMachine, copy
 from shared.runtime import conditions as cond
 from shared.runtime import update_status
@@ -72,6 +73,17 @@ async def _client_gone(request: web.Request, handler) -> web.StreamResponse:  # 
     except ConnectionResetError:
         log.debug("%s %s: the agent went away", request.method, request.path)
         return web.Response(status=499)  # nginx's "client closed request"; nobody reads it
+
+def _held(request: web.Request) -> bool:
+    """A details GET that may wait for a change: its time is the wait, not the work."""
+    try:
+        return wait_param(request.query.get("wait")) > 0
+    except ValueError:
+        return False
+
+
+# What thousands of nodes ask of the region, by route and answer (the service's /metrics).
+ENDPOINT_METRICS = RequestMetrics("ccloud_lcm_endpoint", "LCM agent endpoint", held=_held)
 
 _enc = msgspec.json.Encoder()
 _report = msgspec.json.Decoder(AgentReport)
@@ -159,7 +171,8 @@ class Endpoint:
         # Read before anything starts: a missing certificate stops the service at once.
         self._cert = ServingCert(Path(settings.tls_cert_dir)) if settings.tls_cert_dir else None
         self._cert_watch: asyncio.Task[None] | None = None
-        self.app = web.Application(client_max_size=MAX_BODY, middlewares=[_client_gone])
+        self.app = web.Application(client_max_size=MAX_BODY,
+                                   middlewares=[ENDPOINT_METRICS.middleware, _client_gone])
         base = "/lcm/v1/machines/{ns}/{name}"
         self.app.router.add_get(base, self.get_details)
         self.app.router.add_post(base + "/status", self.post_status)

@@ -21,6 +21,7 @@ import aiohttp
 import nats.errors
 import pytest
 from nats.aio.client import Client as NATS
+from prometheus_client import REGISTRY
 
 from services.lcm.agent.client import AgentClient
 from services.lcm.agent.executor import NodeRootExecutor
@@ -203,6 +204,38 @@ async def test_bad_token_or_unknown_machine_is_refused_before_waiting(bare: Bare
                              headers={**AUTH, "If-None-Match": etag}) as r:
         assert r.status == 404
     assert bare.ep.changes.waiting((NS, NAME)) == 0
+
+
+def _served(route: str, method: str, code: str) -> float:
+    return REGISTRY.get_sample_value("ccloud_lcm_endpoint_requests_total",
+                                     {"route": route, "method": method, "code": code}) or 0.0
+
+
+def _timed(route: str, method: str) -> float:
+    return REGISTRY.get_sample_value("ccloud_lcm_endpoint_request_duration_seconds_count",
+                                     {"route": route, "method": method}) or 0.0
+
+
+async def test_requests_are_counted_by_route_and_answer_and_held_ones_not_timed(
+    bare: Bare,
+) -> None:
+    """What thousands of nodes ask of the region is visible on LCM's /metrics: per route
+    pattern (never a machine's path) and code; a long-poll's time is its wait, so it is
+    counted but kept out of the latency."""
+    details = "/lcm/v1/machines/{ns}/{name}"
+    before = {c: _served(details, "GET", c) for c in ("200", "304", "401")}
+    timed, beats = _timed(details, "GET"), _served(details + "/heartbeat", "POST", "204")
+    _, _, etag, _ = await bare.get()
+    assert (await bare.get(etag=etag))[0] == 304
+    assert (await bare.get(headers={}))[0] == 401
+    status, _, _, took = await bare.get(wait="1", etag=etag)
+    assert status == 304 and took >= 0.9
+    await _beat(bare)
+    assert {c: _served(details, "GET", c) - n for c, n in before.items()} == {
+        "200": 1, "304": 2, "401": 1}
+    assert _timed(details, "GET") - timed == 3  # the held GET is not among them
+    assert _served(details + "/heartbeat", "POST", "204") - beats == 1
+    assert _served(f"/lcm/v1/machines/{NS}/{NAME}", "GET", "200") == 0
 
 
 async def test_heartbeats_write_the_store_once_per_write_interval(bare: Bare) -> None:
