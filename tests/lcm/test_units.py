@@ -147,6 +147,26 @@ async def test_root_executor_stays_inside_the_root(tmp_path: Path) -> None:
     assert (tmp_path / "etc/motd").read_text() == "hi"
 
 
+async def test_root_executor_refuses_symlinks_out_of_the_root(tmp_path: Path) -> None:
+    """A link inside the root that points out of it - to a sibling whose name starts with
+    the root's, too - is refused like a ``..``."""
+    root, sibling = tmp_path / "node", tmp_path / "node2"
+    (root / "etc").mkdir(parents=True)
+    sibling.mkdir()
+    (root / "etc/out").symlink_to(sibling)
+    (root / "etc/up").symlink_to(tmp_path)
+    ex = NodeRootExecutor(root)
+    for path in ("/etc/out/motd", "/etc/up/node2/motd", "/etc/up"):
+        with pytest.raises(ItemFailed, match="leaves the node root"):
+            await ex.apply(StateItem(name="f", phase="deploy", version="1", runner="file",
+                                     params={"path": path, "content": "x"}), "h")
+    assert list(sibling.iterdir()) == []
+    (root / "etc/in").symlink_to(root / "etc")
+    await ex.apply(StateItem(name="f", phase="deploy", version="1", runner="file",
+                             params={"path": "/etc/in/motd", "content": "hi"}), "h")
+    assert (root / "etc/motd").read_text() == "hi"
+
+
 async def test_root_executor_writes_after_its_directories_were_removed(tmp_path: Path) -> None:
     """It remembers the directories it made; one removed since is made again, not an
     item failure."""
@@ -179,6 +199,9 @@ def test_journal_is_synced_unless_told_not_to(tmp_path: Path, sync: bool,
     again = Journal(tmp_path)
     assert again.finished("a", "h1") and again.finished("b", "h2")
     assert not again.finished("a", "h2")
+    shutil.rmtree(j.path.parent)  # the node's state wiped under a running agent
+    j.mark("c", "h3")
+    assert Journal(tmp_path).done == {"a": "h1", "b": "h2", "c": "h3"}
 
 
 def test_lcm_settings_refuse_timings_that_would_call_live_nodes_missing() -> None:

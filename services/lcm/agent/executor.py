@@ -85,10 +85,14 @@ class NodeRootExecutor:
         self._dirs: set[Path] = set()
 
     def _path(self, rel: str) -> Path:
-        p = (self.root / rel.lstrip("/")).resolve()
-        if p != self.root and self.root not in p.parents:
+        # Every write resolves its path (symlinks included) and checks it stays inside the
+        # root; on strings, as pathlib's resolve and parents cost a fleet of simulated
+        # nodes a fifth of its time.
+        root = str(self.root)
+        real = os.path.realpath(os.path.join(root, rel.lstrip("/")))
+        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
             raise ItemFailed(f"path {rel!r} leaves the node root")
-        return p
+        return Path(real)
 
     def _write(self, rel: str, text: str, *, mode: str = "w") -> None:
         p = self._path(rel)

@@ -33,9 +33,13 @@ class Journal:
 
     def mark(self, name: str, hash_: str) -> None:
         self.done[name] = hash_
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
+        try:
+            f = open(tmp, "w")
+        except FileNotFoundError:  # its directory is not made yet, or was removed since
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(tmp, "w")
+        with f:
             json.dump(self.done, f, sort_keys=True)
             if self.sync:
                 f.flush()
