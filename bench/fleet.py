@@ -7,7 +7,9 @@ Nodes of the simulated provider are not real hosts, so nothing would run an agen
 them. This process plays every node's agent: a ``shared.runtime.Controller`` on Machine
 starts an ``Agent`` (``services.lcm.agent.runner``, the same loop a node runs) as soon as
 the provider has given the Machine its providerID and addresses, and stops it when the
-Machine goes away. Items are applied by the node-root executor under ``--roots``; all
+Machine goes away. Items are applied by the node-root executor under ``--roots`` (files a
+test can read and steer), or with ``--in-memory`` only remembered (``MemoryExecutor``) - the
+agents' journals stay under ``--roots`` either way; all
 agents share one HTTP session for their calls (``--connections``) and an unpooled one for
 their long-polls. Killing this process is an agent crash on every node: a
 restart resumes from each node's journal.
@@ -22,18 +24,18 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import aiohttp
 
 from services.lcm.agent.client import REQUEST_TIMEOUT, AgentClient
-from services.lcm.agent.executor import NodeRootExecutor
+from services.lcm.agent.executor import Executor, NodeRootExecutor
 from services.lcm.agent.runner import Agent
 from services.lcm.tokens import machine_token
 from shared.bus import Bus
 from shared.config import Settings
-from shared.models import Cluster, Machine
+from shared.models import Cluster, Machine, StateItem
 from shared.runtime import Controller, Request, Result
 from shared.service import connect, make_store
 from shared.store import NotFound, Store
@@ -41,12 +43,34 @@ from shared.store import NotFound, Store
 log = logging.getLogger("bench.fleet")
 
 
+class MemoryExecutor:
+    """A simulated node that only remembers what it applied: ``bench.scale`` measures the
+    region, and ten thousand nodes' file writes on one event loop (a fifth of this
+    process's time, and each write holding up every other node's calls) measured this
+    host's disk instead. Nothing steers it: items succeed, cordons too."""
+
+    def __init__(self, hostname: str, ip: str) -> None:
+        self._facts = (hostname, ip)
+        self.applied: dict[str, str] = {}  # item -> "<version> <hash>"
+        self.cordoned = False
+
+    def facts(self) -> tuple[str, str]:
+        return self._facts
+
+    async def apply(self, item: StateItem, hash_: str, *,
+                    secrets: Mapping[str, str] | None = None) -> None:
+        self.applied[item.name] = f"{item.version} {hash_}"
+
+    async def cordon(self, on: bool) -> None:
+        self.cordoned = on
+
+
 class Fleet:
     """The Machine reconciler: one running agent per provisioned Machine."""
 
     def __init__(self, store: Store, session: aiohttp.ClientSession,
                  poll_session: aiohttp.ClientSession, *, endpoint: str, secret: bytes,
-                 roots: Path, poll_interval: float) -> None:
+                 roots: Path, poll_interval: float, in_memory: bool = False) -> None:
         self.store = store
         self.session = session
         self.poll_session = poll_session
@@ -54,6 +78,7 @@ class Fleet:
         self.secret = secret
         self.roots = roots
         self.poll_interval = poll_interval
+        self.in_memory = in_memory
         self.agents: dict[str, tuple[asyncio.Event, asyncio.Task[None]]] = {}
         # How an agent that died asks for its Machine to be reconciled (and so restarted).
         self.requeue: Callable[[Request, float], None] | None = None
@@ -83,7 +108,9 @@ class Fleet:
         client = AgentClient(self.endpoint, m.metadata.namespace, m.metadata.name,
                              machine_token(self.secret, m.metadata.uid),
                              session=self.session, poll_session=self.poll_session)
-        executor = NodeRootExecutor(root, hostname=m.metadata.name, ip=m.status.addresses[0])
+        executor: Executor = (
+            MemoryExecutor(m.metadata.name, m.status.addresses[0]) if self.in_memory
+            else NodeRootExecutor(root, hostname=m.metadata.name, ip=m.status.addresses[0]))
         stop = asyncio.Event()
 
         async def run() -> None:
@@ -137,7 +164,8 @@ async def serve(args: argparse.Namespace) -> None:
     poll_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                          timeout=timeout)
     fleet = Fleet(store, session, poll_session, endpoint=args.endpoint, secret=secret,
-                  roots=Path(args.roots), poll_interval=args.poll_interval)
+                  roots=Path(args.roots), poll_interval=args.poll_interval,
+                  in_memory=args.in_memory)
     # Machine events start agents and a dead agent requeues its Machine: no periodic resync,
     # which at 10,000 machines was a store read per machine every few seconds.
     ctrl = Controller("bench-fleet", Machine, fleet, store, bus, region=settings.region,
@@ -167,6 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     # a call's timeout counts the wait for a pooled connection (at 10,000 agents and 64
     # connections, agents timed out here while the endpoint answered in 0.1 s).
     p.add_argument("--connections", type=int, default=256)
+    p.add_argument("--in-memory", action="store_true",
+                   help="nodes remember the items they apply instead of writing them under "
+                        "their root (the journal is written either way)")
     args = p.parse_args(argv)
     logging.basicConfig(level=os.environ.get("CCLOUD_LOG_LEVEL", "WARNING").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -3,7 +3,8 @@
 ``python -m bench.scale [--sizes 100x10,1000x10] [--timeout 900]``
 
 For each size a fresh region runs as processes (nats-server, bridge, release/mirror, LCM,
-the simulated provider, and ``bench.fleet`` playing every node's agent). This process
+the simulated provider, and ``bench.fleet --in-memory`` playing every node's agent: the real
+agent loop and journal, its items remembered instead of written as files). This process
 writes the Clusters and Machines straight into the store (as the API would, with a bus
 announce per write), then waits until every Cluster is Ready. Printed per size: wall
 time to all written / all provider-ready / all Ready, reconciles and reconciles/s per
@@ -243,7 +244,7 @@ def one_size(clusters: int, per_cluster: int, per_namespace: int, timeout: float
             stack.spawn(name, args, CCLOUD_HEALTH_PORT=str(health[name]), **common)
         stack.spawn("fleet", ["-m", "bench.fleet", "--endpoint", f"http://127.0.0.1:{lcm_port}",
                               "--roots", str(stack.workdir / "nodes"), "--poll-interval",
-                              str(poll), "--connections", "1024"], **common)
+                              str(poll), "--connections", "1024", "--in-memory"], **common)
         stack.wait_http(f"http://127.0.0.1:{health['lcm']}/healthz")
         stack.wait_http(f"http://127.0.0.1:{health['provider']}/healthz")
         time.sleep(2.0)  # let the leaders take their leases before the first write

@@ -115,7 +115,7 @@ async def split(tmp: Path, prefix: str) -> AsyncIterator[Split]:
         region_stack.spawn("fleet", ["-m", "bench.fleet", "--endpoint",
                                      f"http://127.0.0.1:{lcm_port}", "--roots",
                                      str(region_stack.workdir / "nodes"),
-                                     "--poll-interval", "0.3"])
+                                     "--poll-interval", "0.3", "--in-memory"])
         mgmt_nc = await nats.connect(hub.url)
         region_nc = await nats.connect(leaf.url)
         conns += [mgmt_nc, region_nc]
