@@ -6,15 +6,18 @@ where the token is ``machine_token(regional secret, Machine uid)``:
 - ``GET  /lcm/v1/machines/<ns>/<name>``            deployment details (``MachineDetails``)
   with an ``ETag``. Long-poll: with ``If-None-Match: <etag>`` and ``?wait=<seconds>`` (cut
   to ``wire.MAX_WAIT``; not a number >= 0 is 400) the request is held until the details
-  change (200) or the wait runs out (304); without ``wait`` a match is 304 at once.
+  change (200) or the wait runs out (304); without ``wait`` a match is 304 at once. An
+  unknown machine with ``wait`` is held the same way until LCM makes its LCMMachine (200)
+  or the wait runs out (404), if its Machine exists and the token opens that Machine.
 - ``POST /lcm/v1/machines/<ns>/<name>/status``     item progress, hostname/IP, cordon ack
   or cordon failure
 - ``POST /lcm/v1/machines/<ns>/<name>/heartbeat``  liveness only
 
 HTTP rather than NATS subjects, because agents then need no NATS credentials at all and
 every ``<prefix>.>`` subject already belongs to the event stream. A token opens exactly one
-LCMMachine (checked before any wait); an unknown machine is 404 (the agent waits for it), a
-wrong token 401. The agent writes only ``status.hostname/ip/heartbeat/stateItems/cordoned/
+LCMMachine (checked before any wait; the Machine's own uid for a node whose LCMMachine is
+yet to be made); an unknown machine is 404 (the agent waits for it), a wrong token 401.
+The agent writes only ``status.hostname/ip/heartbeat/stateItems/cordoned/
 cordonError``; what the LCMMachine controller derives from those (phase, release, the
 ItemsReady/Cordon conditions and Ready, by the controller's own functions) rides along in
 the same write, and Heartbeat stays with the controller. Details also carry the secrets the
@@ -53,7 +56,7 @@ from services.lcm.tokens import JOIN_TOKEN_REF, join_token, verify
 from services.lcm.wire import MAX_WAIT, AgentReport, DetailItem, ErrorBody, MachineDetails
 from shared.bus import Bus
 from shared.httpmetrics import RequestMetrics
-from shared.models import LCMMachine, copy
+from shared.models import LCMMachine, Machine, copy
 from shared.runtime import conditions as cond
 from shared.runtime import update_status
 from shared.store import NotFound, Store
@@ -247,6 +250,18 @@ class Endpoint:
                 return lm
         return await self._load(request, token)
 
+    async def _expected(self, request: web.Request) -> bool:
+        """The Machine the request names exists and its token opens it: its LCMMachine is
+        still to be made (both share the name; the token is the Machine's uid, signed)."""
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        machine = self.store.cached(Machine, name, ns, at_least=0, shared=True)
+        if machine is None:
+            try:
+                machine = await self.store.get(Machine, name, ns)
+            except NotFound:
+                return False
+        return verify(self._secret, machine.metadata.uid or "", self._token(request))
+
     def _encode(self, lm: LCMMachine) -> tuple[bytes, str]:
         body = _enc.encode(details_of(lm, self.settings, self._secret))
         return body, f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
@@ -258,9 +273,19 @@ class Endpoint:
             return _error(400, str(e))
         inm = request.headers.get("If-None-Match", "")
         key = (request.match_info["ns"], request.match_info["name"])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
         # Registered before the first read, so no change slips in between read and wait.
         with self.changes.watch(key) as waiter:
             lm = await self._machine(request)
+            # A node that boots before LCM made its LCMMachine (a worker waits for its
+            # cluster's manager) is held until it is made, as a known one is until its
+            # details change - if its Machine is there and the token is that Machine's.
+            while (isinstance(lm, web.Response) and lm.status == 404 and not self.changes.closed
+                   and (remaining := deadline - loop.time()) > 0
+                   and await self._expected(request)):
+                await waiter.wait(remaining)  # any event of the name wakes it (no uid seen)
+                lm = await self._machine(request)
             if isinstance(lm, web.Response):
                 return lm
             try:
@@ -273,8 +298,6 @@ class Endpoint:
                 return _error(404, "machine is gone")
             except Exception as e:  # a lost sign of life is not worth failing the GET
                 log.info("lcm endpoint: heartbeat of %s/%s not recorded: %s", *key, e)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + wait
             while True:
                 body, etag = self._encode(lm)
                 if not inm or not etag_matches(inm, etag):

@@ -36,7 +36,15 @@ from services.lcm.leases import LeaseView
 from services.lcm.tokens import machine_token
 from services.lcm.wire import MAX_WAIT
 from shared.bus import ChangeEvent
-from shared.models import LCMMachine, LCMMachineSpec, ObjectMeta, StateItem, encode
+from shared.models import (
+    LCMMachine,
+    LCMMachineSpec,
+    Machine,
+    MachineSpec,
+    ObjectMeta,
+    StateItem,
+    encode,
+)
 from shared.runtime import Request, update_status
 from shared.runtime import conditions as cond
 from shared.store import Store
@@ -528,6 +536,90 @@ async def test_failed_item_is_retried_on_time_while_long_polling(
             return st is not None and st.state == "Done"
 
         await eventually(done, timeout=8, what="retried and done")
+
+
+async def _machine_without_node(bare: Bare, name: str) -> tuple[Machine, dict[str, str]]:
+    """A Machine whose LCMMachine LCM has not made yet, and its node's credentials."""
+    m = await bare.h.store.create(Machine(
+        metadata=ObjectMeta(name=name, namespace=NS),
+        spec=MachineSpec(cluster="lp", role="worker", region=REGION)))
+    return m, {"Authorization": f"Bearer {machine_token(SECRET, m.metadata.uid or '')}"}
+
+
+async def _make_lcm_machine(bare: Bare, m: Machine) -> None:
+    await bare.h.store.create(LCMMachine(
+        metadata=ObjectMeta(name=m.metadata.name, namespace=NS),
+        spec=LCMMachineSpec(cluster="lp", machine=m.metadata.name, region=REGION, release="r1",
+                            state_items=[file_item("one")], machine_uid=m.metadata.uid or "")))
+
+
+async def test_a_node_booted_before_its_lcm_machine_is_held_until_it_is_made(
+    bare: Bare,
+) -> None:
+    """A worker's node is up before LCM makes its LCMMachine (that waits for the cluster's
+    manager): its held GET answers the moment it is made, not a poll interval later; a
+    wait that runs out is still 404."""
+    m, auth = await _machine_without_node(bare, "early-0")
+    url = f"{bare.ep.url}/lcm/v1/machines/{NS}/early-0"
+    key = (NS, "early-0")
+
+    async def held() -> bool:
+        return bare.ep.changes.waiting(key) == 1
+
+    t0 = time.monotonic()
+    async with bare.http.get(url, params={"wait": "1"}, headers=auth) as r:
+        assert r.status == 404 and time.monotonic() - t0 >= 0.9
+    async with bare.http.get(url, headers=auth) as r:  # no wait: 404 at once, as before
+        assert r.status == 404
+
+    async def fetch() -> tuple[int, bytes, float]:
+        t = time.monotonic()
+        async with bare.http.get(url, params={"wait": "30"}, headers=auth) as r:
+            return r.status, await r.read(), time.monotonic() - t
+
+    poll = asyncio.create_task(fetch())
+    await eventually(held, what="request held")
+    await _make_lcm_machine(bare, m)
+    status, body, took = await within(poll, 10)
+    assert status == 200 and b'"name":"one"' in body and took < 10
+    assert bare.ep.changes.waiting(key) == 0
+
+
+async def test_only_a_machine_that_exists_and_its_own_token_are_held(bare: Bare) -> None:
+    """No Machine, or a token that is not that Machine's: 404 at once, whatever the wait -
+    nobody holds the endpoint's connections for names it cannot check."""
+    await _machine_without_node(bare, "early-1")
+    for name, auth in (("nobody-0", AUTH), ("early-1", AUTH), ("early-1", {})):
+        t0 = time.monotonic()
+        async with bare.http.get(f"{bare.ep.url}/lcm/v1/machines/{NS}/{name}",
+                                 params={"wait": "30"}, headers=auth) as r:
+            assert r.status in (401, 404) and time.monotonic() - t0 < 10, (name, r.status)
+        assert bare.ep.changes.waiting((NS, name)) == 0
+
+
+async def test_an_agent_up_before_its_lcm_machine_starts_once_it_is_made(
+    bare: Bare, tmp_path: Path
+) -> None:
+    m, auth = await _machine_without_node(bare, "early-2")
+    token = auth["Authorization"].removeprefix("Bearer ")
+    client = AgentClient(bare.ep.url, NS, "early-2", token)
+    await client.start()
+    root = tmp_path / "node"
+    # A poll interval far beyond the test's patience: only a held fetch can be this quick.
+    a = Agent(client, NodeRootExecutor(root, hostname="node-early"), root, poll_interval=25.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(a.run(stop))
+    try:
+        await eventually(lambda: bare.ep.changes.waiting((NS, "early-2")) == 1,
+                         what="the unknown machine's fetch held")
+        assert a.unknown == 1
+        await _make_lcm_machine(bare, m)
+        await eventually(lambda: (root / "etc/test/one").exists(), timeout=10,
+                         what="item applied once the LCMMachine was made")
+    finally:
+        stop.set()
+        await within(task, 10)
+        await client.close()
 
 
 async def _ge(probe: Any, n: int) -> bool:

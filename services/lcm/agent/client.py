@@ -97,9 +97,10 @@ class AgentClient:
         """This machine's deployment details; None while the endpoint does not know it.
 
         With ``wait`` > 0 and details fetched before, hold until they change or ``wait``
-        (at most ``MAX_WAIT``) runs out; then the remembered details come back.
+        (at most ``MAX_WAIT``) runs out; then the remembered details come back. With none
+        fetched, the endpoint holds only while the machine is unknown (until LCM makes it).
         """
-        wait = min(wait, MAX_WAIT) if self._last is not None else 0.0
+        wait = min(wait, MAX_WAIT)
         url = f"{self.base}?wait={wait:g}" if wait > 0 else self.base
         headers = {"If-None-Match": self.etag} if self.etag and self._last else None
         got = await self._call("GET", url, headers=headers, wait=wait)

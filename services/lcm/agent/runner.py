@@ -16,11 +16,13 @@ nobody could see (the kubelet batches node status the same way).
 A pass that leaves nothing to do (all done, or only a retry to wait for) is followed by a
 long-poll of the details (``max(poll_interval, LONG_POLL)``, never past the next retry), so
 an idle agent costs the endpoint one request per wait yet sees a new item or a cordon
-request at once; otherwise (a failed cordon, an unknown machine) the loop sleeps
-``poll_interval`` and fetches again. An unreachable or overloaded endpoint is retried with
-jittered exponential backoff, reset by the first call that succeeds. A failed cordon/drain
-or uncordon is reported as ``cordonError`` (no item runs meanwhile) and cleared once it
-succeeds.
+request at once; otherwise (a failed cordon) the loop sleeps ``poll_interval`` and fetches
+again. A machine the endpoint does not know yet (its node booted before LCM made its
+LCMMachine) is fetched again at once, held until it is made; a held fetch that ends still
+unknown (the wait ran out, or an endpoint that does not hold) sleeps ``poll_interval``.
+An unreachable or overloaded endpoint is retried with jittered exponential backoff, reset
+by the first call that succeeds. A failed cordon/drain or uncordon is reported as
+``cordonError`` (no item runs meanwhile) and cleared once it succeeds.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class Agent:
         self.idle_until: float | None = None
         self.unreachable = 0  # endpoint calls failed in a row (sets the retry backoff)
         self._connected = asyncio.Event()  # set by the first details fetched
+        self.unknown = 0  # fetches in a row that found the machine unknown
 
     # --- reporting -------------------------------------------------------------------------
 
@@ -148,9 +151,12 @@ class Agent:
         from (None if the machine is unknown) and sets ``idle_until``."""
         self.idle_until = None
         if details is None:
-            details = await self.client.details()
+            # Unknown at the last fetch: held until LCM makes this machine's LCMMachine.
+            details = await self.client.details(wait=self._long_poll() if self.unknown else 0.0)
         if details is None:
+            self.unknown += 1
             return None
+        self.unknown = 0
         self.poll_interval = self.poll_override or details.poll_interval
         self.heartbeat_interval = details.heartbeat_interval
         if self.progress_override is None:
@@ -233,12 +239,14 @@ class Agent:
         self.unreachable += 1
         return self._backoff(self.unreachable) * random.uniform(0.5, 1.0)
 
+    def _long_poll(self) -> float:
+        return min(max(self.poll_interval, LONG_POLL), MAX_WAIT)
+
     def poll_wait(self) -> float | None:
         """How long to long-poll after the last pass; None: sleep and fetch instead."""
         if self.idle_until is None:
             return None
-        wait = min(max(self.poll_interval, LONG_POLL), MAX_WAIT)
-        return min(wait, self.idle_until - time.monotonic())
+        return min(self._long_poll(), self.idle_until - time.monotonic())
 
     def heartbeat_delay(self, failures: int) -> float:
         """The wait before the next beat: the interval, jittered so a region's agents started
@@ -315,6 +323,8 @@ class Agent:
                     return
                 self.unreachable = 0
                 details = None
+                if self.unknown == 1:
+                    continue  # the next fetch is held until the machine is known
                 wait = self.poll_wait()
                 if wait is None or wait < MIN_POLL:
                     await self._pause(stop, self.poll_interval if wait is None else wait)
