@@ -77,6 +77,7 @@ async def _client_gone(request: web.Request, handler) -> web.StreamResponse:  # 
         log.debug("%s %s: the agent went away", request.method, request.path)
         return web.Response(status=499)  # nginx's "client closed request"; nobody reads it
 
+
 def _held(request: web.Request) -> bool:
     """A details GET that may wait for a change: its time is the wait, not the work."""
     try:
