@@ -18,8 +18,9 @@ long-poll of the details (``max(poll_interval, LONG_POLL)``, never past the next
 an idle agent costs the endpoint one request per wait yet sees a new item or a cordon
 request at once; otherwise (a failed cordon) the loop sleeps ``poll_interval`` and fetches
 again. A machine the endpoint does not know yet (its node booted before LCM made its
-LCMMachine) is fetched again at once, held until it is made; a held fetch that ends still
-unknown (the wait ran out, or an endpoint that does not hold) sleeps ``poll_interval``.
+LCMMachine) is asked for with a held fetch, answered once it is made - the first fetch and
+the one after an unknown answer are held ones; a held fetch that ends still unknown (the
+wait ran out, or an endpoint that does not hold) sleeps ``poll_interval``.
 An unreachable or overloaded endpoint is retried with jittered exponential backoff, reset
 by the first call that succeeds. A failed cordon/drain or uncordon is reported as
 ``cordonError`` (no item runs meanwhile) and cleared once it succeeds.
@@ -151,8 +152,10 @@ class Agent:
         from (None if the machine is unknown) and sets ``idle_until``."""
         self.idle_until = None
         if details is None:
-            # Unknown at the last fetch: held until LCM makes this machine's LCMMachine.
-            details = await self.client.details(wait=self._long_poll() if self.unknown else 0.0)
+            # The first fetch, or unknown at the last: held while the machine is unknown,
+            # until LCM makes its LCMMachine (a known one answers at once: no ETag sent).
+            held = self.unknown or not self._started
+            details = await self.client.details(wait=self._long_poll() if held else 0.0)
         if details is None:
             self.unknown += 1
             return None
