@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
+from services.lcm.agent.files import open_for_write
 from shared.models import StateItem
 
 COMMAND_TIMEOUT = 1800.0
@@ -80,9 +81,6 @@ class NodeRootExecutor:
         self.root = root.resolve()
         self._hostname = hostname
         self._ip = ip
-        # Directories this executor made or found: a mkdir (two syscalls and an exception)
-        # per file written was a third of what an item cost a fleet of simulated nodes.
-        self._dirs: set[Path] = set()
 
     def _path(self, rel: str) -> Path:
         # Every write resolves its path (symlinks included) and checks it stays inside the
@@ -95,16 +93,7 @@ class NodeRootExecutor:
         return Path(real)
 
     def _write(self, rel: str, text: str, *, mode: str = "w") -> None:
-        p = self._path(rel)
-        if p.parent not in self._dirs:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(p.parent)
-        try:
-            f = open(p, mode)
-        except FileNotFoundError:  # its directory was removed since
-            p.parent.mkdir(parents=True, exist_ok=True)
-            f = open(p, mode)
-        with f:
+        with open_for_write(self._path(rel), mode) as f:
             f.write(text)
 
     def _log(self, line: str) -> None:
@@ -167,8 +156,7 @@ class NodeRootExecutor:
                 lines = (f"{k}={v}\n" for k, v in sorted(have.items()))
                 self._write(NODE_LABELS_FILE, "".join(lines))
             case "shell":
-                with open(self._path("var/lib/ccloud/shell.log"), "a") as f:
-                    f.write(p.get("command", "") + "\n")
+                self._write("var/lib/ccloud/shell.log", p.get("command", "") + "\n", mode="a")
             case "file":
                 if not p.get("path"):
                     raise ItemFailed(f"{item.name}: file runner needs params.path")

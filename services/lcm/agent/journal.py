@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+from services.lcm.agent.files import open_for_write
+
 JOURNAL = "var/lib/ccloud/lcm-agent/done.json"
 
 
@@ -34,12 +36,7 @@ class Journal:
     def mark(self, name: str, hash_: str) -> None:
         self.done[name] = hash_
         tmp = self.path.with_suffix(".tmp")
-        try:
-            f = open(tmp, "w")
-        except FileNotFoundError:  # its directory is not made yet, or was removed since
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            f = open(tmp, "w")
-        with f:
+        with open_for_write(tmp) as f:
             json.dump(self.done, f, sort_keys=True)
             if self.sync:
                 f.flush()
