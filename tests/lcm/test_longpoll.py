@@ -474,8 +474,9 @@ async def test_a_progress_report_is_one_write_the_controller_adds_nothing_to(
 
 
 @contextlib.asynccontextmanager
-async def agent(bare: Bare, root: Path, poll_interval: float) -> AsyncIterator[Agent]:
-    client = AgentClient(bare.ep.url, NS, NAME, TOKEN)
+async def agent(bare: Bare, root: Path, poll_interval: float, *, name: str = NAME,
+                token: str = TOKEN) -> AsyncIterator[Agent]:
+    client = AgentClient(bare.ep.url, NS, name, token)
     await client.start()
     a = Agent(client, NodeRootExecutor(root, hostname="node-lp"), root,
               poll_interval=poll_interval)
@@ -602,24 +603,15 @@ async def test_an_agent_up_before_its_lcm_machine_starts_once_it_is_made(
 ) -> None:
     m, auth = await _machine_without_node(bare, "early-2")
     token = auth["Authorization"].removeprefix("Bearer ")
-    client = AgentClient(bare.ep.url, NS, "early-2", token)
-    await client.start()
     root = tmp_path / "node"
     # A poll interval far beyond the test's patience: only a held fetch can be this quick.
-    a = Agent(client, NodeRootExecutor(root, hostname="node-early"), root, poll_interval=25.0)
-    stop = asyncio.Event()
-    task = asyncio.create_task(a.run(stop))
-    try:
+    async with agent(bare, root, poll_interval=25.0, name="early-2", token=token) as a:
         await eventually(lambda: bare.ep.changes.waiting((NS, "early-2")) == 1,
                          what="the unknown machine's first fetch held")
         assert a.unknown == 0, "no 404 before the LCMMachine is made"
         await _make_lcm_machine(bare, m)
         await eventually(lambda: (root / "etc/test/one").exists(), timeout=10,
                          what="item applied once the LCMMachine was made")
-    finally:
-        stop.set()
-        await within(task, 10)
-        await client.close()
 
 
 async def _ge(probe: Any, n: int) -> bool:
