@@ -32,6 +32,7 @@ from shared.runtime import Controller, Request, TransientError, status_writer
 from shared.runtime import conditions as cond
 from shared.store import NotFound
 from tests.harness import Harness
+from tests.providers.passes import passes_until_running
 from tests.providers.powerlog import PowerLog
 from tests.waiting import eventually
 
@@ -413,13 +414,7 @@ async def test_a_running_node_gets_a_pass_when_what_it_reads_changed_or_its_resy
     await h.store.create(cluster("sim", "simulated"))
     await h.store.create(machine("m1", "sim", simulated={}))
     req = Request("m1", "default")
-
-    async def passed() -> Machine | None:
-        with contextlib.suppress(TransientError):
-            await rec.reconcile(req)
-        return await running(h, "m1")
-
-    await eventually(passed, timeout=20, interval=0.05, what="m1 running")
+    await passes_until_running(h, rec, req, timeout=20, interval=0.05)
 
     def looks() -> int:
         return provider.calls.get("status", 0)

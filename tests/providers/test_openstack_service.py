@@ -32,6 +32,7 @@ from shared.store import NotFound
 from tests.attach.pki import CA
 from tests.fakes.openstack import FakeOpenStack
 from tests.harness import Harness
+from tests.providers.passes import passes_until_running
 from tests.waiting import eventually
 
 REGION = "region-one"
@@ -59,37 +60,28 @@ def cred(auth_url: str, password: str) -> OpenStackCredential:
                                             "projectName": "demo-project"}}})
 
 
-async def cluster_with_a_machine(h: Harness) -> CredentialTargets:
-    """Cluster ``os`` on the ``demo-cloud`` credential, its Machine ``w0`` with a floating
-    IP, and the targets a reconciler reaches the cloud through."""
+async def cluster_with_a_machine(h: Harness, *, floating_ip: bool = True
+                                 ) -> tuple[Machine, CredentialTargets]:
+    """Cluster ``os`` on the ``demo-cloud`` credential, its Machine ``w0`` (with a floating
+    IP unless told not), and the targets a reconciler reaches the cloud through."""
     await h.store.create(convert(Cluster, {
         "metadata": {"name": "os", "namespace": "default"},
         "spec": {"region": REGION, "provider": "openstack", "release": "mke-7-1-0",
                  "credential": "demo-cloud"}}))
-    await h.store.create(convert(Machine, {
+    spec = {"flavor": "m1.medium", "image": "ubuntu-22.04", "network": "private"}
+    if floating_ip:
+        spec["floatingNetwork"] = "public"
+    machine = await h.store.create(convert(Machine, {
         "metadata": {"name": "w0", "namespace": "default"},
-        "spec": {"cluster": "os", "region": REGION,
-                 "openstack": {"flavor": "m1.medium", "image": "ubuntu-22.04",
-                               "network": "private", "floatingNetwork": "public"}}}))
-    return CredentialTargets(h.store, OpenStackCredential,
-                             lambda c: OpenStackProvider(c, timeout=5), provider="openstack")
-
-
-async def passes_until_running(h: Harness, rec: MachineReconciler, req: Request) -> Machine:
-    """Reconcile by hand, as the controller would after each retry, until the Machine runs."""
-
-    async def running() -> Machine | None:
-        with contextlib.suppress(TransientError):
-            await rec.reconcile(req)
-        got = await h.store.get(Machine, req.name, req.namespace)
-        return got if got.status.phase == "Running" else None
-
-    return await eventually(running, timeout=15, interval=0.1, what="machine running")
+        "spec": {"cluster": "os", "region": REGION, "openstack": spec}}))
+    return machine, CredentialTargets(h.store, OpenStackCredential,
+                                      lambda c: OpenStackProvider(c, timeout=5),
+                                      provider="openstack")
 
 
 async def test_credentials_from_store_errors_and_recovery(h: Harness, cloud: FakeOpenStack) -> None:
     await h.store.create(cred(cloud.auth_url, "wrong-hunter2"))
-    targets = await cluster_with_a_machine(h)
+    _, targets = await cluster_with_a_machine(h)
     rec = MachineReconciler(h.store, "openstack", targets, region=REGION, poll_interval=0.1,
                             backoff=Backoff(initial=0.1, cap=0.5))
     req = Request("w0", "default")
@@ -176,18 +168,7 @@ async def test_a_node_is_told_who_it_is_and_where_to_report(h: Harness, cloud: F
 
 async def one_machine(h: Harness, cloud: FakeOpenStack) -> tuple[Machine, CredentialTargets]:
     await h.store.create(cred(cloud.auth_url, PASSWORD))
-    await h.store.create(convert(Cluster, {
-        "metadata": {"name": "os", "namespace": "default"},
-        "spec": {"region": REGION, "provider": "openstack", "release": "mke-7-1-0",
-                 "credential": "demo-cloud"}}))
-    machine = await h.store.create(convert(Machine, {
-        "metadata": {"name": "w0", "namespace": "default"},
-        "spec": {"cluster": "os", "region": REGION,
-                 "openstack": {"flavor": "m1.medium", "image": "ubuntu-22.04",
-                               "network": "private"}}}))
-    targets = CredentialTargets(h.store, OpenStackCredential,
-                                lambda c: OpenStackProvider(c, timeout=5), provider="openstack")
-    return machine, targets
+    return await cluster_with_a_machine(h, floating_ip=False)
 
 
 async def test_no_node_is_made_before_lcms_secret_exists(h: Harness, cloud: FakeOpenStack,
@@ -221,7 +202,7 @@ async def test_a_running_node_is_made_reachable_once_and_again_when_it_lost_an_a
     h: Harness, cloud: FakeOpenStack,
 ) -> None:
     await h.store.create(cred(cloud.auth_url, PASSWORD))
-    targets = await cluster_with_a_machine(h)
+    _, targets = await cluster_with_a_machine(h)
     rec = MachineReconciler(h.store, "openstack", targets, region=REGION, poll_interval=0.1,
                             resync_interval=0.5, backoff=Backoff(initial=0.1, cap=0.5))
     req = Request("w0", "default")
