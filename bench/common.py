@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,33 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def ms(seconds: float) -> str:
     return "-" if seconds != seconds else f"{seconds * 1000:.2f}"
+
+
+# client connection name -> (messages it sent nats-server, messages nats-server sent it)
+Messages = dict[str, tuple[int, int]]
+
+
+def messages_rows(messages: Messages, per: int, cpu: dict[str, float]) -> list[list[str]]:
+    """Rows of a messages table: each client's messages sent and received per ``per`` (a
+    write, a machine) and its process's CPU per message (``cpu``: CPU s by process over the
+    same window; a connection named ``<process>-...`` is that process's), then the totals
+    with nats-server's CPU per message."""
+    def price(seconds: float | None, n: int) -> str:
+        return f"{seconds / n * 1e6:.0f}" if seconds and n else "-"
+
+    rows = []
+    for name, (sent, got) in sorted(messages.items(), key=lambda kv: -sum(kv[1])):
+        spent = next((c for p, c in cpu.items() if name == p or name.startswith(f"{p}-")),
+                     None)
+        rows.append([name, f"{sent / per:.2f}", f"{got / per:.2f}", price(spent, sent + got)])
+    sent = sum(s for s, _ in messages.values())
+    got = sum(g for _, g in messages.values())
+    rows.append(["total (nats-server's CPU per message)", f"{sent / per:.2f}",
+                 f"{got / per:.2f}", price(cpu.get("nats-server"), sent + got)])
+    return rows
+
+
+MESSAGES_HEADERS = ["client", "sent", "received", "us CPU per message"]
 
 
 def table(title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -134,11 +162,32 @@ class Stack:
     procs: dict[str, Proc] = field(default_factory=dict)
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     api_port: int = 0
+    monitor_port: int = 0  # nats-server's HTTP monitoring (loopback, as its client port)
 
     def start_nats(self) -> NatsServer:
-        self.nats = NatsServer(self.workdir / "nats", server_name="bench")
+        self.monitor_port = free_port()
+        self.nats = NatsServer(self.workdir / "nats", server_name="bench",
+                               extra_args=["-m", str(self.monitor_port)])
         self.nats.start()
         return self.nats
+
+    def nats_messages(self, since: Messages | None = None) -> Messages:
+        """Messages each client (by connection name) sent nats-server and was sent by it so
+        far, from the server's ``/connz``, closed connections included (a probe that has
+        exited): each is work for its sender, the server and its receiver. ``since``: only
+        what came after that earlier reading, clients that sent and got nothing left out."""
+        url = f"http://127.0.0.1:{self.monitor_port}/connz?state=all&limit=100000"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            conns = json.load(r)["connections"]
+        out: Messages = {}
+        for c in conns:
+            name = c.get("name") or "(unnamed)"
+            sent, got = out.get(name, (0, 0))
+            out[name] = (sent + c["in_msgs"], got + c["out_msgs"])
+        if since is None:
+            return out
+        return {name: (sent - was[0], got - was[1]) for name, (sent, got) in out.items()
+                for was in [since.get(name, (0, 0))] if (sent, got) != was}
 
     @property
     def nats_url(self) -> str:
@@ -184,7 +233,6 @@ class Stack:
 
     def wait_http(self, url: str, timeout: float = 20.0) -> None:
         import urllib.error
-        import urllib.request
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -200,9 +248,11 @@ class Stack:
             time.sleep(0.1)
         raise RuntimeError(f"{url} did not answer within {timeout}s")
 
-    def cpu(self) -> dict[str, float]:
-        """CPU s of every live process by name, nats-server included."""
-        return {name: cpu for name, _, cpu in self.footprint()}
+    def cpu(self, since: dict[str, float] | None = None) -> dict[str, float]:
+        """CPU s of every live process by name, nats-server included; ``since``: spent after
+        that earlier reading."""
+        since = since or {}
+        return {name: cpu - since.get(name, 0.0) for name, _, cpu in self.footprint()}
 
     def footprint(self) -> list[tuple[str, float, float]]:
         """(name, peak RSS MiB, CPU s) of every live process, nats-server included."""

@@ -16,7 +16,16 @@ import json
 import os
 import sys
 
-from bench.common import Stack, machine_line, ms, probe_and_load, table
+from bench.common import (
+    MESSAGES_HEADERS,
+    Messages,
+    Stack,
+    machine_line,
+    messages_rows,
+    ms,
+    probe_and_load,
+    table,
+)
 from shared.models import API_VERSION
 
 TARGET = "p99 < 10 ms at 1,000 writes/s"
@@ -44,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(prefix="bench")
     rows = []
     costs: list[tuple[int, dict, dict[str, float]]] = []  # (rate, load summary, CPU s)
+    # (rate, load summary, CPU s, NATS messages sent and received by client)
+    traffic: list[tuple[int, dict, dict[str, float], Messages]] = []
     try:
         stack.start_nats()
         stack.start_api()
@@ -63,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(["raw JetStream pub -> consume", f"{rate}/s", load["sent"],
                          f"{load['rate']:.0f}", "-", "-", probe["received"],
                          ms(probe["p50"]), ms(probe["p99"]), ms(probe["max"])])
-            before = stack.cpu()
+            before, messages = stack.cpu(), stack.nats_messages()
             load, probe = probe_and_load(
                 stack, f"api{rate}",
                 ["controller", "--prefix", stack.prefix, "--count", str(count),
@@ -75,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=args.seconds + 120,
             )
             created = load["statuses"].get("201", 0)
-            spent = {n: c - before.get(n, 0.0) for n, c in stack.cpu().items()}
+            spent = stack.cpu(since=before)
             spent["probe"], spent["load generator"] = probe["cpu"], load["cpu"]
             costs.append((rate, load, spent))
+            traffic.append((rate, load, spent, stack.nats_messages(since=messages)))
             rows.append(["API POST -> reconcile start", f"{rate}/s", load["sent"],
                          f"{load['rate']:.0f}", ms(load["p50"]), ms(load["p99"]),
                          f"{probe['received']}/{created}", ms(probe["p50"]), ms(probe["p99"]),
@@ -95,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                  "p50", "p99", "max"], rows))
     print()
     print(cpu_table(costs))
+    print()
+    print(messages_table(traffic))
     print()
     print(table("Footprint (whole run)", ["process", "peak RSS MiB", "CPU s"],
                 [[n, f"{r:.0f}", f"{c:.1f}"] for n, r, c in footprint]))
@@ -114,6 +128,17 @@ def cpu_table(costs: list[tuple[int, dict, dict[str, float]]]) -> str:
                      f"{busy:.2f} of {os.cpu_count()}"])
     return table("CPU ms per API write, each process (API steps only)",
                  ["rate", *names, "total", "cores busy"], rows)
+
+
+def messages_table(traffic: list[tuple[int, dict, dict[str, float], Messages]]) -> str:
+    """NATS messages per API write each client sent and received, and its process's CPU
+    per message: the probe's is the price of a message to a controller that does nothing
+    but start reconciles, the unit under every controller's cost (``bench.scale``)."""
+    rows = [[f"{rate}/s", *row] for rate, load, spent, messages in traffic
+            for row in messages_rows(messages, max(load["sent"], 1), spent)]
+    return table("NATS messages per API write, each client (API steps only; us: its "
+                 "process's CPU per message sent or received)", ["rate", *MESSAGES_HEADERS],
+                 rows)
 
 
 if __name__ == "__main__":

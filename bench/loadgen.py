@@ -108,7 +108,7 @@ async def http_mode(args: argparse.Namespace) -> dict[str, object]:
 async def js_mode(args: argparse.Namespace) -> dict[str, object]:
     import nats
 
-    nc = await nats.connect(args.nats_url)
+    nc = await nats.connect(args.nats_url, name="load generator")
     js = nc.jetstream()
     pad = b"x" * max(0, args.size - 8)
 
@@ -127,7 +127,7 @@ async def js_flood(args: argparse.Namespace) -> dict[str, object]:
     """Publish ``count`` messages as fast as acks allow, ``window`` outstanding at a time."""
     import nats
 
-    nc = await nats.connect(args.nats_url)
+    nc = await nats.connect(args.nats_url, name="load generator")
     js = nc.jetstream()
     payload = b"x" * args.size
     sem = asyncio.Semaphore(args.window)

@@ -76,7 +76,7 @@ async def raw_pull(args: argparse.Namespace, deliver: str):  # noqa: ANN201
 
     from shared.bus.pull import StandingPull
 
-    nc = await nats.connect(args.nats_url)
+    nc = await nats.connect(args.nats_url, name="probe")
     js = nc.jetstream()
     await ensure_raw_stream(js)
     await js.add_consumer(RAW_STREAM, api.ConsumerConfig(
@@ -141,7 +141,7 @@ async def controller_mode(args: argparse.Namespace) -> dict[str, object]:
     from shared.runtime import Controller, Request, Result
     from shared.store.kv import KVStore
 
-    nc = await nats.connect(args.nats_url)
+    nc = await nats.connect(args.nats_url, name="probe")
     bus = Bus(nc, prefix=args.prefix, service="bench-probe")
     await bus.start()
     store = KVStore(nc, bucket=f"{args.prefix}-objects")

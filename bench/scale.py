@@ -8,7 +8,8 @@ agent loop and journal, its items remembered instead of written as files). This 
 writes the Clusters and Machines straight into the store (as the API would, with a bus
 announce per write), then waits until every Cluster is Ready. Printed per size: wall
 time to all written / all provider-ready / all Ready, reconciles and reconciles/s per
-controller (scraped from each service's /metrics), and peak RSS and CPU per process, so
+controller (scraped from each service's /metrics), peak RSS and CPU per process, and the
+NATS messages each process sent and received per machine (nats-server's ``/connz``), so
 the cost per object at 1k and 10k machines sits side by side.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import nats
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import Stack, machine_line, table
+from bench.common import MESSAGES_HEADERS, Messages, Stack, machine_line, messages_rows, table
 from shared.bus import Bus
 from shared.models import (
     CLUSTER_LABEL,
@@ -69,6 +70,9 @@ class Run:
     events_by: dict[str, int] = field(default_factory=dict)  # "<kind>.<verb>" -> events
     held: dict[str, float] = field(default_factory=dict)  # cores per process, all Ready, idle
     agent_calls: dict[str, float] = field(default_factory=dict)  # "METHOD route code" -> n
+    # NATS messages each client connection sent and received from first write to all Ready
+    messages: Messages = field(default_factory=dict)
+    window_cpu: dict[str, float] = field(default_factory=dict)  # CPU s in that window
 
     @property
     def machines(self) -> int:
@@ -151,14 +155,18 @@ IDLE_WINDOW = 10.0
 async def drive(stack: Stack, run: Run, timeout: float, waves: int, hold: float) -> None:
     """Write the clusters in ``waves`` equal parts, each once the previous is Ready (one
     part: all at once), and wait until every Cluster is Ready."""
-    nc = await nats.connect(stack.nats_url)
+    nc = await nats.connect(stack.nats_url, name="bench-scale")
     bus = Bus(nc, prefix=stack.prefix, service="bench-scale")
     await bus.start()
-    store = KVStore(nc, bucket=f"{stack.prefix}-objects", on_commit=bus.announce)
+    # Not following: its polls read what was written since the last one, instead of
+    # every write of the region reaching this process (and nats-server) as it is made.
+    store = KVStore(nc, bucket=f"{stack.prefix}-objects", on_commit=bus.announce,
+                    follow=False)
     await store.start()
     start = time.perf_counter()
     deadline = start + timeout
     bounds = [run.clusters * w // waves for w in range(waves + 1)]
+    messages, cpu0 = stack.nats_messages(), stack.cpu()
     for first, last in zip(bounds, bounds[1:], strict=False):
         idle = await idle_cores(stack) if waves > 1 else {}
         began, cpu = time.perf_counter(), stack.cpu()
@@ -169,8 +177,9 @@ async def drive(stack: Stack, run: Run, timeout: float, waves: int, hold: float)
             break
         if waves > 1:
             run.waves.append(Wave(last * run.per_cluster, time.perf_counter() - began,
-                                  {n: c - cpu.get(n, 0.0) for n, c in stack.cpu().items()},
-                                  idle))
+                                  stack.cpu(since=cpu), idle))
+    run.messages = stack.nats_messages(since=messages)
+    run.window_cpu = stack.cpu(since=cpu0)
     if hold > 0 and run.ready:
         print(f"  all Ready; holding the idle region {hold:.0f} s", file=sys.stderr, flush=True)
         run.held = await idle_cores(stack, hold)
@@ -190,7 +199,7 @@ async def idle_cores(stack: Stack, window: float = IDLE_WINDOW) -> dict[str, flo
     before, t0 = stack.cpu(), time.perf_counter()
     await asyncio.sleep(window)
     took = time.perf_counter() - t0
-    return {n: (c - before.get(n, 0.0)) / took for n, c in stack.cpu().items()}
+    return {n: c / took for n, c in stack.cpu(since=before).items()}
 
 
 async def wait_ready(store: KVStore, run: Run, written: int, start: float,
@@ -335,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
                     ["kind.verb", "events", "per machine"],
                     [[k, v, f"{v / r.machines:.2f}"]
                      for k, v in sorted(r.events_by.items(), key=lambda kv: -kv[1])]))
+        if r.messages:
+            print()
+            print(messages_table(r))
         if r.waves:
             names = list(r.waves[0].cpu)
             per = r.machines // len(r.waves)
@@ -362,6 +374,15 @@ def main(argv: list[str] | None = None) -> int:
                         [[n, f"{c:.3f}", f"{c / r.machines * 1e6:.0f}"]
                          for n, c in [*r.held.items(), ("total", sum(r.held.values()))]]))
     return 0
+
+
+def messages_table(r: Run) -> str:
+    """NATS messages per machine by client, and what its process spent per message: each is
+    work for its sender, nats-server and its receiver (a write, a delivery, an ack, a
+    read), so the count times the price is most of what a machine costs."""
+    return table("NATS messages per machine, first write to all Ready (by client connection; "
+                 "us: its process's CPU per message sent or received)", MESSAGES_HEADERS,
+                 messages_rows(r.messages, r.machines, r.window_cpu))
 
 
 def _totals(footprint: list[tuple[str, float, float]]) -> list[tuple[str, float]]:
