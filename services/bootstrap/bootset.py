@@ -14,7 +14,7 @@ import nats
 from nats.aio.client import Client as NATS
 
 from services.bootstrap.state import BootstrapError
-from services.providers.simulated.nodes import KVNodes
+from services.providers.simulated.nodes import KVNodes, nodes_bucket
 from shared.natsserver import NatsServer, NatsServerError
 from shared.store.kv import KVStore
 
@@ -37,7 +37,7 @@ class BootstrapSet:
         self.nc = await nats.connect(self.server.url, name="ccloud-bootstrap")
         self.store = KVStore(self.nc, bucket=f"{BOOTSTRAP_PREFIX}-objects")
         await self.store.start()
-        self.nodes = KVNodes(self.nc, bucket=f"{BOOTSTRAP_PREFIX}-simulated-nodes")
+        self.nodes = KVNodes(self.nc, bucket=nodes_bucket(BOOTSTRAP_PREFIX))
         await self.nodes.start()
 
     async def stop(self) -> None:

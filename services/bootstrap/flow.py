@@ -27,7 +27,7 @@ from services.bootstrap.bootset import BootstrapSet
 from services.bootstrap.driver import create_management_cluster, delete_nodes
 from services.bootstrap.state import BootstrapError, BootstrapState, Target
 from services.providers.simulated import SimulatedProvider
-from services.providers.simulated.nodes import KVNodes
+from services.providers.simulated.nodes import KVNodes, nodes_bucket
 from shared.models import Resource
 from shared.natsutil import connect_briefly
 from shared.store import NotFound
@@ -62,7 +62,7 @@ async def management(target: Target) -> AsyncIterator[ManagementSet]:
     try:
         store = KVStore(nc, bucket=f"{target.prefix}-objects")
         await store.start()
-        nodes = KVNodes(nc, bucket=f"{target.prefix}-simulated-nodes")
+        nodes = KVNodes(nc, bucket=nodes_bucket(target.prefix))
         await nodes.start()
         yield ManagementSet(store, nodes)
     finally:

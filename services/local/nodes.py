@@ -12,6 +12,13 @@ else: no store read, no secret. When the host is powered off or its drive ejecte
 agent stops; an agent that dies while its host is on is started again, and resumes from
 its journal. A host powered on without a drive starts nothing (as a real one would boot
 without an agent).
+
+The simulated provider's nodes are played the same way: a simulated node keeps the
+cloud-init user data it was made with in its record (``<prefix>-simulated-nodes``), as a
+cloud keeps an instance's, and while the node is up (provisioned, powered on, not being
+deleted) its agent runs from that data - the same files written, the same unit settings.
+So a simulated cluster made in the local region becomes Ready like a bare-metal one; each
+of its nodes is an agent process here.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +41,8 @@ from services.local.redfish import ImageServer
 from services.providers.agent_bootstrap import AGENT_CA_ENV, ENV_FILE
 from services.providers.baremetal import configdrive
 from services.providers.baremetal.adapter import ADDRESSES_ANNOTATION
+from services.providers.simulated.adapter import phase
+from services.providers.simulated.nodes import KVNodes, NodeTable, SimNode, nodes_bucket
 from shared.models import BareMetalHost
 from shared.natsserver import die_with_parent
 from shared.service import Parts, Runtime, main
@@ -68,24 +78,43 @@ class Boot:
             user = yaml.safe_load(drive[configdrive.USER_DATA]) or {}
         except (configdrive.ConfigDriveError, yaml.YAMLError) as e:
             raise DriveError(str(e)) from None
+        if not meta.get("instance-id"):
+            raise DriveError("config drive lacks instance-id")
+        return cls.from_user_data(user, instance_id=str(meta["instance-id"]),
+                                  hostname=str(meta.get("local-hostname", "")))
+
+    @classmethod
+    def from_user_data(cls, user: Any, *, instance_id: str, hostname: str) -> Boot:
+        """What cloud-init makes of the node's user data (parsed): the files it writes and
+        the agent's settings in its env file."""
+        if not isinstance(user, dict):
+            raise DriveError("user data is not a cloud-config mapping")
         files = {str(f.get("path", "")): str(f.get("content", ""))
                  for f in user.get("write_files") or [] if isinstance(f, dict)}
         env = dict(line.split("=", 1) for line in files.get(ENV_FILE, "").splitlines()
                    if "=" in line)
         missing = [k for k in ("CCLOUD_LCM_AGENT_ENDPOINT", "CCLOUD_LCM_AGENT_MACHINE",
                                "CCLOUD_LCM_AGENT_TOKEN") if not env.get(k)]
-        if missing or not meta.get("instance-id"):
-            raise DriveError(f"config drive lacks {', '.join(missing) or 'instance-id'}")
-        return cls(instance_id=str(meta["instance-id"]),
-                   hostname=str(meta.get("local-hostname", "")), env=env, files=files)
+        if missing:
+            raise DriveError(f"user data lacks {', '.join(missing)}")
+        return cls(instance_id=instance_id, hostname=hostname, env=env, files=files)
 
 
 @dataclass
 class Node:
-    host: str
-    drive: str  # the config drive's URL this agent was started from
+    name: str  # the host's, or the simulated node's
+    source: str  # what its boot data came from (a drive's URL, a simulated node's id)
     machine: str  # namespace/name
     proc: asyncio.subprocess.Process
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A node that is on with boot data: its agent should run."""
+
+    source: str
+    boot: Boot
+    ip: str
 
 
 def system_url(bmc_address: str) -> str:
@@ -108,15 +137,18 @@ def node_root(root: Path, machine_uid: str) -> Path:
 
 class NodeLauncher:
     def __init__(
-        self, store: Store, *, region: str, data_dir: Path, poll: float = POLL_SECONDS
+        self, store: Store, *, region: str, data_dir: Path, poll: float = POLL_SECONDS,
+        simulated: NodeTable | None = None,
     ) -> None:
         self.store = store
         self.region = region
         self.data_dir = data_dir
         self.poll = poll
+        self.simulated = simulated  # the simulated provider's nodes, to boot as well
         self.nodes: dict[str, Node] = {}
-        self._boots: dict[str, Boot] = {}  # drive URL -> what it says (drives never change)
-        self._refused: set[str] = set()  # drive URLs already said to be unusable
+        # drive URL or simulated node id -> what its boot data says (it never changes)
+        self._boots: dict[str, Boot] = {}
+        self._refused: set[str] = set()  # sources already said to be unusable
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
 
@@ -182,38 +214,62 @@ class NodeLauncher:
             log.warning("config drive %s unreachable: %s", url, e)
             return None
         except DriveError as e:
-            if url not in self._refused:
-                self._refused.add(url)
-                log.warning("config drive %s: %s; no agent starts from it", url, e)
+            self._refuse(url, f"config drive {url}", e)
             return None
         self._boots[url] = found
         return found
 
+    def _refuse(self, source: str, what: str, e: Exception) -> None:
+        if source not in self._refused:
+            self._refused.add(source)
+            log.warning("%s: %s; no agent starts from it", what, e)
+
+    def simulated_boot(self, node: SimNode) -> Boot | None:
+        """What a simulated node's user data says, read from its record as cloud-init on
+        a cloud's instance reads it from the metadata service."""
+        if (known := self._boots.get(node.id)) is not None:
+            return known
+        try:
+            found = Boot.from_user_data(yaml.safe_load(node.user_data), hostname=node.name,
+                                        instance_id=node.machine_uid)
+        except (yaml.YAMLError, DriveError) as e:
+            self._refuse(node.id, f"simulated node {node.name}", e)
+            return None
+        self._boots[node.id] = found
+        return found
+
     async def sync(self) -> None:
         hosts = [h for h in await self.store.list_all(BareMetalHost) if h.region() == self.region]
-        wanted: dict[str, tuple[BareMetalHost, str, Boot]] = {}
+        wanted: dict[str, Wanted] = {}
         for host in hosts:
             if await self.power_state(host) != "On":
                 continue
             url = await self.drive_url(host)
             if url and (found := await self.boot(url)) is not None:
-                wanted[host.metadata.name] = (host, url, found)
+                ip = host.metadata.annotations.get(ADDRESSES_ANNOTATION, "").split(",")[0]
+                wanted[host.metadata.name] = Wanted(url, found, ip.strip())
+        if self.simulated is not None:
+            now = time.time()
+            for sim in await self.simulated.all():
+                if sim.user_data and phase(sim, now) == "Running" and (
+                        found := self.simulated_boot(sim)) is not None:
+                    wanted[sim.name] = Wanted(sim.id, found, next(iter(sim.addresses), ""))
         for name, node in list(self.nodes.items()):
-            gone = name not in wanted or wanted[name][1] != node.drive
+            gone = name not in wanted or wanted[name].source != node.source
             if gone or node.proc.returncode is not None:
                 if node.proc.returncode is not None and not gone:
                     log.warning("agent of %s exited with %s; starting it again",
                                 name, node.proc.returncode)
                 await self._stop_agent(node)
                 del self.nodes[name]
-        for name, (host, url, found) in wanted.items():
+        for name, want in wanted.items():
             if name not in self.nodes:
-                self.nodes[name] = await self._start_agent(host, url, found)
+                self.nodes[name] = await self._start_agent(name, want)
 
-    async def _start_agent(self, host: BareMetalHost, url: str, found: Boot) -> Node:
+    async def _start_agent(self, name: str, want: Wanted) -> Node:
         """cloud-init's write_files into the node's root, then the agent as its unit runs
         it (rooted in that folder here)."""
-        name = host.metadata.name
+        found = want.boot
         root = node_root(self.data_dir / "nodes" / name, found.instance_id)
         for path, content in found.files.items():
             target = root / path.lstrip("/")
@@ -224,13 +280,12 @@ class NodeLauncher:
             env[AGENT_CA_ENV] = str(root / ca.lstrip("/"))
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        ip = host.metadata.annotations.get(ADDRESSES_ANNOTATION, "").split(",")[0].strip()
         ref = env["CCLOUD_LCM_AGENT_MACHINE"]
         argv = [sys.executable, "-m", "services.lcm.agent",
                 "--endpoint", env["CCLOUD_LCM_AGENT_ENDPOINT"], "--machine", ref,
                 "--root", str(root), "--hostname", found.hostname or name]
-        if ip:
-            argv += ["--ip", ip]
+        if want.ip:
+            argv += ["--ip", want.ip]
         logf = open(logs / f"agent-{name}.log", "ab")  # noqa: ASYNC230, SIM115 - child owns it
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -239,9 +294,9 @@ class NodeLauncher:
             )
         finally:
             logf.close()
-        log.info("host %s is on: agent for machine %s started from its config drive (pid %d)",
+        log.info("node %s is on: agent for machine %s started from its boot data (pid %d)",
                  name, ref, proc.pid)
-        return Node(host=name, drive=url, machine=ref, proc=proc)
+        return Node(name=name, source=want.source, machine=ref, proc=proc)
 
     async def _stop_agent(self, node: Node) -> None:
         if node.proc.returncode is None:
@@ -252,7 +307,7 @@ class NodeLauncher:
             except TimeoutError:
                 node.proc.kill()
                 await node.proc.wait()
-            log.info("host %s is off: agent for %s stopped", node.host, node.machine)
+            log.info("node %s is off: agent for %s stopped", node.name, node.machine)
 
 
 class _Images:
@@ -273,7 +328,10 @@ class _Images:
 async def build(rt: Runtime) -> Parts:
     data = Path(rt.settings.data_dir)
     image_port = int(os.environ.get("CCLOUD_LOCAL_IMAGE_PORT", "8089"))
-    launcher = NodeLauncher(rt.store, region=rt.settings.region, data_dir=data)
+    simulated = KVNodes(rt.nc, bucket=nodes_bucket(rt.settings.prefix))
+    await simulated.start()
+    launcher = NodeLauncher(rt.store, region=rt.settings.region, data_dir=data,
+                            simulated=simulated)
     return Parts(always=[_Images(data / "images", image_port)], leader=[launcher])
 
 

@@ -25,9 +25,10 @@ from shared.runtime import Controller
 from shared.service import Component, Parts, Runtime, main
 
 # Providers whose nodes take cloud-init user data (agent_bootstrap.py); bare metal hosts
-# get it on a config drive (baremetal/configdrive.py). The simulated provider starts no
-# real node.
-USER_DATA_PROVIDERS: tuple[ProviderName, ...] = ("openstack", "vsphere", "baremetal")
+# get it on a config drive (baremetal/configdrive.py), simulated nodes keep it in their
+# record, where the local node launcher boots their agents from it.
+USER_DATA_PROVIDERS: tuple[ProviderName, ...] = ("openstack", "vsphere", "baremetal",
+                                                 "simulated")
 
 
 def seconds(name: str, default: float) -> float:

@@ -15,7 +15,7 @@ from services.lcm import service as lcm_service
 from services.lcm.config import LCMSettings
 from services.providers.machines import MachineReconciler
 from services.providers.simulated import SimulatedConfig, SimulatedProvider
-from services.providers.simulated.nodes import KVNodes
+from services.providers.simulated.nodes import KVNodes, nodes_bucket
 from services.providers.steps import Backoff
 from services.providers.targets import SingleTarget
 from services.release.defaults import ensure_default_releases
@@ -38,7 +38,7 @@ class ManagementControllers:
 @contextlib.asynccontextmanager
 async def running(h: Harness, region: str) -> AsyncIterator[ManagementControllers]:
     await ensure_default_releases(h.store)
-    nodes = KVNodes(h.nc, bucket=f"{h.settings.prefix}-simulated-nodes")
+    nodes = KVNodes(h.nc, bucket=nodes_bucket(h.settings.prefix))
     await nodes.start()
     provider = SimulatedProvider(SimulatedConfig(), nodes=nodes)
     machines = Controller(

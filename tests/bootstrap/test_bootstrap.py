@@ -222,9 +222,9 @@ async def test_pivot_moves_provider_nodes_and_management_takes_over(
 async def test_rollback_removes_moved_nodes_from_management(
     tmp_path: Path, prefix: str, mgmt: Management
 ) -> None:
-    from services.providers.simulated.nodes import KVNodes
+    from services.providers.simulated.nodes import KVNodes, nodes_bucket
 
-    nodes = KVNodes(mgmt.sys.nc, bucket=f"{prefix}-simulated-nodes")
+    nodes = KVNodes(mgmt.sys.nc, bucket=nodes_bucket(prefix))
     await nodes.start()
     data = tmp_path / "boot"
     with pytest.raises(pivot.InjectedFailure):

@@ -23,7 +23,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from bench.common import Proc, Stack
-from services.providers.simulated.nodes import KVNodes, SimNode
+from services.providers.simulated.nodes import KVNodes, SimNode, nodes_bucket
 from shared.models import API_VERSION, CLUSTER_LABEL, Cluster, Machine, MachinePool, PublicKey
 from shared.natsserver import NatsServer, free_port
 from shared.runtime import conditions as cond
@@ -247,7 +247,7 @@ async def region() -> AsyncIterator[Region]:
     nc = await nats.connect(stack.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     store = KVStore(nc, bucket=f"{stack.prefix}-objects")
     await store.start()
-    nodes = KVNodes(nc, bucket=f"{stack.prefix}-simulated-nodes")
+    nodes = KVNodes(nc, bucket=nodes_bucket(stack.prefix))
     await nodes.start()
     http = aiohttp.ClientSession()
     r = Region(stack, nc, store, nodes, http, lcm_port)

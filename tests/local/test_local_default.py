@@ -129,6 +129,15 @@ def test_apply_restart_ready_upgrade_delete(tmp_path: Path) -> None:
                  timeout=300, what="all nodes upgraded")
         ctl(up, "wait", "cluster/demo", "--for=condition=Ready", "--timeout=120s", timeout=140)
 
+        # A simulated cluster: its nodes are records that keep their cloud-init user data,
+        # and the launcher runs the agents that data names - Ready here like bare metal.
+        ctl(up, "apply", "-f", str(REPO / "examples" / "simulated"))
+        ctl(up, "wait", "cluster/sim", "--for=condition=Ready", "--timeout=120s", timeout=140)
+        assert len([p for p in (up.data / "nodes").iterdir() if p.name.startswith("sim-")]) == 2
+        ctl(up, "delete", "cluster", "sim")
+        wait_for(lambda: len(get_json(up, "machines")["items"]) == 5, timeout=120,
+                 what="the simulated cluster's machines gone")
+
         # Delete: machines go, hosts are powered off and free again, agents stop.
         ctl(up, "delete", "cluster", "demo")
         wait_for(lambda: not get_json(up, "machines")["items"], timeout=300,

@@ -5,11 +5,7 @@ and hosts the bare-metal inventory inspects through it on the Redfish emulator."
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
-from nats.aio.client import Client as NATS
 
 from services.local.cli import bare_metal_hosts, bmc_credential_name, seed
 from services.local.redfish import fake_system
@@ -20,14 +16,8 @@ from shared.models import BareMetalHost, BareMetalHostCredential
 from shared.natsserver import NatsServer
 from shared.runtime import Request
 from shared.runtime import conditions as cond
-from tests.harness import Harness, system
+from tests.harness import Harness
 from tests.providers.peers import SushyEmulator
-
-
-@pytest.fixture
-async def h(nc: NATS, prefix: str) -> AsyncIterator[Harness]:
-    async with system(nc, prefix) as harness:
-        yield harness
 
 
 async def test_hosts_name_the_region_credential(

@@ -22,7 +22,7 @@ import nats
 from nats.aio.client import Client as NATS
 
 from bench.common import Stack
-from services.providers.simulated.nodes import KVNodes
+from services.providers.simulated.nodes import KVNodes, nodes_bucket
 from services.regional.topology import hub_args, leaf_args
 from shared.bus import Bus
 from shared.models import CLUSTER_LABEL, Cluster, ClusterRelease, Machine, ObjectMeta, Region
@@ -125,7 +125,7 @@ async def split(tmp: Path, prefix: str) -> AsyncIterator[Split]:
         await mgmt.start()
         region = KVStore(region_nc, bucket=f"{prefix}-objects")
         await region.start()
-        nodes = KVNodes(region_nc, bucket=f"{prefix}-simulated-nodes")
+        nodes = KVNodes(region_nc, bucket=nodes_bucket(prefix))
         await nodes.start()
         yield Split(mgmt_stack, region_stack, leaf_link, client_link, mgmt, region, nodes)
     finally:

@@ -11,7 +11,7 @@ import os
 
 from services.providers.service import run, seconds
 from services.providers.simulated.adapter import SimulatedConfig, SimulatedProvider
-from services.providers.simulated.nodes import KVNodes
+from services.providers.simulated.nodes import KVNodes, nodes_bucket
 from services.providers.targets import SingleTarget, Targets
 from shared.service import Runtime
 
@@ -30,7 +30,7 @@ def config() -> SimulatedConfig:
 
 
 async def targets(rt: Runtime) -> Targets:
-    nodes = KVNodes(rt.nc, bucket=f"{rt.settings.prefix}-simulated-nodes")
+    nodes = KVNodes(rt.nc, bucket=nodes_bucket(rt.settings.prefix))
     await nodes.start()
     return SingleTarget(SimulatedProvider(config(), nodes=nodes))
 

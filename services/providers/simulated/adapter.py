@@ -65,6 +65,17 @@ def _address(network: str, uid: str) -> str:
     return f"{network}.{h[0]}.{max(h[1], 1) % 254 + 1}"
 
 
+def phase(node: SimNode, now: float | None = None) -> str:
+    """Where the node is at ``now`` (a power change whose time has come applied): its
+    provider reports it, and whatever plays the node boots its agent while "Running"."""
+    now = time.time() if now is None else now
+    if node.deleting_at:
+        return "Deleting"
+    if now < node.ready_at:
+        return "Provisioning"
+    return "Running" if SimulatedProvider._settle(node, now).power == "On" else "Stopped"
+
+
 class SimulatedProvider:
     name: ClassVar[ProviderName] = "simulated"
 
@@ -117,9 +128,9 @@ class SimulatedProvider:
         return self._settle(node)
 
     @staticmethod
-    def _settle(node: SimNode) -> SimNode:
+    def _settle(node: SimNode, now: float | None = None) -> SimNode:
         """Apply a requested power change whose time has come."""
-        if node.power_target and time.time() >= node.power_at:
+        if node.power_target and (time.time() if now is None else now) >= node.power_at:
             return msgspec.structs.replace(node, power=node.power_target, power_target="",
                                            graceful=False)
         return node
@@ -152,6 +163,7 @@ class SimulatedProvider:
             created_at=now,
             ready_at=now + self.config.provision_seconds,
             addresses=[_address(self.config.network, req.machine_uid)],
+            user_data=req.user_data,
         )
         return self._ref(await self.nodes.create(node))
 
@@ -182,19 +194,12 @@ class SimulatedProvider:
     async def status(self, ref: NodeRef) -> NodeStatus:
         await self._call("status", mutating=False)
         node = await self._node(ref)
-        if node.deleting_at:
-            phase = "Deleting"
-        elif time.time() < node.ready_at:
-            phase = "Provisioning"
-        elif node.power == "On":
-            phase = "Running"
-        else:
-            phase = "Stopped"
+        at = phase(node)
         return NodeStatus(
             ref=ref,
-            phase=phase,
+            phase=at,
             power_state="On" if node.power == "On" else "Off",
-            addresses=list(node.addresses) if phase == "Running" else [],
+            addresses=list(node.addresses) if at == "Running" else [],
         )
 
     async def addresses(self, ref: NodeRef) -> list[str]:

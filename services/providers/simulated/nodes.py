@@ -23,6 +23,11 @@ from nats.js.errors import (
 from shared.natsutil import open_bucket
 
 
+def nodes_bucket(prefix: str) -> str:
+    """The KV bucket of a region's simulated nodes (its provider and its node launcher)."""
+    return f"{prefix}-simulated-nodes"
+
+
 class SimNode(msgspec.Struct, kw_only=True):
     id: str
     name: str
@@ -36,6 +41,9 @@ class SimNode(msgspec.Struct, kw_only=True):
     graceful: bool = False  # the pending off asks the OS to shut down
     addresses: list[str] = msgspec.field(default_factory=list)
     deleting_at: float = 0.0
+    # The cloud-init user data the node was made with (its LCM agent's endpoint, Machine
+    # and token), kept as a cloud keeps an instance's: what boots the node reads it.
+    user_data: str = ""
 
 
 _enc = msgspec.json.Encoder()
