@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from services.lcm.endpoint import Endpoint
 from services.lcm.health import epoch
 from services.providers.machines import MachineReconciler
 from services.providers.simulated import SimulatedConfig, SimulatedProvider
+from services.providers.simulated.adapter import settle
 from services.providers.targets import SingleTarget
 from services.release.defaults import ensure_default_releases
 from shared.models import (
@@ -69,7 +71,7 @@ class NodeFleet(Fleet):
         node = await self.nodes.get(m.metadata.uid or "")
         if node is None:
             return None
-        if SimulatedProvider._settle(node).power != "On":
+        if settle(node, time.time()).power != "On":
             await self.stop_agent(str(req))  # powered off: whatever ran there stopped
             return None
         offs = len(self.nodes.times(node.machine_uid, "Off"))

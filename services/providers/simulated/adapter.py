@@ -65,6 +65,14 @@ def _address(network: str, uid: str) -> str:
     return f"{network}.{h[0]}.{max(h[1], 1) % 254 + 1}"
 
 
+def settle(node: SimNode, now: float) -> SimNode:
+    """The node at ``now``: a requested power change whose time has come applied."""
+    if node.power_target and now >= node.power_at:
+        return msgspec.structs.replace(node, power=node.power_target, power_target="",
+                                       graceful=False)
+    return node
+
+
 def phase(node: SimNode, now: float | None = None) -> str:
     """Where the node is at ``now`` (a power change whose time has come applied): its
     provider reports it, and whatever plays the node boots its agent while "Running"."""
@@ -73,7 +81,7 @@ def phase(node: SimNode, now: float | None = None) -> str:
         return "Deleting"
     if now < node.ready_at:
         return "Provisioning"
-    return "Running" if SimulatedProvider._settle(node, now).power == "On" else "Stopped"
+    return "Running" if settle(node, now).power == "On" else "Stopped"
 
 
 class SimulatedProvider:
@@ -125,15 +133,7 @@ class SimulatedProvider:
         node = await self.nodes.get(ref.machine_uid)
         if node is None:
             raise NotFoundError(f"node {ref.name} not found", code=404, provider=self.name)
-        return self._settle(node)
-
-    @staticmethod
-    def _settle(node: SimNode, now: float | None = None) -> SimNode:
-        """Apply a requested power change whose time has come."""
-        if node.power_target and (time.time() if now is None else now) >= node.power_at:
-            return msgspec.structs.replace(node, power=node.power_target, power_target="",
-                                           graceful=False)
-        return node
+        return settle(node, time.time())
 
     # --- contract -------------------------------------------------------------------------
 
