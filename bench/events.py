@@ -30,6 +30,9 @@ from shared.models import API_VERSION
 
 TARGET = "p99 < 10 ms at 1,000 writes/s"
 
+# An API step: (rate, load summary, CPU s by process, NATS messages by client)
+Step = tuple[int, dict, dict[str, float], Messages]
+
 
 def cluster_body(prefix: str) -> str:
     body = {
@@ -52,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = [int(r) for r in args.rates.split(",")]
     stack = Stack(prefix="bench")
     rows = []
-    costs: list[tuple[int, dict, dict[str, float]]] = []  # (rate, load summary, CPU s)
-    # (rate, load summary, CPU s, NATS messages sent and received by client)
-    traffic: list[tuple[int, dict, dict[str, float], Messages]] = []
+    steps: list[Step] = []
     try:
         stack.start_nats()
         stack.start_api()
@@ -88,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             created = load["statuses"].get("201", 0)
             spent = stack.cpu(since=before)
             spent["probe"], spent["load generator"] = probe["cpu"], load["cpu"]
-            costs.append((rate, load, spent))
-            traffic.append((rate, load, spent, stack.nats_messages(since=messages)))
+            steps.append((rate, load, spent, stack.nats_messages(since=messages)))
             rows.append(["API POST -> reconcile start", f"{rate}/s", load["sent"],
                          f"{load['rate']:.0f}", ms(load["p50"]), ms(load["p99"]),
                          f"{probe['received']}/{created}", ms(probe["p50"]), ms(probe["p99"]),
@@ -106,21 +106,21 @@ def main(argv: list[str] | None = None) -> int:
                 ["path", "rate", "sent", "achieved/s", "HTTP p50", "HTTP p99", "seen",
                  "p50", "p99", "max"], rows))
     print()
-    print(cpu_table(costs))
+    print(cpu_table(steps))
     print()
-    print(messages_table(traffic))
+    print(messages_table(steps))
     print()
     print(table("Footprint (whole run)", ["process", "peak RSS MiB", "CPU s"],
                 [[n, f"{r:.0f}", f"{c:.1f}"] for n, r, c in footprint]))
     return 0
 
 
-def cpu_table(costs: list[tuple[int, dict, dict[str, float]]]) -> str:
+def cpu_table(steps: list[Step]) -> str:
     """CPU ms per API write of every process in the path, and how many of the machine's
     cores the step kept busy: near the core count, latency is queueing, not the path."""
-    names = list(dict.fromkeys(n for _, _, spent in costs for n in spent))
+    names = list(dict.fromkeys(n for _, _, spent, _ in steps for n in spent))
     rows = []
-    for rate, load, spent in costs:
+    for rate, load, spent, _ in steps:
         writes = max(load["sent"], 1)
         busy = sum(spent.values()) / max(load["seconds"], 1e-9)
         rows.append([f"{rate}/s", *(f"{1000 * spent.get(n, 0.0) / writes:.2f}" for n in names),
@@ -130,11 +130,11 @@ def cpu_table(costs: list[tuple[int, dict, dict[str, float]]]) -> str:
                  ["rate", *names, "total", "cores busy"], rows)
 
 
-def messages_table(traffic: list[tuple[int, dict, dict[str, float], Messages]]) -> str:
+def messages_table(steps: list[Step]) -> str:
     """NATS messages per API write each client sent and received, and its process's CPU
     per message: the probe's is the price of a message to a controller that does nothing
     but start reconciles, the unit under every controller's cost (``bench.scale``)."""
-    rows = [[f"{rate}/s", *row] for rate, load, spent, messages in traffic
+    rows = [[f"{rate}/s", *row] for rate, load, spent, messages in steps
             for row in messages_rows(messages, max(load["sent"], 1), spent)]
     return table("NATS messages per API write, each client (API steps only; us: its "
                  "process's CPU per message sent or received)", ["rate", *MESSAGES_HEADERS],
